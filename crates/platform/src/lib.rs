@@ -1,0 +1,136 @@
+//! How application code runs and how its traps reach the kernel.
+//!
+//! A platform gives the kernel address spaces (into which ranges of the memory file are
+//! mapped) and thread contexts (which run application code until it traps: a system call, a
+//! fault, a signal). The kernel never learns how: `ptrace` today, `systrap` later (issue 5).
+//!
+//! This crate talks to the host (fork, ptrace, seccomp, mmap injected into stubs): it is one of
+//! the three places where `unsafe` is allowed, each block with a `// SAFETY:` comment.
+
+use std::sync::Arc;
+
+pub use moat_abi::Regs;
+use moat_memory::MemoryFile;
+
+pub mod ptrace;
+mod seccomp;
+
+/// The highest address (exclusive) the host lets a process map with 4-level paging.
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+/// Where every stub keeps its code page: the top page of the address space, so applications
+/// see one contiguous range `[USER_MIN, USER_MAX)` below it.
+pub const STUB_BASE: u64 = TASK_SIZE - STUB_LEN;
+/// Size of the stub's code region.
+pub const STUB_LEN: u64 = 0x1000;
+/// Lowest address an application may map (Linux's default `vm.mmap_min_addr`).
+pub const USER_MIN: u64 = 0x10000;
+/// One past the highest address an application may map.
+pub const USER_MAX: u64 = STUB_BASE;
+
+/// Memory protection of a mapping, as `PROT_*` bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Prot(pub u32);
+
+impl Prot {
+    pub const NONE: Prot = Prot(0);
+    pub const READ: Prot = Prot(1);
+    pub const WRITE: Prot = Prot(2);
+    pub const EXEC: Prot = Prot(4);
+
+    pub fn readable(self) -> bool {
+        self.0 & 1 != 0
+    }
+    pub fn writable(self) -> bool {
+        self.0 & 2 != 0
+    }
+    pub fn executable(self) -> bool {
+        self.0 & 4 != 0
+    }
+    #[must_use]
+    pub fn without_write(self) -> Prot {
+        Prot(self.0 & !2)
+    }
+}
+
+/// Why application code stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trap {
+    /// A system call: the number is in `regs.orig_rax`, the arguments in the ABI registers,
+    /// and the instruction pointer already points past the `syscall` instruction.
+    Syscall,
+    /// A synchronous fault (`SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`), with the
+    /// `si_code` and faulting address the host reported; `regs.rip` is the faulting instruction.
+    Fault { signo: i32, code: i32, addr: u64 },
+}
+
+/// Failures of the platform itself (not of the application).
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("creating a stub process: {0}")]
+    StubCreate(#[source] std::io::Error),
+    #[error("stub set-up failed: it stopped with signal {0}")]
+    StubSetup(i32),
+    #[error("{op} on stub {pid}: {source}")]
+    Ptrace {
+        op: &'static str,
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the stub process {pid} died ({how})")]
+    StubDied { pid: i32, how: String },
+    #[error("{op} in the stub failed with errno {errno}")]
+    Injected { op: &'static str, errno: i32 },
+}
+
+/// A platform: a way to run application code.
+pub trait Platform: Send + Sync {
+    /// The name users select it by (`--platform NAME`).
+    fn name(&self) -> &'static str;
+
+    /// Create an empty address space and a context for its first thread.
+    ///
+    /// With ptrace, the calling host thread becomes the one that must drive both: create them
+    /// on the thread that will run the task.
+    fn new_address_space(
+        &self,
+        memory: &Arc<MemoryFile>,
+    ) -> Result<(Box<dyn AddressSpace>, Box<dyn Context>), PlatformError>;
+}
+
+/// An application address space: what the application's page tables contain.
+pub trait AddressSpace: Send {
+    /// Map `len` bytes of the memory file at `file_offset` at `addr` (replacing anything there).
+    fn map(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        file_offset: u64,
+    ) -> Result<(), PlatformError>;
+    /// Remove whatever is mapped in `[addr, addr+len)`.
+    fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError>;
+    /// Change the protection of a fully mapped range.
+    fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
+}
+
+/// One application thread's execution context.
+pub trait Context: Send {
+    /// Run application code with `regs` until it traps; `regs` then holds the thread's state.
+    fn switch(&mut self, regs: &mut Regs) -> Result<Trap, PlatformError>;
+    /// The thread's floating-point and vector state, in the `XSAVE` layout.
+    fn fp_state(&mut self) -> Result<Vec<u8>, PlatformError>;
+    /// Replace the thread's floating-point and vector state (`XSAVE` layout).
+    fn set_fp_state(&mut self, state: &[u8]) -> Result<(), PlatformError>;
+}
+
+/// The platforms this build offers, by name.
+pub fn by_name(name: &str) -> Option<Arc<dyn Platform>> {
+    match name {
+        "ptrace" => Some(Arc::new(ptrace::PtracePlatform)),
+        _ => None,
+    }
+}
+
+/// Names accepted by [`by_name`].
+pub const PLATFORMS: &[&str] = &["ptrace"];

@@ -1,0 +1,104 @@
+//! The stub's code: a few position-independent instructions that a freshly forked child
+//! copies to [`STUB_BASE`], then uses to confine and empty itself.
+//!
+//! Entry (still at the copy inside Moat's own text, `rdi` = the seccomp `sock_fprog`):
+//! 1. map an anonymous page at `STUB_BASE`, copy this code there, make it read+exec, jump to it;
+//! 2. install the seccomp filter, unmap everything below `STUB_BASE`, and trap (`int3`): the
+//!    stub is ready, owning nothing but this page and the memory file's fd;
+//! 3. from then on the kernel injects system calls by pointing `rip` at [`GADGET_OFFSET`]
+//!    (`syscall; int3`) with `PTRACE_CONT`.
+//!
+//! If a step fails the stub executes `ud2`, which the kernel sees as `SIGILL` during set-up.
+
+use crate::{STUB_BASE, STUB_LEN};
+
+core::arch::global_asm!(
+    ".pushsection .text.moat_stub, \"ax\"",
+    ".p2align 12",
+    ".globl moat_stub_start",
+    "moat_stub_start:",
+    "    mov %rdi, %r12",
+    // mmap(STUB_BASE, STUB_LEN, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0)
+    "    mov $9, %eax",
+    "    movabs ${base}, %rdi",
+    "    mov ${len}, %esi",
+    "    mov $3, %edx",
+    "    mov $0x32, %r10d",
+    "    mov $-1, %r8",
+    "    xor %r9d, %r9d",
+    "    syscall",
+    "    movabs ${base}, %rdi",
+    "    cmp %rdi, %rax",
+    "    jne 9f",
+    "    lea moat_stub_start(%rip), %rsi",
+    "    mov $(moat_stub_end - moat_stub_start), %ecx",
+    "    rep movsb",
+    // mprotect(STUB_BASE, STUB_LEN, PROT_READ|PROT_EXEC)
+    "    mov $10, %eax",
+    "    movabs ${base}, %rdi",
+    "    mov ${len}, %esi",
+    "    mov $5, %edx",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz 9f",
+    "    movabs ${base} + (2f - moat_stub_start), %rax",
+    "    jmp *%rax",
+    "2:",
+    // seccomp(SECCOMP_SET_MODE_FILTER, 0, fprog)
+    "    mov $317, %eax",
+    "    mov $1, %edi",
+    "    xor %esi, %esi",
+    "    mov %r12, %rdx",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz 9f",
+    // munmap(0, STUB_BASE): drop every mapping inherited from Moat.
+    "    mov $11, %eax",
+    "    xor %edi, %edi",
+    "    movabs ${base}, %rsi",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz 9f",
+    "    int3",
+    ".globl moat_stub_gadget",
+    "moat_stub_gadget:",
+    "    syscall",
+    "    int3",
+    "9:",
+    "    ud2",
+    ".globl moat_stub_end",
+    "moat_stub_end:",
+    ".popsection",
+    base = const STUB_BASE,
+    len = const STUB_LEN,
+    options(att_syntax)
+);
+
+// Taking the address of an extern static is safe; reading it would not be (and is never done).
+unsafe extern "C" {
+    static moat_stub_start: u8;
+    static moat_stub_gadget: u8;
+    static moat_stub_end: u8;
+}
+
+/// Address of the stub's entry in Moat's own text (where the child jumps after fork).
+pub fn entry() -> usize {
+    &raw const moat_stub_start as usize
+}
+
+/// Offset of the `syscall; int3` gadget from the start of the stub.
+pub fn gadget_offset() -> u64 {
+    (&raw const moat_stub_gadget as usize - &raw const moat_stub_start as usize) as u64
+}
+
+/// Size of the stub's code; it must fit its page.
+pub fn code_len() -> u64 {
+    (&raw const moat_stub_end as usize - &raw const moat_stub_start as usize) as u64
+}
+
+/// The address the injected system calls start at.
+pub fn gadget_address() -> u64 {
+    STUB_BASE + gadget_offset()
+}
+
+const _: () = assert!(STUB_LEN == 0x1000);
