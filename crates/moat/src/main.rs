@@ -1,1 +1,77 @@
-fn main() {}
+//! `moat`: run programs inside Moat's application kernel.
+//!
+//! `moat do PROGRAM ARGS...` runs a program sandboxed on the host's root filesystem, with no
+//! image and no set-up. The OCI runtime commands (`create`, `start`, `run`...) arrive with
+//! the runtime work.
+
+#![forbid(unsafe_code)]
+
+mod compat;
+mod launch;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Moat: an application kernel that sandboxes untrusted Linux programs.
+#[derive(Parser, Debug)]
+#[command(name = "moat", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a program sandboxed on the host's root filesystem (no image needed).
+    Do(DoArgs),
+    /// List the x86-64 system calls and how completely Moat implements each.
+    Syscalls(SyscallsArgs),
+}
+
+/// Arguments of `moat do`.
+#[derive(Args, Debug)]
+pub struct DoArgs {
+    /// How application code runs: ptrace.
+    #[arg(long, default_value = "ptrace", value_parser = clap::builder::PossibleValuesParser::new(moat_platform::PLATFORMS))]
+    pub platform: String,
+    /// Print every system call, strace-style, on stderr.
+    #[arg(long)]
+    pub strace: bool,
+    /// Write Moat's debug log to this file.
+    #[arg(long, value_name = "FILE")]
+    pub debug_log: Option<PathBuf>,
+    /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Arguments of `moat syscalls`.
+#[derive(Args, Debug)]
+struct SyscallsArgs {
+    /// Print only the system calls Moat does not implement, as `NUMBER NAME` lines.
+    #[arg(long, conflicts_with = "markdown")]
+    unimplemented: bool,
+    /// Print the table as docs/COMPATIBILITY.md.
+    #[arg(long)]
+    markdown: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Do(args) => launch::run_do(&args),
+        Command::Syscalls(args) => {
+            let text = if args.markdown {
+                compat::markdown()
+            } else if args.unimplemented {
+                compat::unimplemented_list()
+            } else {
+                compat::plain_list()
+            };
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+    }
+}

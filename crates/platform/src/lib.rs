@@ -118,6 +118,8 @@ pub trait AddressSpace: Send {
 pub trait Context: Send {
     /// Run application code with `regs` until it traps; `regs` then holds the thread's state.
     fn switch(&mut self, regs: &mut Regs) -> Result<Trap, PlatformError>;
+    /// CPU time the thread has consumed running application code.
+    fn cpu_time(&mut self) -> Result<std::time::Duration, PlatformError>;
     /// The thread's floating-point and vector state, in the `XSAVE` layout.
     fn fp_state(&mut self) -> Result<Vec<u8>, PlatformError>;
     /// Replace the thread's floating-point and vector state (`XSAVE` layout).

@@ -420,6 +420,27 @@ impl Context for PtraceContext {
         }
     }
 
+    fn cpu_time(&mut self) -> Result<std::time::Duration, PlatformError> {
+        // The host's CPU clock of the stub process: `(~pid << 3) | CPUCLOCK_SCHED`.
+        let clock = (!self.stub.pid << 3) | 2;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into `ts`.
+        if unsafe { libc::clock_gettime(clock, &raw mut ts) } < 0 {
+            return Err(PlatformError::Ptrace {
+                op: "clock_gettime",
+                pid: self.stub.pid,
+                source: errno(),
+            });
+        }
+        Ok(std::time::Duration::new(
+            ts.tv_sec as u64,
+            ts.tv_nsec as u32,
+        ))
+    }
+
     fn fp_state(&mut self) -> Result<Vec<u8>, PlatformError> {
         let mut buf = vec![
             0u8;

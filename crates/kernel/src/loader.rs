@@ -1,0 +1,366 @@
+//! The ELF loader: maps a static or static-PIE x86-64 executable into a fresh address space
+//! and builds the initial stack (argv, envp, auxv) the way Linux's `binfmt_elf` does.
+//!
+//! Segments are copied into anonymous memory (there is no page cache yet); pages shared by
+//! two segments get the file's bytes of both, as a file mapping would show them.
+
+use goblin::container::{Container, Ctx, Endian};
+use goblin::elf::header::{self, Header};
+use goblin::elf::program_header::{ProgramHeader, PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
+use moat_abi::Errno;
+use moat_platform::{Prot, USER_MAX};
+
+use crate::mm::{page_down, page_up, MemoryManager, Placement, VmaKind, PAGE};
+
+/// Why an executable could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not an x86-64 ELF executable")]
+    NotExecutable,
+    #[error(
+        "dynamically linked executables need the filesystem (not yet supported); interpreter {0}"
+    )]
+    Dynamic(String),
+    #[error("malformed ELF file: {0}")]
+    Malformed(&'static str),
+    #[error("argument list too long")]
+    TooBig,
+    #[error("loading failed: {0}")]
+    Memory(Errno),
+}
+
+impl LoadError {
+    /// The errno `execve` would return.
+    pub fn errno(&self) -> Errno {
+        match self {
+            LoadError::NotExecutable | LoadError::Malformed(_) => Errno::ENOEXEC,
+            LoadError::Dynamic(_) => Errno::ENOENT,
+            LoadError::TooBig => Errno::E2BIG,
+            LoadError::Memory(e) => *e,
+        }
+    }
+}
+
+impl From<Errno> for LoadError {
+    fn from(e: Errno) -> Self {
+        LoadError::Memory(e)
+    }
+}
+
+/// What the loader leaves for the first thread.
+#[derive(Debug)]
+pub struct Loaded {
+    pub entry: u64,
+    pub stack_pointer: u64,
+}
+
+/// Host facts the auxiliary vector passes on (the application runs on the real CPU).
+#[derive(Clone, Debug, Default)]
+pub struct AuxFacts {
+    pub hwcap: u64,
+    pub hwcap2: u64,
+    pub minsigstksz: u64,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+}
+
+/// Everything `execve` is given.
+pub struct ExecRequest<'a> {
+    pub image: &'a [u8],
+    pub filename: &'a [u8],
+    pub argv: &'a [Vec<u8>],
+    pub envp: &'a [Vec<u8>],
+    pub aux: &'a AuxFacts,
+    pub stack_size: u64,
+}
+
+/// `MAX_ARG_STRLEN` and the total limit Linux applies (a quarter of an 8 MiB stack).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+const MAX_ARGS_TOTAL: usize = 2 << 20;
+
+fn prot_of(flags: u32) -> Prot {
+    let mut p = 0;
+    if flags & PF_R != 0 {
+        p |= Prot::READ.0;
+    }
+    if flags & PF_W != 0 {
+        p |= Prot::WRITE.0;
+    }
+    if flags & PF_X != 0 {
+        p |= Prot::EXEC.0;
+    }
+    Prot(p)
+}
+
+/// Parse the ELF header and program headers, rejecting what Moat cannot run.
+fn parse(image: &[u8]) -> Result<(Header, Vec<ProgramHeader>), LoadError> {
+    if image.len() < header::header64::SIZEOF_EHDR || &image[..4] != header::ELFMAG {
+        return Err(LoadError::NotExecutable);
+    }
+    let hdr = goblin::elf::Elf::parse_header(image).map_err(|_| LoadError::NotExecutable)?;
+    if hdr.e_ident[header::EI_CLASS] != header::ELFCLASS64
+        || hdr.e_ident[header::EI_DATA] != header::ELFDATA2LSB
+        || hdr.e_machine != header::EM_X86_64
+        || !matches!(hdr.e_type, header::ET_EXEC | header::ET_DYN)
+    {
+        return Err(LoadError::NotExecutable);
+    }
+    if usize::from(hdr.e_phentsize) != goblin::elf::program_header::program_header64::SIZEOF_PHDR
+        || hdr.e_phnum == 0
+        || hdr.e_phnum > 1024
+    {
+        return Err(LoadError::Malformed("bad program header table"));
+    }
+    let phoff = usize::try_from(hdr.e_phoff).map_err(|_| LoadError::Malformed("phoff"))?;
+    let end = usize::from(hdr.e_phnum)
+        .checked_mul(usize::from(hdr.e_phentsize))
+        .and_then(|n| n.checked_add(phoff))
+        .ok_or(LoadError::Malformed("phoff"))?;
+    if end > image.len() {
+        return Err(LoadError::Malformed("program headers past end of file"));
+    }
+    let ctx = Ctx::new(Container::Big, Endian::Little);
+    let phdrs = ProgramHeader::parse(image, phoff, usize::from(hdr.e_phnum), ctx)
+        .map_err(|_| LoadError::Malformed("program headers"))?;
+    Ok((hdr, phdrs))
+}
+
+/// Load `req.image` into `mm` (which must be empty) and build the initial stack.
+pub fn load(
+    mm: &mut MemoryManager,
+    req: &ExecRequest<'_>,
+    random: &mut dyn FnMut() -> u64,
+) -> Result<Loaded, LoadError> {
+    let (hdr, phdrs) = parse(req.image)?;
+    if let Some(interp) = phdrs.iter().find(|p| p.p_type == PT_INTERP) {
+        let name = req
+            .image
+            .get(interp.p_offset as usize..(interp.p_offset + interp.p_filesz) as usize)
+            .map(|b| {
+                String::from_utf8_lossy(b)
+                    .trim_end_matches('\0')
+                    .to_string()
+            })
+            .unwrap_or_default();
+        return Err(LoadError::Dynamic(name));
+    }
+    let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    if loads.is_empty() {
+        return Err(LoadError::Malformed("no loadable segment"));
+    }
+
+    // Layout, top down: the stub page, the stack (randomised top), a gap, the mmap area.
+    let stack_top = page_down(USER_MAX - PAGE - (random() % (1 << 22)) * PAGE);
+    let stack_size = page_up(req.stack_size.clamp(128 << 10, 1 << 30)).unwrap_or(8 << 20);
+    let stack_bottom = stack_top - stack_size;
+    let gap = stack_size.max(128 << 20);
+    mm.mmap_base = page_down(stack_bottom - gap - (random() % (1 << 24)) * PAGE);
+
+    // Position-independent executables go at Linux's ELF_ET_DYN_BASE (2/3 of the address
+    // space) plus randomisation.
+    let bias = if hdr.e_type == header::ET_DYN {
+        page_down((USER_MAX / 3 * 2) + (random() % (1 << 20)) * PAGE)
+    } else {
+        0
+    };
+
+    let mut brk = 0u64;
+    let mut phdr_addr = None;
+    for p in &loads {
+        if p.p_filesz > p.p_memsz
+            || p.p_offset
+                .checked_add(p.p_filesz)
+                .is_none_or(|e| e > req.image.len() as u64)
+        {
+            return Err(LoadError::Malformed("segment past end of file"));
+        }
+        if p.p_vaddr % PAGE != p.p_offset % PAGE {
+            return Err(LoadError::Malformed("misaligned segment"));
+        }
+        let vaddr = p
+            .p_vaddr
+            .checked_add(bias)
+            .ok_or(LoadError::Malformed("segment address"))?;
+        let start = page_down(vaddr);
+        let end = vaddr
+            .checked_add(p.p_memsz)
+            .and_then(page_up)
+            .filter(|&e| e <= USER_MAX)
+            .ok_or(LoadError::Malformed("segment address"))?;
+        if start < moat_platform::USER_MIN {
+            return Err(LoadError::Malformed(
+                "segment below the lowest mappable address",
+            ));
+        }
+        if end == start {
+            continue;
+        }
+        let kind = VmaKind::Anonymous { shared: false };
+        mm.map_anonymous(
+            Placement::Fixed(start),
+            end - start,
+            prot_of(p.p_flags),
+            kind,
+        )?;
+        // Bytes from the start of the page, as a file mapping would show them, then zeros
+        // from p_filesz to the end of the page (Linux's padzero).
+        let file_start = p.p_offset - (vaddr - start);
+        let file_end = p.p_offset + p.p_filesz;
+        mm.write_bytes_force(start, &req.image[file_start as usize..file_end as usize])?;
+        let tail = (vaddr + p.p_filesz).min(end);
+        let tail_end = page_up(tail).unwrap_or(end).min(end);
+        if tail_end > tail {
+            mm.write_bytes_force(tail, &vec![0u8; (tail_end - tail) as usize])?;
+        }
+        brk = brk.max(end);
+        if hdr.e_phoff >= p.p_offset && hdr.e_phoff < p.p_offset + p.p_filesz {
+            phdr_addr = Some(vaddr + (hdr.e_phoff - p.p_offset));
+        }
+    }
+    if let Some(p) = phdrs.iter().find(|p| p.p_type == PT_PHDR) {
+        phdr_addr = Some(p.p_vaddr + bias);
+    }
+
+    // The heap starts at a random offset (up to 32 MiB) above the end of the image.
+    mm.brk_start = brk + (random() % (1 << 13)) * PAGE;
+    mm.brk = mm.brk_start;
+
+    mm.map_anonymous(
+        Placement::Fixed(stack_bottom),
+        stack_size,
+        Prot(Prot::READ.0 | Prot::WRITE.0),
+        VmaKind::Stack,
+    )?;
+    let entry = hdr.e_entry + bias;
+    let aux = Aux {
+        phdr: phdr_addr.unwrap_or(0),
+        phnum: u64::from(hdr.e_phnum),
+        entry,
+    };
+    let sp = build_stack(mm, req, stack_top, &aux, random)?;
+    Ok(Loaded {
+        entry,
+        stack_pointer: sp,
+    })
+}
+
+struct Aux {
+    phdr: u64,
+    phnum: u64,
+    entry: u64,
+}
+
+// Auxiliary vector keys (linux/auxvec.h).
+const AT_NULL: u64 = 0;
+const AT_PHDR: u64 = 3;
+const AT_PHENT: u64 = 4;
+const AT_PHNUM: u64 = 5;
+const AT_PAGESZ: u64 = 6;
+const AT_BASE: u64 = 7;
+const AT_FLAGS: u64 = 8;
+const AT_ENTRY: u64 = 9;
+const AT_UID: u64 = 11;
+const AT_EUID: u64 = 12;
+const AT_GID: u64 = 13;
+const AT_EGID: u64 = 14;
+const AT_PLATFORM: u64 = 15;
+const AT_HWCAP: u64 = 16;
+const AT_CLKTCK: u64 = 17;
+const AT_SECURE: u64 = 23;
+const AT_RANDOM: u64 = 25;
+const AT_HWCAP2: u64 = 26;
+const AT_EXECFN: u64 = 31;
+const AT_MINSIGSTKSZ: u64 = 51;
+
+/// Lay out strings, then the auxv, envp, argv and argc below them; returns the stack pointer.
+fn build_stack(
+    mm: &mut MemoryManager,
+    req: &ExecRequest<'_>,
+    top: u64,
+    aux: &Aux,
+    random: &mut dyn FnMut() -> u64,
+) -> Result<u64, LoadError> {
+    let mut total = 0usize;
+    for s in req.argv.iter().chain(req.envp) {
+        if s.len() + 1 > MAX_ARG_STRLEN {
+            return Err(LoadError::TooBig);
+        }
+        total += s.len() + 1 + 8;
+    }
+    if total > MAX_ARGS_TOTAL {
+        return Err(LoadError::TooBig);
+    }
+
+    let mut sp = top;
+    let mut push_bytes = |mm: &mut MemoryManager, bytes: &[u8]| -> Result<u64, LoadError> {
+        sp -= bytes.len() as u64;
+        mm.write_bytes(sp, bytes)?;
+        Ok(sp)
+    };
+    let with_nul = |s: &[u8]| {
+        let mut v = s.to_vec();
+        v.push(0);
+        v
+    };
+    let execfn = push_bytes(mm, &with_nul(req.filename))?;
+    let mut envp = Vec::with_capacity(req.envp.len());
+    for s in req.envp.iter().rev() {
+        envp.push(push_bytes(mm, &with_nul(s))?);
+    }
+    envp.reverse();
+    let mut argv = Vec::with_capacity(req.argv.len());
+    for s in req.argv.iter().rev() {
+        argv.push(push_bytes(mm, &with_nul(s))?);
+    }
+    argv.reverse();
+    let platform = push_bytes(mm, b"x86_64\0")?;
+    let mut rand_bytes = [0u8; 16];
+    rand_bytes[..8].copy_from_slice(&random().to_le_bytes());
+    rand_bytes[8..].copy_from_slice(&random().to_le_bytes());
+    let at_random = push_bytes(mm, &rand_bytes)?;
+
+    let f = req.aux;
+    let auxv: Vec<(u64, u64)> = vec![
+        (AT_HWCAP, f.hwcap),
+        (AT_PAGESZ, PAGE),
+        (AT_CLKTCK, 100),
+        (AT_PHDR, aux.phdr),
+        (
+            AT_PHENT,
+            goblin::elf::program_header::program_header64::SIZEOF_PHDR as u64,
+        ),
+        (AT_PHNUM, aux.phnum),
+        (AT_BASE, 0),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, aux.entry),
+        (AT_UID, u64::from(f.uid)),
+        (AT_EUID, u64::from(f.euid)),
+        (AT_GID, u64::from(f.gid)),
+        (AT_EGID, u64::from(f.egid)),
+        (AT_SECURE, 0),
+        (AT_RANDOM, at_random),
+        (AT_HWCAP2, f.hwcap2),
+        (AT_EXECFN, execfn),
+        (AT_PLATFORM, platform),
+        (AT_MINSIGSTKSZ, f.minsigstksz),
+        (AT_NULL, 0),
+    ];
+    let mut words: Vec<u64> = Vec::new();
+    words.push(argv.len() as u64);
+    words.extend(&argv);
+    words.push(0);
+    words.extend(&envp);
+    words.push(0);
+    for (k, v) in auxv {
+        words.push(k);
+        words.push(v);
+    }
+    // The stack pointer at entry is 16-byte aligned and points at argc.
+    let size = (words.len() * 8) as u64;
+    let start = (sp - size) & !15;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    mm.write_bytes(start, &bytes)?;
+    Ok(start)
+}

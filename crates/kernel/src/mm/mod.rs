@@ -1,0 +1,695 @@
+//! An application address space as the kernel keeps it: the VMAs (what the application asked
+//! for) and the PMAs (which ranges of the memory file back them, mapped into the stub).
+//!
+//! Memory is populated lazily: a VMA starts with no backing; the first fault or kernel access
+//! in it allocates a window of the memory file (sparse, so untouched pages cost nothing) and
+//! maps it into the stub. The kernel reads and writes application memory through its own
+//! mapping of the memory file, after checking the VMA's protection: a bad pointer is `EFAULT`.
+
+mod vma;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use moat_abi::Errno;
+use moat_memory::MemoryFile;
+use moat_platform::{AddressSpace, Prot, USER_MAX, USER_MIN};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+pub use vma::{Vma, VmaKind};
+
+/// Page size.
+pub const PAGE: u64 = 4096;
+/// How much the kernel populates around a fault (sparse: only touched pages use memory).
+const FAULT_WINDOW: u64 = 2 << 20;
+
+/// Round up to a page; `None` on overflow.
+pub fn page_up(x: u64) -> Option<u64> {
+    x.checked_add(PAGE - 1).map(|v| v & !(PAGE - 1))
+}
+
+pub fn page_down(x: u64) -> u64 {
+    x & !(PAGE - 1)
+}
+
+/// A populated range: `[start, end)` of the address space is backed by the memory file at
+/// `offset` and mapped in the stub with `prot`.
+#[derive(Clone, Copy, Debug)]
+struct Pma {
+    end: u64,
+    offset: u64,
+    prot: Prot,
+}
+
+/// Where a new mapping may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Anywhere; the address is a hint.
+    Hint(u64),
+    /// Exactly here, replacing what is there (`MAP_FIXED`).
+    Fixed(u64),
+    /// Exactly here, failing with `EEXIST` if anything is there (`MAP_FIXED_NOREPLACE`).
+    FixedNoReplace(u64),
+}
+
+/// The kernel's view of one address space.
+pub struct MemoryManager {
+    memory: Arc<MemoryFile>,
+    aspace: Box<dyn AddressSpace>,
+    vmas: BTreeMap<u64, Vma>,
+    pmas: BTreeMap<u64, Pma>,
+    /// Top of the area where mappings without a fixed address go (they grow down from here).
+    pub mmap_base: u64,
+    /// Start of the heap (`brk` never goes below it) and the current break.
+    pub brk_start: u64,
+    pub brk: u64,
+    /// `RLIMIT_AS` and `RLIMIT_DATA`, kept current by `setrlimit`.
+    pub limit_as: u64,
+    pub limit_data: u64,
+}
+
+impl MemoryManager {
+    pub fn new(memory: Arc<MemoryFile>, aspace: Box<dyn AddressSpace>) -> Self {
+        Self {
+            memory,
+            aspace,
+            vmas: BTreeMap::new(),
+            pmas: BTreeMap::new(),
+            mmap_base: USER_MAX,
+            brk_start: 0,
+            brk: 0,
+            limit_as: u64::MAX,
+            limit_data: u64::MAX,
+        }
+    }
+
+    /// The VMAs, in address order.
+    pub fn vmas(&self) -> impl Iterator<Item = (u64, &Vma)> {
+        self.vmas.iter().map(|(&s, v)| (s, v))
+    }
+
+    /// The VMA containing `addr`.
+    pub fn find_vma(&self, addr: u64) -> Option<(u64, &Vma)> {
+        let (&start, vma) = self.vmas.range(..=addr).next_back()?;
+        (addr < vma.end).then_some((start, vma))
+    }
+
+    /// Total size of all mappings.
+    pub fn total_size(&self) -> u64 {
+        self.vmas.iter().map(|(s, v)| v.end - s).sum()
+    }
+
+    fn is_free(&self, start: u64, end: u64) -> bool {
+        if start < USER_MIN || end > USER_MAX || start >= end {
+            return false;
+        }
+        match self.vmas.range(..end).next_back() {
+            Some((_, v)) => v.end <= start,
+            None => true,
+        }
+    }
+
+    /// Find room for `len` bytes: the highest gap below `mmap_base`, then any gap above it.
+    fn find_free(&self, len: u64) -> Option<u64> {
+        let mut top = self.mmap_base;
+        for (&start, vma) in self.vmas.range(..self.mmap_base).rev() {
+            if vma.end <= top && top - vma.end >= len {
+                return Some(top - len);
+            }
+            top = top.min(start);
+        }
+        if top >= USER_MIN + len {
+            return Some(top - len);
+        }
+        let mut bottom = self.mmap_base;
+        for (&start, vma) in self.vmas.range(self.mmap_base..) {
+            if start >= bottom && start - bottom >= len {
+                return Some(bottom);
+            }
+            bottom = bottom.max(vma.end);
+        }
+        (USER_MAX.checked_sub(bottom)? >= len).then_some(bottom)
+    }
+
+    /// Create an anonymous mapping; returns its address. `len` must be page-aligned, nonzero.
+    pub fn map_anonymous(
+        &mut self,
+        place: Placement,
+        len: u64,
+        prot: Prot,
+        kind: VmaKind,
+    ) -> Result<u64, Errno> {
+        debug_assert!(len > 0 && len % PAGE == 0);
+        let start = match place {
+            Placement::Fixed(a) | Placement::FixedNoReplace(a) => {
+                let end = a.checked_add(len).ok_or(Errno::ENOMEM)?;
+                if a < USER_MIN || end > USER_MAX {
+                    return Err(Errno::ENOMEM);
+                }
+                if matches!(place, Placement::FixedNoReplace(_)) && !self.is_free(a, end) {
+                    return Err(Errno::EEXIST);
+                }
+                a
+            }
+            Placement::Hint(h) => {
+                let h = page_down(h);
+                if h != 0 && h.checked_add(len).is_some_and(|e| self.is_free(h, e)) {
+                    h
+                } else {
+                    self.find_free(len).ok_or(Errno::ENOMEM)?
+                }
+            }
+        };
+        let end = start + len;
+        let replaced = self.overlap_size(start, end);
+        if self.total_size() - replaced + len > self.limit_as {
+            return Err(Errno::ENOMEM);
+        }
+        self.remove_range(start, end)?;
+        self.vmas.insert(start, Vma { end, prot, kind });
+        self.merge_around(start, end);
+        Ok(start)
+    }
+
+    fn overlap_size(&self, start: u64, end: u64) -> u64 {
+        self.vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(&s, v)| v.end.min(end) - s.max(start))
+            .sum()
+    }
+
+    /// Split the VMA and PMA that straddle `addr`, so that `addr` starts an entry.
+    fn split_at(&mut self, addr: u64) {
+        if let Some((&s, v)) = self.vmas.range(..addr).next_back() {
+            if v.end > addr {
+                let mut tail = *v;
+                tail.end = v.end;
+                self.vmas.get_mut(&s).expect("vma").end = addr;
+                self.vmas.insert(addr, tail);
+            }
+        }
+        if let Some((&s, p)) = self.pmas.range(..addr).next_back() {
+            if p.end > addr {
+                let tail = Pma {
+                    end: p.end,
+                    offset: p.offset + (addr - s),
+                    prot: p.prot,
+                };
+                self.pmas.get_mut(&s).expect("pma").end = addr;
+                self.pmas.insert(addr, tail);
+            }
+        }
+    }
+
+    /// Remove every VMA and PMA in `[start, end)`, releasing the backing memory.
+    fn remove_range(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        self.detach_range(start, end, true)
+    }
+
+    /// Remove `[start, end)` from the tables and the stub; free the backing only if `free`.
+    fn detach_range(&mut self, start: u64, end: u64, free: bool) -> Result<(), Errno> {
+        self.split_at(start);
+        self.split_at(end);
+        let vmas: Vec<u64> = self.vmas.range(start..end).map(|(&s, _)| s).collect();
+        for s in vmas {
+            self.vmas.remove(&s);
+        }
+        let pmas: Vec<(u64, Pma)> = self.pmas.range(start..end).map(|(&s, &p)| (s, p)).collect();
+        if !pmas.is_empty() {
+            self.aspace
+                .unmap(start, end - start)
+                .map_err(platform_fault)?;
+        }
+        for (s, p) in pmas {
+            self.pmas.remove(&s);
+            if free {
+                self.memory.free(moat_memory::FileRange {
+                    offset: p.offset,
+                    len: p.end - s,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Merge VMAs (and PMAs) that became adjacent and alike around `[start, end)`.
+    fn merge_around(&mut self, start: u64, end: u64) {
+        let lo = self
+            .vmas
+            .range(..start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(&s, _)| s).collect();
+        for pair in keys.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let (Some(va), Some(vb)) = (self.vmas.get(&a).copied(), self.vmas.get(&b).copied())
+            else {
+                continue;
+            };
+            if va.end == b && va.prot == vb.prot && va.kind == vb.kind {
+                self.vmas.remove(&b);
+                self.vmas.get_mut(&a).expect("vma").end = vb.end;
+            }
+        }
+        let lo = self
+            .pmas
+            .range(..start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        let keys: Vec<u64> = self.pmas.range(lo..=end).map(|(&s, _)| s).collect();
+        let mut cur = None;
+        for s in keys {
+            let p = self.pmas[&s];
+            if let Some(c) = cur {
+                let pc: Pma = self.pmas[&c];
+                if pc.end == s && pc.prot == p.prot && pc.offset + (s - c) == p.offset {
+                    self.pmas.remove(&s);
+                    self.pmas.get_mut(&c).expect("pma").end = p.end;
+                    continue;
+                }
+            }
+            cur = Some(s);
+        }
+    }
+
+    /// `munmap`: `start` page-aligned, `len` already rounded.
+    pub fn unmap(&mut self, start: u64, len: u64) -> Result<(), Errno> {
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        self.remove_range(start, end)
+    }
+
+    /// `mprotect` of `[start, start+len)`. Like Linux, VMAs before a hole are changed and then
+    /// the call fails with `ENOMEM`.
+    pub fn protect(&mut self, start: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        let end = start.checked_add(len).ok_or(Errno::ENOMEM)?;
+        // Find how far the range is covered without a hole.
+        let mut covered = start;
+        for (&s, v) in self.vmas.range(..end) {
+            if v.end <= covered {
+                continue;
+            }
+            if s > covered {
+                break;
+            }
+            covered = v.end.min(end);
+        }
+        if covered == start {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_at(start);
+        self.split_at(covered);
+        let keys: Vec<u64> = self.vmas.range(start..covered).map(|(&s, _)| s).collect();
+        for s in keys {
+            self.vmas.get_mut(&s).expect("vma").prot = prot;
+        }
+        let pmas: Vec<(u64, Pma)> = self
+            .pmas
+            .range(start..covered)
+            .map(|(&s, &p)| (s, p))
+            .collect();
+        for (s, p) in pmas {
+            self.aspace
+                .protect(s, p.end - s, prot)
+                .map_err(platform_fault)?;
+            self.pmas.get_mut(&s).expect("pma").prot = prot;
+        }
+        self.merge_around(start, covered);
+        if covered < end {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// `madvise(MADV_DONTNEED)`: private anonymous pages read as zeros afterwards.
+    pub fn discard(&mut self, start: u64, len: u64) -> Result<(), Errno> {
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        if self.overlap_size(start, end) != end - start {
+            // Linux discards what is mapped and reports the hole.
+            self.discard_mapped(start, end);
+            return Err(Errno::ENOMEM);
+        }
+        self.discard_mapped(start, end);
+        Ok(())
+    }
+
+    fn discard_mapped(&mut self, start: u64, end: u64) {
+        for (&s, p) in self.pmas.range(..end) {
+            if p.end <= start {
+                continue;
+            }
+            let (a, b) = (s.max(start), p.end.min(end));
+            self.memory.decommit(moat_memory::FileRange {
+                offset: p.offset + (a - s),
+                len: b - a,
+            });
+        }
+    }
+
+    /// `mremap`: returns the new address. Arguments are already validated and page-rounded.
+    pub fn remap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+        fixed: Option<u64>,
+    ) -> Result<u64, Errno> {
+        let (vstart, vma) = self.find_vma(old).ok_or(Errno::EFAULT)?;
+        let vma = *vma;
+        let old_end = old.checked_add(old_len).ok_or(Errno::EINVAL)?;
+        if old_end > vma.end {
+            return Err(Errno::EFAULT);
+        }
+        let _ = vstart;
+        if let Some(dst) = fixed {
+            let dst_end = dst.checked_add(new_len).ok_or(Errno::EINVAL)?;
+            if dst < USER_MIN || dst_end > USER_MAX {
+                return Err(Errno::EINVAL);
+            }
+            if dst < old_end && old < dst_end {
+                return Err(Errno::EINVAL);
+            }
+            self.remove_range(dst, dst_end)?;
+            let keep = old_len.min(new_len);
+            self.remove_range(old + keep, old_end)?;
+            self.move_range(old, keep, dst)?;
+            if new_len > keep {
+                self.map_anonymous(
+                    Placement::Fixed(dst + keep),
+                    new_len - keep,
+                    vma.prot,
+                    vma.kind,
+                )?;
+            }
+            return Ok(dst);
+        }
+        if new_len <= old_len {
+            self.remove_range(old + new_len, old_end)?;
+            return Ok(old);
+        }
+        let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+        if old_end == vma.end && self.is_free(old_end, grow_end) {
+            if self.total_size() + (new_len - old_len) > self.limit_as {
+                return Err(Errno::ENOMEM);
+            }
+            self.map_anonymous(
+                Placement::Fixed(old_end),
+                new_len - old_len,
+                vma.prot,
+                vma.kind,
+            )?;
+            return Ok(old);
+        }
+        if !may_move {
+            return Err(Errno::ENOMEM);
+        }
+        let dst = self.find_free(new_len).ok_or(Errno::ENOMEM)?;
+        self.move_range(old, old_len, dst)?;
+        self.map_anonymous(
+            Placement::Fixed(dst + old_len),
+            new_len - old_len,
+            vma.prot,
+            vma.kind,
+        )?;
+        Ok(dst)
+    }
+
+    /// Move the mappings of `[old, old+len)` to `dst` without copying: the same memory-file
+    /// pages are mapped at the new place.
+    fn move_range(&mut self, old: u64, len: u64, dst: u64) -> Result<(), Errno> {
+        let end = old + len;
+        self.split_at(old);
+        self.split_at(end);
+        let vmas: Vec<(u64, Vma)> = self.vmas.range(old..end).map(|(&s, &v)| (s, v)).collect();
+        let pmas: Vec<(u64, Pma)> = self.pmas.range(old..end).map(|(&s, &p)| (s, p)).collect();
+        self.detach_range(old, end, false)?;
+        for (s, mut v) in vmas {
+            v.end = v.end - old + dst;
+            self.vmas.insert(s - old + dst, v);
+        }
+        for (s, mut p) in pmas {
+            let ns = s - old + dst;
+            self.aspace
+                .map(ns, p.end - s, p.prot, p.offset)
+                .map_err(platform_fault)?;
+            p.end = p.end - old + dst;
+            self.pmas.insert(ns, p);
+        }
+        self.merge_around(dst, dst + len);
+        Ok(())
+    }
+
+    /// `brk`: move the program break; returns the resulting break (unchanged on failure).
+    pub fn set_brk(&mut self, new: u64) -> u64 {
+        if new < self.brk_start {
+            return self.brk;
+        }
+        let (Some(old_end), Some(new_end)) = (page_up(self.brk), page_up(new)) else {
+            return self.brk;
+        };
+        if new - self.brk_start > self.limit_data {
+            return self.brk;
+        }
+        if new_end > old_end {
+            if !self.is_free(old_end, new_end) {
+                return self.brk;
+            }
+            let prot = Prot(Prot::READ.0 | Prot::WRITE.0);
+            if self
+                .map_anonymous(
+                    Placement::Fixed(old_end),
+                    new_end - old_end,
+                    prot,
+                    VmaKind::Heap,
+                )
+                .is_err()
+            {
+                return self.brk;
+            }
+        } else if new_end < old_end && self.remove_range(new_end, old_end).is_err() {
+            return self.brk;
+        }
+        self.brk = new;
+        self.brk
+    }
+
+    /// Back `[start, end)` with memory-file pages wherever a VMA allows access and nothing is
+    /// mapped yet.
+    fn populate(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        let vmas: Vec<(u64, Vma)> = self
+            .vmas
+            .range(..end)
+            .filter(|(_, v)| v.end > start)
+            .map(|(&s, &v)| (s, v))
+            .collect();
+        for (vs, v) in vmas {
+            if v.prot == Prot::NONE {
+                continue;
+            }
+            let (a, b) = (vs.max(start), v.end.min(end));
+            // The gaps between existing PMAs in [a, b).
+            let mut cursor = a;
+            let mut gaps = Vec::new();
+            let first = self.pmas.range(..a).next_back().map_or(a, |(&s, _)| s);
+            for (&s, p) in self.pmas.range(first..b) {
+                if p.end <= cursor {
+                    continue;
+                }
+                if s > cursor {
+                    gaps.push((cursor, s.min(b)));
+                }
+                cursor = cursor.max(p.end);
+            }
+            if cursor < b {
+                gaps.push((cursor, b));
+            }
+            for (g0, g1) in gaps {
+                let range = self.memory.allocate(g1 - g0).map_err(|_| Errno::ENOMEM)?;
+                if let Err(e) = self.aspace.map(g0, g1 - g0, v.prot, range.offset) {
+                    self.memory.free(range);
+                    return Err(platform_fault(e));
+                }
+                self.pmas.insert(
+                    g0,
+                    Pma {
+                        end: g1,
+                        offset: range.offset,
+                        prot: v.prot,
+                    },
+                );
+            }
+        }
+        self.merge_around(start, end);
+        Ok(())
+    }
+
+    fn populate_around(&mut self, addr: u64) -> Result<(), Errno> {
+        let (vs, v) = self.find_vma(addr).ok_or(Errno::EFAULT)?;
+        let window = addr & !(FAULT_WINDOW - 1);
+        let start = window.max(vs);
+        let end = (window + FAULT_WINDOW).min(v.end);
+        self.populate(start, end)
+    }
+
+    /// Handle a page fault at `addr`; `true` if it was a missing page the kernel supplied
+    /// (the instruction can be retried), `false` if the application really faulted.
+    pub fn handle_fault(&mut self, addr: u64) -> bool {
+        let Some((_, v)) = self.find_vma(addr) else {
+            return false;
+        };
+        if v.prot == Prot::NONE || self.pma_at(addr).is_some() {
+            return false;
+        }
+        self.populate_around(addr).is_ok()
+    }
+
+    /// Pre-populate a whole mapping (`MAP_POPULATE`).
+    pub fn populate_range(&mut self, start: u64, len: u64) -> Result<(), Errno> {
+        self.populate(start, start + len)
+    }
+
+    fn pma_at(&self, addr: u64) -> Option<(u64, Pma)> {
+        let (&s, &p) = self.pmas.range(..=addr).next_back()?;
+        (addr < p.end).then_some((s, p))
+    }
+
+    /// Check that the application may access `[addr, addr+len)` (`write` or read), and
+    /// populate it; `EFAULT` otherwise.
+    pub fn check_access(&mut self, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+        if end > USER_MAX {
+            return Err(Errno::EFAULT);
+        }
+        let mut cursor = addr;
+        while cursor < end {
+            let (_, v) = self.find_vma(cursor).ok_or(Errno::EFAULT)?;
+            let ok = if write {
+                v.prot.writable()
+            } else {
+                v.prot.readable() || v.prot.writable()
+            };
+            if !ok {
+                return Err(Errno::EFAULT);
+            }
+            let vend = v.end;
+            cursor = vend.min(end);
+        }
+        let mut cursor = addr;
+        while cursor < end {
+            match self.pma_at(cursor) {
+                Some((_, p)) => cursor = p.end.min(end),
+                None => {
+                    self.populate_around(cursor)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Call `f(file_offset, range_in_buffer)` for each memory-file piece of `[addr, addr+len)`.
+    /// The range must have passed `check_access`.
+    fn for_each_piece(
+        &self,
+        addr: u64,
+        len: usize,
+        mut f: impl FnMut(u64, std::ops::Range<usize>),
+    ) {
+        let mut done = 0usize;
+        while done < len {
+            let a = addr + done as u64;
+            let (s, p) = self.pma_at(a).expect("checked range is populated");
+            let n = ((p.end - a) as usize).min(len - done);
+            f(p.offset + (a - s), done..done + n);
+            done += n;
+        }
+    }
+
+    /// Copy application memory into `buf`.
+    pub fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.check_access(addr, buf.len() as u64, false)?;
+        let memory = self.memory.clone();
+        self.for_each_piece(addr, buf.len(), |off, r| memory.read(off, &mut buf[r]));
+        Ok(())
+    }
+
+    /// Copy `data` into application memory.
+    pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        self.check_access(addr, data.len() as u64, true)?;
+        let memory = self.memory.clone();
+        self.for_each_piece(addr, data.len(), |off, r| memory.write(off, &data[r]));
+        Ok(())
+    }
+
+    /// Write into application memory regardless of protection (the loader filling read-only
+    /// segments). The range must be inside VMAs.
+    pub fn write_bytes_force(&mut self, addr: u64, data: &[u8]) -> Result<(), Errno> {
+        let end = addr.checked_add(data.len() as u64).ok_or(Errno::EFAULT)?;
+        let mut cursor = addr;
+        while cursor < end {
+            let (_, v) = self.find_vma(cursor).ok_or(Errno::EFAULT)?;
+            cursor = v.end.min(end);
+        }
+        // Populate as if writable: PMAs take the VMA's protection, the kernel's own mapping is
+        // always writable.
+        let mut cursor = addr;
+        while cursor < end {
+            match self.pma_at(cursor) {
+                Some((_, p)) => cursor = p.end.min(end),
+                None => {
+                    let (vs, v) = self.find_vma(cursor).ok_or(Errno::EFAULT)?;
+                    let (vs, vend, prot) = (vs, v.end, v.prot);
+                    if prot == Prot::NONE {
+                        return Err(Errno::EFAULT);
+                    }
+                    let window = cursor & !(FAULT_WINDOW - 1);
+                    self.populate(window.max(vs), (window + FAULT_WINDOW).min(vend))?;
+                }
+            }
+        }
+        let memory = self.memory.clone();
+        self.for_each_piece(addr, data.len(), |off, r| memory.write(off, &data[r]));
+        Ok(())
+    }
+
+    /// Read a plain-data value.
+    pub fn read_obj<T: FromBytes + IntoBytes>(&mut self, addr: u64) -> Result<T, Errno> {
+        let mut v = T::new_zeroed();
+        self.read_bytes(addr, v.as_mut_bytes())?;
+        Ok(v)
+    }
+
+    /// Write a plain-data value.
+    pub fn write_obj<T: IntoBytes + Immutable>(&mut self, addr: u64, v: &T) -> Result<(), Errno> {
+        self.write_bytes(addr, v.as_bytes())
+    }
+
+    /// Read a NUL-terminated string of at most `max` bytes (without the NUL).
+    /// `ENAMETOOLONG` if no NUL is found within `max`.
+    pub fn read_cstring(&mut self, addr: u64, max: usize) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        let mut cursor = addr;
+        while out.len() < max {
+            // Read up to the end of the page so an unmapped next page is not touched.
+            let chunk = ((PAGE - (cursor % PAGE)) as usize).min(max - out.len());
+            let mut buf = vec![0u8; chunk];
+            self.read_bytes(cursor, &mut buf)?;
+            if let Some(nul) = buf.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&buf[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&buf);
+            cursor += chunk as u64;
+        }
+        Err(Errno::ENAMETOOLONG)
+    }
+}
+
+/// A failure to change the stub's mappings leaves the address space unusable.
+fn platform_fault(e: moat_platform::PlatformError) -> Errno {
+    tracing::error!("address space operation failed: {e}");
+    Errno::ENOMEM
+}

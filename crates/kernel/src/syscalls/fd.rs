@@ -1,0 +1,142 @@
+//! close, dup, dup2, dup3, fcntl, ioctl, fstat, newfstatat.
+
+use moat_abi::{syscalls::nr, Errno};
+
+use super::{int, SyscallResult};
+use crate::task::Task;
+
+pub fn close(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    task.files.remove(int(a[0]))?;
+    Ok(0)
+}
+
+fn nofile(task: &Task) -> u64 {
+    task.limit(libc::RLIMIT_NOFILE as u32)
+}
+
+pub fn dup(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    let limit = nofile(task);
+    Ok(task.files.install(file, false, 0, limit)? as u64)
+}
+
+fn dup_to(task: &mut Task, old: i32, new: i32, cloexec: bool) -> SyscallResult {
+    let file = task.files.get(old)?;
+    if new < 0 || new as u64 >= nofile(task) {
+        return Err(Errno::EBADF);
+    }
+    task.files.install_at(new, file, cloexec)?;
+    Ok(new as u64)
+}
+
+pub fn dup2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (old, new) = (int(a[0]), int(a[1]));
+    if old == new {
+        // dup2 to itself only checks that the fd is open.
+        task.files.get(old)?;
+        return Ok(new as u64);
+    }
+    dup_to(task, old, new, false)
+}
+
+pub fn dup3(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (old, new, flags) = (int(a[0]), int(a[1]), int(a[2]));
+    if flags & !libc::O_CLOEXEC != 0 || old == new {
+        return Err(Errno::EINVAL);
+    }
+    dup_to(task, old, new, flags & libc::O_CLOEXEC != 0)
+}
+
+// fcntl commands the libc crate does not name on this target.
+const F_SETSIG: i32 = 10;
+const F_GETSIG: i32 = 11;
+const F_SETOWN_EX: i32 = 15;
+const F_GETOWN_EX: i32 = 16;
+
+pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let fd = int(a[0]);
+    let file = task.files.get(fd)?;
+    match int(a[1]) {
+        cmd @ (libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
+            let min = int(a[2]);
+            if min < 0 || min as u64 >= nofile(task) {
+                return Err(Errno::EINVAL);
+            }
+            let limit = nofile(task);
+            Ok(task
+                .files
+                .install(file, cmd == libc::F_DUPFD_CLOEXEC, min, limit)? as u64)
+        }
+        libc::F_GETFD => Ok(u64::from(task.files.cloexec(fd)?)),
+        libc::F_SETFD => {
+            task.files
+                .set_cloexec(fd, int(a[2]) & libc::FD_CLOEXEC != 0)?;
+            Ok(0)
+        }
+        libc::F_GETFL => Ok(u64::from(file.flags())),
+        libc::F_SETFL => {
+            file.set_status_flags(int(a[2]) as u32);
+            Ok(0)
+        }
+        cmd @ (libc::F_GETLK
+        | libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_GETOWN
+        | libc::F_SETOWN
+        | F_SETSIG
+        | F_GETSIG
+        | libc::F_SETLEASE
+        | libc::F_GETLEASE
+        | libc::F_NOTIFY
+        | libc::F_SETPIPE_SZ
+        | libc::F_GETPIPE_SZ
+        | libc::F_ADD_SEALS
+        | libc::F_GET_SEALS
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW
+        | F_SETOWN_EX
+        | F_GETOWN_EX) => {
+            task.kernel.report_unimplemented(
+                u64::from(nr::FCNTL) | (u64::from(cmd as u32) << 32),
+                &format!("fcntl cmd {cmd}"),
+            );
+            Err(Errno::ENOSYS)
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    file.ops().ioctl(&file, &mut task.mm, a[1] as u32, a[2])
+}
+
+pub fn fstat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    let st = file.ops().stat()?;
+    task.mm.write_obj(a[1], &st)?;
+    Ok(0)
+}
+
+pub fn newfstatat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = int(a[3]);
+    if flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = task.mm.read_cstring(a[1], libc::PATH_MAX as usize)?;
+    if !path.is_empty() {
+        task.kernel.report_unimplemented(
+            u64::from(nr::NEWFSTATAT) | (1 << 32),
+            "newfstatat with a path",
+        );
+        return Err(Errno::ENOSYS);
+    }
+    if flags & libc::AT_EMPTY_PATH == 0 {
+        return Err(Errno::ENOENT);
+    }
+    let file = task.files.get(int(a[0]))?;
+    let st = file.ops().stat()?;
+    task.mm.write_obj(a[2], &st)?;
+    Ok(0)
+}

@@ -1,0 +1,204 @@
+//! brk, mmap, munmap, mprotect, madvise, mremap (anonymous memory).
+
+use moat_abi::Errno;
+use moat_platform::{Prot, USER_MAX};
+
+use super::{int, SyscallResult};
+use crate::mm::{page_up, Placement, VmaKind, PAGE};
+use crate::task::Task;
+
+const PROT_MASK: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
+const PROT_GROWS: u64 = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
+
+pub fn brk(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    Ok(task.mm.set_brk(a[0]))
+}
+
+pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (addr, len, prot, flags, fd, offset) = (a[0], a[1], a[2], int(a[3]), int(a[4]), a[5]);
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if offset % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let kind = flags & libc::MAP_TYPE;
+    let shared = match kind {
+        libc::MAP_PRIVATE => false,
+        libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE => true,
+        _ => return Err(Errno::EINVAL),
+    };
+    if kind == libc::MAP_SHARED_VALIDATE {
+        let known = libc::MAP_TYPE
+            | libc::MAP_FIXED
+            | libc::MAP_ANONYMOUS
+            | libc::MAP_32BIT
+            | libc::MAP_GROWSDOWN
+            | libc::MAP_DENYWRITE
+            | libc::MAP_EXECUTABLE
+            | libc::MAP_LOCKED
+            | libc::MAP_NORESERVE
+            | libc::MAP_POPULATE
+            | libc::MAP_NONBLOCK
+            | libc::MAP_STACK
+            | libc::MAP_HUGETLB
+            | libc::MAP_FIXED_NOREPLACE
+            | libc::MAP_SYNC;
+        if flags & !known != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+    }
+    let len = page_up(len)
+        .filter(|&l| l <= USER_MAX)
+        .ok_or(Errno::ENOMEM)?;
+    if prot & !(PROT_MASK | PROT_GROWS) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & libc::MAP_ANONYMOUS == 0 {
+        // A file mapping: the only files are donated stdio, which cannot be mapped.
+        task.files.get(fd)?;
+        return Err(Errno::ENODEV);
+    }
+    if flags & libc::MAP_HUGETLB != 0 {
+        return Err(Errno::ENOMEM);
+    }
+    let place = if flags & libc::MAP_FIXED_NOREPLACE != 0 {
+        Placement::FixedNoReplace(addr)
+    } else if flags & libc::MAP_FIXED != 0 {
+        Placement::Fixed(addr)
+    } else {
+        Placement::Hint(addr)
+    };
+    if matches!(place, Placement::Fixed(_) | Placement::FixedNoReplace(_)) && addr % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let prot = Prot((prot & PROT_MASK) as u32);
+    let start = task
+        .mm
+        .map_anonymous(place, len, prot, VmaKind::Anonymous { shared })?;
+    if flags & libc::MAP_POPULATE != 0 {
+        // Best effort, as in Linux: a failure here does not fail the mmap.
+        let _ = task.mm.populate_range(start, len);
+    }
+    Ok(start)
+}
+
+/// Validate an (address, length) pair of munmap/mprotect/madvise: page-aligned start,
+/// length rounded up, inside the address space.
+fn range(addr: u64, len: u64) -> Result<u64, Errno> {
+    if addr % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(len).ok_or(Errno::EINVAL)?;
+    if addr.checked_add(len).is_none_or(|e| e > USER_MAX + PAGE) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(len)
+}
+
+pub fn munmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let len = range(a[0], a[1])?;
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    task.mm.unmap(a[0], len)?;
+    Ok(0)
+}
+
+pub fn mprotect(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let prot = a[2];
+    if prot & !(PROT_MASK | PROT_GROWS) != 0 || prot & PROT_GROWS == PROT_GROWS {
+        return Err(Errno::EINVAL);
+    }
+    let len = range(a[0], a[1]).map_err(|e| if a[0] % PAGE == 0 { Errno::ENOMEM } else { e })?;
+    if len == 0 {
+        return Ok(0);
+    }
+    task.mm
+        .protect(a[0], len, Prot((prot & PROT_MASK) as u32))?;
+    Ok(0)
+}
+
+pub fn madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let advice = int(a[2]);
+    let known = [
+        libc::MADV_NORMAL,
+        libc::MADV_RANDOM,
+        libc::MADV_SEQUENTIAL,
+        libc::MADV_WILLNEED,
+        libc::MADV_DONTNEED,
+        libc::MADV_FREE,
+        libc::MADV_REMOVE,
+        libc::MADV_DONTFORK,
+        libc::MADV_DOFORK,
+        libc::MADV_MERGEABLE,
+        libc::MADV_UNMERGEABLE,
+        libc::MADV_HUGEPAGE,
+        libc::MADV_NOHUGEPAGE,
+        libc::MADV_DONTDUMP,
+        libc::MADV_DODUMP,
+        libc::MADV_WIPEONFORK,
+        libc::MADV_KEEPONFORK,
+        libc::MADV_COLD,
+        libc::MADV_PAGEOUT,
+        22, // MADV_POPULATE_READ
+        23, // MADV_POPULATE_WRITE
+    ];
+    if !known.contains(&advice) {
+        return Err(Errno::EINVAL);
+    }
+    let len = range(a[0], a[1])?;
+    if len == 0 {
+        return Ok(0);
+    }
+    match advice {
+        // MADV_FREE may discard lazily; discarding now is a valid implementation.
+        libc::MADV_DONTNEED | libc::MADV_FREE => task.mm.discard(a[0], len)?,
+        22 | 23 => task.mm.check_access(a[0], len, advice == 23)?,
+        _ => {
+            // Hints: only check that the range is mapped.
+            let mut cursor = a[0];
+            while cursor < a[0] + len {
+                let (_, v) = task.mm.find_vma(cursor).ok_or(Errno::ENOMEM)?;
+                cursor = v.end;
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn mremap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (old, old_len, new_len, flags, new_addr) = (a[0], a[1], a[2], int(a[3]), a[4]);
+    let may_move = flags & libc::MREMAP_MAYMOVE != 0;
+    let fixed = flags & libc::MREMAP_FIXED != 0;
+    if flags & !(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if (fixed || flags & libc::MREMAP_DONTUNMAP != 0) && !may_move {
+        return Err(Errno::EINVAL);
+    }
+    if old % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+    let new_len = page_up(new_len).ok_or(Errno::EINVAL)?;
+    if new_len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    if fixed && new_addr % PAGE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & libc::MREMAP_DONTUNMAP != 0 {
+        task.kernel.report_unimplemented(
+            u64::from(moat_abi::syscalls::nr::MREMAP) | (1 << 32),
+            "mremap MREMAP_DONTUNMAP",
+        );
+        return Err(Errno::ENOSYS);
+    }
+    if old_len == 0 {
+        // Duplicating a shared mapping; private ones (all we have) cannot be.
+        return Err(Errno::EINVAL);
+    }
+    task.mm
+        .remap(old, old_len, new_len, may_move, fixed.then_some(new_addr))
+}

@@ -1,0 +1,148 @@
+//! The system call table: number -> handler, with each call's argument shapes (for `--strace`)
+//! and how complete it is (for docs/COMPATIBILITY.md). One file per area; a newcomer finds any
+//! call's code by its name in the table below.
+
+mod creds;
+mod fd;
+mod fs_context;
+mod futex;
+mod mm;
+mod process;
+mod read_write;
+mod resource;
+mod signal;
+mod system;
+mod time;
+
+use moat_abi::syscalls::nr;
+use moat_abi::Errno;
+
+use crate::strace::Arg::{self, Hex, InBuf, Int, OutBuf, Ptr, Str, Uint};
+use crate::task::Task;
+
+/// What a handler returns: the value for `rax`, or an errno.
+pub type SyscallResult = Result<u64, Errno>;
+
+/// A system call handler.
+pub type Handler = fn(&mut Task, &[u64; 6]) -> SyscallResult;
+
+/// How much of a system call Moat implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    Full,
+    /// Implemented, with the stated gaps.
+    Partial(&'static str),
+}
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct SyscallInfo {
+    pub handler: Handler,
+    pub args: &'static [Arg],
+    pub support: Support,
+}
+
+const FULL: Support = Support::Full;
+
+macro_rules! syscall_table {
+    ($($nr:ident => $handler:path, [$($arg:expr),*], $support:expr;)*) => {
+        /// The table entry for system call `nr`, if Moat implements it.
+        pub fn lookup(number: u64) -> Option<&'static SyscallInfo> {
+            let number = u32::try_from(number).ok()?;
+            $(
+                if number == nr::$nr {
+                    static INFO: SyscallInfo = SyscallInfo { handler: $handler, args: &[$($arg),*], support: $support };
+                    return Some(&INFO);
+                }
+            )*
+            None
+        }
+    };
+}
+
+syscall_table! {
+    READ => read_write::read, [Int, OutBuf, Uint], FULL;
+    WRITE => read_write::write, [Int, InBuf, Uint], FULL;
+    CLOSE => fd::close, [Int], FULL;
+    FSTAT => fd::fstat, [Int, Ptr], FULL;
+    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("anonymous memory only; file mappings come with the VFS");
+    MPROTECT => mm::mprotect, [Ptr, Uint, Hex], FULL;
+    MUNMAP => mm::munmap, [Ptr, Uint], FULL;
+    BRK => mm::brk, [Ptr], FULL;
+    RT_SIGACTION => signal::rt_sigaction, [Int, Ptr, Ptr, Uint], Support::Partial("actions are recorded; delivery comes with signals");
+    RT_SIGPROCMASK => signal::rt_sigprocmask, [Int, Ptr, Ptr, Uint], FULL;
+    IOCTL => fd::ioctl, [Int, Hex, Hex], Support::Partial("TCGETS, TIOCGWINSZ, FIONBIO on stdio");
+    PREAD64 => read_write::pread64, [Int, OutBuf, Uint, Int], FULL;
+    PWRITE64 => read_write::pwrite64, [Int, InBuf, Uint, Int], FULL;
+    READV => read_write::readv, [Int, Ptr, Int], FULL;
+    WRITEV => read_write::writev, [Int, Ptr, Int], FULL;
+    SCHED_YIELD => system::sched_yield, [], FULL;
+    MREMAP => mm::mremap, [Ptr, Uint, Uint, Hex, Ptr], Support::Partial("no MREMAP_DONTUNMAP; no duplicating with old_size 0");
+    MADVISE => mm::madvise, [Ptr, Uint, Int], Support::Partial("MADV_DONTNEED/FREE discard; other advice accepted as hints");
+    DUP => fd::dup, [Int], FULL;
+    DUP2 => fd::dup2, [Int, Int], FULL;
+    NANOSLEEP => time::nanosleep, [Ptr, Ptr], Support::Partial("not yet interruptible by signals");
+    GETPID => process::getpid, [], FULL;
+    EXIT => process::exit, [Int], FULL;
+    UNAME => system::uname, [Ptr], FULL;
+    FCNTL => fd::fcntl, [Int, Int, Hex], Support::Partial("F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL, F_SETFL");
+    GETCWD => fs_context::getcwd, [Ptr, Uint], FULL;
+    GETTIMEOFDAY => time::gettimeofday, [Ptr, Ptr], FULL;
+    GETRLIMIT => resource::getrlimit, [Int, Ptr], FULL;
+    GETUID => creds::getuid, [], FULL;
+    GETGID => creds::getgid, [], FULL;
+    GETEUID => creds::geteuid, [], FULL;
+    GETEGID => creds::getegid, [], FULL;
+    GETPPID => process::getppid, [], FULL;
+    GETGROUPS => creds::getgroups, [Int, Ptr], FULL;
+    UMASK => fs_context::umask, [Hex], FULL;
+    SETRLIMIT => resource::setrlimit, [Int, Ptr], FULL;
+    ARCH_PRCTL => process::arch_prctl, [Hex, Hex], Support::Partial("no CPUID faulting, no AMX permission requests");
+    GETTID => process::gettid, [], FULL;
+    TIME => time::time, [Ptr], FULL;
+    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("WAIT, WAKE, WAIT_BITSET, WAKE_BITSET");
+    SCHED_GETAFFINITY => system::sched_getaffinity, [Int, Uint, Ptr], FULL;
+    SET_TID_ADDRESS => process::set_tid_address, [Ptr], FULL;
+    CLOCK_GETTIME => time::clock_gettime, [Int, Ptr], Support::Partial("no clocks of other processes");
+    CLOCK_GETRES => time::clock_getres, [Int, Ptr], FULL;
+    CLOCK_NANOSLEEP => time::clock_nanosleep, [Int, Hex, Ptr, Ptr], Support::Partial("not yet interruptible by signals");
+    EXIT_GROUP => process::exit_group, [Int], FULL;
+    NEWFSTATAT => fd::newfstatat, [Int, Str, Ptr, Hex], Support::Partial("AT_EMPTY_PATH only until the VFS");
+    SET_ROBUST_LIST => process::set_robust_list, [Ptr, Uint], FULL;
+    GET_ROBUST_LIST => process::get_robust_list, [Int, Ptr, Ptr], FULL;
+    DUP3 => fd::dup3, [Int, Int, Hex], FULL;
+    PRLIMIT64 => resource::prlimit64, [Int, Int, Ptr, Ptr], FULL;
+    GETRANDOM => system::getrandom, [Ptr, Uint, Hex], FULL;
+    RSEQ => process::rseq, [Ptr, Uint, Hex, Hex], Support::Partial("returns ENOSYS by design: libc then runs without rseq");
+}
+
+/// Serve the system call the current task trapped with, writing the result into `rax`.
+pub fn dispatch(task: &mut Task) {
+    let number = task.regs.orig_rax;
+    let args = task.regs.syscall_args();
+    let info = lookup(number);
+    let result = match info {
+        Some(info) => (info.handler)(task, &args),
+        None => {
+            let name = moat_abi::syscall_name(number).unwrap_or("unknown");
+            task.kernel.report_unimplemented(number, name);
+            Err(Errno::ENOSYS)
+        }
+    };
+    task.regs.rax = match result {
+        Ok(v) => v,
+        Err(e) => e.as_return(),
+    };
+    if task.kernel.strace {
+        let name = moat_abi::syscall_name(number)
+            .map_or_else(|| format!("syscall_{number}"), str::to_string);
+        let kinds: &[Arg] = info.map_or(&[Hex, Hex, Hex, Hex, Hex, Hex], |i| i.args);
+        let line = crate::strace::format(&mut task.mm, task.tid, &name, kinds, &args, result);
+        eprintln!("{line}");
+    }
+}
+
+/// Arguments as C `int`s (the upper half of the register is ignored, as Linux does).
+pub(crate) fn int(a: u64) -> i32 {
+    a as u32 as i32
+}

@@ -1,0 +1,208 @@
+//! read, write, readv, writev, pread64, pwrite64.
+
+use std::sync::Arc;
+
+use moat_abi::{Errno, Iovec};
+
+use super::{int, SyscallResult};
+use crate::fs::OpenFile;
+use crate::task::Task;
+
+/// Linux caps a single transfer at `MAX_RW_COUNT` (INT_MAX rounded down to a page).
+const MAX_RW_COUNT: u64 = 0x7fff_f000;
+/// Largest chunk the kernel stages through its own buffer at once.
+const CHUNK: u64 = 1 << 20;
+/// `IOV_MAX`.
+const IOV_MAX: i32 = 1024;
+
+fn readable_file(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
+    let file = task.files.get(int(fd))?;
+    if !file.readable() {
+        return Err(Errno::EBADF);
+    }
+    Ok(file)
+}
+
+fn writable_file(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
+    let file = task.files.get(int(fd))?;
+    if !file.writable() {
+        return Err(Errno::EBADF);
+    }
+    Ok(file)
+}
+
+/// Read into one application buffer: the destination is checked before the file is touched,
+/// so a bad pointer never consumes input.
+fn read_into(
+    task: &mut Task,
+    file: &OpenFile,
+    addr: u64,
+    len: u64,
+    offset: Option<u64>,
+) -> SyscallResult {
+    let len = len.min(MAX_RW_COUNT).min(CHUNK);
+    task.mm.check_access(addr, len, true)?;
+    let mut buf = vec![0u8; len as usize];
+    let n = file.ops().read(file, &mut buf, offset)?;
+    task.mm.write_bytes(addr, &buf[..n])?;
+    Ok(n as u64)
+}
+
+/// Write from one application buffer, in chunks; a fault after some bytes were written
+/// returns the count written, as Linux does.
+fn write_from(
+    task: &mut Task,
+    file: &OpenFile,
+    addr: u64,
+    len: u64,
+    offset: Option<u64>,
+) -> SyscallResult {
+    let len = len.min(MAX_RW_COUNT);
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK);
+        let mut buf = vec![0u8; n as usize];
+        if let Err(e) = task.mm.read_bytes(addr + done, &mut buf) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        let written = match file.ops().write(file, &buf, offset.map(|o| o + done)) {
+            Ok(w) => w as u64,
+            Err(e) if done > 0 && e != Errno::EFAULT => return Ok(done),
+            Err(e) => return Err(e),
+        };
+        done += written;
+        if written < n {
+            break;
+        }
+    }
+    Ok(done)
+}
+
+pub fn read(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = readable_file(task, a[0])?;
+    if a[2] == 0 {
+        return Ok(0);
+    }
+    read_into(task, &file, a[1], a[2], None)
+}
+
+pub fn write(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = writable_file(task, a[0])?;
+    if a[2] == 0 {
+        return Ok(0);
+    }
+    write_from(task, &file, a[1], a[2], None)
+}
+
+fn positioned(file: &OpenFile, offset: u64) -> Result<u64, Errno> {
+    if (offset as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !file.ops().seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    Ok(offset)
+}
+
+pub fn pread64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = readable_file(task, a[0])?;
+    let offset = positioned(&file, a[3])?;
+    if a[2] == 0 {
+        return Ok(0);
+    }
+    read_into(task, &file, a[1], a[2], Some(offset))
+}
+
+pub fn pwrite64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = writable_file(task, a[0])?;
+    let offset = positioned(&file, a[3])?;
+    if a[2] == 0 {
+        return Ok(0);
+    }
+    write_from(task, &file, a[1], a[2], Some(offset))
+}
+
+/// Copy in and validate an iovec array: `EINVAL` for a bad count or a total past `SSIZE_MAX`.
+fn iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<Iovec>, Errno> {
+    let count = int(count);
+    if !(0..=IOV_MAX).contains(&count) {
+        return Err(Errno::EINVAL);
+    }
+    let mut v = Vec::with_capacity(count as usize);
+    let mut total: u64 = 0;
+    for i in 0..count as u64 {
+        let iov: Iovec = task.mm.read_obj(addr + i * 16)?;
+        total = total
+            .checked_add(iov.len)
+            .filter(|&t| t <= i64::MAX as u64)
+            .ok_or(Errno::EINVAL)?;
+        v.push(iov);
+    }
+    Ok(v)
+}
+
+pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = readable_file(task, a[0])?;
+    let iovs = iovecs(task, a[1], a[2])?;
+    let total: u64 = iovs
+        .iter()
+        .map(|v| v.len)
+        .sum::<u64>()
+        .min(MAX_RW_COUNT)
+        .min(CHUNK);
+    for v in &iovs {
+        task.mm.check_access(v.base, v.len.min(total), true)?;
+    }
+    if total == 0 {
+        return Ok(0);
+    }
+    // One read from the file, scattered into the buffers (readv is atomic per file read).
+    let mut buf = vec![0u8; total as usize];
+    let n = file.ops().read(&file, &mut buf, None)?;
+    let mut done = 0usize;
+    for v in &iovs {
+        if done >= n {
+            break;
+        }
+        let k = (v.len as usize).min(n - done);
+        task.mm.write_bytes(v.base, &buf[done..done + k])?;
+        done += k;
+    }
+    Ok(n as u64)
+}
+
+pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = writable_file(task, a[0])?;
+    let iovs = iovecs(task, a[1], a[2])?;
+    // Gather into one buffer so the write reaches the file in one piece (pipes keep writes
+    // up to PIPE_BUF atomic).
+    let mut buf = Vec::new();
+    for v in &iovs {
+        let len = v.len.min(MAX_RW_COUNT - buf.len() as u64);
+        let start = buf.len();
+        buf.resize(start + len as usize, 0);
+        if let Err(e) = task.mm.read_bytes(v.base, &mut buf[start..]) {
+            if start == 0 {
+                return Err(e);
+            }
+            buf.truncate(start);
+            break;
+        }
+        if buf.len() as u64 >= MAX_RW_COUNT {
+            break;
+        }
+    }
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let mut done = 0;
+    while done < buf.len() {
+        match file.ops().write(&file, &buf[done..], None) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done as u64)
+}

@@ -1,0 +1,60 @@
+//! rt_sigaction, rt_sigprocmask: signal dispositions and the blocked mask are recorded;
+//! delivery arrives with the process and signal work.
+
+use moat_abi::{Errno, SigAction, NSIG, SIGSET_SIZE};
+
+use super::{int, SyscallResult};
+use crate::task::Task;
+
+/// SIGKILL and SIGSTOP can be neither caught nor blocked.
+const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
+
+pub fn rt_sigaction(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let sig = int(a[0]);
+    if a[3] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    if sig < 1 || sig as u64 > NSIG {
+        return Err(Errno::EINVAL);
+    }
+    let new = if a[1] != 0 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            return Err(Errno::EINVAL);
+        }
+        let mut act: SigAction = task.mm.read_obj(a[1])?;
+        act.mask &= !UNBLOCKABLE;
+        Some(act)
+    } else {
+        None
+    };
+    let slot = (sig - 1) as usize;
+    let old = task.signals.actions[slot];
+    if a[2] != 0 {
+        task.mm.write_obj(a[2], &old)?;
+    }
+    if let Some(act) = new {
+        task.signals.actions[slot] = act;
+    }
+    Ok(0)
+}
+
+pub fn rt_sigprocmask(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    if a[3] != SIGSET_SIZE {
+        return Err(Errno::EINVAL);
+    }
+    let old = task.signals.mask;
+    if a[1] != 0 {
+        let set: u64 = task.mm.read_obj(a[1])?;
+        let mask = match int(a[0]) {
+            libc::SIG_BLOCK => old | set,
+            libc::SIG_UNBLOCK => old & !set,
+            libc::SIG_SETMASK => set,
+            _ => return Err(Errno::EINVAL),
+        };
+        task.signals.mask = mask & !UNBLOCKABLE;
+    }
+    if a[2] != 0 {
+        task.mm.write_obj(a[2], &old)?;
+    }
+    Ok(0)
+}

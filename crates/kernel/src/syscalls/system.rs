@@ -1,0 +1,85 @@
+//! uname, getrandom, sched_getaffinity, sched_yield.
+
+use moat_abi::{Errno, Utsname};
+
+use super::{int, SyscallResult};
+use crate::task::Task;
+
+/// The release Moat reports: a Linux version whose ABI Moat follows, marked as Moat's.
+pub const RELEASE: &str = "6.6.0-moat";
+pub const VERSION: &str = "#1 SMP Moat";
+
+fn field(s: &str) -> [u8; 65] {
+    let mut f = [0u8; 65];
+    let n = s.len().min(64);
+    f[..n].copy_from_slice(&s.as_bytes()[..n]);
+    f
+}
+
+pub fn uname(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let u = Utsname {
+        sysname: field("Linux"),
+        nodename: field(&task.kernel.hostname),
+        release: field(RELEASE),
+        version: field(VERSION),
+        machine: field("x86_64"),
+        domainname: field("(none)"),
+    };
+    task.mm.write_obj(a[0], &u)?;
+    Ok(0)
+}
+
+const GRND_NONBLOCK: u64 = 1;
+const GRND_RANDOM: u64 = 2;
+const GRND_INSECURE: u64 = 4;
+
+pub fn getrandom(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (addr, len, flags) = (a[0], a[1], a[2] as u32 as u64);
+    if flags & !(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE) != 0
+        || flags & (GRND_RANDOM | GRND_INSECURE) == GRND_RANDOM | GRND_INSECURE
+    {
+        return Err(Errno::EINVAL);
+    }
+    let len = len.min(i32::MAX as u64);
+    let mut done = 0u64;
+    let mut buf = vec![0u8; len.min(1 << 16) as usize];
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        crate::fill_random(&mut buf[..n]);
+        if let Err(e) = task.mm.write_bytes(addr + done, &buf[..n]) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+pub fn sched_getaffinity(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let pid = int(a[0]);
+    if pid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if pid != 0 && pid != task.tid {
+        return Err(Errno::ESRCH);
+    }
+    let mask = &task.kernel.cpu_mask;
+    let nr_cpu_ids = mask
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, &b)| b != 0)
+        .map_or(1, |(i, &b)| i * 8 + 8 - b.leading_zeros() as usize);
+    let len = a[1] as u32 as usize;
+    if len * 8 < nr_cpu_ids || len % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let n = len.min(mask.len());
+    let bytes = mask[..n].to_vec();
+    task.mm.write_bytes(a[2], &bytes)?;
+    Ok(n as u64)
+}
+
+pub fn sched_yield(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    std::thread::yield_now();
+    Ok(0)
+}

@@ -1,0 +1,227 @@
+//! `moat do`: gather what the sandbox inherits from the caller (program, arguments,
+//! environment, stdio, working directory, credentials, limits) and run the kernel.
+//!
+//! This is the runtime side: the one place before the sandbox starts where Moat reads a host
+//! file (the program). From issue "Filesystems" on, the gofer serves files instead.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use moat_abi::Rlimit;
+use moat_kernel::{
+    AuxFacts, Credentials, ExitStatus, KernelError, LoadError, SandboxConfig, RLIMIT_COUNT,
+};
+
+use crate::DoArgs;
+
+/// Exit codes, following the shell: 126 found but cannot run, 127 not found, 125 Moat failed.
+const EXIT_CANNOT_RUN: u8 = 126;
+const EXIT_NOT_FOUND: u8 = 127;
+const EXIT_MOAT_FAILED: u8 = 125;
+
+/// Default size of the memory file's range: the ceiling on the sandbox's memory.
+const MEMORY_FILE_SIZE: u64 = 64 << 30;
+
+fn fail(code: u8, msg: &str) -> ExitCode {
+    eprintln!("moat: {msg}");
+    ExitCode::from(code)
+}
+
+/// Find the program like a shell does: a name with a '/' is a path, others are looked up in
+/// `PATH`.
+fn resolve(program: &Path) -> Option<PathBuf> {
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return Some(program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn init_logging(args: &DoArgs) -> Result<(), String> {
+    use tracing_subscriber::fmt;
+    match &args.debug_log {
+        Some(path) => {
+            let file =
+                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            fmt()
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .init();
+        }
+        None => fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::ERROR)
+            .init(),
+    }
+    Ok(())
+}
+
+fn host_limits() -> [Rlimit; RLIMIT_COUNT] {
+    use rustix::process::Resource as R;
+    let resources = [
+        R::Cpu,
+        R::Fsize,
+        R::Data,
+        R::Stack,
+        R::Core,
+        R::Rss,
+        R::Nproc,
+        R::Nofile,
+        R::Memlock,
+        R::As,
+        R::Locks,
+        R::Sigpending,
+        R::Msgqueue,
+        R::Nice,
+        R::Rtprio,
+        R::Rttime,
+    ];
+    let mut limits = [Rlimit::default(); RLIMIT_COUNT];
+    for (i, r) in resources.into_iter().enumerate() {
+        let l = rustix::process::getrlimit(r);
+        limits[i] = Rlimit {
+            cur: l.current.unwrap_or(u64::MAX),
+            max: l.maximum.unwrap_or(u64::MAX),
+        };
+    }
+    limits
+}
+
+fn cpu_mask() -> Vec<u8> {
+    let set = rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| {
+        let mut s = rustix::thread::CpuSet::new();
+        s.set(0);
+        s
+    });
+    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&i| set.is_set(i))
+        .collect();
+    let highest = cpus.last().copied().unwrap_or(0);
+    // Whole 64-bit words, as Linux's cpumask is.
+    let mut mask = vec![0u8; (highest / 64 + 1) * 8];
+    for c in cpus {
+        mask[c / 8] |= 1 << (c % 8);
+    }
+    mask
+}
+
+fn stdio() -> Vec<OwnedFd> {
+    // Donate duplicates: the kernel owns them; a closed host fd is simply absent in the sandbox.
+    let mut fds = Vec::new();
+    for fd in [
+        rustix::stdio::stdin(),
+        rustix::stdio::stdout(),
+        rustix::stdio::stderr(),
+    ] {
+        match rustix::io::fcntl_dupfd_cloexec(fd, 3) {
+            Ok(owned) => fds.push(owned),
+            Err(_) => break,
+        }
+    }
+    fds
+}
+
+/// `moat do`.
+pub fn run_do(args: &DoArgs) -> ExitCode {
+    if let Err(e) = init_logging(args) {
+        return fail(EXIT_MOAT_FAILED, &format!("cannot open the debug log {e}"));
+    }
+    let program = PathBuf::from(&args.command[0]);
+    let shown = program.display().to_string();
+    let Some(path) = resolve(&program) else {
+        return fail(
+            EXIT_NOT_FOUND,
+            &format!("{shown}: No such file or directory"),
+        );
+    };
+    let image = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(
+                EXIT_NOT_FOUND,
+                &format!("{shown}: No such file or directory"),
+            );
+        }
+        Err(e) => return fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}")),
+    };
+    let Some(platform) = moat_platform::by_name(&args.platform) else {
+        return fail(2, &format!("unknown platform {}", args.platform));
+    };
+
+    let (hwcap, hwcap2) = rustix::param::linux_hwcap();
+    let creds = Credentials {
+        uid: rustix::process::getuid().as_raw(),
+        euid: rustix::process::geteuid().as_raw(),
+        suid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        egid: rustix::process::getegid().as_raw(),
+        sgid: rustix::process::getegid().as_raw(),
+        groups: rustix::process::getgroups()
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.as_raw())
+            .collect(),
+    };
+    let aux = AuxFacts {
+        hwcap: hwcap as u64,
+        hwcap2: hwcap2 as u64,
+        minsigstksz: rustix::param::linux_minsigstksz() as u64,
+        uid: creds.uid,
+        euid: creds.euid,
+        gid: creds.gid,
+        egid: creds.egid,
+    };
+    let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    rustix::process::umask(umask);
+
+    let config = SandboxConfig {
+        platform,
+        executable: image,
+        filename: args.command[0].as_bytes().to_vec(),
+        argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        envp: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv: OsString = k;
+                kv.push("=");
+                kv.push(v);
+                kv.into_vec()
+            })
+            .collect(),
+        stdio: stdio(),
+        cwd: std::env::current_dir()
+            .map(|p| p.into_os_string().into_vec())
+            .unwrap_or_else(|_| b"/".to_vec()),
+        creds,
+        umask: umask.as_raw_mode(),
+        limits: host_limits(),
+        hostname: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+        aux,
+        strace: args.strace,
+        memory_size: MEMORY_FILE_SIZE,
+        cpu_mask: cpu_mask(),
+    };
+
+    match moat_kernel::run(config) {
+        Ok(ExitStatus::Exited(code)) => ExitCode::from(code as u8),
+        Ok(ExitStatus::Signaled(sig)) => ExitCode::from(128 + sig as u8),
+        Err(KernelError::Load(e @ LoadError::Dynamic(_))) => {
+            fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}"))
+        }
+        Err(KernelError::Load(LoadError::NotExecutable | LoadError::Malformed(_))) => {
+            fail(EXIT_CANNOT_RUN, &format!("{shown}: Exec format error"))
+        }
+        Err(KernelError::Load(LoadError::TooBig)) => {
+            fail(EXIT_CANNOT_RUN, &format!("{shown}: Argument list too long"))
+        }
+        Err(e) => fail(EXIT_MOAT_FAILED, &format!("sandbox failed: {e}")),
+    }
+}
