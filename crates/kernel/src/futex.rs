@@ -65,7 +65,7 @@ impl FutexTable {
                     woken = waiter
                         .cond
                         .wait(woken)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                 }
                 Some(d) => {
                     let now = Instant::now();

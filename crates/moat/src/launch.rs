@@ -194,9 +194,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             })
             .collect(),
         stdio: stdio(),
-        cwd: std::env::current_dir()
-            .map(|p| p.into_os_string().into_vec())
-            .unwrap_or_else(|_| b"/".to_vec()),
+        cwd: std::env::current_dir().map_or_else(|_| b"/".to_vec(), |p| p.into_os_string().into_vec()),
         creds,
         umask: umask.as_raw_mode(),
         limits: host_limits(),

@@ -83,6 +83,9 @@ pub enum PlatformError {
     Injected { op: &'static str, errno: i32 },
 }
 
+/// A new address space and the context of its first thread.
+pub type NewAddressSpace = (Box<dyn AddressSpace>, Box<dyn Context>);
+
 /// A platform: a way to run application code.
 pub trait Platform: Send + Sync {
     /// The name users select it by (`--platform NAME`).
@@ -95,7 +98,7 @@ pub trait Platform: Send + Sync {
     fn new_address_space(
         &self,
         memory: &Arc<MemoryFile>,
-    ) -> Result<(Box<dyn AddressSpace>, Box<dyn Context>), PlatformError>;
+    ) -> Result<NewAddressSpace, PlatformError>;
 }
 
 /// An application address space: what the application's page tables contain.

@@ -689,6 +689,7 @@ impl MemoryManager {
 }
 
 /// A failure to change the stub's mappings leaves the address space unusable.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(platform_fault)`
 fn platform_fault(e: moat_platform::PlatformError) -> Errno {
     tracing::error!("address space operation failed: {e}");
     Errno::ENOMEM

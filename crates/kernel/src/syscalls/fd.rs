@@ -11,7 +11,7 @@ pub fn close(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 fn nofile(task: &Task) -> u64 {
-    task.limit(libc::RLIMIT_NOFILE as u32)
+    task.limit(libc::RLIMIT_NOFILE)
 }
 
 pub fn dup(task: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -134,7 +134,7 @@ fn iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<Iovec>, Errno> {
         let iov: Iovec = task.mm.read_obj(addr + i * 16)?;
         total = total
             .checked_add(iov.len)
-            .filter(|&t| t <= i64::MAX as u64)
+            .filter(|&t| i64::try_from(t).is_ok())
             .ok_or(Errno::EINVAL)?;
         v.push(iov);
     }

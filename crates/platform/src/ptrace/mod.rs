@@ -17,7 +17,7 @@ use moat_abi::Regs;
 use moat_memory::MemoryFile;
 
 use crate::seccomp::{stub_filter, STUB_MEMFD_FD};
-use crate::{AddressSpace, Context, Platform, PlatformError, Prot, Trap};
+use crate::{AddressSpace, Context, NewAddressSpace, Platform, PlatformError, Prot, Trap};
 
 /// The ptrace platform.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ impl Platform for PtracePlatform {
     fn new_address_space(
         &self,
         memory: &Arc<MemoryFile>,
-    ) -> Result<(Box<dyn AddressSpace>, Box<dyn Context>), PlatformError> {
+    ) -> Result<NewAddressSpace, PlatformError> {
         let stub = Arc::new(Stub::spawn(memory)?);
         Ok((
             Box::new(PtraceAddressSpace { stub: stub.clone() }),
@@ -74,6 +74,9 @@ impl Stub {
         let parent = unsafe { libc::getpid() };
         let entry = stub::entry();
 
+        // Tracer and stub never run at the same time; on one CPU each switch is a local
+        // wake-up (about 5 us) instead of a cross-CPU one (about 15 us on these machines).
+        pin_to_current_cpu();
         // SAFETY: the child only makes async-signal-safe raw system calls and then jumps into
         // the stub code, never returning into Rust (see `child`).
         let pid = unsafe { libc::fork() };
@@ -250,6 +253,20 @@ impl Drop for Stub {
             libc::kill(self.pid, libc::SIGKILL);
             libc::waitpid(self.pid, std::ptr::null_mut(), libc::__WALL);
         }
+    }
+}
+
+/// Pin the calling thread to the CPU it runs on; a stub forked afterwards inherits the pin.
+fn pin_to_current_cpu() {
+    // SAFETY: sched_getcpu has no preconditions; the cpu_set_t is plain data we own.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &raw const set);
     }
 }
 
