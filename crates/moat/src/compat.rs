@@ -67,3 +67,26 @@ pub fn markdown() -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/COMPATIBILITY.md must be what the table says now: regenerate it with
+    /// `moat syscalls --markdown > docs/COMPATIBILITY.md`.
+    #[test]
+    fn compatibility_doc_is_current() {
+        let doc = include_str!("../../../docs/COMPATIBILITY.md");
+        assert!(doc == super::markdown(), "docs/COMPATIBILITY.md is stale: run `moat syscalls --markdown > docs/COMPATIBILITY.md`");
+    }
+
+    #[test]
+    fn every_table_entry_is_a_known_syscall() {
+        for nr in 0..1024u64 {
+            if moat_kernel::syscalls::lookup(nr).is_some() {
+                assert!(
+                    moat_abi::syscall_name(nr).is_some(),
+                    "table entry {nr} has no name"
+                );
+            }
+        }
+    }
+}

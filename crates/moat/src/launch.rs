@@ -194,7 +194,8 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             })
             .collect(),
         stdio: stdio(),
-        cwd: std::env::current_dir().map_or_else(|_| b"/".to_vec(), |p| p.into_os_string().into_vec()),
+        cwd: std::env::current_dir()
+            .map_or_else(|_| b"/".to_vec(), |p| p.into_os_string().into_vec()),
         creds,
         umask: umask.as_raw_mode(),
         limits: host_limits(),

@@ -95,10 +95,8 @@ pub trait Platform: Send + Sync {
     ///
     /// With ptrace, the calling host thread becomes the one that must drive both: create them
     /// on the thread that will run the task.
-    fn new_address_space(
-        &self,
-        memory: &Arc<MemoryFile>,
-    ) -> Result<NewAddressSpace, PlatformError>;
+    fn new_address_space(&self, memory: &Arc<MemoryFile>)
+        -> Result<NewAddressSpace, PlatformError>;
 }
 
 /// An application address space: what the application's page tables contain.

@@ -241,16 +241,18 @@ impl MemoryManager {
             .next_back()
             .map_or(start, |(&s, _)| s);
         let keys: Vec<u64> = self.vmas.range(lo..=end).map(|(&s, _)| s).collect();
-        for pair in keys.windows(2) {
-            let (a, b) = (pair[0], pair[1]);
-            let (Some(va), Some(vb)) = (self.vmas.get(&a).copied(), self.vmas.get(&b).copied())
-            else {
-                continue;
-            };
-            if va.end == b && va.prot == vb.prot && va.kind == vb.kind {
-                self.vmas.remove(&b);
-                self.vmas.get_mut(&a).expect("vma").end = vb.end;
+        let mut cur: Option<u64> = None;
+        for s in keys {
+            let v = self.vmas[&s];
+            if let Some(c) = cur {
+                let vc = self.vmas[&c];
+                if vc.end == s && vc.prot == v.prot && vc.kind == v.kind {
+                    self.vmas.remove(&s);
+                    self.vmas.get_mut(&c).expect("vma").end = v.end;
+                    continue;
+                }
             }
+            cur = Some(s);
         }
         let lo = self
             .pmas
@@ -693,4 +695,167 @@ impl MemoryManager {
 fn platform_fault(e: moat_platform::PlatformError) -> Errno {
     tracing::error!("address space operation failed: {e}");
     Errno::ENOMEM
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_platform::Platform;
+
+    const RW: Prot = Prot(3);
+    const ANON: VmaKind = VmaKind::Anonymous { shared: false };
+
+    fn manager() -> MemoryManager {
+        let memory = Arc::new(MemoryFile::new(1 << 30).unwrap());
+        let (aspace, _ctx) = moat_platform::ptrace::PtracePlatform
+            .new_address_space(&memory)
+            .unwrap();
+        let mut mm = MemoryManager::new(memory, aspace);
+        mm.mmap_base = 0x7000_0000_0000;
+        mm
+    }
+
+    fn layout(mm: &MemoryManager) -> Vec<(u64, u64, u32)> {
+        mm.vmas().map(|(s, v)| (s, v.end, v.prot.0)).collect()
+    }
+
+    #[test]
+    fn split_and_merge() {
+        let mut mm = manager();
+        let a = mm
+            .map_anonymous(Placement::Hint(0), 4 * PAGE, RW, ANON)
+            .unwrap();
+        assert_eq!(a, 0x7000_0000_0000 - 4 * PAGE, "top-down below mmap_base");
+        mm.write_bytes(a, &[1; 4 * PAGE as usize]).unwrap();
+        mm.protect(a + PAGE, PAGE, Prot::READ).unwrap();
+        assert_eq!(
+            layout(&mm),
+            vec![
+                (a, a + PAGE, 3),
+                (a + PAGE, a + 2 * PAGE, 1),
+                (a + 2 * PAGE, a + 4 * PAGE, 3)
+            ]
+        );
+        assert_eq!(mm.write_bytes(a + PAGE, &[2]), Err(Errno::EFAULT));
+        mm.protect(a + PAGE, PAGE, RW).unwrap();
+        assert_eq!(
+            layout(&mm),
+            vec![(a, a + 4 * PAGE, 3)],
+            "equal neighbours merge again"
+        );
+        mm.unmap(a + PAGE, PAGE).unwrap();
+        assert_eq!(layout(&mm).len(), 2);
+        let mut b = [0u8; 1];
+        assert_eq!(mm.read_bytes(a + PAGE, &mut b), Err(Errno::EFAULT));
+        mm.read_bytes(a + 2 * PAGE, &mut b).unwrap();
+        assert_eq!(b, [1], "contents survive a split");
+        assert_eq!(
+            mm.protect(a, 4 * PAGE, Prot::READ),
+            Err(Errno::ENOMEM),
+            "hole in the range"
+        );
+        assert_eq!(
+            layout(&mm)[0].2,
+            1,
+            "pages before the hole were changed, as in Linux"
+        );
+    }
+
+    #[test]
+    fn fixed_noreplace_and_limits() {
+        let mut mm = manager();
+        let a = mm
+            .map_anonymous(Placement::Hint(0x1000_0000), PAGE, RW, ANON)
+            .unwrap();
+        assert_eq!(a, 0x1000_0000, "a free hint is honoured");
+        assert_eq!(
+            mm.map_anonymous(Placement::FixedNoReplace(a), PAGE, RW, ANON),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(
+            mm.map_anonymous(Placement::Fixed(USER_MAX), PAGE, RW, ANON),
+            Err(Errno::ENOMEM)
+        );
+        mm.limit_as = 2 * PAGE;
+        assert_eq!(
+            mm.map_anonymous(Placement::Hint(0), 2 * PAGE, RW, ANON),
+            Err(Errno::ENOMEM)
+        );
+    }
+
+    #[test]
+    fn remap_moves_contents_without_copying() {
+        let mut mm = manager();
+        let a = mm
+            .map_anonymous(Placement::Hint(0), 2 * PAGE, RW, ANON)
+            .unwrap();
+        mm.write_bytes(a + PAGE + 5, b"moat").unwrap();
+        // Block in-place growth so the mapping must move.
+        mm.map_anonymous(Placement::Fixed(a + 2 * PAGE), PAGE, RW, ANON)
+            .unwrap();
+        assert_eq!(
+            mm.remap(a, 2 * PAGE, 8 * PAGE, false, None),
+            Err(Errno::ENOMEM)
+        );
+        let b = mm.remap(a, 2 * PAGE, 8 * PAGE, true, None).unwrap();
+        assert_ne!(a, b);
+        let mut buf = [0u8; 4];
+        mm.read_bytes(b + PAGE + 5, &mut buf).unwrap();
+        assert_eq!(&buf, b"moat");
+        assert_eq!(
+            mm.read_bytes(a, &mut buf),
+            Err(Errno::EFAULT),
+            "the old range is gone"
+        );
+        mm.write_bytes(b + 7 * PAGE, b"tail").unwrap();
+        assert_eq!(
+            mm.remap(b, 8 * PAGE, PAGE, false, None),
+            Ok(b),
+            "shrinking stays in place"
+        );
+        assert_eq!(mm.read_bytes(b + PAGE, &mut buf), Err(Errno::EFAULT));
+    }
+
+    #[test]
+    fn brk_grows_and_shrinks() {
+        let mut mm = manager();
+        mm.brk_start = 0x4000_0000;
+        mm.brk = mm.brk_start;
+        assert_eq!(mm.set_brk(0x4000_0000 + 10_000), 0x4000_0000 + 10_000);
+        mm.write_bytes(0x4000_0000 + 9_999, &[9]).unwrap();
+        assert_eq!(mm.set_brk(0x4000_0000 + 10), 0x4000_0000 + 10);
+        let mut b = [0u8; 1];
+        assert_eq!(
+            mm.read_bytes(0x4000_0000 + 9_999, &mut b),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            mm.set_brk(0x3000_0000),
+            0x4000_0000 + 10,
+            "below the start: unchanged"
+        );
+        assert_eq!(mm.set_brk(0x4000_0000 + 5_000), 0x4000_0000 + 5_000);
+        mm.read_bytes(0x4000_0000 + 4_999, &mut b).unwrap();
+        assert_eq!(b, [0], "memory given back reads as zeros when regrown");
+    }
+
+    #[test]
+    fn discard_zeroes_and_cstring_stops_at_unmapped() {
+        let mut mm = manager();
+        let a = mm
+            .map_anonymous(Placement::Hint(0), PAGE, RW, ANON)
+            .unwrap();
+        mm.write_bytes(a, b"abc").unwrap();
+        mm.discard(a, PAGE).unwrap();
+        let mut buf = [1u8; 3];
+        mm.read_bytes(a, &mut buf).unwrap();
+        assert_eq!(buf, [0; 3]);
+        mm.write_bytes(a + PAGE - 3, b"xyz").unwrap();
+        assert_eq!(
+            mm.read_cstring(a + PAGE - 3, 100),
+            Err(Errno::EFAULT),
+            "no NUL before the unmapped page"
+        );
+        assert_eq!(mm.read_cstring(a + PAGE - 3, 2), Err(Errno::ENAMETOOLONG));
+    }
 }
