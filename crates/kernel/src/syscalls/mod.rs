@@ -120,9 +120,15 @@ syscall_table! {
 pub fn dispatch(task: &mut Task) {
     let number = task.regs.orig_rax;
     let args = task.regs.syscall_args();
-    let info = lookup(number);
+    let int80 = is_int80(task);
+    let info = if int80 { None } else { lookup(number) };
     let result = match info {
         Some(info) => (info.handler)(task, &args),
+        None if int80 => {
+            task.kernel
+                .report_unimplemented(u64::MAX, "int 0x80 (32-bit system calls)");
+            Err(Errno::ENOSYS)
+        }
         None => {
             let name = moat_abi::syscall_name(number).unwrap_or("unknown");
             task.kernel.report_unimplemented(number, name);
@@ -140,6 +146,17 @@ pub fn dispatch(task: &mut Task) {
         let line = crate::strace::format(&mut task.mm, task.tid, &name, kinds, &args, result);
         eprintln!("{line}");
     }
+}
+
+/// Whether the trap came from `int $0x80` (the 32-bit ABI, whose numbers mean other calls)
+/// rather than `syscall`: the two bytes before the return address tell.
+fn is_int80(task: &mut Task) -> bool {
+    let mut insn = [0u8; 2];
+    task.regs
+        .rip
+        .checked_sub(2)
+        .is_some_and(|at| task.mm.read_bytes(at, &mut insn).is_ok())
+        && insn == [0xcd, 0x80]
 }
 
 /// Arguments as C `int`s (the upper half of the register is ignored, as Linux does).
