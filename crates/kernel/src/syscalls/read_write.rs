@@ -32,7 +32,8 @@ fn writable_file(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
 }
 
 /// Read into one application buffer: the destination is checked before the file is touched,
-/// so a bad pointer never consumes input.
+/// so a bad pointer never consumes input. (Linux finds a bad buffer only when it copies, so at
+/// end of file it returns 0 where Moat returns `EFAULT`; losing input is the worse surprise.)
 fn read_into(
     task: &mut Task,
     file: &OpenFile,
@@ -94,32 +95,37 @@ pub fn write(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     write_from(task, &file, a[1], a[2], None)
 }
 
-fn positioned(file: &OpenFile, offset: u64) -> Result<u64, Errno> {
+/// The file for `pread64`/`pwrite64`, with Linux's order of checks: a negative offset
+/// (`EINVAL`, even before the fd), a closed fd (`EBADF`), a stream (`ESPIPE`), and only then
+/// the access mode (`EBADF`).
+fn positioned(task: &Task, fd: u64, offset: u64, write: bool) -> Result<Arc<OpenFile>, Errno> {
     if (offset as i64) < 0 {
         return Err(Errno::EINVAL);
     }
+    let file = task.files.get(int(fd))?;
     if !file.ops().seekable() {
         return Err(Errno::ESPIPE);
     }
-    Ok(offset)
+    if (write && !file.writable()) || (!write && !file.readable()) {
+        return Err(Errno::EBADF);
+    }
+    Ok(file)
 }
 
 pub fn pread64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = readable_file(task, a[0])?;
-    let offset = positioned(&file, a[3])?;
+    let file = positioned(task, a[0], a[3], false)?;
     if a[2] == 0 {
         return Ok(0);
     }
-    read_into(task, &file, a[1], a[2], Some(offset))
+    read_into(task, &file, a[1], a[2], Some(a[3]))
 }
 
 pub fn pwrite64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = writable_file(task, a[0])?;
-    let offset = positioned(&file, a[3])?;
+    let file = positioned(task, a[0], a[3], true)?;
     if a[2] == 0 {
         return Ok(0);
     }
-    write_from(task, &file, a[1], a[2], Some(offset))
+    write_from(task, &file, a[1], a[2], Some(a[3]))
 }
 
 /// Copy in and validate an iovec array: `EINVAL` for a bad count or a total past `SSIZE_MAX`.

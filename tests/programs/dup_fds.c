@@ -1,0 +1,27 @@
+// dup, dup2, dup3, close: lowest free fd, shared descriptions, FD_CLOEXEC, errors.
+#include "check.h"
+#include <fcntl.h>
+int main(void) {
+    int a = dup(1);
+    CHECK(a == 3);
+    CHECK(write(a, "via dup\n", 8) == 8);
+    CHECK(fcntl(a, F_GETFD) == 0);
+    CHECK(dup2(1, 10) == 10);
+    CHECK(write(10, "via dup2\n", 9) == 9);
+    CHECK(dup2(10, 10) == 10);
+    CHECK_ERR(dup2(55, 55), EBADF);
+    CHECK(dup3(1, 11, O_CLOEXEC) == 11);
+    CHECK(fcntl(11, F_GETFD) == FD_CLOEXEC);
+    CHECK_ERR(dup3(1, 1, 0), EINVAL);
+    CHECK_ERR(dup3(1, 12, O_NONBLOCK), EINVAL);
+    CHECK_ERR(dup3(77, 12, 0), EBADF);
+    CHECK_ERR(dup2(1, -1), EBADF);
+    CHECK(close(a) == 0);
+    CHECK_ERR(close(a), EBADF);
+    CHECK(dup(1) == 3);
+    CHECK_ERR(close(99), EBADF);
+    CHECK_ERR(dup(-1), EBADF);
+    CHECK(close(10) == 0 && close(11) == 0 && close(3) == 0);
+    printf("dup ok\n");
+    return 0;
+}
