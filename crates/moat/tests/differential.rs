@@ -76,7 +76,12 @@ fn programs(dir: &Path) -> Vec<Program> {
         .map(|source| {
             let (expect, args) = parse_headers(&source).unwrap_or_else(|e| panic!("{e}"));
             let name = source.file_stem().unwrap().to_string_lossy().into_owned();
-            Program { name, source, expect, args }
+            Program {
+                name,
+                source,
+                expect,
+                args,
+            }
         })
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -141,7 +146,11 @@ fn differential(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
 fn unimplemented_syscall() -> Result<(String, String), Failed> {
     let out = run(moat().args(["syscalls", "--unimplemented"]))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut words = text.lines().next().ok_or("moat names no unimplemented syscall")?.split_whitespace();
+    let mut words = text
+        .lines()
+        .next()
+        .ok_or("moat names no unimplemented syscall")?
+        .split_whitespace();
     match (words.next(), words.next()) {
         (Some(nr), Some(name)) => Ok((nr.to_string(), name.to_string())),
         _ => Err("bad `moat syscalls --unimplemented` output".into()),
@@ -152,7 +161,14 @@ fn sandbox_only(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
     let exe = build(program, include, out_dir)?;
     let (nr, name) = unimplemented_syscall()?;
     let log = out_dir.join(format!("{}.log", program.name));
-    let out = run(moat().arg("do").arg("--debug-log").arg(&log).arg("--").arg(&exe).arg(&nr).args(&program.args))?;
+    let out = run(moat()
+        .arg("do")
+        .arg("--debug-log")
+        .arg(&log)
+        .arg("--")
+        .arg(&exe)
+        .arg(&nr)
+        .args(&program.args))?;
     let st = moat_status(&out);
     if st != program.expect {
         return Err(format!(
@@ -167,7 +183,11 @@ fn sandbox_only(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
     let text = std::fs::read_to_string(&log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mentions = text
         .lines()
-        .filter(|l| l.contains("unimplemented") && l.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == name))
+        .filter(|l| {
+            l.contains("unimplemented")
+                && l.split(|c: char| !c.is_alphanumeric() && c != '_')
+                    .any(|w| w == name)
+        })
         .count();
     if mentions != 1 {
         return Err(format!("the log should name unimplemented syscall {name} once, found {mentions} times:\n{text}").into());
@@ -183,12 +203,22 @@ fn main() {
     let mut trials = Vec::new();
     for program in programs(&root) {
         let (include, out) = (root.clone(), out_dir.clone());
-        trials.push(Trial::test(format!("differential::{}", program.name), move || differential(&program, &include, &out)));
+        trials.push(Trial::test(
+            format!("differential::{}", program.name),
+            move || differential(&program, &include, &out),
+        ));
     }
     for program in programs(&root.join("sandbox")) {
         let (include, out) = (root.clone(), out_dir.clone());
-        trials.push(Trial::test(format!("sandbox::{}", program.name), move || sandbox_only(&program, &include, &out)));
+        trials.push(Trial::test(
+            format!("sandbox::{}", program.name),
+            move || sandbox_only(&program, &include, &out),
+        ));
     }
-    assert!(trials.len() > 1, "no test programs found in {}", root.display());
+    assert!(
+        trials.len() > 1,
+        "no test programs found in {}",
+        root.display()
+    );
     libtest_mimic::run(&args, trials).exit();
 }
