@@ -1,0 +1,1 @@
+//! The gofer (work in progress).
