@@ -14,6 +14,7 @@ pub mod mm;
 pub mod strace;
 pub mod syscalls;
 pub mod task;
+pub mod vfs;
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
@@ -120,6 +121,38 @@ pub fn fill_random(buf: &mut [u8]) {
             // getrandom without flags fails only on bad arguments; never leave zeros silently.
             Err(e) => panic!("host getrandom failed: {e}"),
         }
+    }
+}
+
+/// The sandbox's file tree. Until the gofer serves the host's root, the root is a tmpfs holding
+/// the working directory the program was started in, and `/tmp`.
+pub fn sandbox_fs(cwd: &[u8], umask: u32, creds: &Credentials) -> vfs::FsContext {
+    let root = fs::tmpfs::Tmpfs::new_root(0o755, 0, 0);
+    let mount = vfs::Mount::new_root(root, "tmpfs", false);
+    let root_path = vfs::VfsPath::root_of(&mount);
+    let mut cwd_path = root_path.clone();
+    let tmp = vfs::NewNode::Directory { mode: 0o1777 };
+    if let Ok(inode) = root_path.inode().create(b"tmp", &tmp, 0, 0) {
+        root_path.dentry.add_child(b"tmp", inode);
+    }
+    for part in cwd.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        let dir = vfs::NewNode::Directory { mode: 0o755 };
+        let next = match cwd_path.dentry.child(part) {
+            Ok(d) => d,
+            Err(_) => match cwd_path.inode().create(part, &dir, creds.euid, creds.egid) {
+                Ok(inode) => cwd_path.dentry.add_child(part, inode),
+                Err(_) => break,
+            },
+        };
+        cwd_path = vfs::VfsPath {
+            mount: mount.clone(),
+            dentry: next,
+        };
+    }
+    vfs::FsContext {
+        root: root_path,
+        cwd: cwd_path,
+        umask,
     }
 }
 

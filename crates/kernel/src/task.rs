@@ -9,6 +9,7 @@ use moat_platform::{Context, Trap};
 use crate::fs::{host::HostFile, FdTable, OpenFile};
 use crate::loader::{self, ExecRequest};
 use crate::mm::MemoryManager;
+use crate::vfs::{FsContext, Resolve, VfsPath};
 use crate::{Credentials, Kernel, KernelError, SandboxConfig, RLIMIT_COUNT};
 
 /// How the application ended.
@@ -42,8 +43,8 @@ pub struct Task {
     pub mm: MemoryManager,
     pub files: FdTable,
     pub creds: Credentials,
-    pub cwd: Vec<u8>,
-    pub umask: u32,
+    /// Root, working directory and umask.
+    pub fs: FsContext,
     pub signals: SignalState,
     pub limits: [Rlimit; RLIMIT_COUNT],
     pub clear_child_tid: u64,
@@ -69,6 +70,7 @@ impl Task {
         };
         let loaded = loader::load(&mut mm, &req, &mut crate::random_u64)?;
 
+        let fs = crate::sandbox_fs(&config.cwd, config.umask, &config.creds);
         let mut files = FdTable::default();
         for (i, fd) in config.stdio.into_iter().enumerate() {
             let (host, mode) = HostFile::new(fd).map_err(KernelError::Stdio)?;
@@ -96,8 +98,7 @@ impl Task {
             mm,
             files,
             creds: config.creds,
-            cwd: config.cwd,
-            umask: config.umask,
+            fs,
             signals: SignalState {
                 actions: [SigAction::default(); 64],
                 mask: 0,
@@ -135,6 +136,28 @@ impl Task {
             self.regs.rip
         );
         self.exit = Some(ExitStatus::Signaled(signo));
+    }
+
+    /// A path resolution on this task's behalf.
+    pub fn resolver(&self) -> Resolve<'_> {
+        Resolve {
+            fs: &self.fs,
+            creds: &self.creds,
+        }
+    }
+
+    /// Where a relative path starts: the working directory for `AT_FDCWD`, else the directory
+    /// open at `dirfd` (`ENOTDIR` if it is not one).
+    pub fn start_dir(&self, dirfd: i32) -> Result<VfsPath, moat_abi::Errno> {
+        if dirfd == libc::AT_FDCWD {
+            return Ok(self.fs.cwd.clone());
+        }
+        let file = self.files.get(dirfd)?;
+        let path = file.path().ok_or(moat_abi::Errno::ENOTDIR)?;
+        if path.inode().kind() != crate::vfs::FileKind::Directory {
+            return Err(moat_abi::Errno::ENOTDIR);
+        }
+        Ok(path.clone())
     }
 
     /// The soft limit of a resource.

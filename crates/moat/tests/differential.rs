@@ -118,7 +118,16 @@ fn moat() -> Command {
 
 fn differential(program: &Program, include: &Path, out_dir: &Path) -> Result<(), Failed> {
     let exe = build(program, include, out_dir)?;
-    let native = run(Command::new(&exe).args(&program.args))?;
+    // Each run starts in its own empty directory (files tests create their files there).
+    let workdir = |tag: &str| -> Result<PathBuf, Failed> {
+        let dir = out_dir.join(format!("{}.{tag}", program.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(dir)
+    };
+    let native = run(Command::new(&exe)
+        .args(&program.args)
+        .current_dir(workdir("native")?))?;
     let native_st = native_status(&native);
     if native_st != program.expect {
         return Err(format!(
@@ -128,7 +137,12 @@ fn differential(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
         )
         .into());
     }
-    let sandboxed = run(moat().arg("do").arg("--").arg(&exe).args(&program.args))?;
+    let sandboxed = run(moat()
+        .arg("do")
+        .arg("--")
+        .arg(&exe)
+        .args(&program.args)
+        .current_dir(workdir("moat")?))?;
     let moat_st = moat_status(&sandboxed);
     if moat_st != native_st || sandboxed.stdout != native.stdout {
         return Err(format!(

@@ -85,6 +85,14 @@ impl FdTable {
         self.slots[i] = Some(slot);
     }
 
+    /// The highest open fd, if any.
+    pub fn highest(&self) -> Option<u32> {
+        self.slots
+            .iter()
+            .rposition(Option::is_some)
+            .map(|i| i as u32)
+    }
+
     /// Remove `fd`, returning its file.
     pub fn remove(&mut self, fd: i32) -> Result<Arc<OpenFile>, Errno> {
         let i = usize::try_from(fd).map_err(|_| Errno::EBADF)?;

@@ -177,6 +177,30 @@ impl FileOps for HostFile {
     fn seekable(&self) -> bool {
         matches!(self.kind, libc::S_IFREG | libc::S_IFBLK)
     }
+
+    /// The host keeps the position of a donated fd: it is shared with whoever else has it
+    /// (the shell that redirected stdout to a file), exactly as natively.
+    fn own_offset(&self) -> bool {
+        false
+    }
+
+    fn host_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.fd.as_fd())
+    }
+
+    fn host_seek(&self, offset: i64, whence: i32) -> Result<u64, Errno> {
+        use rustix::fs::SeekFrom;
+        let pos = match whence {
+            libc::SEEK_SET => SeekFrom::Start(u64::try_from(offset).map_err(|_| Errno::EINVAL)?),
+            libc::SEEK_CUR => SeekFrom::Current(offset),
+            libc::SEEK_END => SeekFrom::End(offset),
+            libc::SEEK_DATA => SeekFrom::Data(u64::try_from(offset).map_err(|_| Errno::ENXIO)?),
+            libc::SEEK_HOLE => SeekFrom::Hole(u64::try_from(offset).map_err(|_| Errno::ENXIO)?),
+            _ => return Err(Errno::EINVAL),
+        };
+        rustix::fs::seek(&self.fd, pos).map_err(errno)
+    }
 }
 
 /// Device number reported for donated host files.

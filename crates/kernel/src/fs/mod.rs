@@ -1,16 +1,21 @@
-//! Open files: the file-description objects behind application fds, and the fd table.
+//! Open files: the file descriptions behind application fds, and the filesystems.
 //!
-//! Every fd refers to a Moat [`OpenFile`]. The only kind at this stage is the host file that
-//! `moat do` donates for stdin, stdout and stderr ([`host::HostFile`]); the VFS comes next.
+//! Every fd refers to a Moat [`OpenFile`]: the file's operations ([`FileOps`]), its status
+//! flags, its offset, and where it was opened in the tree ([`VfsPath`]). Filesystems:
+//! [`tmpfs`] (in memory), [`host`] (fds donated by `moat do`, the stdio).
 
+pub mod dir;
 pub mod fd_table;
 pub mod host;
+pub mod tmpfs;
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use moat_abi::{Errno, Stat};
 
 use crate::mm::MemoryManager;
+use crate::vfs::{DirEntry, VfsPath};
 
 pub use fd_table::FdTable;
 
@@ -18,41 +23,89 @@ pub use fd_table::FdTable;
 pub const SETFL_MASK: u32 =
     (libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME) as u32;
 
-/// What a kind of file does. Offsets are `None` for plain `read`/`write` (the file's own
-/// position, or none for streams) and `Some` for `pread`/`pwrite`.
+/// What a kind of open file does. Offsets are `Some` for files that keep a position (the
+/// description's offset, or `pread`/`pwrite`'s) and `None` for streams.
 pub trait FileOps: Send + Sync {
     fn read(&self, file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno>;
     fn write(&self, file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno>;
+
     /// `ioctl`: `mm` is for the argument's memory.
     fn ioctl(
         &self,
-        file: &OpenFile,
-        mm: &mut MemoryManager,
-        request: u32,
-        arg: u64,
-    ) -> Result<u64, Errno>;
-    fn stat(&self) -> Result<Stat, Errno>;
+        _file: &OpenFile,
+        _mm: &mut MemoryManager,
+        _request: u32,
+        _arg: u64,
+    ) -> Result<u64, Errno> {
+        Err(Errno::ENOTTY)
+    }
+
+    /// `fstat` of a file that has no inode in the tree (donated host files).
+    fn stat(&self) -> Result<Stat, Errno> {
+        Err(Errno::EBADF)
+    }
+
     /// Whether `pread`/`pwrite`/`lseek` make sense (`ESPIPE` otherwise).
     fn seekable(&self) -> bool;
+
+    /// Whether Moat keeps this file's position (false where the host keeps it: donated fds).
+    fn own_offset(&self) -> bool {
+        self.seekable()
+    }
+
+    /// Move a position Moat does not keep (`lseek` on a donated host file).
+    fn host_seek(&self, _offset: i64, _whence: i32) -> Result<u64, Errno> {
+        Err(Errno::ESPIPE)
+    }
+
+    /// The host fd behind this file, if it is a donated one (for `poll`).
+    fn host_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
+
+    /// Whether this is a directory (reads fail with `EISDIR`, `getdents64` works).
+    fn is_directory(&self) -> bool {
+        false
+    }
 }
 
-/// An open file description: shared by `dup`, with its own status flags.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An open file description: shared by `dup` and `fork`, with its own flags and offset.
 pub struct OpenFile {
     ops: Box<dyn FileOps>,
     /// Access mode and status flags (`O_RDWR`, `O_APPEND`, `O_NONBLOCK`...).
     flags: AtomicU32,
+    offset: Mutex<u64>,
+    /// Where the file was opened; `None` for files outside the tree (donated stdio).
+    path: Option<VfsPath>,
+    /// A directory's listing as `getdents64` walks it (taken at the first call or rewind).
+    listing: Mutex<Option<Vec<DirEntry>>>,
 }
 
 impl OpenFile {
     pub fn new(ops: Box<dyn FileOps>, flags: u32) -> Self {
+        Self::with_path(ops, flags, None)
+    }
+
+    pub fn with_path(ops: Box<dyn FileOps>, flags: u32, path: Option<VfsPath>) -> Self {
         Self {
             ops,
             flags: AtomicU32::new(flags),
+            offset: Mutex::new(0),
+            path,
+            listing: Mutex::new(None),
         }
     }
 
     pub fn ops(&self) -> &dyn FileOps {
         &*self.ops
+    }
+
+    pub fn path(&self) -> Option<&VfsPath> {
+        self.path.as_ref()
     }
 
     pub fn flags(&self) -> u32 {
@@ -70,11 +123,110 @@ impl OpenFile {
         self.flags() & libc::O_NONBLOCK as u32 != 0
     }
 
+    /// `O_PATH` descriptions only name a file; they cannot be read or written.
+    pub fn is_path_only(&self) -> bool {
+        self.flags() & libc::O_PATH as u32 != 0
+    }
+
     pub fn readable(&self) -> bool {
-        self.flags() & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32
+        !self.is_path_only() && self.flags() & libc::O_ACCMODE as u32 != libc::O_WRONLY as u32
     }
 
     pub fn writable(&self) -> bool {
-        self.flags() & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32
+        !self.is_path_only() && self.flags() & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32
+    }
+
+    /// The file's attributes: from its inode if it has one, else from the file itself.
+    pub fn stat(&self) -> Result<Stat, Errno> {
+        match &self.path {
+            Some(p) => p.inode().stat(),
+            None => self.ops.stat(),
+        }
+    }
+
+    /// `read` at the description's position (streams have none).
+    pub fn read(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        if self.ops.is_directory() {
+            return Err(Errno::EISDIR);
+        }
+        if !self.ops.own_offset() {
+            return self.ops.read(self, buf, None);
+        }
+        let mut offset = lock(&self.offset);
+        let n = self.ops.read(self, buf, Some(*offset))?;
+        *offset += n as u64;
+        Ok(n)
+    }
+
+    /// `write` at the description's position, or at the end with `O_APPEND`.
+    pub fn write(&self, buf: &[u8]) -> Result<usize, Errno> {
+        if !self.ops.own_offset() {
+            return self.ops.write(self, buf, None);
+        }
+        let mut offset = lock(&self.offset);
+        if self.flags() & libc::O_APPEND as u32 != 0 {
+            *offset = self.stat()?.st_size as u64;
+        }
+        let n = self.ops.write(self, buf, Some(*offset))?;
+        *offset += n as u64;
+        Ok(n)
+    }
+
+    /// `pread`/`pwrite` positions.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
+        if self.ops.is_directory() {
+            return Err(Errno::EISDIR);
+        }
+        self.ops.read(self, buf, Some(offset))
+    }
+
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize, Errno> {
+        self.ops.write(self, buf, Some(offset))
+    }
+
+    /// `lseek`.
+    pub fn seek(&self, offset: i64, whence: i32) -> Result<u64, Errno> {
+        if !self.ops.seekable() && !self.ops.is_directory() {
+            return Err(Errno::ESPIPE);
+        }
+        if !self.ops.own_offset() && !self.ops.is_directory() {
+            return self.ops.host_seek(offset, whence);
+        }
+        let mut pos = lock(&self.offset);
+        let size = || self.stat().map(|s| s.st_size);
+        let base: i64 = match whence {
+            libc::SEEK_SET => 0,
+            libc::SEEK_CUR => *pos as i64,
+            libc::SEEK_END => size()?,
+            libc::SEEK_DATA | libc::SEEK_HOLE => {
+                // Files here have no holes that matter: all data, one hole at the end.
+                let size = size()?;
+                if offset < 0 || offset >= size {
+                    return Err(Errno::ENXIO);
+                }
+                let at = if whence == libc::SEEK_DATA {
+                    offset
+                } else {
+                    size
+                };
+                *pos = at as u64;
+                return Ok(at as u64);
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        let new = base
+            .checked_add(offset)
+            .filter(|&n| n >= 0)
+            .ok_or(Errno::EINVAL)?;
+        if self.ops.is_directory() && new == 0 {
+            *lock(&self.listing) = None;
+        }
+        *pos = new as u64;
+        Ok(new as u64)
+    }
+
+    /// The directory position and listing, for `getdents64`.
+    pub fn directory_state(&self) -> (MutexGuard<'_, u64>, MutexGuard<'_, Option<Vec<DirEntry>>>) {
+        (lock(&self.offset), lock(&self.listing))
     }
 }

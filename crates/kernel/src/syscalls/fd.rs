@@ -111,32 +111,3 @@ pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let file = task.files.get(int(a[0]))?;
     file.ops().ioctl(&file, &mut task.mm, a[1] as u32, a[2])
 }
-
-pub fn fstat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
-    let st = file.ops().stat()?;
-    task.mm.write_obj(a[1], &st)?;
-    Ok(0)
-}
-
-pub fn newfstatat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let flags = int(a[3]);
-    if flags & !(libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT) != 0 {
-        return Err(Errno::EINVAL);
-    }
-    let path = task.mm.read_cstring(a[1], libc::PATH_MAX as usize)?;
-    if !path.is_empty() {
-        task.kernel.report_unimplemented(
-            u64::from(nr::NEWFSTATAT) | (1 << 32),
-            "newfstatat with a path",
-        );
-        return Err(Errno::ENOSYS);
-    }
-    if flags & libc::AT_EMPTY_PATH == 0 {
-        return Err(Errno::ENOENT);
-    }
-    let file = task.files.get(int(a[0]))?;
-    let st = file.ops().stat()?;
-    task.mm.write_obj(a[2], &st)?;
-    Ok(0)
-}

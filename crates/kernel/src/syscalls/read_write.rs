@@ -44,7 +44,10 @@ fn read_into(
     let len = len.min(MAX_RW_COUNT).min(CHUNK);
     task.mm.check_access(addr, len, true)?;
     let mut buf = vec![0u8; len as usize];
-    let n = file.ops().read(file, &mut buf, offset)?;
+    let n = match offset {
+        None => file.read(&mut buf)?,
+        Some(o) => file.read_at(&mut buf, o)?,
+    };
     task.mm.write_bytes(addr, &buf[..n])?;
     Ok(n as u64)
 }
@@ -66,7 +69,11 @@ fn write_from(
         if let Err(e) = task.mm.read_bytes(addr + done, &mut buf) {
             return if done > 0 { Ok(done) } else { Err(e) };
         }
-        let written = match file.ops().write(file, &buf, offset.map(|o| o + done)) {
+        let result = match offset {
+            None => file.write(&buf),
+            Some(o) => file.write_at(&buf, o + done),
+        };
+        let written = match result {
             Ok(w) => w as u64,
             Err(e) if done > 0 && e != Errno::EFAULT => return Ok(done),
             Err(e) => return Err(e),
@@ -164,7 +171,7 @@ pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     // One read from the file, scattered into the buffers (readv is atomic per file read).
     let mut buf = vec![0u8; total as usize];
-    let n = file.ops().read(&file, &mut buf, None)?;
+    let n = file.read(&mut buf)?;
     let mut done = 0usize;
     for v in &iovs {
         if done >= n {
@@ -203,7 +210,7 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let mut done = 0;
     while done < buf.len() {
-        match file.ops().write(&file, &buf[done..], None) {
+        match file.write(&buf[done..]) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(_) if done > 0 => break,

@@ -1,0 +1,314 @@
+//! chmod, fchmod(at/at2), chown, fchown(at), lchown, truncate, ftruncate, utimensat, utimes,
+//! access, faccessat(2): changing and checking a file's attributes.
+
+use moat_abi::{Errno, Timespec, Timeval};
+
+use super::path::{read_path, resolve_at, target_at, writable_mount, Target};
+use super::{int, SyscallResult};
+use crate::task::Task;
+use crate::vfs::{permitted, FileKind, SetAttr, VfsPath, MAY_EXEC, MAY_READ, MAY_WRITE};
+use crate::Credentials;
+
+fn path_of(target: Target) -> Result<VfsPath, Errno> {
+    match target {
+        Target::Path(p) => Ok(p),
+        // Donated host files cannot be changed from inside the sandbox.
+        Target::File(_) => Err(Errno::EPERM),
+    }
+}
+
+fn is_owner(creds: &Credentials, path: &VfsPath) -> Result<bool, Errno> {
+    Ok(creds.euid == 0 || creds.euid == path.inode().stat()?.st_uid)
+}
+
+fn chmod_path(task: &Task, path: &VfsPath, mode: u32) -> SyscallResult {
+    if !is_owner(&task.creds, path)? {
+        return Err(Errno::EPERM);
+    }
+    writable_mount(path)?;
+    let st = path.inode().stat()?;
+    let mut mode = mode & 0o7777;
+    // Without membership in the file's group, the set-group-ID bit is dropped.
+    if task.creds.euid != 0
+        && st.st_gid != task.creds.egid
+        && !task.creds.groups.contains(&st.st_gid)
+    {
+        mode &= !libc::S_ISGID;
+    }
+    path.inode().setattr(&SetAttr {
+        mode: Some(mode),
+        ..SetAttr::default()
+    })?;
+    Ok(0)
+}
+
+pub fn chmod(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = read_path(task, a[0])?;
+    let path = resolve_at(task, libc::AT_FDCWD, &p, true)?;
+    chmod_path(task, &path, a[1] as u32)
+}
+
+pub fn fchmod(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let path = file.path().ok_or(Errno::EPERM)?.clone();
+    chmod_path(task, &path, a[1] as u32)
+}
+
+pub fn fchmodat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let path = path_of(target_at(task, int(a[0]), a[1], 0, true)?)?;
+    chmod_path(task, &path, a[2] as u32)
+}
+
+pub fn fchmodat2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = int(a[3]);
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_of(target_at(task, int(a[0]), a[1], flags, true)?)?;
+    if path.inode().kind() == FileKind::Symlink {
+        // Linux does not change a symlink's mode.
+        return Err(Errno::EOPNOTSUPP);
+    }
+    chmod_path(task, &path, a[2] as u32)
+}
+
+fn chown_path(task: &Task, path: &VfsPath, uid: u32, gid: u32) -> SyscallResult {
+    let st = path.inode().stat()?;
+    let uid = (uid != u32::MAX).then_some(uid);
+    let gid = (gid != u32::MAX).then_some(gid);
+    if task.creds.euid != 0 {
+        let owner = task.creds.euid == st.st_uid;
+        let uid_ok = uid.is_none_or(|u| u == st.st_uid && owner);
+        let gid_ok = gid.is_none_or(|g| {
+            owner && (g == task.creds.egid || task.creds.groups.contains(&g) || g == st.st_gid)
+        });
+        if !uid_ok || !gid_ok {
+            return Err(Errno::EPERM);
+        }
+    }
+    writable_mount(path)?;
+    path.inode().setattr(&SetAttr {
+        uid,
+        gid,
+        ..SetAttr::default()
+    })?;
+    Ok(0)
+}
+
+pub fn chown(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = read_path(task, a[0])?;
+    let path = resolve_at(task, libc::AT_FDCWD, &p, true)?;
+    chown_path(task, &path, a[1] as u32, a[2] as u32)
+}
+
+pub fn lchown(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = read_path(task, a[0])?;
+    let path = resolve_at(task, libc::AT_FDCWD, &p, false)?;
+    chown_path(task, &path, a[1] as u32, a[2] as u32)
+}
+
+pub fn fchown(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let path = file.path().ok_or(Errno::EPERM)?.clone();
+    chown_path(task, &path, a[1] as u32, a[2] as u32)
+}
+
+pub fn fchownat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = int(a[4]);
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let path = path_of(target_at(task, int(a[0]), a[1], flags, true)?)?;
+    chown_path(task, &path, a[2] as u32, a[3] as u32)
+}
+
+fn truncate_path(path: &VfsPath, len: u64) -> SyscallResult {
+    if (len as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let st = path.inode().stat()?;
+    match FileKind::from_mode(st.st_mode) {
+        FileKind::Directory => return Err(Errno::EISDIR),
+        FileKind::Regular => {}
+        _ => return Err(Errno::EINVAL),
+    }
+    path.inode().setattr(&SetAttr {
+        size: Some(len),
+        ..SetAttr::default()
+    })?;
+    Ok(0)
+}
+
+pub fn truncate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = read_path(task, a[0])?;
+    let path = resolve_at(task, libc::AT_FDCWD, &p, true)?;
+    if (a[1] as i64) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    if path.inode().kind() == FileKind::Directory {
+        return Err(Errno::EISDIR);
+    }
+    if !permitted(&path.inode().stat()?, &task.creds, MAY_WRITE) {
+        return Err(Errno::EACCES);
+    }
+    writable_mount(&path)?;
+    truncate_path(&path, a[1])
+}
+
+pub fn ftruncate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    if !file.writable() {
+        return Err(Errno::EINVAL);
+    }
+    let path = file.path().ok_or(Errno::EINVAL)?.clone();
+    truncate_path(&path, a[1])
+}
+
+const UTIME_NOW: i64 = (1 << 30) - 1;
+const UTIME_OMIT: i64 = (1 << 30) - 2;
+
+/// Apply `[atime, mtime]` (`None` = both now) with utimensat's permission rules.
+fn set_times(task: &Task, path: &VfsPath, times: Option<[Timespec; 2]>) -> SyscallResult {
+    let now = crate::fs::tmpfs::now();
+    let mut explicit = false;
+    let mut pick = |t: &Timespec| -> Result<Option<(i64, i64)>, Errno> {
+        match t.tv_nsec {
+            UTIME_OMIT => Ok(None),
+            UTIME_NOW => Ok(Some(now)),
+            n if (0..1_000_000_000).contains(&n) => {
+                explicit = true;
+                Ok(Some((t.tv_sec, n)))
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    };
+    let (atime, mtime) = match times {
+        None => (Some(now), Some(now)),
+        Some([a, m]) => (pick(&a)?, pick(&m)?),
+    };
+    if atime.is_none() && mtime.is_none() {
+        return Ok(0);
+    }
+    let st = path.inode().stat()?;
+    let owner = task.creds.euid == 0 || task.creds.euid == st.st_uid;
+    if explicit && !owner {
+        return Err(Errno::EPERM);
+    }
+    if !explicit && !owner && !permitted(&st, &task.creds, MAY_WRITE) {
+        return Err(Errno::EACCES);
+    }
+    writable_mount(path)?;
+    path.inode().setattr(&SetAttr {
+        atime,
+        mtime,
+        ..SetAttr::default()
+    })?;
+    Ok(0)
+}
+
+pub fn utimensat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (dirfd, flags) = (int(a[0]), int(a[3]));
+    if flags & !(libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let times = if a[2] == 0 {
+        None
+    } else {
+        Some([
+            task.mm.read_obj::<Timespec>(a[2])?,
+            task.mm.read_obj::<Timespec>(a[2] + 16)?,
+        ])
+    };
+    let path = if a[1] == 0 {
+        // A NULL path means the file open at dirfd (Linux's futimens).
+        task.files.get(dirfd)?.path().ok_or(Errno::EPERM)?.clone()
+    } else {
+        path_of(target_at(task, dirfd, a[1], flags, true)?)?
+    };
+    set_times(task, &path, times)
+}
+
+pub fn utimes(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let p = read_path(task, a[0])?;
+    let path = resolve_at(task, libc::AT_FDCWD, &p, true)?;
+    let times = if a[1] == 0 {
+        None
+    } else {
+        let to_ts = |t: Timeval| -> Result<Timespec, Errno> {
+            if !(0..1_000_000).contains(&t.tv_usec) {
+                return Err(Errno::EINVAL);
+            }
+            Ok(Timespec {
+                tv_sec: t.tv_sec,
+                tv_nsec: t.tv_usec * 1000,
+            })
+        };
+        Some([
+            to_ts(task.mm.read_obj(a[1])?)?,
+            to_ts(task.mm.read_obj(a[1] + 16)?)?,
+        ])
+    };
+    set_times(task, &path, times)
+}
+
+const AT_EACCESS: i32 = 0x200;
+
+fn access_at(task: &mut Task, dirfd: i32, path_addr: u64, mode: u32, flags: i32) -> SyscallResult {
+    if mode & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if flags & !(AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = target_at(task, dirfd, path_addr, flags, true)?;
+    let Target::Path(path) = target else {
+        return Ok(0);
+    };
+    if mode == 0 {
+        return Ok(0);
+    }
+    // access() checks with the real ids unless AT_EACCESS asks for the effective ones.
+    let mut creds = task.creds.clone();
+    if flags & AT_EACCESS == 0 {
+        creds.euid = creds.uid;
+        creds.egid = creds.gid;
+    }
+    let mut mask = 0;
+    if mode & 4 != 0 {
+        mask |= MAY_READ;
+    }
+    if mode & 2 != 0 {
+        mask |= MAY_WRITE;
+    }
+    if mode & 1 != 0 {
+        mask |= MAY_EXEC;
+    }
+    if !permitted(&path.inode().stat()?, &creds, mask) {
+        return Err(Errno::EACCES);
+    }
+    if mask & MAY_WRITE != 0 && path.inode().kind() != FileKind::CharDevice {
+        writable_mount(&path)?;
+    }
+    Ok(0)
+}
+
+pub fn access(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    access_at(task, libc::AT_FDCWD, a[0], a[1] as u32, 0)
+}
+
+pub fn faccessat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    access_at(task, int(a[0]), a[1], a[2] as u32, 0)
+}
+
+pub fn faccessat2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    access_at(task, int(a[0]), a[1], a[2] as u32, int(a[3]))
+}

@@ -1,0 +1,260 @@
+//! open, openat, creat, close_range, lseek, getdents64.
+
+use std::sync::Arc;
+
+use moat_abi::Errno;
+
+use super::path::{may_modify_dir, read_path, resolve_at, resolve_parent, writable_mount};
+use super::{int, SyscallResult};
+use crate::fs::OpenFile;
+use crate::task::Task;
+use crate::vfs::{permitted, FileKind, NewNode, VfsPath, MAY_READ, MAY_WRITE};
+
+/// Flags `open` accepts; anything else is ignored as Linux does (except `O_TMPFILE`).
+const STATUS_KEPT: u32 = (libc::O_ACCMODE
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DIRECT
+    | libc::O_NOATIME
+    | libc::O_PATH
+    | libc::O_SYNC
+    | libc::O_DSYNC
+    | libc::O_ASYNC) as u32;
+
+/// The file operations of an `O_PATH` description: it names a file, nothing more.
+struct PathOnly;
+
+impl crate::fs::FileOps for PathOnly {
+    fn read(&self, _: &OpenFile, _: &mut [u8], _: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn write(&self, _: &OpenFile, _: &[u8], _: Option<u64>) -> Result<usize, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn ioctl(
+        &self,
+        _: &OpenFile,
+        _: &mut crate::mm::MemoryManager,
+        _: u32,
+        _: u64,
+    ) -> Result<u64, Errno> {
+        Err(Errno::EBADF)
+    }
+    fn seekable(&self) -> bool {
+        false
+    }
+}
+
+/// Find or create the file `open` names.
+fn open_target(
+    task: &Task,
+    dirfd: i32,
+    path: &[u8],
+    flags: u32,
+    mode: u32,
+) -> Result<(VfsPath, bool), Errno> {
+    let creat = flags & libc::O_CREAT as u32 != 0;
+    let nofollow = flags & libc::O_NOFOLLOW as u32 != 0;
+    if !creat {
+        return Ok((resolve_at(task, dirfd, path, !nofollow)?, false));
+    }
+    let (dir, name, trailing) = resolve_parent(task, dirfd, path)?;
+    if trailing || name == b"." || name == b".." {
+        return Err(Errno::EISDIR);
+    }
+    match task.resolver().path(&dir, &name, false) {
+        Ok(existing) => {
+            if flags & libc::O_EXCL as u32 != 0 {
+                return Err(Errno::EEXIST);
+            }
+            if existing.inode().kind() == FileKind::Symlink && !nofollow {
+                return Ok((task.resolver().path(&dir, &name, true)?, false));
+            }
+            Ok((existing, false))
+        }
+        Err(Errno::ENOENT) => {
+            may_modify_dir(task, &dir)?;
+            let node = NewNode::File {
+                mode: mode & !task.fs.umask & 0o7777,
+            };
+            let inode = dir
+                .inode()
+                .create(&name, &node, task.creds.euid, task.creds.egid)?;
+            let dentry = dir.dentry.add_child(&name, inode);
+            Ok((
+                VfsPath {
+                    mount: dir.mount.clone(),
+                    dentry,
+                },
+                true,
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn do_open(task: &mut Task, dirfd: i32, path_addr: u64, flags: u32, mode: u32) -> SyscallResult {
+    let path = read_path(task, path_addr)?;
+    if flags & (libc::O_TMPFILE as u32 & !libc::O_DIRECTORY as u32) != 0 {
+        task.kernel.report_unimplemented(
+            u64::from(moat_abi::syscalls::nr::OPENAT) | (1 << 32),
+            "open O_TMPFILE",
+        );
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let o_path = flags & libc::O_PATH as u32 != 0;
+    let flags = if o_path {
+        flags & (libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u32
+    } else {
+        flags
+    };
+    let (target, created) = open_target(task, dirfd, &path, flags, mode)?;
+    let inode = target.inode();
+    let st = inode.stat()?;
+    let kind = FileKind::from_mode(st.st_mode);
+    let access = flags & libc::O_ACCMODE as u32;
+    let wants_write = access == libc::O_WRONLY as u32 || access == libc::O_RDWR as u32;
+    if flags & libc::O_DIRECTORY as u32 != 0 && kind != FileKind::Directory {
+        return Err(if kind == FileKind::Symlink {
+            Errno::ELOOP
+        } else {
+            Errno::ENOTDIR
+        });
+    }
+    let ops: Box<dyn crate::fs::FileOps> = if o_path {
+        Box::new(PathOnly)
+    } else {
+        if kind == FileKind::Symlink {
+            return Err(Errno::ELOOP);
+        }
+        if kind == FileKind::Directory && (wants_write || flags & libc::O_CREAT as u32 != 0) {
+            return Err(Errno::EISDIR);
+        }
+        if !created {
+            let mut mask = 0;
+            if access != libc::O_WRONLY as u32 {
+                mask |= MAY_READ;
+            }
+            if wants_write || flags & libc::O_TRUNC as u32 != 0 {
+                mask |= MAY_WRITE;
+            }
+            if !permitted(&st, &task.creds, mask) {
+                return Err(Errno::EACCES);
+            }
+        }
+        if wants_write || (flags & libc::O_TRUNC as u32 != 0 && kind == FileKind::Regular) {
+            writable_mount(&target)?;
+        }
+        inode.open(flags)?
+    };
+    // Linux reports O_LARGEFILE on every description opened by a 64-bit program.
+    let kept = (flags & STATUS_KEPT) | libc::O_LARGEFILE as u32;
+    let file = Arc::new(OpenFile::with_path(ops, kept, Some(target)));
+    let limit = task.limit(libc::RLIMIT_NOFILE);
+    Ok(task
+        .files
+        .install(file, flags & libc::O_CLOEXEC as u32 != 0, 0, limit)? as u64)
+}
+
+pub fn open(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_open(task, libc::AT_FDCWD, a[0], a[1] as u32, a[2] as u32)
+}
+
+pub fn openat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    do_open(task, int(a[0]), a[1], a[2] as u32, a[3] as u32)
+}
+
+pub fn creat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC) as u32;
+    do_open(task, libc::AT_FDCWD, a[0], flags, a[1] as u32)
+}
+
+const CLOSE_RANGE_UNSHARE: u32 = 2;
+const CLOSE_RANGE_CLOEXEC: u32 = 4;
+
+pub fn close_range(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (first, last, flags) = (a[0] as u32, a[1] as u32, a[2] as u32);
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(Errno::EINVAL);
+    }
+    let top = task.files.highest().unwrap_or(0).min(i32::MAX as u32);
+    for fd in first..=last.min(top) {
+        let fd = fd as i32;
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
+            let _ = task.files.set_cloexec(fd, true);
+        } else {
+            let _ = task.files.remove(fd);
+        }
+    }
+    Ok(0)
+}
+
+pub fn lseek(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    file.seek(a[1] as i64, int(a[2]))
+}
+
+/// `struct linux_dirent64` is 19 bytes of header, the name and its NUL, padded to 8.
+fn dirent_len(name: &[u8]) -> usize {
+    (19 + name.len() + 1).div_ceil(8) * 8
+}
+
+pub fn getdents64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    if !file.ops().is_directory() {
+        return Err(Errno::ENOTDIR);
+    }
+    let path = file.path().ok_or(Errno::ENOTDIR)?.clone();
+    let count = a[2] as u32 as usize;
+    let (mut pos, mut listing) = file.directory_state();
+    if listing.is_none() {
+        let this = path.inode().stat()?.st_ino;
+        let parent = task
+            .resolver()
+            .path(&path, b"..", false)
+            .and_then(|p| p.inode().stat())
+            .map_or(this, |s| s.st_ino);
+        let mut all = vec![
+            crate::vfs::DirEntry {
+                ino: this,
+                kind: FileKind::Directory,
+                name: b".".to_vec(),
+            },
+            crate::vfs::DirEntry {
+                ino: parent,
+                kind: FileKind::Directory,
+                name: b"..".to_vec(),
+            },
+        ];
+        all.extend(path.inode().readdir()?);
+        *listing = Some(all);
+    }
+    let entries = listing.as_ref().map_or(&[][..], Vec::as_slice);
+    let mut out = Vec::new();
+    let mut index = *pos as usize;
+    while let Some(e) = entries.get(index) {
+        let len = dirent_len(&e.name);
+        if out.len() + len > count {
+            break;
+        }
+        out.extend_from_slice(&e.ino.to_le_bytes());
+        out.extend_from_slice(&((index + 1) as i64).to_le_bytes());
+        out.extend_from_slice(&(len as u16).to_le_bytes());
+        out.push(e.kind.dirent_type());
+        out.extend_from_slice(&e.name);
+        out.resize(out.len() + len - 19 - e.name.len(), 0);
+        index += 1;
+    }
+    if out.is_empty() && index < entries.len() {
+        return Err(Errno::EINVAL);
+    }
+    task.mm.write_bytes(a[1], &out)?;
+    *pos = index as u64;
+    Ok(out.len() as u64)
+}
