@@ -156,6 +156,45 @@ pub fn sandbox_fs(cwd: &[u8], umask: u32, creds: &Credentials) -> vfs::FsContext
     }
 }
 
+/// Read a whole file of the sandbox's tree (the program interpreter, scripts' interpreters).
+pub fn read_whole_file(
+    fs: &vfs::FsContext,
+    creds: &Credentials,
+    path: &[u8],
+) -> Result<Vec<u8>, LoadError> {
+    let name = || String::from_utf8_lossy(path).into_owned();
+    let resolver = vfs::Resolve { fs, creds };
+    let target = resolver
+        .path(&fs.cwd, path, true)
+        .map_err(|_| LoadError::Dynamic(name()))?;
+    let st = target
+        .inode()
+        .stat()
+        .map_err(|_| LoadError::Dynamic(name()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || !vfs::permitted(&st, creds, vfs::MAY_EXEC) {
+        return Err(LoadError::Dynamic(name()));
+    }
+    let file = fs::OpenFile::with_path(
+        target
+            .inode()
+            .open(libc::O_RDONLY as u32)
+            .map_err(|_| LoadError::Dynamic(name()))?,
+        0,
+        Some(target),
+    );
+    let mut out = vec![0u8; st.st_size as usize];
+    let mut done = 0;
+    while done < out.len() {
+        match file.read_at(&mut out[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(_) => return Err(LoadError::Dynamic(name())),
+        }
+    }
+    out.truncate(done);
+    Ok(out)
+}
+
 /// Start the sandbox: create the first address space, load the program and run it until it
 /// exits. Must run on the host thread that will drive the application (ptrace binds them).
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {

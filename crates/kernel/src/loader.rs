@@ -76,6 +76,9 @@ pub struct ExecRequest<'a> {
     pub stack_size: u64,
 }
 
+/// Reads the program interpreter (`PT_INTERP`, i.e. ld.so) named by a dynamic executable.
+pub type InterpReader<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, LoadError>;
+
 /// `MAX_ARG_STRLEN` and the total limit Linux applies (a quarter of an 8 MiB stack).
 const MAX_ARG_STRLEN: usize = 32 * 4096;
 const MAX_ARGS_TOTAL: usize = 2 << 20;
@@ -127,52 +130,22 @@ fn parse(image: &[u8]) -> Result<(Header, Vec<ProgramHeader>), LoadError> {
     Ok((hdr, phdrs))
 }
 
-/// Load `req.image` into `mm` (which must be empty) and build the initial stack.
-pub fn load(
+/// Map the `PT_LOAD` segments of `image` at `bias`; returns the end of the highest segment
+/// and the address of the program headers in memory.
+fn map_segments(
     mm: &mut MemoryManager,
-    req: &ExecRequest<'_>,
-    random: &mut dyn FnMut() -> u64,
-) -> Result<Loaded, LoadError> {
-    let (hdr, phdrs) = parse(req.image)?;
-    if let Some(interp) = phdrs.iter().find(|p| p.p_type == PT_INTERP) {
-        let name = req
-            .image
-            .get(interp.p_offset as usize..(interp.p_offset + interp.p_filesz) as usize)
-            .map(|b| {
-                String::from_utf8_lossy(b)
-                    .trim_end_matches('\0')
-                    .to_string()
-            })
-            .unwrap_or_default();
-        return Err(LoadError::Dynamic(name));
-    }
-    let loads: Vec<&ProgramHeader> = phdrs.iter().filter(|p| p.p_type == PT_LOAD).collect();
-    if loads.is_empty() {
-        return Err(LoadError::Malformed("no loadable segment"));
-    }
-
-    // Layout, top down: the stub page, the stack (randomised top), a gap, the mmap area.
-    let stack_top = page_down(USER_MAX - PAGE - (random() % (1 << 22)) * PAGE);
-    let stack_size = page_up(req.stack_size.clamp(128 << 10, 1 << 30)).unwrap_or(8 << 20);
-    let stack_bottom = stack_top - stack_size;
-    let gap = stack_size.max(128 << 20);
-    mm.mmap_base = page_down(stack_bottom - gap - (random() % (1 << 24)) * PAGE);
-
-    // Position-independent executables go at Linux's ELF_ET_DYN_BASE (2/3 of the address
-    // space) plus randomisation.
-    let bias = if hdr.e_type == header::ET_DYN {
-        page_down((USER_MAX / 3 * 2) + (random() % (1 << 20)) * PAGE)
-    } else {
-        0
-    };
-
-    let mut brk = 0u64;
+    image: &[u8],
+    hdr: &Header,
+    phdrs: &[ProgramHeader],
+    bias: u64,
+) -> Result<(u64, Option<u64>), LoadError> {
+    let mut end_of_image = 0u64;
     let mut phdr_addr = None;
-    for p in &loads {
+    for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
         if p.p_filesz > p.p_memsz
             || p.p_offset
                 .checked_add(p.p_filesz)
-                .is_none_or(|e| e > req.image.len() as u64)
+                .is_none_or(|e| e > image.len() as u64)
         {
             return Err(LoadError::Malformed("segment past end of file"));
         }
@@ -208,23 +181,97 @@ pub fn load(
         // from p_filesz to the end of the page (Linux's padzero).
         let file_start = p.p_offset - (vaddr - start);
         let file_end = p.p_offset + p.p_filesz;
-        mm.write_bytes_force(start, &req.image[file_start as usize..file_end as usize])?;
+        mm.write_bytes_force(start, &image[file_start as usize..file_end as usize])?;
         let tail = (vaddr + p.p_filesz).min(end);
         let tail_end = page_up(tail).unwrap_or(end).min(end);
         if tail_end > tail {
             mm.write_bytes_force(tail, &vec![0u8; (tail_end - tail) as usize])?;
         }
-        brk = brk.max(end);
+        end_of_image = end_of_image.max(end);
         if hdr.e_phoff >= p.p_offset && hdr.e_phoff < p.p_offset + p.p_filesz {
             phdr_addr = Some(vaddr + (hdr.e_phoff - p.p_offset));
         }
     }
+    if end_of_image == 0 {
+        return Err(LoadError::Malformed("no loadable segment"));
+    }
     if let Some(p) = phdrs.iter().find(|p| p.p_type == PT_PHDR) {
         phdr_addr = Some(p.p_vaddr + bias);
     }
+    Ok((end_of_image, phdr_addr))
+}
+
+/// Load the interpreter (ld.so, position-independent) wherever the mmap area has room;
+/// returns its load bias and entry point.
+fn load_interpreter(mm: &mut MemoryManager, image: &[u8]) -> Result<(u64, u64), LoadError> {
+    let (hdr, phdrs) = parse(image)?;
+    if phdrs.iter().any(|p| p.p_type == PT_INTERP) || hdr.e_type != header::ET_DYN {
+        return Err(LoadError::Malformed(
+            "the interpreter must be a static position-independent ELF",
+        ));
+    }
+    let loads = phdrs.iter().filter(|p| p.p_type == PT_LOAD);
+    let lo = loads
+        .clone()
+        .map(|p| page_down(p.p_vaddr))
+        .min()
+        .ok_or(LoadError::Malformed("no loadable segment"))?;
+    let hi = loads
+        .map(|p| p.p_vaddr.saturating_add(p.p_memsz))
+        .max()
+        .and_then(page_up)
+        .ok_or(LoadError::Malformed("segment address"))?;
+    let span = hi
+        .checked_sub(lo)
+        .filter(|&s| s > 0 && s < (1 << 40))
+        .ok_or(LoadError::Malformed("segment span"))?;
+    let base = mm
+        .find_space(span)
+        .ok_or(LoadError::Memory(Errno::ENOMEM))?;
+    let bias = base - lo;
+    map_segments(mm, image, &hdr, &phdrs, bias)?;
+    Ok((bias, hdr.e_entry + bias))
+}
+
+/// Load `req.image` into `mm` (which must be empty) and build the initial stack. A dynamic
+/// executable's interpreter is read with `read_interp` and loaded too; it then runs first.
+pub fn load(
+    mm: &mut MemoryManager,
+    req: &ExecRequest<'_>,
+    read_interp: InterpReader<'_>,
+    random: &mut dyn FnMut() -> u64,
+) -> Result<Loaded, LoadError> {
+    let (hdr, phdrs) = parse(req.image)?;
+    let interp = match phdrs.iter().find(|p| p.p_type == PT_INTERP) {
+        Some(p) => {
+            let name = req
+                .image
+                .get(p.p_offset as usize..p.p_offset.saturating_add(p.p_filesz) as usize)
+                .ok_or(LoadError::Malformed("interpreter name past end of file"))?;
+            let name: Vec<u8> = name.iter().copied().take_while(|&b| b != 0).collect();
+            Some(name)
+        }
+        None => None,
+    };
+
+    // Layout, top down: the stub page, the stack (randomised top), a gap, the mmap area.
+    let stack_top = page_down(USER_MAX - PAGE - (random() % (1 << 22)) * PAGE);
+    let stack_size = page_up(req.stack_size.clamp(128 << 10, 1 << 30)).unwrap_or(8 << 20);
+    let stack_bottom = stack_top - stack_size;
+    let gap = stack_size.max(128 << 20);
+    mm.mmap_base = page_down(stack_bottom - gap - (random() % (1 << 24)) * PAGE);
+
+    // Position-independent executables go at Linux's ELF_ET_DYN_BASE (2/3 of the address
+    // space) plus randomisation.
+    let bias = if hdr.e_type == header::ET_DYN {
+        page_down((USER_MAX / 3 * 2) + (random() % (1 << 20)) * PAGE)
+    } else {
+        0
+    };
+    let (end_of_image, phdr_addr) = map_segments(mm, req.image, &hdr, &phdrs, bias)?;
 
     // The heap starts at a random offset (up to 32 MiB) above the end of the image.
-    mm.brk_start = brk + (random() % (1 << 13)) * PAGE;
+    mm.brk_start = end_of_image + (random() % (1 << 13)) * PAGE;
     mm.brk = mm.brk_start;
 
     mm.map_anonymous(
@@ -234,14 +281,25 @@ pub fn load(
         VmaKind::Stack,
     )?;
     let entry = hdr.e_entry + bias;
+    let (interp_base, start) = match interp {
+        Some(name) => {
+            let image = read_interp(&name)?;
+            load_interpreter(mm, &image).map_err(|e| match e {
+                LoadError::Memory(e) => LoadError::Memory(e),
+                _ => LoadError::Dynamic(String::from_utf8_lossy(&name).into_owned()),
+            })?
+        }
+        None => (0, entry),
+    };
     let aux = Aux {
         phdr: phdr_addr.unwrap_or(0),
         phnum: u64::from(hdr.e_phnum),
         entry,
+        base: interp_base,
     };
     let sp = build_stack(mm, req, stack_top, &aux, random)?;
     Ok(Loaded {
-        entry,
+        entry: start,
         stack_pointer: sp,
     })
 }
@@ -250,6 +308,8 @@ struct Aux {
     phdr: u64,
     phnum: u64,
     entry: u64,
+    /// Where the interpreter was loaded (0 for static programs).
+    base: u64,
 }
 
 // Auxiliary vector keys (linux/auxvec.h).
@@ -332,7 +392,7 @@ fn build_stack(
             goblin::elf::program_header::program_header64::SIZEOF_PHDR as u64,
         ),
         (AT_PHNUM, aux.phnum),
-        (AT_BASE, 0),
+        (AT_BASE, aux.base),
         (AT_FLAGS, 0),
         (AT_ENTRY, aux.entry),
         (AT_UID, u64::from(f.uid)),

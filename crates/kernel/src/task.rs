@@ -68,9 +68,11 @@ impl Task {
             aux: &config.aux,
             stack_size: config.limits[libc::RLIMIT_STACK as usize].cur,
         };
-        let loaded = loader::load(&mut mm, &req, &mut crate::random_u64)?;
-
         let fs = crate::sandbox_fs(&config.cwd, config.umask, &config.creds);
+        let creds = config.creds.clone();
+        let mut read_interp = |name: &[u8]| crate::read_whole_file(&fs, &creds, name);
+        let loaded = loader::load(&mut mm, &req, &mut read_interp, &mut crate::random_u64)?;
+
         let mut files = FdTable::default();
         for (i, fd) in config.stdio.into_iter().enumerate() {
             let (host, mode) = HostFile::new(fd).map_err(KernelError::Stdio)?;

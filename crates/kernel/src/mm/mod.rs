@@ -131,6 +131,11 @@ impl MemoryManager {
         (USER_MAX.checked_sub(bottom)? >= len).then_some(bottom)
     }
 
+    /// A free range of `len` bytes where a mapping without a fixed address would go.
+    pub fn find_space(&self, len: u64) -> Option<u64> {
+        self.find_free(len)
+    }
+
     /// Create an anonymous mapping; returns its address. `len` must be page-aligned, nonzero.
     pub fn map_anonymous(
         &mut self,
@@ -272,6 +277,13 @@ impl MemoryManager {
                 }
             }
             cur = Some(s);
+        }
+    }
+
+    /// Replace the kind of the VMA that starts at `start`.
+    pub fn set_kind(&mut self, start: u64, kind: VmaKind) {
+        if let Some(v) = self.vmas.get_mut(&start) {
+            v.kind = kind;
         }
     }
 
@@ -479,6 +491,17 @@ impl MemoryManager {
     /// Back `[start, end)` with memory-file pages wherever a VMA allows access and nothing is
     /// mapped yet.
     fn populate(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        self.populate_with(start, end, false)
+    }
+
+    /// Populate; `include_inaccessible` also backs `PROT_NONE` VMAs (the kernel filling a
+    /// mapping whose pages the application may make accessible later).
+    fn populate_with(
+        &mut self,
+        start: u64,
+        end: u64,
+        include_inaccessible: bool,
+    ) -> Result<(), Errno> {
         let vmas: Vec<(u64, Vma)> = self
             .vmas
             .range(..end)
@@ -486,7 +509,7 @@ impl MemoryManager {
             .map(|(&s, &v)| (s, v))
             .collect();
         for (vs, v) in vmas {
-            if v.prot == Prot::NONE {
+            if v.prot == Prot::NONE && !include_inaccessible {
                 continue;
             }
             let (a, b) = (vs.max(start), v.end.min(end));
@@ -643,12 +666,9 @@ impl MemoryManager {
                 Some((_, p)) => cursor = p.end.min(end),
                 None => {
                     let (vs, v) = self.find_vma(cursor).ok_or(Errno::EFAULT)?;
-                    let (vs, vend, prot) = (vs, v.end, v.prot);
-                    if prot == Prot::NONE {
-                        return Err(Errno::EFAULT);
-                    }
+                    let (vs, vend) = (vs, v.end);
                     let window = cursor & !(FAULT_WINDOW - 1);
-                    self.populate(window.max(vs), (window + FAULT_WINDOW).min(vend))?;
+                    self.populate_with(window.max(vs), (window + FAULT_WINDOW).min(vend), true)?;
                 }
             }
         }

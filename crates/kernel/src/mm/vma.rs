@@ -11,6 +11,10 @@ pub enum VmaKind {
     Heap,
     /// The initial thread's stack (`[stack]`).
     Stack,
+    /// A private copy of a file's bytes (`MAP_PRIVATE` of a file). `base` is the file offset
+    /// that address 0 would have (`offset - start`, wrapping), so it stays right when the VMA
+    /// is split or merged.
+    File { dev: u64, ino: u64, base: u64 },
 }
 
 /// A VMA: `[start, end)` where `start` is its key in the tree.

@@ -54,11 +54,30 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if prot & !(PROT_MASK | PROT_GROWS) != 0 {
         return Err(Errno::EINVAL);
     }
-    if flags & libc::MAP_ANONYMOUS == 0 {
-        // A file mapping: the only files are donated stdio, which cannot be mapped.
-        task.files.get(fd)?;
-        return Err(Errno::ENODEV);
-    }
+    let file = if flags & libc::MAP_ANONYMOUS == 0 {
+        let file = task.files.get(fd)?;
+        if file.is_path_only() {
+            return Err(Errno::EBADF);
+        }
+        if !file.readable() || (shared && prot & libc::PROT_WRITE as u64 != 0 && !file.writable()) {
+            return Err(Errno::EACCES);
+        }
+        let st = file.stat()?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || file.path().is_none() {
+            return Err(Errno::ENODEV);
+        }
+        if shared && prot & libc::PROT_WRITE as u64 != 0 {
+            // Writable shared file mappings need the page cache (pages shared with the file).
+            task.kernel.report_unimplemented(
+                u64::from(moat_abi::syscalls::nr::MMAP) | (1 << 32),
+                "mmap MAP_SHARED|PROT_WRITE of a file",
+            );
+            return Err(Errno::ENODEV);
+        }
+        Some((file, st))
+    } else {
+        None
+    };
     if flags & libc::MAP_HUGETLB != 0 {
         return Err(Errno::ENOMEM);
     }
@@ -73,14 +92,65 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let prot = Prot((prot & PROT_MASK) as u32);
-    let start = task
-        .mm
-        .map_anonymous(place, len, prot, VmaKind::Anonymous { shared })?;
+    let kind = match &file {
+        Some((_, st)) => VmaKind::File {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            base: offset.wrapping_sub(addr_of(place)),
+        },
+        None => VmaKind::Anonymous { shared },
+    };
+    let start = task.mm.map_anonymous(place, len, prot, kind)?;
+    if let Some((file, st)) = file {
+        // Fix the VMA's file base now that the address is known, then copy the file's bytes in.
+        task.mm.set_kind(
+            start,
+            VmaKind::File {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                base: offset.wrapping_sub(start),
+            },
+        );
+        if let Err(e) = copy_file(task, &file, start, len, offset) {
+            let _ = task.mm.unmap(start, len);
+            return Err(e);
+        }
+    }
     if flags & libc::MAP_POPULATE != 0 {
         // Best effort, as in Linux: a failure here does not fail the mmap.
         let _ = task.mm.populate_range(start, len);
     }
     Ok(start)
+}
+
+fn addr_of(place: Placement) -> u64 {
+    match place {
+        Placement::Hint(a) | Placement::Fixed(a) | Placement::FixedNoReplace(a) => a,
+    }
+}
+
+/// Fill a private file mapping with the file's bytes; pages past the end of the file stay
+/// zero. (Linux would raise SIGBUS on whole pages past the end; the page cache brings that.)
+fn copy_file(
+    task: &mut Task,
+    file: &crate::fs::OpenFile,
+    start: u64,
+    len: u64,
+    offset: u64,
+) -> Result<(), Errno> {
+    const CHUNK: u64 = 1 << 20;
+    let mut buf = vec![0u8; CHUNK.min(len) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(CHUNK) as usize;
+        let n = file.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            break;
+        }
+        task.mm.write_bytes_force(start + done, &buf[..n])?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Validate an (address, length) pair of munmap/mprotect/madvise: page-aligned start,
