@@ -7,6 +7,7 @@
 pub mod dir;
 pub mod fd_table;
 pub mod host;
+pub mod overlay;
 pub mod tmpfs;
 
 use std::sync::atomic::{AtomicU32, Ordering};
