@@ -135,6 +135,14 @@ pub fn sandbox_fs(cwd: &[u8], umask: u32, creds: &Credentials) -> vfs::FsContext
     if let Ok(inode) = root_path.inode().create(b"tmp", &tmp, 0, 0) {
         root_path.dentry.add_child(b"tmp", inode);
     }
+    let dir = vfs::NewNode::Directory { mode: 0o755 };
+    if let Ok(inode) = root_path.inode().create(b"dev", &dir, 0, 0) {
+        let at = vfs::VfsPath {
+            mount: mount.clone(),
+            dentry: root_path.dentry.add_child(b"dev", inode),
+        };
+        let _ = vfs::Mount::new_at(&at, fs::dev::new_devfs(), "devtmpfs", false);
+    }
     for part in cwd.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
         let dir = vfs::NewNode::Directory { mode: 0o755 };
         let next = match cwd_path.dentry.child(part) {

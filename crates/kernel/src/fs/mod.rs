@@ -4,6 +4,7 @@
 //! flags, its offset, and where it was opened in the tree ([`VfsPath`]). Filesystems:
 //! [`tmpfs`] (in memory), [`host`] (fds donated by `moat do`, the stdio).
 
+pub mod dev;
 pub mod dir;
 pub mod fd_table;
 pub mod host;

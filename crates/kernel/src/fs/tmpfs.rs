@@ -471,7 +471,8 @@ impl Inode for TmpfsInode {
                 Ok(Box::new(TmpfsFile { inode: self.arc() }))
             }
             FileKind::Directory => Ok(Box::new(crate::fs::dir::DirFile)),
-            // Devices, FIFOs and sockets on tmpfs get their behaviour from elsewhere.
+            FileKind::CharDevice => super::dev::open_char_device(lock(&self.meta).rdev),
+            // FIFOs and sockets come with pipes and sockets.
             _ => Err(Errno::ENXIO),
         }
     }
