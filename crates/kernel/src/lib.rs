@@ -45,9 +45,11 @@ pub struct Credentials {
 /// Everything needed to start a sandbox with one program in it.
 pub struct SandboxConfig {
     pub platform: Arc<dyn Platform>,
-    /// The executable's bytes and the name it was invoked by (`AT_EXECFN`).
-    pub executable: Vec<u8>,
+    /// The program to run: a path in the sandbox's tree (also `AT_EXECFN`).
     pub filename: Vec<u8>,
+    /// The gofer serving the host's root, which becomes the lower layer of the sandbox's root
+    /// overlay; without one the root is an empty tmpfs.
+    pub gofer: Option<Arc<moat_gofer::GoferClient>>,
     pub argv: Vec<Vec<u8>>,
     pub envp: Vec<Vec<u8>>,
     /// Host fds donated as the application's fds 0, 1 and 2.
@@ -77,6 +79,8 @@ pub enum KernelError {
     Load(#[from] LoadError),
     #[error("setting up the standard file descriptors: {0}")]
     Stdio(moat_abi::Errno),
+    #[error("setting up the root filesystem: {0}")]
+    Root(moat_abi::Errno),
 }
 
 /// State shared by every task of a sandbox.
@@ -124,79 +128,94 @@ pub fn fill_random(buf: &mut [u8]) {
     }
 }
 
-/// The sandbox's file tree. Until the gofer serves the host's root, the root is a tmpfs holding
-/// the working directory the program was started in, and `/tmp`.
-pub fn sandbox_fs(cwd: &[u8], umask: u32, creds: &Credentials) -> vfs::FsContext {
-    let root = fs::tmpfs::Tmpfs::new_root(0o755, 0, 0);
-    let mount = vfs::Mount::new_root(root, "tmpfs", false);
+/// The sandbox's file tree: an overlay of an in-memory tmpfs over the host's root (served by
+/// the gofer), or just a tmpfs without a gofer; `/dev` on top. The working directory is the
+/// one given if it exists in the tree (a tmpfs root gets it created), else `/`.
+pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError> {
+    let upper = fs::tmpfs::Tmpfs::new_root(0o755, 0, 0);
+    let (root, fs_type): (vfs::InodeRef, _) = match &config.gofer {
+        Some(client) => {
+            let lower =
+                fs::gofer::GoferInode::root(client.clone(), 0).map_err(KernelError::Root)?;
+            (fs::overlay::OverlayFs::new_root(lower, upper), "overlay")
+        }
+        None => (upper, "tmpfs"),
+    };
+    let mount = vfs::Mount::new_root(root, fs_type, false);
     let root_path = vfs::VfsPath::root_of(&mount);
-    let mut cwd_path = root_path.clone();
-    let tmp = vfs::NewNode::Directory { mode: 0o1777 };
-    if let Ok(inode) = root_path.inode().create(b"tmp", &tmp, 0, 0) {
-        root_path.dentry.add_child(b"tmp", inode);
-    }
-    let dir = vfs::NewNode::Directory { mode: 0o755 };
-    if let Ok(inode) = root_path.inode().create(b"dev", &dir, 0, 0) {
-        let at = vfs::VfsPath {
-            mount: mount.clone(),
-            dentry: root_path.dentry.add_child(b"dev", inode),
+    let ctx = vfs::FsContext {
+        root: root_path.clone(),
+        cwd: root_path.clone(),
+        umask: config.umask,
+    };
+    let creds = &config.creds;
+    let ensure_dir =
+        |at: &vfs::VfsPath, name: &[u8], mode: u32, uid: u32, gid: u32| -> Option<vfs::VfsPath> {
+            let dentry = match at.dentry.child(name) {
+                Ok(d) => d,
+                Err(_) => {
+                    let inode = at
+                        .inode()
+                        .create(name, &vfs::NewNode::Directory { mode }, uid, gid)
+                        .ok()?;
+                    at.dentry.add_child(name, inode)
+                }
+            };
+            Some(vfs::VfsPath {
+                mount: at.mount.clone(),
+                dentry,
+            })
         };
-        let _ = vfs::Mount::new_at(&at, fs::dev::new_devfs(), "devtmpfs", false);
+    ensure_dir(&root_path, b"tmp", 0o1777, 0, 0);
+    if let Some(dev) = ensure_dir(&root_path, b"dev", 0o755, 0, 0) {
+        vfs::Mount::new_at(&dev, fs::dev::new_devfs(), "devtmpfs", false)
+            .map_err(KernelError::Root)?;
     }
-    for part in cwd.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
-        let dir = vfs::NewNode::Directory { mode: 0o755 };
-        let next = match cwd_path.dentry.child(part) {
-            Ok(d) => d,
-            Err(_) => match cwd_path.inode().create(part, &dir, creds.euid, creds.egid) {
-                Ok(inode) => cwd_path.dentry.add_child(part, inode),
-                Err(_) => break,
-            },
-        };
-        cwd_path = vfs::VfsPath {
-            mount: mount.clone(),
-            dentry: next,
-        };
-    }
-    vfs::FsContext {
-        root: root_path,
-        cwd: cwd_path,
-        umask,
-    }
+    let resolver = vfs::Resolve { fs: &ctx, creds };
+    let cwd = match resolver.path(&root_path, &config.cwd, true) {
+        Ok(p) if p.inode().kind() == vfs::FileKind::Directory => p,
+        _ if config.gofer.is_none() => {
+            let mut at = root_path.clone();
+            for part in config.cwd.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+                match ensure_dir(&at, part, 0o755, creds.euid, creds.egid) {
+                    Some(next) => at = next,
+                    None => break,
+                }
+            }
+            at
+        }
+        _ => root_path.clone(),
+    };
+    Ok(vfs::FsContext { cwd, ..ctx })
 }
 
-/// Read a whole file of the sandbox's tree (the program interpreter, scripts' interpreters).
-pub fn read_whole_file(
+/// Read a whole executable file of the sandbox's tree: the program, its interpreter.
+/// `EACCES` unless it is a regular file the caller may execute (as `execve` checks).
+pub fn read_executable(
     fs: &vfs::FsContext,
     creds: &Credentials,
     path: &[u8],
-) -> Result<Vec<u8>, LoadError> {
-    let name = || String::from_utf8_lossy(path).into_owned();
+) -> Result<Vec<u8>, moat_abi::Errno> {
+    use moat_abi::Errno;
     let resolver = vfs::Resolve { fs, creds };
-    let target = resolver
-        .path(&fs.cwd, path, true)
-        .map_err(|_| LoadError::Dynamic(name()))?;
-    let st = target
-        .inode()
-        .stat()
-        .map_err(|_| LoadError::Dynamic(name()))?;
+    let target = resolver.path(&fs.cwd, path, true)?;
+    let st = target.inode().stat()?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || !vfs::permitted(&st, creds, vfs::MAY_EXEC) {
-        return Err(LoadError::Dynamic(name()));
+        return Err(Errno::EACCES);
     }
-    let file = fs::OpenFile::with_path(
-        target
-            .inode()
-            .open(libc::O_RDONLY as u32)
-            .map_err(|_| LoadError::Dynamic(name()))?,
-        0,
-        Some(target),
-    );
-    let mut out = vec![0u8; st.st_size as usize];
+    let file =
+        fs::OpenFile::with_path(target.inode().open(libc::O_RDONLY as u32)?, 0, Some(target));
+    let size = usize::try_from(st.st_size).map_err(|_| Errno::ENOEXEC)?;
+    // An executable's size is bounded by what fits in the address space anyway.
+    if size > 1 << 32 {
+        return Err(Errno::ENOMEM);
+    }
+    let mut out = vec![0u8; size];
     let mut done = 0;
     while done < out.len() {
-        match file.read_at(&mut out[done..], done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(_) => return Err(LoadError::Dynamic(name())),
+        match file.read_at(&mut out[done..], done as u64)? {
+            0 => break,
+            n => done += n,
         }
     }
     out.truncate(done);

@@ -25,6 +25,8 @@ pub enum LoadError {
     Malformed(&'static str),
     #[error("argument list too long")]
     TooBig,
+    #[error("{0}: {1}")]
+    Open(String, Errno),
     #[error("loading failed: {0}")]
     Memory(Errno),
 }
@@ -36,6 +38,7 @@ impl LoadError {
             LoadError::NotExecutable | LoadError::Malformed(_) => Errno::ENOEXEC,
             LoadError::Dynamic(_) => Errno::ENOENT,
             LoadError::TooBig => Errno::E2BIG,
+            LoadError::Open(_, e) => *e,
             LoadError::Memory(e) => *e,
         }
     }

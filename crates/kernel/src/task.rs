@@ -60,17 +60,26 @@ impl Task {
         let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
         mm.limit_as = config.limits[libc::RLIMIT_AS as usize].cur;
         mm.limit_data = config.limits[libc::RLIMIT_DATA as usize].cur;
+        let fs = crate::sandbox_fs(&config)?;
+        let image = crate::read_executable(&fs, &config.creds, &config.filename).map_err(|e| {
+            KernelError::Load(loader::LoadError::Open(
+                String::from_utf8_lossy(&config.filename).into_owned(),
+                e,
+            ))
+        })?;
         let req = ExecRequest {
-            image: &config.executable,
+            image: &image,
             filename: &config.filename,
             argv: &config.argv,
             envp: &config.envp,
             aux: &config.aux,
             stack_size: config.limits[libc::RLIMIT_STACK as usize].cur,
         };
-        let fs = crate::sandbox_fs(&config.cwd, config.umask, &config.creds);
         let creds = config.creds.clone();
-        let mut read_interp = |name: &[u8]| crate::read_whole_file(&fs, &creds, name);
+        let mut read_interp = |name: &[u8]| {
+            crate::read_executable(&fs, &creds, name)
+                .map_err(|_| loader::LoadError::Dynamic(String::from_utf8_lossy(name).into_owned()))
+        };
         let loaded = loader::load(&mut mm, &req, &mut read_interp, &mut crate::random_u64)?;
 
         let mut files = FdTable::default();

@@ -127,6 +127,52 @@ fn stdio() -> Vec<OwnedFd> {
     fds
 }
 
+/// Start the gofer for the host's root as a separate process: `moat gofer`, re-executed from
+/// our own binary with its end of a `SOCK_SEQPACKET` pair as stdin.
+fn start_gofer() -> Result<(std::process::Child, std::sync::Arc<moat_gofer::GoferClient>), String> {
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    let (ours, theirs) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let child = std::process::Command::new("/proc/self/exe")
+        .args(["gofer", "--mount", "/:ro"])
+        .stdin(std::process::Stdio::from(theirs))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let client = moat_gofer::GoferClient::connect(ours).map_err(|e| e.to_string())?;
+    Ok((child, std::sync::Arc::new(client)))
+}
+
+/// `moat gofer`: serve the mounts on the socket that is our stdin until the kernel hangs up.
+pub fn run_gofer(mounts: &[String]) -> ExitCode {
+    let mounts: Vec<moat_gofer::Mount> = mounts
+        .iter()
+        .map(|m| match m.strip_suffix(":ro") {
+            Some(path) => moat_gofer::Mount {
+                host_path: PathBuf::from(path),
+                read_only: true,
+            },
+            None => moat_gofer::Mount {
+                host_path: PathBuf::from(m),
+                read_only: false,
+            },
+        })
+        .collect();
+    let sock = match rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3) {
+        Ok(fd) => fd,
+        Err(e) => return fail(EXIT_MOAT_FAILED, &format!("gofer: no socket on stdin: {e}")),
+    };
+    match moat_gofer::serve(&sock, &mounts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_MOAT_FAILED, &format!("gofer: {e}")),
+    }
+}
+
 /// `moat do`.
 pub fn run_do(args: &DoArgs) -> ExitCode {
     if let Err(e) = init_logging(args) {
@@ -140,15 +186,15 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             &format!("{shown}: No such file or directory"),
         );
     };
-    let image = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fail(
-                EXIT_NOT_FOUND,
-                &format!("{shown}: No such file or directory"),
-            );
-        }
-        Err(e) => return fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}")),
+    if !path.exists() {
+        return fail(
+            EXIT_NOT_FOUND,
+            &format!("{shown}: No such file or directory"),
+        );
+    }
+    let (gofer, client) = match start_gofer() {
+        Ok(g) => g,
+        Err(e) => return fail(EXIT_MOAT_FAILED, &format!("cannot start the gofer: {e}")),
     };
     let Some(platform) = moat_platform::by_name(&args.platform) else {
         return fail(2, &format!("unknown platform {}", args.platform));
@@ -182,8 +228,8 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
 
     let config = SandboxConfig {
         platform,
-        executable: image,
-        filename: args.command[0].as_bytes().to_vec(),
+        filename: path.as_os_str().as_bytes().to_vec(),
+        gofer: Some(client.clone()),
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: std::env::vars_os()
             .map(|(k, v)| {
@@ -209,7 +255,12 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         cpu_mask: cpu_mask(),
     };
 
-    match moat_kernel::run(config) {
+    let result = moat_kernel::run(config);
+    // The sandbox is over: hang up on the gofer, which then exits.
+    client.hang_up();
+    let mut gofer = gofer;
+    let _ = gofer.wait();
+    match result {
         Ok(ExitStatus::Exited(code)) => ExitCode::from(code as u8),
         Ok(ExitStatus::Signaled(sig)) => ExitCode::from(128 + sig as u8),
         Err(KernelError::Load(e @ LoadError::Dynamic(_))) => {

@@ -28,6 +28,17 @@ enum Command {
     Do(DoArgs),
     /// List the x86-64 system calls and how completely Moat implements each.
     Syscalls(SyscallsArgs),
+    /// Serve files to a sandbox's kernel over the socket on stdin (started by Moat itself).
+    #[command(hide = true)]
+    Gofer(GoferArgs),
+}
+
+/// Arguments of the internal `moat gofer`.
+#[derive(Args, Debug)]
+struct GoferArgs {
+    /// A host directory to serve, `PATH` or `PATH:ro`; the first is the root.
+    #[arg(long = "mount", required = true)]
+    mounts: Vec<String>,
 }
 
 /// Arguments of `moat do`.
@@ -62,6 +73,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Do(args) => launch::run_do(&args),
+        Command::Gofer(args) => launch::run_gofer(&args.mounts),
         Command::Syscalls(args) => {
             let text = if args.markdown {
                 compat::markdown()

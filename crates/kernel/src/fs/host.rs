@@ -16,8 +16,9 @@ use crate::mm::MemoryManager;
 /// A donated host fd.
 pub struct HostFile {
     fd: OwnedFd,
-    /// `S_IFMT` bits of the host file.
-    kind: u32,
+    /// Positioned I/O works: a regular file or a block device, or a character device the
+    /// host can seek (`/dev/null` can, a terminal cannot).
+    seekable: bool,
 }
 
 fn errno(e: rustix::io::Errno) -> Errno {
@@ -30,7 +31,12 @@ impl HostFile {
         let st = rustix::fs::fstat(&fd).map_err(errno)?;
         let flags = rustix::fs::fcntl_getfl(&fd).map_err(errno)?;
         let kind = st.st_mode & libc::S_IFMT;
-        Ok((Self { fd, kind }, flags.bits() & libc::O_ACCMODE as u32))
+        let seekable = match kind {
+            libc::S_IFREG | libc::S_IFBLK => true,
+            libc::S_IFCHR => rustix::fs::seek(&fd, rustix::fs::SeekFrom::Current(0)).is_ok(),
+            _ => false,
+        };
+        Ok((Self { fd, seekable }, flags.bits() & libc::O_ACCMODE as u32))
     }
 
     /// When the description is non-blocking, fail with `EAGAIN` unless the fd is ready now.
@@ -175,7 +181,7 @@ impl FileOps for HostFile {
     }
 
     fn seekable(&self) -> bool {
-        matches!(self.kind, libc::S_IFREG | libc::S_IFBLK)
+        self.seekable
     }
 
     /// The host keeps the position of a donated fd: it is shared with whoever else has it

@@ -7,6 +7,7 @@
 pub mod dev;
 pub mod dir;
 pub mod fd_table;
+pub mod gofer;
 pub mod host;
 pub mod overlay;
 pub mod tmpfs;

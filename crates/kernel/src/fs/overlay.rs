@@ -336,7 +336,22 @@ impl Inode for OverlayInode {
             return Err(Errno::EXDEV);
         }
         if flags & RENAME_EXCHANGE != 0 {
-            return Err(Errno::EXDEV);
+            // Both names stay occupied, so whiteouts are unchanged: copy both up and swap
+            // them in the upper layer. A lower directory cannot move (as above).
+            let dest = target_dir.lookup(new_name)?;
+            let dest = dest
+                .as_any()
+                .downcast_ref::<OverlayInode>()
+                .ok_or(Errno::EIO)?
+                .arc();
+            if dest.kind() == FileKind::Directory && dest.lower().is_some() {
+                return Err(Errno::EXDEV);
+            }
+            source.copy_up()?;
+            dest.copy_up()?;
+            let from = self.copy_up()?;
+            let to = target_dir.copy_up()?;
+            return from.rename(name, &to, new_name, flags);
         }
         let dest = match target_dir.lookup(new_name) {
             Ok(d) => Some(d),
@@ -348,6 +363,14 @@ impl Inode for OverlayInode {
                 .as_any()
                 .downcast_ref::<OverlayInode>()
                 .ok_or(Errno::EIO)?;
+            match (
+                source.kind() == FileKind::Directory,
+                d.kind() == FileKind::Directory,
+            ) {
+                (false, true) => return Err(Errno::EISDIR),
+                (true, false) => return Err(Errno::ENOTDIR),
+                _ => {}
+            }
             if d.kind() == FileKind::Directory && !d.readdir()?.is_empty() {
                 return Err(Errno::ENOTEMPTY);
             }

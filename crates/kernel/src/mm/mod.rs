@@ -466,7 +466,11 @@ impl MemoryManager {
             return self.brk;
         }
         if new_end > old_end {
-            if !self.is_free(old_end, new_end) {
+            // Linux keeps at least a page free between the heap and the next mapping.
+            if new_end
+                .checked_add(PAGE)
+                .is_none_or(|guard| !self.is_free(old_end, guard))
+            {
                 return self.brk;
             }
             let prot = Prot(Prot::READ.0 | Prot::WRITE.0);

@@ -25,7 +25,9 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let kind = flags & libc::MAP_TYPE;
     let shared = match kind {
         libc::MAP_PRIVATE => false,
-        libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE => true,
+        libc::MAP_SHARED => true,
+        // Validated sharing is for files; anonymous memory must say MAP_SHARED.
+        libc::MAP_SHARED_VALIDATE if flags & libc::MAP_ANONYMOUS == 0 => true,
         _ => return Err(Errno::EINVAL),
     };
     if kind == libc::MAP_SHARED_VALIDATE {
@@ -51,9 +53,8 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let len = page_up(len)
         .filter(|&l| l <= USER_MAX)
         .ok_or(Errno::ENOMEM)?;
-    if prot & !(PROT_MASK | PROT_GROWS) != 0 {
-        return Err(Errno::EINVAL);
-    }
+    // Unlike mprotect, mmap ignores protection bits it does not know.
+    let prot = prot & PROT_MASK;
     let file = if flags & libc::MAP_ANONYMOUS == 0 {
         let file = task.files.get(fd)?;
         if file.is_path_only() {
@@ -180,6 +181,15 @@ pub fn mprotect(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if prot & !(PROT_MASK | PROT_GROWS) != 0 || prot & PROT_GROWS == PROT_GROWS {
         return Err(Errno::EINVAL);
     }
+    // PROT_GROWSDOWN is only for a mapping that grows down (the initial stack); x86 has
+    // nothing that grows up.
+    if prot & PROT_GROWS != 0 {
+        let grows_down = prot & libc::PROT_GROWSDOWN as u64 != 0
+            && matches!(task.mm.find_vma(a[0]), Some((_, v)) if v.kind == crate::mm::VmaKind::Stack);
+        if !grows_down {
+            return Err(Errno::EINVAL);
+        }
+    }
     let len = range(a[0], a[1]).map_err(|e| if a[0] % PAGE == 0 { Errno::ENOMEM } else { e })?;
     if len == 0 {
         return Ok(0);
@@ -225,6 +235,18 @@ pub fn madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         // MADV_FREE may discard lazily; discarding now is a valid implementation.
         libc::MADV_DONTNEED | libc::MADV_FREE => task.mm.discard(a[0], len)?,
         22 | 23 => task.mm.check_access(a[0], len, advice == 23)?,
+        // Punching a hole needs shared memory behind the range; private memory is EINVAL.
+        libc::MADV_REMOVE => {
+            let mut cursor = a[0];
+            while cursor < a[0] + len {
+                let (_, v) = task.mm.find_vma(cursor).ok_or(Errno::ENOMEM)?;
+                if v.kind != (crate::mm::VmaKind::Anonymous { shared: true }) {
+                    return Err(Errno::EINVAL);
+                }
+                cursor = v.end;
+            }
+            task.mm.discard(a[0], len)?;
+        }
         _ => {
             // Hints: only check that the range is mapped.
             let mut cursor = a[0];

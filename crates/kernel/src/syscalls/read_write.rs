@@ -12,6 +12,8 @@ use crate::task::Task;
 const MAX_RW_COUNT: u64 = 0x7fff_f000;
 /// Largest chunk the kernel stages through its own buffer at once.
 const CHUNK: u64 = 1 << 20;
+/// The page size pipes fill in.
+const PAGE_SIZE: usize = 4096;
 /// `IOV_MAX`.
 const IOV_MAX: i32 = 1024;
 
@@ -195,10 +197,20 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         let start = buf.len();
         buf.resize(start + len as usize, 0);
         if let Err(e) = task.mm.read_bytes(v.base, &mut buf[start..]) {
-            if start == 0 {
+            // A pipe takes data a page at a time and drops the page a fault interrupts, so
+            // only whole pages gathered before the fault are written.
+            let is_pipe = file
+                .stat()
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO);
+            let keep = if is_pipe {
+                start - start % PAGE_SIZE
+            } else {
+                start
+            };
+            if keep == 0 {
                 return Err(e);
             }
-            buf.truncate(start);
+            buf.truncate(keep);
             break;
         }
         if buf.len() as u64 >= MAX_RW_COUNT {

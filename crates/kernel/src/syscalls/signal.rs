@@ -9,6 +9,17 @@ use crate::task::Task;
 /// SIGKILL and SIGSTOP can be neither caught nor blocked.
 const UNBLOCKABLE: u64 = (1 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
 
+/// The `sa_flags` bits Linux keeps on x86-64 (`UAPI_SA_FLAGS`).
+const KNOWN_SA_FLAGS: u64 = 0x1 // SA_NOCLDSTOP
+    | 0x2 // SA_NOCLDWAIT
+    | 0x4 // SA_SIGINFO
+    | 0x800 // SA_EXPOSE_TAGBITS
+    | 0x0400_0000 // SA_RESTORER
+    | 0x0800_0000 // SA_ONSTACK
+    | 0x1000_0000 // SA_RESTART
+    | 0x4000_0000 // SA_NODEFER
+    | 0x8000_0000; // SA_RESETHAND
+
 pub fn rt_sigaction(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let sig = int(a[0]);
     if a[3] != SIGSET_SIZE {
@@ -23,6 +34,9 @@ pub fn rt_sigaction(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         let mut act: SigAction = task.mm.read_obj(a[1])?;
         act.mask &= !UNBLOCKABLE;
+        // Flags this kernel does not know are dropped, not refused: that is how programs
+        // probe for support (SA_UNSUPPORTED must read back clear).
+        act.flags &= KNOWN_SA_FLAGS;
         Some(act)
     } else {
         None

@@ -56,9 +56,7 @@ pub fn getrandom(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 pub fn sched_getaffinity(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let pid = int(a[0]);
-    if pid < 0 {
-        return Err(Errno::EINVAL);
-    }
+    // A negative pid names no task (ESRCH), as for any pid that does not exist.
     if pid != 0 && pid != task.tid {
         return Err(Errno::ESRCH);
     }

@@ -285,7 +285,6 @@ fn is_fault(sig: i32) -> bool {
 }
 
 // glibc (>= 2.35) publishes where its rseq area sits relative to the thread pointer.
-// SAFETY: these are glibc's exported `__rseq_offset`/`__rseq_size` (ABI since 2.35), read-only.
 unsafe extern "C" {
     static __rseq_offset: isize;
     static __rseq_size: u32;
@@ -299,7 +298,6 @@ const RSEQ_SIG: u32 = 0x5305_3053;
 /// # Safety
 /// Must only be called in a freshly forked child. Only raw system calls are made: no
 /// allocation, no locks.
-// SAFETY: callers uphold the contract in the doc comment (freshly forked child, raw calls only).
 unsafe fn child(
     parent: libc::pid_t,
     memfd: i32,
