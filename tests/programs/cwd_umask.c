@@ -6,6 +6,9 @@ int main(void) {
     long n = syscall(SYS_getcwd, buf, sizeof buf);
     CHECK(n > 1 && buf[0] == '/' && (long)strlen(buf) + 1 == n);
     CHECK_ERR(syscall(SYS_getcwd, buf, 1), ERANGE);
+    CHECK_ERR(syscall(SYS_getcwd, buf, 0), ERANGE);
+    CHECK_ERR(syscall(SYS_getcwd, buf, n - 1), ERANGE);
+    CHECK(syscall(SYS_getcwd, buf, n) == n);
     CHECK_ERR(syscall(SYS_getcwd, BAD_PTR, sizeof buf), EFAULT);
     mode_t old = umask(027);
     CHECK(umask(old) == 027);

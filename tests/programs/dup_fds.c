@@ -21,6 +21,17 @@ int main(void) {
     CHECK(dup(1) == 3);
     CHECK_ERR(close(99), EBADF);
     CHECK_ERR(dup(-1), EBADF);
+    /* Status flags live in the shared description; FD_CLOEXEC belongs to each fd. */
+    CHECK(fcntl(3, F_SETFL, O_NONBLOCK) == 0);
+    CHECK(fcntl(1, F_GETFL) & O_NONBLOCK);
+    CHECK(fcntl(3, F_SETFL, 0) == 0 && !(fcntl(1, F_GETFL) & O_NONBLOCK));
+    CHECK(fcntl(3, F_SETFD, 3) == 0 && fcntl(3, F_GETFD) == FD_CLOEXEC);
+    CHECK(fcntl(1, F_GETFD) == 0);
+    /* dup2 onto an open fd closes it first and clears its FD_CLOEXEC. */
+    CHECK(dup2(1, 11) == 11 && fcntl(11, F_GETFD) == 0);
+    /* dup3 compares the two fds before it checks either. */
+    CHECK_ERR(dup3(-1, -1, 0), EINVAL);
+    CHECK_ERR(dup2(-1, -1), EBADF);
     CHECK(close(10) == 0 && close(11) == 0 && close(3) == 0);
     printf("dup ok\n");
     return 0;

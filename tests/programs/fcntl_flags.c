@@ -10,6 +10,10 @@ int main(void) {
     CHECK(fcntl(1, F_GETFL) & O_NONBLOCK);
     CHECK(fcntl(1, F_SETFL, fl) == 0);
     CHECK(!(fcntl(1, F_GETFL) & O_NONBLOCK));
+    /* F_SETFL leaves the access mode and the creation flags alone. */
+    CHECK(fcntl(1, F_SETFL, O_RDONLY | O_APPEND | O_CREAT | O_TRUNC | O_EXCL) == 0);
+    CHECK((fcntl(1, F_GETFL) & (O_ACCMODE | O_APPEND | O_CREAT | O_TRUNC | O_EXCL)) == ((fl & O_ACCMODE) | O_APPEND));
+    CHECK(fcntl(1, F_SETFL, fl) == 0 && fcntl(1, F_GETFL) == fl);
     int d = fcntl(1, F_DUPFD, 20);
     CHECK(d == 20);
     CHECK(fcntl(1, F_DUPFD, 20) == 21);

@@ -11,6 +11,9 @@ int main(void) {
     CHECK(madvise(p, 4096, MADV_NORMAL) == 0);
     CHECK_ERR(madvise(p + 1, 4096, MADV_DONTNEED), EINVAL);
     CHECK_ERR(madvise(p, 4096, 12345), EINVAL);
+    /* Punching holes needs shared memory. */
+    CHECK_ERR(madvise(p, 4096, MADV_REMOVE), EINVAL);
+    CHECK(madvise(p, 0, MADV_DONTNEED) == 0);
     CHECK(munmap(p + 4096, 4096) == 0);
     CHECK_ERR(madvise(p, 3 * 4096, MADV_DONTNEED), ENOMEM);
     CHECK(p[0] == 0);

@@ -21,6 +21,12 @@ int main(void) {
     q[4096 * 2] = 1;
     CHECK_ERR(mprotect(q + 1, 4096, PROT_READ), EINVAL);
     CHECK_ERR(mprotect(q, 4096, 0x100), EINVAL);
+    CHECK_ERR(mprotect(q, 4096, PROT_READ | PROT_GROWSDOWN), EINVAL);
+    CHECK_ERR(mprotect(q, 4096, PROT_READ | PROT_GROWSUP), EINVAL);
+    /* MAP_FIXED over the middle of a mapping replaces just that page, with zeros. */
+    memset(q, 'q', 4 * 4096);
+    CHECK(mmap(q + 4096, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == q + 4096);
+    CHECK(q[4095] == 'q' && q[4096] == 0 && q[2 * 4096 - 1] == 0 && q[2 * 4096] == 'q');
     CHECK(mprotect(q, 0, PROT_READ) == 0);
     CHECK_ERR(mprotect((void *)0x7000000, 4096, PROT_READ), ENOMEM);
     printf("split ok: %c %c %c\n", p[0], p[2 * 4096], p[2 * 4096 + 1]);

@@ -8,6 +8,12 @@ int main(void) {
     for (int i = 0; i < 4 * 4096; i++) p[i] = (char)i;
     CHECK(mremap(p, 4 * 4096, 2 * 4096, 0) == p);
     CHECK(p[4096 + 7] == (char)(4096 + 7));
+    /* Grow back in place into the room just freed: the regrown pages are fresh zeros. */
+    CHECK(mremap(p, 2 * 4096, 3 * 4096, 0) == p);
+    CHECK(p[2 * 4096] == 0 && p[4096 + 7] == (char)(4096 + 7));
+    CHECK(mremap(p, 3 * 4096, 2 * 4096, 0) == p);
+    /* Duplicating with old_size 0 is only for shared mappings. */
+    CHECK_ERR(mremap(p, 0, 4096, MREMAP_MAYMOVE), EINVAL);
     /* Block growth in place with a mapping right after. */
     char *wall = mmap(p + 2 * 4096, 4096, rw, pa | MAP_FIXED, -1, 0);
     CHECK(wall == p + 2 * 4096);

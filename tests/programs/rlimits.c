@@ -17,6 +17,10 @@ int main(void) {
     struct rlimit bad = {10, 5};
     CHECK_ERR(setrlimit(RLIMIT_NOFILE, &bad), EINVAL);
     CHECK_ERR(getrlimit(99, &rl), EINVAL);
+    for (int r = 0; r < RLIM_NLIMITS; r++) CHECK(getrlimit(r, &back) == 0 && back.rlim_cur <= back.rlim_max);
+    CHECK_ERR(getrlimit(RLIM_NLIMITS, &back), EINVAL);
+    CHECK(syscall(SYS_prlimit64, getpid(), RLIMIT_NOFILE, NULL, &back) == 0 && back.rlim_cur == rl.rlim_cur);
+    CHECK_ERR(syscall(SYS_prlimit64, -1, RLIMIT_NOFILE, NULL, &back), ESRCH);
     CHECK_ERR(syscall(SYS_prlimit64, 0, 99, NULL, &rl), EINVAL);
     CHECK_ERR(syscall(SYS_prlimit64, 0, RLIMIT_CORE, BAD_PTR, NULL), EFAULT);
     CHECK_ERR(getrlimit(RLIMIT_STACK, BAD_PTR), EFAULT);

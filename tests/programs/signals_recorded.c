@@ -16,6 +16,14 @@ int main(void) {
     CHECK_ERR(syscall(SYS_rt_sigaction, SIGUSR1, &act, NULL, 4), EINVAL);
     CHECK_ERR(syscall(SYS_rt_sigaction, SIGUSR1, BAD_PTR, NULL, 8), EFAULT);
     CHECK_ERR(syscall(SYS_rt_sigaction, SIGUSR1, NULL, BAD_PTR, 8), EFAULT);
+    /* SIGKILL and SIGSTOP never enter a handler's mask; flag bits the kernel does not know
+     * (SA_UNSUPPORTED is the documented probe) are dropped, the known ones kept. */
+    struct kact full = {SIG_IGN, 0x10000000 /* SA_RESTART */ | 0x400 /* SA_UNSUPPORTED */ | 0x00200000, NULL, ~0ul};
+    CHECK(syscall(SYS_rt_sigaction, SIGUSR2, &full, NULL, 8) == 0);
+    CHECK(syscall(SYS_rt_sigaction, SIGUSR2, NULL, &old, 8) == 0);
+    CHECK(old.handler == SIG_IGN && old.flags == 0x10000000);
+    CHECK(old.mask == ~((1ul << (SIGKILL - 1)) | (1ul << (SIGSTOP - 1))));
+    CHECK(syscall(SYS_rt_sigaction, 64, NULL, &old, 8) == 0);
 
     unsigned long set = (1ul << (SIGUSR1 - 1)) | (1ul << (SIGKILL - 1)), cur = 0;
     CHECK(syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, NULL, 8) == 0);

@@ -14,6 +14,11 @@ int main(void) {
     CHECK_ERR(syscall(SYS_writev, 1, iov, -1), EINVAL);
     CHECK_ERR(syscall(SYS_writev, 1, iov, 1025), EINVAL);
     CHECK_ERR(syscall(SYS_writev, 1, BAD_PTR, 1), EFAULT);
+    CHECK(syscall(SYS_writev, 1, BAD_PTR, 0) == 0);
+    /* The iovecs are all checked before anything is written: "LEAK" must never appear. */
+    char tail[8];
+    struct iovec huge[2] = {{"LEAK\n", 5}, {tail, (size_t)-1}};
+    CHECK_ERR(syscall(SYS_writev, 1, huge, 2), EINVAL);
     CHECK_ERR(pwrite(1, "x", 1, 0), ESPIPE);
     CHECK_ERR(pwrite(1, "x", 1, -1), EINVAL);
     /* ESPIPE comes before the access-mode check: reading the write end of a pipe. */
