@@ -167,6 +167,15 @@ pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError>
             })
         };
     ensure_dir(&root_path, b"tmp", 0o1777, 0, 0);
+    let process = process_info(config);
+    if let Some(proc_dir) = ensure_dir(&root_path, b"proc", 0o555, 0, 0) {
+        let procfs = fs::proc::new_procfs(&process);
+        vfs::Mount::new_at(&proc_dir, procfs, "proc", false).map_err(KernelError::Root)?;
+    }
+    if let Some(sys_dir) = ensure_dir(&root_path, b"sys", 0o555, 0, 0) {
+        let sysfs = fs::sys::new_sysfs(&process.cpus);
+        vfs::Mount::new_at(&sys_dir, sysfs, "sysfs", true).map_err(KernelError::Root)?;
+    }
     if let Some(dev) = ensure_dir(&root_path, b"dev", 0o755, 0, 0) {
         vfs::Mount::new_at(&dev, fs::dev::new_devfs(), "devtmpfs", false)
             .map_err(KernelError::Root)?;
@@ -187,6 +196,32 @@ pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError>
         _ => root_path.clone(),
     };
     Ok(vfs::FsContext { cwd, ..ctx })
+}
+
+/// What `/proc` shows about the sandbox's first process.
+fn process_info(config: &SandboxConfig) -> fs::proc::ProcessInfo {
+    let exe = if config.filename.starts_with(b"/") {
+        config.filename.clone()
+    } else {
+        let mut p = config.cwd.clone();
+        p.push(b'/');
+        p.extend_from_slice(&config.filename);
+        p
+    };
+    let cpus = (0..config.cpu_mask.len() * 8)
+        .filter(|&i| config.cpu_mask[i / 8] & (1 << (i % 8)) != 0)
+        .collect();
+    fs::proc::ProcessInfo {
+        pid: 1,
+        ppid: 0,
+        exe,
+        argv: config.argv.clone(),
+        envp: config.envp.clone(),
+        creds: config.creds.clone(),
+        umask: config.umask,
+        cpus,
+        hostname: config.hostname.clone(),
+    }
 }
 
 /// Read a whole executable file of the sandbox's tree: the program, its interpreter.

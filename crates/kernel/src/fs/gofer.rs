@@ -156,6 +156,22 @@ impl Inode for GoferInode {
         }
     }
 
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.client.get_xattr(self.fid, name).map_err(Errno)
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        self.client.list_xattr(self.fid).map_err(Errno)
+    }
+
+    fn set_xattr(&self, _: &[u8], _: &[u8], _: u32) -> Result<(), Errno> {
+        Err(Errno::EROFS)
+    }
+
+    fn remove_xattr(&self, _: &[u8]) -> Result<(), Errno> {
+        Err(Errno::EROFS)
+    }
+
     fn setattr(&self, _: &SetAttr) -> Result<(), Errno> {
         Err(Errno::EROFS)
     }

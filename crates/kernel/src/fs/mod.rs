@@ -10,6 +10,8 @@ pub mod fd_table;
 pub mod gofer;
 pub mod host;
 pub mod overlay;
+pub mod proc;
+pub mod sys;
 pub mod tmpfs;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -433,6 +433,24 @@ impl Inode for OverlayInode {
         self.copy_up()?.setattr(attr)
     }
 
+    /// Attributes are read from the top layer; changing one copies the file up first.
+    /// (A copy-up does not carry the lower file's attributes up yet.)
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        self.top().get_xattr(name)
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        self.top().list_xattr()
+    }
+
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        self.copy_up()?.set_xattr(name, value, flags)
+    }
+
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        self.copy_up()?.remove_xattr(name)
+    }
+
     fn id(&self) -> (u64, u64) {
         self.stat().map_or((0, 0), |s| (s.st_dev, s.st_ino))
     }

@@ -24,6 +24,10 @@ const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 static NEXT_DEV: AtomicU64 = AtomicU64::new(0x100);
 
+/// `setxattr` flags.
+pub const XATTR_CREATE: u32 = 1;
+pub const XATTR_REPLACE: u32 = 2;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -87,6 +91,8 @@ pub struct TmpfsInode {
     ino: u64,
     meta: Mutex<Meta>,
     content: Mutex<Content>,
+    /// Extended attributes (tmpfs keeps the `user.`, `trusted.` and `security.` ones).
+    xattrs: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
     this: Weak<TmpfsInode>,
 }
 
@@ -119,6 +125,7 @@ impl TmpfsInode {
                 ctime: t,
             }),
             content: Mutex::new(content),
+            xattrs: Mutex::new(BTreeMap::new()),
             this: this.clone(),
         })
     }
@@ -475,6 +482,35 @@ impl Inode for TmpfsInode {
             // FIFOs and sockets come with pipes and sockets.
             _ => Err(Errno::ENXIO),
         }
+    }
+
+    fn get_xattr(&self, name: &[u8]) -> Result<Vec<u8>, Errno> {
+        lock(&self.xattrs).get(name).cloned().ok_or(Errno::ENODATA)
+    }
+
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        let mut xattrs = lock(&self.xattrs);
+        let exists = xattrs.contains_key(name);
+        if flags & XATTR_CREATE != 0 && exists {
+            return Err(Errno::EEXIST);
+        }
+        if flags & XATTR_REPLACE != 0 && !exists {
+            return Err(Errno::ENODATA);
+        }
+        xattrs.insert(name.to_vec(), value.to_vec());
+        drop(xattrs);
+        lock(&self.meta).ctime = now();
+        Ok(())
+    }
+
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        lock(&self.xattrs).remove(name).ok_or(Errno::ENODATA)?;
+        lock(&self.meta).ctime = now();
+        Ok(())
+    }
+
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Ok(lock(&self.xattrs).keys().cloned().collect())
     }
 
     fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {

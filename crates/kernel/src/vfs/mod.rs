@@ -174,6 +174,26 @@ pub trait Inode: Send + Sync {
         Err(Errno::EPERM)
     }
 
+    /// The extended attribute `name` (full name, `user.x`). A filesystem without extended
+    /// attributes says `EOPNOTSUPP`, as Linux's do.
+    fn get_xattr(&self, _name: &[u8]) -> Result<Vec<u8>, Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// Set `name` (`XATTR_CREATE`/`XATTR_REPLACE` in `flags`).
+    fn set_xattr(&self, _name: &[u8], _value: &[u8], _flags: u32) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    fn remove_xattr(&self, _name: &[u8]) -> Result<(), Errno> {
+        Err(Errno::EOPNOTSUPP)
+    }
+
+    /// The names of the extended attributes (none where there are none).
+    fn list_xattr(&self) -> Result<Vec<Vec<u8>>, Errno> {
+        Ok(Vec::new())
+    }
+
     /// A filesystem-unique identity, to tell whether two inodes are the same file.
     fn id(&self) -> (u64, u64) {
         self.stat().map_or((0, 0), |s| (s.st_dev, s.st_ino))
