@@ -42,6 +42,15 @@ pub struct Credentials {
     pub groups: Vec<u32>,
 }
 
+/// A bind mount of a directory the gofer serves.
+pub struct Volume {
+    /// Where it appears in the sandbox (absolute).
+    pub path: Vec<u8>,
+    /// The gofer's mount number.
+    pub mount: u64,
+    pub read_only: bool,
+}
+
 /// Everything needed to start a sandbox with one program in it.
 pub struct SandboxConfig {
     pub platform: Arc<dyn Platform>,
@@ -55,6 +64,10 @@ pub struct SandboxConfig {
     /// Host fds donated as the application's fds 0, 1 and 2.
     pub stdio: Vec<OwnedFd>,
     pub cwd: Vec<u8>,
+    /// The working directory was asked for (`--cwd`): its absence is an error, not `/`.
+    pub cwd_required: bool,
+    /// Host directories the gofer serves as mounts 1, 2, ... bind-mounted into the tree.
+    pub volumes: Vec<Volume>,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -81,6 +94,8 @@ pub enum KernelError {
     Stdio(moat_abi::Errno),
     #[error("setting up the root filesystem: {0}")]
     Root(moat_abi::Errno),
+    #[error("cannot change to the working directory: {0}")]
+    Cwd(moat_abi::Errno),
 }
 
 /// State shared by every task of a sandbox.
@@ -136,7 +151,7 @@ pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError>
     let (root, fs_type): (vfs::InodeRef, _) = match &config.gofer {
         Some(client) => {
             let lower =
-                fs::gofer::GoferInode::root(client.clone(), 0).map_err(KernelError::Root)?;
+                fs::gofer::GoferInode::root(client.clone(), 0, false).map_err(KernelError::Root)?;
             (fs::overlay::OverlayFs::new_root(lower, upper), "overlay")
         }
         None => (upper, "tmpfs"),
@@ -180,9 +195,26 @@ pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError>
         vfs::Mount::new_at(&dev, fs::dev::new_devfs(), "devtmpfs", false)
             .map_err(KernelError::Root)?;
     }
+    for volume in &config.volumes {
+        let client = config
+            .gofer
+            .as_ref()
+            .ok_or(KernelError::Root(moat_abi::Errno::ENODEV))?;
+        // The mount point is made in the overlay as needed (the host's root is unchanged).
+        let mut at = root_path.clone();
+        for part in volume.path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            at = ensure_dir(&at, part, 0o755, 0, 0)
+                .ok_or(KernelError::Root(moat_abi::Errno::ENOTDIR))?;
+        }
+        let root = fs::gofer::GoferInode::root(client.clone(), volume.mount, !volume.read_only)
+            .map_err(KernelError::Root)?;
+        vfs::Mount::new_at(&at, root, "bind", volume.read_only).map_err(KernelError::Root)?;
+    }
     let resolver = vfs::Resolve { fs: &ctx, creds };
     let cwd = match resolver.path(&root_path, &config.cwd, true) {
         Ok(p) if p.inode().kind() == vfs::FileKind::Directory => p,
+        Ok(_) if config.cwd_required => return Err(KernelError::Cwd(moat_abi::Errno::ENOTDIR)),
+        Err(e) if config.cwd_required => return Err(KernelError::Cwd(e)),
         _ if config.gofer.is_none() => {
             let mut at = root_path.clone();
             for part in config.cwd.split(|&b| b == b'/').filter(|p| !p.is_empty()) {

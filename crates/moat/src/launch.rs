@@ -129,7 +129,9 @@ fn stdio() -> Vec<OwnedFd> {
 
 /// Start the gofer for the host's root as a separate process: `moat gofer`, re-executed from
 /// our own binary with its end of a `SOCK_SEQPACKET` pair as stdin.
-fn start_gofer() -> Result<(std::process::Child, std::sync::Arc<moat_gofer::GoferClient>), String> {
+fn start_gofer(
+    mounts: &[String],
+) -> Result<(std::process::Child, std::sync::Arc<moat_gofer::GoferClient>), String> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
     let (ours, theirs) = socketpair(
         AddressFamily::UNIX,
@@ -139,13 +141,59 @@ fn start_gofer() -> Result<(std::process::Child, std::sync::Arc<moat_gofer::Gofe
     )
     .map_err(|e| e.to_string())?;
     let child = std::process::Command::new("/proc/self/exe")
-        .args(["gofer", "--mount", "/:ro"])
+        .arg("gofer")
+        .args(mounts.iter().flat_map(|m| ["--mount", m.as_str()]))
         .stdin(std::process::Stdio::from(theirs))
         .stdout(std::process::Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
     let client = moat_gofer::GoferClient::connect(ours).map_err(|e| e.to_string())?;
     Ok((child, std::sync::Arc::new(client)))
+}
+
+/// `--volume HOST:SANDBOX[:ro]` options: the kernel's bind mounts (gofer mounts 1, 2, ...)
+/// and the gofer's `--mount` arguments for them.
+fn parse_volumes(specs: &[String]) -> Result<(Vec<moat_kernel::Volume>, Vec<String>), String> {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let (rest, read_only) = match spec.strip_suffix(":ro") {
+            Some(r) => (r, true),
+            None => (spec.strip_suffix(":rw").unwrap_or(spec), false),
+        };
+        let Some((host, sandbox)) = rest.split_once(':') else {
+            return Err(format!(
+                "--volume {spec}: expected HOST_DIR:SANDBOX_DIR[:ro]"
+            ));
+        };
+        if !sandbox.starts_with('/') {
+            return Err(format!(
+                "--volume {spec}: the sandbox path must be absolute"
+            ));
+        }
+        let host =
+            std::fs::canonicalize(host).map_err(|e| format!("--volume {spec}: {host}: {e}"))?;
+        if !host.is_dir() {
+            return Err(format!(
+                "--volume {spec}: {} is not a directory",
+                host.display()
+            ));
+        }
+        let host = host
+            .to_str()
+            .ok_or_else(|| format!("--volume {spec}: path is not UTF-8"))?;
+        mounts.push(if read_only {
+            format!("{host}:ro")
+        } else {
+            host.to_string()
+        });
+        volumes.push(moat_kernel::Volume {
+            path: sandbox.as_bytes().to_vec(),
+            mount: i as u64 + 1,
+            read_only,
+        });
+    }
+    Ok((volumes, mounts))
 }
 
 /// `moat gofer`: serve the mounts on the socket that is our stdin until the kernel hangs up.
@@ -186,13 +234,13 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             &format!("{shown}: No such file or directory"),
         );
     };
-    if !path.exists() {
-        return fail(
-            EXIT_NOT_FOUND,
-            &format!("{shown}: No such file or directory"),
-        );
-    }
-    let (gofer, client) = match start_gofer() {
+    // Whether it exists is the sandbox's question (a volume or --cwd may change the answer).
+    let (volumes, mut gofer_mounts) = match parse_volumes(&args.volumes) {
+        Ok(v) => v,
+        Err(e) => return fail(2, &e),
+    };
+    gofer_mounts.insert(0, "/:ro".to_string());
+    let (gofer, client) = match start_gofer(&gofer_mounts) {
         Ok(g) => g,
         Err(e) => return fail(EXIT_MOAT_FAILED, &format!("cannot start the gofer: {e}")),
     };
@@ -240,8 +288,13 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             })
             .collect(),
         stdio: stdio(),
-        cwd: std::env::current_dir()
-            .map_or_else(|_| b"/".to_vec(), |p| p.into_os_string().into_vec()),
+        cwd: match &args.cwd {
+            Some(dir) => dir.as_os_str().as_bytes().to_vec(),
+            None => std::env::current_dir()
+                .map_or_else(|_| b"/".to_vec(), |p| p.into_os_string().into_vec()),
+        },
+        cwd_required: args.cwd.is_some(),
+        volumes,
         creds,
         umask: umask.as_raw_mode(),
         limits: host_limits(),
@@ -272,6 +325,14 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         Err(KernelError::Load(LoadError::TooBig)) => {
             fail(EXIT_CANNOT_RUN, &format!("{shown}: Argument list too long"))
         }
+        Err(KernelError::Load(LoadError::Open(_, e))) if e == moat_abi::Errno::ENOENT => fail(
+            EXIT_NOT_FOUND,
+            &format!("{shown}: No such file or directory"),
+        ),
+        Err(KernelError::Load(LoadError::Open(_, e))) => {
+            fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}"))
+        }
+        Err(e @ KernelError::Cwd(_)) => fail(EXIT_MOAT_FAILED, &e.to_string()),
         Err(e) => fail(EXIT_MOAT_FAILED, &format!("sandbox failed: {e}")),
     }
 }

@@ -53,6 +53,15 @@ pub struct DoArgs {
     /// Write Moat's debug log to this file.
     #[arg(long, value_name = "FILE")]
     pub debug_log: Option<PathBuf>,
+    /// Bind-mount a host directory into the sandbox, writable unless `:ro` is added:
+    /// `HOST_DIR:SANDBOX_DIR[:ro]`. Repeatable. Changes under it reach the host (through the
+    /// gofer); everything else stays in the sandbox's in-memory overlay.
+    #[arg(long = "volume", short = 'v', value_name = "HOST_DIR:SANDBOX_DIR[:ro]")]
+    pub volumes: Vec<String>,
+    /// The working directory in the sandbox (default: the current directory, if the sandbox
+    /// has it, else `/`).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,

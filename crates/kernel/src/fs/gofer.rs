@@ -1,9 +1,12 @@
-//! Files served by the gofer: each inode is a gofer fid. This is the lower layer of the root
-//! overlay, so it is read-only here; the overlay copies files up before they change.
+//! Files served by the gofer: each inode is a gofer fid. Mount 0 is the lower layer of the
+//! root overlay and read-only here (the overlay copies files up before they change); a
+//! `--volume` bind mount is writable unless `:ro`, and its changes go through the gofer to
+//! the host directory.
 //!
-//! Attributes are cached from the walk that found the file (the host tree under a sandbox
-//! is not expected to change while it runs). Regular files are read through the host fd the
-//! gofer donates, at Moat's own offset.
+//! On a read-only mount attributes are cached from the walk that found the file (the host
+//! tree under a sandbox is not expected to change while it runs); on a writable one they are
+//! fetched again on every stat, since the sandbox itself changes them. Regular files are read
+//! and written through the host fd the gofer donates, at Moat's own offset.
 
 use std::any::Any;
 use std::os::fd::OwnedFd;
@@ -20,28 +23,65 @@ pub struct GoferInode {
     client: Arc<GoferClient>,
     fid: u64,
     attr: Mutex<Attr>,
+    /// Changes go to the host (a writable bind mount); otherwise everything is `EROFS`.
+    writable: bool,
 }
 
 impl GoferInode {
     /// The root of mount `mount` of the gofer.
-    pub fn root(client: Arc<GoferClient>, mount: u64) -> Result<Arc<GoferInode>, Errno> {
+    /// The root of mount `mount` of the gofer.
+    pub fn root(
+        client: Arc<GoferClient>,
+        mount: u64,
+        writable: bool,
+    ) -> Result<Arc<GoferInode>, Errno> {
         let attr = client.stat(mount).map_err(Errno)?;
-        Ok(Self::new(client, mount, attr))
+        Ok(Self::new(client, mount, attr, writable))
     }
 
-    fn new(client: Arc<GoferClient>, fid: u64, attr: Attr) -> Arc<GoferInode> {
+    fn new(client: Arc<GoferClient>, fid: u64, attr: Attr, writable: bool) -> Arc<GoferInode> {
         Arc::new(GoferInode {
             client,
             fid,
             attr: Mutex::new(attr),
+            writable,
         })
     }
 
+    fn child(&self, fid: u64, attr: Attr) -> Arc<GoferInode> {
+        Self::new(self.client.clone(), fid, attr, self.writable)
+    }
+
     fn attr(&self) -> Attr {
+        if self.writable {
+            if let Ok(fresh) = self.client.stat(self.fid) {
+                *self
+                    .attr
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+            }
+        }
         *self
             .attr
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn check_writable(&self) -> Result<(), Errno> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Errno::EROFS)
+        }
+    }
+
+    /// Another writable inode of the same gofer (rename and link stay within one).
+    fn same_gofer<'a>(&self, other: &'a InodeRef) -> Result<&'a GoferInode, Errno> {
+        other
+            .as_any()
+            .downcast_ref::<GoferInode>()
+            .filter(|o| Arc::ptr_eq(&o.client, &self.client) && o.writable)
+            .ok_or(Errno::EXDEV)
     }
 }
 
@@ -98,23 +138,62 @@ impl Inode for GoferInode {
             return Err(Errno::ENOTDIR);
         }
         let (fid, attr) = self.client.walk(self.fid, name).map_err(Errno)?;
-        Ok(GoferInode::new(self.client.clone(), fid, attr))
+        Ok(self.child(fid, attr))
     }
 
-    fn create(&self, _: &[u8], _: &NewNode, _: u32, _: u32) -> Result<InodeRef, Errno> {
-        Err(Errno::EROFS)
+    fn create(&self, name: &[u8], node: &NewNode, uid: u32, gid: u32) -> Result<InodeRef, Errno> {
+        self.check_writable()?;
+        let c = &self.client;
+        let (fid, attr) = match node {
+            NewNode::File { mode } => {
+                let flags = (libc::O_RDWR | libc::O_CREAT | libc::O_EXCL) as u32;
+                let (fid, attr, _fd) = c
+                    .create(self.fid, name, flags, *mode, uid, gid)
+                    .map_err(Errno)?;
+                (fid, attr)
+            }
+            NewNode::Directory { mode } => {
+                c.mkdir(self.fid, name, *mode, uid, gid).map_err(Errno)?
+            }
+            NewNode::Symlink { target } => {
+                c.symlink(self.fid, name, target, uid, gid).map_err(Errno)?
+            }
+            NewNode::Special { mode, rdev } => c
+                .mknod(self.fid, name, *mode, *rdev, uid, gid)
+                .map_err(Errno)?,
+        };
+        Ok(self.child(fid, attr))
     }
 
-    fn link(&self, _: &[u8], _: &InodeRef) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn link(&self, name: &[u8], target: &InodeRef) -> Result<(), Errno> {
+        self.check_writable()?;
+        let target = self.same_gofer(target)?;
+        let (fid, attr) = self
+            .client
+            .link(target.fid, self.fid, name)
+            .map_err(Errno)?;
+        // The new name's fid is not needed: dropping its inode clunks it.
+        drop(self.child(fid, attr));
+        Ok(())
     }
 
-    fn unlink(&self, _: &[u8], _: bool) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn unlink(&self, name: &[u8], dir: bool) -> Result<(), Errno> {
+        self.check_writable()?;
+        self.client.unlink(self.fid, name, dir).map_err(Errno)
     }
 
-    fn rename(&self, _: &[u8], _: &InodeRef, _: &[u8], _: u32) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn rename(
+        &self,
+        name: &[u8],
+        new_dir: &InodeRef,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        self.check_writable()?;
+        let to = self.same_gofer(new_dir)?;
+        self.client
+            .rename(self.fid, name, to.fid, new_name, flags)
+            .map_err(Errno)
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
@@ -137,18 +216,17 @@ impl Inode for GoferInode {
     }
 
     fn open(&self, flags: u32) -> Result<Box<dyn FileOps>, Errno> {
-        if flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32
-            || flags & libc::O_TRUNC as u32 != 0
-        {
-            return Err(Errno::EROFS);
+        let access = flags & libc::O_ACCMODE as u32;
+        if access != libc::O_RDONLY as u32 || flags & libc::O_TRUNC as u32 != 0 {
+            self.check_writable()?;
         }
         match self.kind() {
             FileKind::Directory => Ok(Box::new(super::dir::DirFile)),
             FileKind::Regular => {
-                let fd = self
-                    .client
-                    .open(self.fid, libc::O_RDONLY as u32)
-                    .map_err(Errno)?;
+                // Moat keeps the offset and O_APPEND; the host fd needs only the access
+                // mode (and the truncation, done once here).
+                let host_flags = access | (flags & libc::O_TRUNC as u32);
+                let fd = self.client.open(self.fid, host_flags).map_err(Errno)?;
                 Ok(Box::new(GoferFile { fd }))
             }
             FileKind::CharDevice => super::dev::open_char_device(self.attr().rdev),
@@ -164,16 +242,37 @@ impl Inode for GoferInode {
         self.client.list_xattr(self.fid).map_err(Errno)
     }
 
-    fn set_xattr(&self, _: &[u8], _: &[u8], _: u32) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn set_xattr(&self, name: &[u8], value: &[u8], flags: u32) -> Result<(), Errno> {
+        self.check_writable()?;
+        self.client
+            .set_xattr(self.fid, name, value, flags)
+            .map_err(Errno)
     }
 
-    fn remove_xattr(&self, _: &[u8]) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn remove_xattr(&self, name: &[u8]) -> Result<(), Errno> {
+        self.check_writable()?;
+        self.client.remove_xattr(self.fid, name).map_err(Errno)
     }
 
-    fn setattr(&self, _: &SetAttr) -> Result<(), Errno> {
-        Err(Errno::EROFS)
+    fn setattr(&self, attr: &SetAttr) -> Result<(), Errno> {
+        self.check_writable()?;
+        let time = |t: Option<(i64, i64)>| {
+            t.map(|(sec, nsec)| moat_gofer::protocol::TimeSpec { sec, nsec })
+        };
+        let request = moat_gofer::protocol::SetAttr {
+            mode: attr.mode,
+            uid: attr.uid,
+            gid: attr.gid,
+            size: attr.size,
+            atime: time(attr.atime),
+            mtime: time(attr.mtime),
+        };
+        let fresh = self.client.set_attr(self.fid, &request).map_err(Errno)?;
+        *self
+            .attr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
     }
 
     fn id(&self) -> (u64, u64) {
@@ -206,8 +305,14 @@ impl FileOps for GoferFile {
         }
     }
 
-    fn write(&self, _file: &OpenFile, _buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
-        Err(Errno::EBADF)
+    fn write(&self, _file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        loop {
+            match rustix::io::pwrite(&self.fd, buf, offset.unwrap_or(0)) {
+                Ok(n) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Errno(e.raw_os_error())),
+            }
+        }
     }
 
     fn seekable(&self) -> bool {

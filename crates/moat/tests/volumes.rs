@@ -1,0 +1,107 @@
+//! The sandbox's file tree as the host sees it: the root overlay never changes the host, a
+//! `--volume` bind mount does (through the gofer), and `:ro` refuses writes with EROFS.
+//! Uses busybox-static (installed by scripts/setup) for the file commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn moat(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moat"))
+        .arg("do")
+        .args(args)
+        .output()
+        .expect("run moat")
+}
+
+/// A fresh host directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("volumes")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("in.txt"), "from the host\n").unwrap();
+    dir
+}
+
+fn volume(dir: &Path, suffix: &str) -> String {
+    format!("{}:/work{suffix}", dir.display())
+}
+
+#[test]
+fn writes_to_a_volume_reach_the_host() {
+    let dir = scratch("rw");
+    let v = volume(&dir, "");
+    for cmd in [
+        &["cp", "in.txt", "copy.txt"][..],
+        &["mkdir", "made"],
+        &["mv", "sub", "moved"],
+        &["ln", "-s", "in.txt", "link"],
+        &["rm", "copy.txt"],
+        &["cp", "in.txt", "kept.txt"],
+    ] {
+        let mut args = vec!["-v", &v, "--cwd", "/work", BUSYBOX];
+        args.extend_from_slice(cmd);
+        let out = moat(&args);
+        assert!(out.status.success(), "{cmd:?}: {out:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("kept.txt")).unwrap(),
+        "from the host\n"
+    );
+    assert!(dir.join("made").is_dir());
+    assert!(dir.join("moved").is_dir() && !dir.join("sub").exists());
+    assert_eq!(
+        std::fs::read_link(dir.join("link")).unwrap(),
+        Path::new("in.txt")
+    );
+    assert!(!dir.join("copy.txt").exists());
+    // And the sandbox reads back what the host has.
+    let out = moat(&["-v", &v, BUSYBOX, "cat", "/work/kept.txt"]);
+    assert_eq!(out.stdout, b"from the host\n");
+}
+
+#[test]
+fn a_read_only_volume_refuses_writes() {
+    let dir = scratch("ro");
+    let v = volume(&dir, ":ro");
+    let out = moat(&["-v", &v, BUSYBOX, "touch", "/work/new"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{out:?}"
+    );
+    assert!(!dir.join("new").exists());
+    let out = moat(&["-v", &v, BUSYBOX, "rm", "/work/in.txt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(dir.join("in.txt").exists());
+    let out = moat(&["-v", &v, BUSYBOX, "cat", "/work/in.txt"]);
+    assert_eq!(out.stdout, b"from the host\n");
+}
+
+#[test]
+fn the_root_overlay_keeps_the_host_unchanged() {
+    let dir = scratch("overlay");
+    // Outside any volume, the host's tree is the read-only lower layer: changes stay in memory.
+    let path = dir.join("in.txt");
+    let p = path.to_str().unwrap();
+    let out = moat(&[BUSYBOX, "rm", p]);
+    assert!(out.status.success(), "{out:?}");
+    let made = dir.join("made");
+    let out = moat(&[BUSYBOX, "mkdir", made.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(path.exists(), "rm in the sandbox removed the host's file");
+    assert!(!made.exists(), "mkdir in the sandbox reached the host");
+}
+
+#[test]
+fn bad_volume_and_cwd_arguments_are_errors() {
+    let out = moat(&["-v", "/nonexistent-dir:/work", BUSYBOX, "true"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = moat(&["-v", "/tmp:relative", BUSYBOX, "true"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = moat(&["--cwd", "/nonexistent-dir", BUSYBOX, "true"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+}
