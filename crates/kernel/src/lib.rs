@@ -106,6 +106,8 @@ pub struct Kernel {
     pub strace: bool,
     pub cpu_mask: Vec<u8>,
     pub futexes: futex::FutexTable,
+    /// When the sandbox started: its uptime (`sysinfo`, `/proc/uptime`).
+    pub boot: std::time::Instant,
     /// System calls already reported as unimplemented (each is logged once).
     unimplemented: Mutex<HashSet<u64>>,
 }
@@ -300,6 +302,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         strace: config.strace,
         cpu_mask: config.cpu_mask.clone(),
         futexes: futex::FutexTable::default(),
+        boot: std::time::Instant::now(),
         unimplemented: Mutex::new(HashSet::new()),
     });
     let mut task = task::Task::start(kernel, config)?;

@@ -30,6 +30,17 @@ const USER_DS: u64 = 0x2b;
 pub struct SignalState {
     pub actions: [SigAction; 64],
     pub mask: u64,
+    /// The alternate signal stack (`sigaltstack`): base, size and `SS_AUTODISARM`; size 0
+    /// when there is none.
+    pub altstack: AltStack,
+}
+
+/// An alternate signal stack as `sigaltstack` sets it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AltStack {
+    pub base: u64,
+    pub size: u64,
+    pub autodisarm: bool,
 }
 
 /// One application thread and, for now, its whole process.
@@ -113,6 +124,7 @@ impl Task {
             signals: SignalState {
                 actions: [SigAction::default(); 64],
                 mask: 0,
+                altstack: AltStack::default(),
             },
             limits: config.limits,
             clear_child_tid: 0,

@@ -8,6 +8,10 @@ use super::{FileOps, OpenFile};
 pub struct DirFile;
 
 impl FileOps for DirFile {
+    fn sync(&self) -> Result<(), Errno> {
+        Ok(())
+    }
+
     fn read(
         &self,
         _file: &OpenFile,

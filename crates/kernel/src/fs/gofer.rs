@@ -295,6 +295,11 @@ struct GoferFile {
 }
 
 impl FileOps for GoferFile {
+    /// A volume's file: sync the host file through the donated fd.
+    fn sync(&self) -> Result<(), Errno> {
+        rustix::fs::fsync(&self.fd).map_err(|e| Errno(e.raw_os_error()))
+    }
+
     fn read(&self, _file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         loop {
             match rustix::io::pread(&self.fd, &mut *buf, offset.unwrap_or(0)) {

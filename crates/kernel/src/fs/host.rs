@@ -104,6 +104,11 @@ fn kernel_termios(t: &rustix::termios::Termios) -> Termios {
 }
 
 impl FileOps for HostFile {
+    /// The host answers for its own fd: a regular file syncs, a pipe or terminal is EINVAL.
+    fn sync(&self) -> Result<(), Errno> {
+        retry(|| rustix::fs::fsync(&self.fd))
+    }
+
     fn read(&self, file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         self.check_ready(file, PollFlags::IN)?;
         match offset {

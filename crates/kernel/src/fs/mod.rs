@@ -53,6 +53,12 @@ pub trait FileOps: Send + Sync {
     /// Whether `pread`/`pwrite`/`lseek` make sense (`ESPIPE` otherwise).
     fn seekable(&self) -> bool;
 
+    /// `fsync`: make written data durable. Files with nowhere to sync to (devices, pipes,
+    /// proc files) say `EINVAL`, as Linux's do.
+    fn sync(&self) -> Result<(), Errno> {
+        Err(Errno::EINVAL)
+    }
+
     /// Whether Moat keeps this file's position (false where the host keeps it: donated fds).
     fn own_offset(&self) -> bool {
         self.seekable()

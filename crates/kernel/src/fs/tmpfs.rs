@@ -553,6 +553,11 @@ struct TmpfsFile {
 }
 
 impl FileOps for TmpfsFile {
+    /// Memory is as durable as tmpfs gets.
+    fn sync(&self) -> Result<(), Errno> {
+        Ok(())
+    }
+
     fn read(&self, _file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         Ok(self.inode.read_at(buf, offset.unwrap_or(0)))
     }

@@ -238,8 +238,34 @@ pub fn utimensat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn utimes(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    timeval_times_at(task, libc::AT_FDCWD, a[0], a[1])
+}
+
+/// `futimesat`: `utimes` relative to a directory fd.
+pub fn futimesat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    timeval_times_at(task, int(a[0]), a[1], a[2])
+}
+
+/// `utime`: whole seconds from a `struct utimbuf { actime; modtime; }`.
+pub fn utime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let p = read_path(task, a[0])?;
     let path = resolve_at(task, libc::AT_FDCWD, &p, true)?;
+    let times = if a[1] == 0 {
+        None
+    } else {
+        let at = |sec: i64| Timespec {
+            tv_sec: sec,
+            tv_nsec: 0,
+        };
+        Some([at(task.mm.read_obj(a[1])?), at(task.mm.read_obj(a[1] + 8)?)])
+    };
+    set_times(task, &path, times)
+}
+
+fn timeval_times_at(task: &mut Task, dirfd: i32, path_addr: u64, tv_addr: u64) -> SyscallResult {
+    let a = [path_addr, tv_addr, 0, 0, 0, 0];
+    let p = read_path(task, a[0])?;
+    let path = resolve_at(task, dirfd, &p, true)?;
     let times = if a[1] == 0 {
         None
     } else {

@@ -231,3 +231,66 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     Ok(done as u64)
 }
+
+/// `sendfile`: copy from one file to another inside the kernel, from `*offset` (left
+/// unchanged in the file) or from the input file's own position. Checks in Linux's order.
+pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (out_fd, in_fd, offset_addr, count) = (a[0], a[1], a[2], a[3].min(MAX_RW_COUNT));
+    let explicit = if offset_addr == 0 {
+        None
+    } else {
+        Some(task.mm.read_obj::<i64>(offset_addr)?)
+    };
+    let input = readable_file(task, in_fd)?;
+    if explicit.is_some() && !input.ops().seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    let start = match explicit {
+        Some(pos) if pos < 0 => return Err(Errno::EINVAL),
+        Some(pos) => Some(pos as u64),
+        None => None,
+    };
+    let output = writable_file(task, out_fd)?;
+    if output.flags() & libc::O_APPEND as u32 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if input.ops().is_directory() {
+        return Err(Errno::EISDIR);
+    }
+    let mut done = 0u64;
+    let mut buf = vec![0u8; CHUNK.min(count) as usize];
+    while done < count {
+        let want = ((count - done) as usize).min(buf.len());
+        let read = match start {
+            Some(pos) => input.read_at(&mut buf[..want], pos + done),
+            None => input.read(&mut buf[..want]),
+        };
+        let n = match read {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < n {
+            match output.write(&buf[written..n]) {
+                Ok(0) => break,
+                Ok(w) => written += w,
+                Err(_) if done + written as u64 > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        done += written as u64;
+        if written < n {
+            // What was read but not written goes back to the input's position.
+            if start.is_none() && input.ops().seekable() {
+                let _ = input.seek(-((n - written) as i64), libc::SEEK_CUR);
+            }
+            break;
+        }
+    }
+    if let Some(pos) = start {
+        task.mm.write_obj(offset_addr, &(pos + done))?;
+    }
+    Ok(done)
+}

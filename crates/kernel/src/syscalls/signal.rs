@@ -72,3 +72,59 @@ pub fn rt_sigprocmask(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     Ok(0)
 }
+
+/// `stack_t` flags.
+const SS_ONSTACK: u32 = 1;
+const SS_DISABLE: u32 = 2;
+const SS_AUTODISARM: u32 = 1 << 31;
+/// The smallest alternate stack Linux accepts (`MINSIGSTKSZ`).
+const MINSIGSTKSZ: u64 = 2048;
+
+/// x86-64 `stack_t`: `{ void *ss_sp; int ss_flags; size_t ss_size; }`.
+fn read_stack(task: &mut Task, addr: u64) -> Result<(u64, u32, u64), Errno> {
+    let mut raw = [0u8; 24];
+    task.mm.read_bytes(addr, &mut raw)?;
+    let word = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or_default());
+    Ok((word(0), word(8) as u32, word(16)))
+}
+
+fn write_stack(task: &mut Task, addr: u64, sp: u64, flags: u32, size: u64) -> Result<(), Errno> {
+    let mut raw = [0u8; 24];
+    raw[0..8].copy_from_slice(&sp.to_le_bytes());
+    raw[8..12].copy_from_slice(&flags.to_le_bytes());
+    raw[16..24].copy_from_slice(&size.to_le_bytes());
+    task.mm.write_bytes(addr, &raw)
+}
+
+/// `sigaltstack`: recorded for signal delivery (issue 4). While no handler runs, the task is
+/// never on the alternate stack, so `SS_ONSTACK` is never reported and `EPERM` never arises.
+pub fn sigaltstack(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let old = task.signals.altstack;
+    if a[0] != 0 {
+        let (sp, flags, size) = read_stack(task, a[0])?;
+        let mode = flags & !SS_AUTODISARM;
+        if mode != 0 && mode != SS_ONSTACK && mode != SS_DISABLE {
+            return Err(Errno::EINVAL);
+        }
+        task.signals.altstack = if mode == SS_DISABLE {
+            crate::task::AltStack::default()
+        } else {
+            if size < MINSIGSTKSZ {
+                return Err(Errno::ENOMEM);
+            }
+            crate::task::AltStack {
+                base: sp,
+                size,
+                autodisarm: flags & SS_AUTODISARM != 0,
+            }
+        };
+    }
+    if a[1] != 0 {
+        let mut flags = if old.size == 0 { SS_DISABLE } else { 0 };
+        if old.autodisarm {
+            flags |= SS_AUTODISARM;
+        }
+        write_stack(task, a[1], old.base, flags, old.size)?;
+    }
+    Ok(0)
+}

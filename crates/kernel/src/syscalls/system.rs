@@ -81,3 +81,26 @@ pub fn sched_yield(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
     std::thread::yield_now();
     Ok(0)
 }
+
+/// `sysinfo`: the sandbox's uptime and process count, the host's memory figures (until the
+/// sandbox has a memory limit of its own, issue 6), no load.
+pub fn sysinfo(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let host = rustix::system::sysinfo();
+    let unit = u64::from(host.mem_unit.max(1));
+    // x86-64 `struct sysinfo`: uptime, loads[3], totalram, freeram, sharedram, bufferram,
+    // totalswap, freeswap (8 bytes each), procs (u16), padding, totalhigh, freehigh,
+    // mem_unit (u32); 112 bytes with the tail padding.
+    let mut raw = [0u8; 112];
+    let mut put = |at: usize, v: u64| raw[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    put(0, task.kernel.boot.elapsed().as_secs());
+    put(32, host.totalram * unit);
+    put(40, host.freeram * unit);
+    put(48, host.sharedram * unit);
+    put(56, host.bufferram * unit);
+    put(64, host.totalswap * unit);
+    put(72, host.freeswap * unit);
+    raw[80..82].copy_from_slice(&1u16.to_le_bytes());
+    raw[104..108].copy_from_slice(&1u32.to_le_bytes());
+    task.mm.write_bytes(a[0], &raw)?;
+    Ok(0)
+}
