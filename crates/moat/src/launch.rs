@@ -211,6 +211,11 @@ pub fn run_gofer(mounts: &[String]) -> ExitCode {
             },
         })
         .collect();
+    // Every file the kernel has cached holds one of our fds: allow as many as the host lets
+    // us (the kernel prunes its cache well below that).
+    let mut nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    nofile.current = nofile.maximum;
+    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile);
     let sock = match rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3) {
         Ok(fd) => fd,
         Err(e) => return fail(EXIT_MOAT_FAILED, &format!("gofer: no socket on stdin: {e}")),

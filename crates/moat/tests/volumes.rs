@@ -105,3 +105,26 @@ fn bad_volume_and_cwd_arguments_are_errors() {
     let out = moat(&["--cwd", "/nonexistent-dir", BUSYBOX, "true"]);
     assert_eq!(out.status.code(), Some(125), "{out:?}");
 }
+
+#[test]
+fn walking_a_tree_larger_than_the_dentry_cache_works() {
+    // More files than the kernel caches and than the gofer may hold fds for (these machines
+    // allow 20000): the walk must see every one (the cache prunes unused dentries, which
+    // closes their gofer fds).
+    let dir = scratch("many");
+    for i in 0..22000 {
+        std::fs::write(dir.join(format!("f{i}")), "").unwrap();
+    }
+    let sub = dir.join("sub");
+    for i in 0..3000 {
+        std::fs::create_dir(sub.join(format!("d{i}"))).unwrap();
+    }
+    let out = moat(&[BUSYBOX, "find", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The directory itself, in.txt, sub, 22000 files and 3000 directories.
+    assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 25003);
+}

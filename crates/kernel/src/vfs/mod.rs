@@ -8,7 +8,7 @@
 pub mod lookup;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use moat_abi::{Errno, Stat};
@@ -208,6 +208,12 @@ pub trait Inode: Send + Sync {
 
 pub type InodeRef = Arc<dyn Inode>;
 
+/// Dentries held in parents' caches, across the sandbox.
+static CACHED_DENTRIES: AtomicUsize = AtomicUsize::new(0);
+/// Past this many cached dentries, a lookup prunes the unused ones. Each cached gofer dentry
+/// holds an fd in the gofer, so this bounds the gofer's fds (whose limit `moat gofer` raises).
+const DENTRY_CACHE_HIGH_WATER: usize = 4096;
+
 /// A name in the tree: an inode, its name in its parent, and the children looked up so far.
 pub struct Dentry {
     inode: Mutex<InodeRef>,
@@ -267,7 +273,40 @@ impl Dentry {
             return Ok(d.clone());
         }
         let inode = self.inode().lookup(name)?;
-        Ok(self.add_child(name, inode))
+        let child = self.add_child(name, inode);
+        if CACHED_DENTRIES.load(Ordering::Relaxed) > DENTRY_CACHE_HIGH_WATER {
+            let mut root = self.clone();
+            while let Some(p) = root.parent() {
+                root = p;
+            }
+            root.prune();
+        }
+        Ok(child)
+    }
+
+    /// Drop every cached dentry below this one that nothing uses: no path, open file or
+    /// working directory holds it, it has no cached children and nothing is mounted on it.
+    /// Its filesystem keeps the file itself (tmpfs, the overlay's layers) or can find it
+    /// again (the gofer), so this only forgets; it is what bounds the gofer's open fds.
+    fn prune(self: &Arc<Self>) {
+        let children: Vec<(Vec<u8>, Arc<Dentry>)> = lock(&self.children)
+            .iter()
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        for (name, child) in children {
+            child.prune();
+            // Two references: the map's and `child` here.
+            let unused = |d: &Arc<Dentry>| {
+                Arc::strong_count(d) == 2 && d.mounted().is_none() && lock(&d.children).is_empty()
+            };
+            if unused(&child) {
+                let mut map = lock(&self.children);
+                if map.get(&name).is_some_and(|d| Arc::ptr_eq(d, &child)) && unused(&child) {
+                    map.remove(&name);
+                    CACHED_DENTRIES.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// Record a child the filesystem just created or found.
@@ -280,13 +319,19 @@ impl Dentry {
             mounted: Mutex::new(None),
             deleted: AtomicBool::new(false),
         });
-        lock(&self.children).insert(name.to_vec(), d.clone());
+        if lock(&self.children)
+            .insert(name.to_vec(), d.clone())
+            .is_none()
+        {
+            CACHED_DENTRIES.fetch_add(1, Ordering::Relaxed);
+        }
         d
     }
 
     /// Forget a child that was removed.
     pub fn remove_child(&self, name: &[u8]) {
         if let Some(d) = lock(&self.children).remove(name) {
+            CACHED_DENTRIES.fetch_sub(1, Ordering::Relaxed);
             d.deleted.store(true, Ordering::Relaxed);
         }
     }
