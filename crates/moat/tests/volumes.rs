@@ -128,3 +128,24 @@ fn walking_a_tree_larger_than_the_dentry_cache_works() {
     // The directory itself, in.txt, sub, 22000 files and 3000 directories.
     assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 25003);
 }
+
+#[test]
+fn attributes_follow_the_sandboxs_own_changes() {
+    // The kernel caches a volume's attributes; its own writes, truncations and new names
+    // must show at once.
+    let dir = scratch("attrs");
+    let v = volume(&dir, "");
+    let script = "import os\n\
+        f = open('/work/app', 'a'); f.write('abc'); f.flush(); print(os.stat('/work/app').st_size)\n\
+        f.write('de'); f.flush(); print(os.stat('/work/app').st_size)\n\
+        os.truncate('/work/app', 1); print(os.path.getsize('/work/app'))\n\
+        before = os.stat('/work').st_nlink; os.mkdir('/work/dd'); print(os.stat('/work').st_nlink - before)\n";
+    let out = moat(&["-v", &v, "/usr/bin/python3", "-c", script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n5\n1\n1\n");
+    assert_eq!(std::fs::metadata(dir.join("app")).unwrap().len(), 1);
+}

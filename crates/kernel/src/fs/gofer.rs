@@ -3,13 +3,14 @@
 //! `--volume` bind mount is writable unless `:ro`, and its changes go through the gofer to
 //! the host directory.
 //!
-//! On a read-only mount attributes are cached from the walk that found the file (the host
-//! tree under a sandbox is not expected to change while it runs); on a writable one they are
-//! fetched again on every stat, since the sandbox itself changes them. Regular files are read
+//! Attributes are cached from the walk that found the file (the host tree under a sandbox is
+//! not expected to change behind its back); on a writable mount every change the sandbox makes
+//! marks them stale, and the next use fetches them again. Regular files are read
 //! and written through the host fd the gofer donates, at Moat's own offset.
 
 use std::any::Any;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use moat_abi::{Errno, Stat};
@@ -25,6 +26,10 @@ pub struct GoferInode {
     attr: Mutex<Attr>,
     /// Changes go to the host (a writable bind mount); otherwise everything is `EROFS`.
     writable: bool,
+    /// The cached attributes are out of date: something this sandbox did changed the file
+    /// (a write through an open file, a new name in a directory...). The next use fetches
+    /// them again; until then the cache is used, as on the read-only root.
+    stale: Arc<AtomicBool>,
 }
 
 impl GoferInode {
@@ -45,6 +50,7 @@ impl GoferInode {
             fid,
             attr: Mutex::new(attr),
             writable,
+            stale: Arc::default(),
         })
     }
 
@@ -53,7 +59,7 @@ impl GoferInode {
     }
 
     fn attr(&self) -> Attr {
-        if self.writable {
+        if self.stale.swap(false, Ordering::Relaxed) {
             if let Ok(fresh) = self.client.stat(self.fid) {
                 *self
                     .attr
@@ -67,8 +73,11 @@ impl GoferInode {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Check that this mount takes changes, and mark the cached attributes out of date
+    /// (every caller is about to change the file).
     fn check_writable(&self) -> Result<(), Errno> {
         if self.writable {
+            self.stale.store(true, Ordering::Relaxed);
             Ok(())
         } else {
             Err(Errno::EROFS)
@@ -168,6 +177,7 @@ impl Inode for GoferInode {
     fn link(&self, name: &[u8], target: &InodeRef) -> Result<(), Errno> {
         self.check_writable()?;
         let target = self.same_gofer(target)?;
+        target.stale.store(true, Ordering::Relaxed);
         let (fid, attr) = self
             .client
             .link(target.fid, self.fid, name)
@@ -191,6 +201,7 @@ impl Inode for GoferInode {
     ) -> Result<(), Errno> {
         self.check_writable()?;
         let to = self.same_gofer(new_dir)?;
+        to.stale.store(true, Ordering::Relaxed);
         self.client
             .rename(self.fid, name, to.fid, new_name, flags)
             .map_err(Errno)
@@ -227,7 +238,10 @@ impl Inode for GoferInode {
                 // mode (and the truncation, done once here).
                 let host_flags = access | (flags & libc::O_TRUNC as u32);
                 let fd = self.client.open(self.fid, host_flags).map_err(Errno)?;
-                Ok(Box::new(GoferFile { fd }))
+                Ok(Box::new(GoferFile {
+                    fd,
+                    stale: self.stale.clone(),
+                }))
             }
             FileKind::CharDevice => super::dev::open_char_device(self.attr().rdev),
             _ => Err(Errno::ENXIO),
@@ -292,6 +306,8 @@ impl Inode for GoferInode {
 /// An open regular file of the gofer: the donated host fd, read at Moat's offset.
 struct GoferFile {
     fd: OwnedFd,
+    /// The inode's staleness flag: a write changes size and times.
+    stale: Arc<AtomicBool>,
 }
 
 impl FileOps for GoferFile {
@@ -312,6 +328,7 @@ impl FileOps for GoferFile {
 
     fn write(&self, _file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
         loop {
+            self.stale.store(true, Ordering::Relaxed);
             match rustix::io::pwrite(&self.fd, buf, offset.unwrap_or(0)) {
                 Ok(n) => return Ok(n),
                 Err(rustix::io::Errno::INTR) => {}
