@@ -60,6 +60,8 @@ pub struct Task {
     pub limits: [Rlimit; RLIMIT_COUNT],
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
+    /// Staging buffer for read/write copies between files and application memory.
+    pub io_buffer: Vec<u8>,
     /// Set when the task has exited; the run loop stops.
     pub exit: Option<ExitStatus>,
 }
@@ -129,6 +131,7 @@ impl Task {
             limits: config.limits,
             clear_child_tid: 0,
             robust_list: (0, 0),
+            io_buffer: Vec::new(),
             exit: None,
         })
     }
