@@ -173,6 +173,69 @@ pub fn ftruncate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     truncate_path(&path, a[1])
 }
 
+/// `fallocate` modes.
+const FALLOC_FL_KEEP_SIZE: u64 = 1;
+const FALLOC_FL_PUNCH_HOLE: u64 = 2;
+/// Largest file size (`MAX_LFS_FILESIZE`).
+const MAX_FILE_SIZE: i64 = i64::MAX;
+
+/// `fallocate`: Moat's files have no blocks to reserve, so allocating is extending the size
+/// (unless `FALLOC_FL_KEEP_SIZE`), and punching a hole writes zeros over the range. Other
+/// modes (collapse, insert, zero range, unshare) are `EOPNOTSUPP`, as on filesystems that lack
+/// them. Checks in Linux's order.
+pub fn fallocate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    let (mode, offset, len) = (a[1], a[2] as i64, a[3] as i64);
+    if offset < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_KEEP_SIZE == 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if file.is_path_only() || !file.writable() {
+        return Err(Errno::EBADF);
+    }
+    let st = file.stat()?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO => return Err(Errno::ESPIPE),
+        libc::S_IFDIR => return Err(Errno::EISDIR),
+        libc::S_IFREG => {}
+        _ => return Err(Errno::ENODEV),
+    }
+    let end = offset
+        .checked_add(len)
+        .filter(|&e| e <= MAX_FILE_SIZE)
+        .ok_or(Errno::EFBIG)?;
+    let path = file.path().ok_or(Errno::ENODEV)?.clone();
+    if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+        // Zeros over the part of the range inside the file; the size never changes.
+        let stop = end.min(st.st_size);
+        let zeros = vec![0u8; 1 << 16];
+        let mut at = offset;
+        while at < stop {
+            let n = usize::try_from(stop - at)
+                .unwrap_or(usize::MAX)
+                .min(zeros.len());
+            let written = file.write_at(&zeros[..n], at as u64)?;
+            if written == 0 {
+                return Err(Errno::EIO);
+            }
+            at += written as i64;
+        }
+        return Ok(0);
+    }
+    if mode & FALLOC_FL_KEEP_SIZE == 0 && end > st.st_size {
+        path.inode().setattr(&SetAttr {
+            size: Some(end as u64),
+            ..SetAttr::default()
+        })?;
+    }
+    Ok(0)
+}
+
 const UTIME_NOW: i64 = (1 << 30) - 1;
 const UTIME_OMIT: i64 = (1 << 30) - 2;
 

@@ -78,7 +78,7 @@ syscall_table! {
     LSTAT => stat::lstat, [Str, Ptr], FULL;
     POLL => poll::poll, [Ptr, Uint, Int], Support::Partial("regular files and donated host fds; pipes and sockets come with processes");
     LSEEK => open::lseek, [Int, Int, Int], FULL;
-    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("anonymous memory only; file mappings come with the VFS");
+    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("anonymous memory and private file mappings; writable shared file mappings need the page cache");
     MPROTECT => mm::mprotect, [Ptr, Uint, Hex], FULL;
     MUNMAP => mm::munmap, [Ptr, Uint], FULL;
     BRK => mm::brk, [Ptr], FULL;
@@ -115,6 +115,7 @@ syscall_table! {
     SYMLINK => names::symlink, [Str, Str], FULL;
     READLINK => names::readlink, [Str, Ptr, Uint], FULL;
     UTIME => attrs::utime, [Str, Ptr], FULL;
+    FALLOCATE => attrs::fallocate, [Int, Hex, Int, Int], Support::Partial("allocate (extends the size) and punch hole; collapse, insert, zero and unshare ranges are EOPNOTSUPP");
     FUTIMESAT => attrs::futimesat, [Int, Str, Ptr], FULL;
     SIGALTSTACK => signal::sigaltstack, [Ptr, Ptr], FULL;
     SYSINFO => system::sysinfo, [Ptr], FULL;
