@@ -176,8 +176,6 @@ pub fn ftruncate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 /// `fallocate` modes.
 const FALLOC_FL_KEEP_SIZE: u64 = 1;
 const FALLOC_FL_PUNCH_HOLE: u64 = 2;
-/// Largest file size (`MAX_LFS_FILESIZE`).
-const MAX_FILE_SIZE: i64 = i64::MAX;
 
 /// `fallocate`: Moat's files have no blocks to reserve, so allocating is extending the size
 /// (unless `FALLOC_FL_KEEP_SIZE`), and punching a hole writes zeros over the range. Other
@@ -205,10 +203,8 @@ pub fn fallocate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         libc::S_IFREG => {}
         _ => return Err(Errno::ENODEV),
     }
-    let end = offset
-        .checked_add(len)
-        .filter(|&e| e <= MAX_FILE_SIZE)
-        .ok_or(Errno::EFBIG)?;
+    // Past the largest file size (`MAX_LFS_FILESIZE`, i64::MAX) is EFBIG.
+    let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
     let path = file.path().ok_or(Errno::ENODEV)?.clone();
     if mode & FALLOC_FL_PUNCH_HOLE != 0 {
         // Zeros over the part of the range inside the file; the size never changes.
