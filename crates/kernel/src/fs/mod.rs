@@ -9,6 +9,7 @@ pub mod dir;
 pub mod fd_table;
 pub mod gofer;
 pub mod host;
+pub mod locks;
 pub mod overlay;
 pub mod proc;
 pub mod sys;
@@ -86,6 +87,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// An open file description: shared by `dup` and `fork`, with its own flags and offset.
 pub struct OpenFile {
+    /// Sandbox-unique: the owner of the description's flock and OFD locks.
+    id: u64,
     ops: Box<dyn FileOps>,
     /// Access mode and status flags (`O_RDWR`, `O_APPEND`, `O_NONBLOCK`...).
     flags: AtomicU32,
@@ -96,13 +99,27 @@ pub struct OpenFile {
     listing: Mutex<Option<Vec<DirEntry>>>,
 }
 
+/// The last reference to a description is gone: so are its locks.
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        locks::release(locks::Owner::Description(self.id), None);
+    }
+}
+
 impl OpenFile {
+    /// The description's identity (lock ownership).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     pub fn new(ops: Box<dyn FileOps>, flags: u32) -> Self {
         Self::with_path(ops, flags, None)
     }
 
     pub fn with_path(ops: Box<dyn FileOps>, flags: u32, path: Option<VfsPath>) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ops,
             flags: AtomicU32::new(flags),
             offset: Mutex::new(0),

@@ -6,7 +6,8 @@ use super::{int, SyscallResult};
 use crate::task::Task;
 
 pub fn close(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    task.files.remove(int(a[0]))?;
+    let file = task.files.remove(int(a[0]))?;
+    super::locks::closing(task, &file);
     Ok(0)
 }
 
@@ -81,7 +82,10 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         cmd @ (libc::F_GETLK
         | libc::F_SETLK
         | libc::F_SETLKW
-        | libc::F_GETOWN
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW) => super::locks::record_lock(task, fd, cmd, a[2]),
+        cmd @ (libc::F_GETOWN
         | libc::F_SETOWN
         | F_SETSIG
         | F_GETSIG
@@ -92,9 +96,6 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         | libc::F_GETPIPE_SZ
         | libc::F_ADD_SEALS
         | libc::F_GET_SEALS
-        | libc::F_OFD_GETLK
-        | libc::F_OFD_SETLK
-        | libc::F_OFD_SETLKW
         | F_SETOWN_EX
         | F_GETOWN_EX) => {
             task.kernel.report_unimplemented(

@@ -7,6 +7,7 @@ mod creds;
 mod fd;
 mod fs_context;
 mod futex;
+mod locks;
 mod mm;
 mod names;
 mod open;
@@ -115,6 +116,7 @@ syscall_table! {
     SYMLINK => names::symlink, [Str, Str], FULL;
     READLINK => names::readlink, [Str, Ptr, Uint], FULL;
     UTIME => attrs::utime, [Str, Ptr], FULL;
+    FLOCK => locks::flock, [Int, Hex], FULL;
     FALLOCATE => attrs::fallocate, [Int, Hex, Int, Int], Support::Partial("allocate (extends the size) and punch hole; collapse, insert, zero and unshare ranges are EOPNOTSUPP");
     FUTIMESAT => attrs::futimesat, [Int, Str, Ptr], FULL;
     SIGALTSTACK => signal::sigaltstack, [Ptr, Ptr], FULL;

@@ -1,0 +1,193 @@
+//! flock and the fcntl record-lock commands (F_GETLK/F_SETLK/F_SETLKW and their OFD forms),
+//! over the table in `fs/locks.rs`.
+//!
+//! The sandbox has one process for now, so a wait could only ever be for a lock this process
+//! itself holds through another description: Linux would block forever; Moat answers `EDEADLK`
+//! instead of hanging (until tasks can block and be woken, issue 4).
+
+use moat_abi::Errno;
+
+use super::{int, SyscallResult};
+use crate::fs::locks::{self, Family, Lock, Owner};
+use crate::fs::OpenFile;
+use crate::task::Task;
+
+const LOCK_SH: i32 = 1;
+const LOCK_EX: i32 = 2;
+const LOCK_NB: i32 = 4;
+const LOCK_UN: i32 = 8;
+const LOCK_MAND: i32 = 32;
+
+/// The identity locks are keyed by.
+fn file_id(file: &OpenFile) -> Result<(u64, u64), Errno> {
+    let st = file.stat()?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+pub fn flock(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = task.files.get(int(a[0]))?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let op = int(a[1]);
+    // LOCK_MAND (Samba's mandatory share modes) is accepted and ignored, as Linux does.
+    if op & LOCK_MAND != 0 {
+        return Ok(0);
+    }
+    let write = match op & !LOCK_NB {
+        LOCK_SH => false,
+        LOCK_EX => true,
+        LOCK_UN => false,
+        _ => return Err(Errno::EINVAL),
+    };
+    let lock = Lock {
+        owner: Owner::Description(file.id()),
+        family: Family::Flock,
+        write,
+        start: 0,
+        end: u64::MAX,
+    };
+    match locks::set(file_id(&file)?, lock, op & !LOCK_NB == LOCK_UN) {
+        Err(Errno::EAGAIN) if op & LOCK_NB == 0 => Err(Errno::EDEADLK),
+        // flock says EWOULDBLOCK, which is EAGAIN.
+        other => other.map(|()| 0),
+    }
+}
+
+/// x86-64 `struct flock`: type and whence (i16), start and len (i64), pid (i32).
+struct Flock {
+    kind: i16,
+    whence: i16,
+    start: i64,
+    len: i64,
+    pid: i32,
+}
+
+fn read_flock(task: &mut Task, addr: u64) -> Result<Flock, Errno> {
+    let mut raw = [0u8; 32];
+    task.mm.read_bytes(addr, &mut raw)?;
+    let i16_at = |i: usize| i16::from_le_bytes([raw[i], raw[i + 1]]);
+    let i64_at = |i: usize| i64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or_default());
+    Ok(Flock {
+        kind: i16_at(0),
+        whence: i16_at(2),
+        start: i64_at(8),
+        len: i64_at(16),
+        pid: i32::from_le_bytes(raw[24..28].try_into().unwrap_or_default()),
+    })
+}
+
+fn write_flock(task: &mut Task, addr: u64, f: &Flock) -> Result<(), Errno> {
+    let mut raw = [0u8; 32];
+    raw[0..2].copy_from_slice(&f.kind.to_le_bytes());
+    raw[2..4].copy_from_slice(&f.whence.to_le_bytes());
+    raw[8..16].copy_from_slice(&f.start.to_le_bytes());
+    raw[16..24].copy_from_slice(&f.len.to_le_bytes());
+    raw[24..28].copy_from_slice(&f.pid.to_le_bytes());
+    task.mm.write_bytes(addr, &raw)
+}
+
+/// The byte range `[start, end]` a `struct flock` names (`end` = `u64::MAX` for "to the end").
+fn range(file: &OpenFile, f: &Flock) -> Result<(u64, u64), Errno> {
+    let base = match i32::from(f.whence) {
+        libc::SEEK_SET => 0,
+        libc::SEEK_CUR => file.seek(0, libc::SEEK_CUR)? as i64,
+        libc::SEEK_END => file.stat()?.st_size,
+        _ => return Err(Errno::EINVAL),
+    };
+    let start = base.checked_add(f.start).ok_or(Errno::EOVERFLOW)?;
+    let (start, end) = match f.len {
+        0 => (start, None),
+        len if len > 0 => (
+            start,
+            Some(start.checked_add(len - 1).ok_or(Errno::EOVERFLOW)?),
+        ),
+        len => (
+            start.checked_add(len).ok_or(Errno::EINVAL)?,
+            Some(start - 1),
+        ),
+    };
+    if start < 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok((start as u64, end.map_or(u64::MAX, |e| e as u64)))
+}
+
+/// F_GETLK, F_SETLK, F_SETLKW and the OFD forms (`ofd`).
+pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResult {
+    let file = task.files.get(fd)?;
+    if file.is_path_only() {
+        return Err(Errno::EBADF);
+    }
+    let ofd = matches!(
+        cmd,
+        libc::F_OFD_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW
+    );
+    let get = matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK);
+    let wait = matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW);
+    let mut f = read_flock(task, addr)?;
+    let kind = i32::from(f.kind);
+    if ![libc::F_RDLCK, libc::F_WRLCK, libc::F_UNLCK].contains(&kind) {
+        return Err(Errno::EINVAL);
+    }
+    // OFD locks have no owning process: l_pid must be 0 on the way in.
+    if ofd && f.pid != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (start, end) = range(&file, &f)?;
+    let owner = if ofd {
+        Owner::Description(file.id())
+    } else {
+        Owner::Process(task.tgid)
+    };
+    let lock = Lock {
+        owner,
+        family: Family::Record,
+        write: kind == libc::F_WRLCK,
+        start,
+        end,
+    };
+    let id = file_id(&file)?;
+    if get {
+        if kind == libc::F_UNLCK {
+            return Err(Errno::EINVAL);
+        }
+        match locks::conflict(id, &lock) {
+            None => f.kind = libc::F_UNLCK as i16,
+            Some(held) => {
+                f.kind = if held.write {
+                    libc::F_WRLCK
+                } else {
+                    libc::F_RDLCK
+                } as i16;
+                f.whence = libc::SEEK_SET as i16;
+                f.start = held.start as i64;
+                f.len = if held.end == u64::MAX {
+                    0
+                } else {
+                    (held.end - held.start + 1) as i64
+                };
+                f.pid = match held.owner {
+                    Owner::Process(pid) => pid,
+                    Owner::Description(_) => -1,
+                };
+            }
+        }
+        write_flock(task, addr, &f)?;
+        return Ok(0);
+    }
+    if (kind == libc::F_RDLCK && !file.readable()) || (kind == libc::F_WRLCK && !file.writable()) {
+        return Err(Errno::EBADF);
+    }
+    match locks::set(id, lock, kind == libc::F_UNLCK) {
+        Err(Errno::EAGAIN) if wait => Err(Errno::EDEADLK),
+        other => other.map(|()| 0),
+    }
+}
+
+/// `close` drops the process's POSIX locks on that file, whichever fd took them.
+pub fn closing(task: &Task, file: &OpenFile) {
+    if let Ok(id) = file_id(file) {
+        locks::release(Owner::Process(task.tgid), Some(id));
+    }
+}
