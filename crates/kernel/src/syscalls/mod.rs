@@ -116,6 +116,7 @@ syscall_table! {
     SYMLINK => names::symlink, [Str, Str], FULL;
     READLINK => names::readlink, [Str, Ptr, Uint], FULL;
     UTIME => attrs::utime, [Str, Ptr], FULL;
+    COPY_FILE_RANGE => read_write::copy_file_range, [Int, Ptr, Int, Ptr, Uint, Hex], FULL;
     FLOCK => locks::flock, [Int, Hex], FULL;
     FALLOCATE => attrs::fallocate, [Int, Hex, Int, Int], Support::Partial("allocate (extends the size) and punch hole; collapse, insert, zero and unshare ranges are EOPNOTSUPP");
     FUTIMESAT => attrs::futimesat, [Int, Str, Ptr], FULL;

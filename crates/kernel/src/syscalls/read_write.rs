@@ -313,3 +313,102 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     Ok(done)
 }
+
+/// `copy_file_range`: copy between two regular files of the same filesystem, from and to
+/// `*off_in`/`*off_out` (left in the files otherwise), in Linux's order of checks.
+pub fn copy_file_range(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let (fd_in, off_in_addr, fd_out, off_out_addr, len) = (a[0], a[1], a[2], a[3], a[4]);
+    if a[5] != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let input = task.files.get(int(fd_in))?;
+    let output = task.files.get(int(fd_out))?;
+    let read_offset = |task: &mut Task, addr: u64| -> Result<Option<i64>, Errno> {
+        if addr == 0 {
+            Ok(None)
+        } else {
+            task.mm.read_obj::<i64>(addr).map(Some)
+        }
+    };
+    let off_in = read_offset(task, off_in_addr)?;
+    let off_out = read_offset(task, off_out_addr)?;
+    let (st_in, st_out) = (input.stat()?, output.stat()?);
+    for st in [&st_in, &st_out] {
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => return Err(Errno::EISDIR),
+            libc::S_IFREG => {}
+            _ => return Err(Errno::EINVAL),
+        }
+    }
+    if input.is_path_only()
+        || output.is_path_only()
+        || !input.readable()
+        || !output.writable()
+        || output.flags() & libc::O_APPEND as u32 != 0
+    {
+        return Err(Errno::EBADF);
+    }
+    // Since Linux 5.19 a copy between different filesystems is refused.
+    if st_in.st_dev != st_out.st_dev {
+        return Err(Errno::EXDEV);
+    }
+    let pos_in = match off_in {
+        Some(o) => o,
+        None => input.seek(0, libc::SEEK_CUR)? as i64,
+    };
+    let pos_out = match off_out {
+        Some(o) => o,
+        None => output.seek(0, libc::SEEK_CUR)? as i64,
+    };
+    // A negative position wraps as an unsigned one would: Linux says EOVERFLOW.
+    if pos_in < 0 || pos_out < 0 {
+        return Err(Errno::EOVERFLOW);
+    }
+    let len = len.min(MAX_RW_COUNT);
+    let count = len.min(u64::try_from(st_in.st_size - pos_in.min(st_in.st_size)).unwrap_or(0));
+    let (pos_in, pos_out) = (pos_in as u64, pos_out as u64);
+    if st_in.st_ino == st_out.st_ino && pos_in < pos_out + len && pos_out < pos_in + len {
+        return Err(Errno::EINVAL);
+    }
+    let mut done = 0u64;
+    let mut buf = staging(task, CHUNK.min(count) as usize);
+    while done < count {
+        let want = ((count - done) as usize).min(buf.len());
+        let n = match input.read_at(&mut buf[..want], pos_in + done) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => {
+                restore(task, buf);
+                return Err(e);
+            }
+        };
+        match output.write_at(&buf[..n], pos_out + done) {
+            Ok(w) => {
+                done += w as u64;
+                if w < n {
+                    break;
+                }
+            }
+            Err(_) if done > 0 => break,
+            Err(e) => {
+                restore(task, buf);
+                return Err(e);
+            }
+        }
+    }
+    restore(task, buf);
+    match off_in {
+        Some(_) => task.mm.write_obj(off_in_addr, &(pos_in + done))?,
+        None => {
+            input.seek((pos_in + done) as i64, libc::SEEK_SET)?;
+        }
+    }
+    match off_out {
+        Some(_) => task.mm.write_obj(off_out_addr, &(pos_out + done))?,
+        None => {
+            output.seek((pos_out + done) as i64, libc::SEEK_SET)?;
+        }
+    }
+    Ok(done)
+}
