@@ -67,6 +67,16 @@ int main(void) {
     expect("dir/moved", "A");
     CHECK(unlink("dir/moved") == 0 && rmdir("dir/sub") == 0 && rmdir("dir") == 0 && rmdir("full/x") == 0 && rmdir("full") == 0);
     CHECK(unlink("b") == 0 && unlink("s") == 0 && unlink("loop1") == 0 && unlink("loop2") == 0 && unlink("dangling") == 0);
+    /* O_CREAT through a dangling symlink creates its target; O_EXCL refuses the link itself,
+     * O_NOFOLLOW does not follow it. */
+    CHECK(symlink("made-by-link", "dangling") == 0);
+    CHECK_ERR(open("dangling", O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST);
+    CHECK_ERR(open("dangling", O_CREAT | O_NOFOLLOW | O_WRONLY, 0644), ELOOP);
+    int made = open("dangling", O_CREAT | O_WRONLY, 0644);
+    CHECK(made >= 0 && close(made) == 0);
+    CHECK(lstat("made-by-link", &st) == 0 && S_ISREG(st.st_mode));
+    CHECK(symlink("no-such-dir/x", "dangling2") == 0);
+    CHECK_ERR(open("dangling2", O_CREAT | O_WRONLY, 0644), ENOENT);
     printf("links ok\n");
     return 0;
 }

@@ -149,3 +149,42 @@ fn attributes_follow_the_sandboxs_own_changes() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n5\n1\n1\n");
     assert_eq!(std::fs::metadata(dir.join("app")).unwrap().len(), 1);
 }
+
+#[test]
+fn symlinks_and_dotdot_in_a_volume_cannot_reach_host_files_outside_it() {
+    // A volume holding symlinks that point outside it (absolute and relative): the sandbox's
+    // VFS resolves them in the sandbox's own tree, where everything outside the volume is the
+    // read-only lower layer under the memory overlay. Writing through them must change no host
+    // file, and `..` above the volume's root stays in the sandbox's tree.
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("volumes");
+    let dir = scratch("escape");
+    let victim = base.join("escape-victim");
+    std::fs::write(&victim, "host secret\n").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("abs")).unwrap();
+    std::os::unix::fs::symlink("../escape-victim", dir.join("rel")).unwrap();
+    // Mounted at /sandbox-vol: the victim's host path must not fall inside the volume.
+    let v = format!("{}:/sandbox-vol", dir.display());
+    let script = "import os\n\
+        print(open('/sandbox-vol/abs').read(), end='')\n\
+        open('/sandbox-vol/abs', 'w').write('overwritten\\n')\n\
+        open('/sandbox-vol/rel', 'w').write('created\\n')\n\
+        print(open('/sandbox-vol/abs').read(), end='')\n\
+        print(os.path.realpath('/sandbox-vol/../../..'))\n";
+    let out = moat(&["-v", &v, "/usr/bin/python3", "-c", script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The absolute link reads the host file (the root is the host's, read-only) ...
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "host secret\noverwritten\n/\n"
+    );
+    // ... but the write went to the sandbox's overlay, not to the host file.
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host secret\n");
+    // The relative link climbs out of the volume into the sandbox's /: nothing on the host.
+    assert!(!Path::new("/escape-victim").exists());
+    // The links themselves are untouched on the host.
+    assert_eq!(std::fs::read_link(dir.join("abs")).unwrap(), victim);
+}

@@ -58,39 +58,64 @@ fn open_target(
     if !creat {
         return Ok((resolve_at(task, dirfd, path, !nofollow)?, false));
     }
-    let (dir, name, trailing) = resolve_parent(task, dirfd, path)?;
+    let (mut dir, mut name, trailing) = resolve_parent(task, dirfd, path)?;
     if trailing || name == b"." || name == b".." {
         return Err(Errno::EISDIR);
     }
-    match task.resolver().path(&dir, &name, false) {
-        Ok(existing) => {
-            if flags & libc::O_EXCL as u32 != 0 {
-                return Err(Errno::EEXIST);
-            }
-            if existing.inode().kind() == FileKind::Symlink && !nofollow {
-                return Ok((task.resolver().path(&dir, &name, true)?, false));
-            }
-            Ok((existing, false))
+    // O_CREAT through a symlink whose target does not exist creates the target (unless
+    // O_EXCL or O_NOFOLLOW), following at most 40 links like any resolution.
+    let mut links = 0;
+    loop {
+        let existing = match task.resolver().path(&dir, &name, false) {
+            Ok(existing) => existing,
+            Err(Errno::ENOENT) => break,
+            Err(e) => return Err(e),
+        };
+        if flags & libc::O_EXCL as u32 != 0 {
+            return Err(Errno::EEXIST);
         }
-        Err(Errno::ENOENT) => {
-            may_modify_dir(task, &dir)?;
-            let node = NewNode::File {
-                mode: mode & !task.fs.umask & 0o7777,
-            };
-            let inode = dir
-                .inode()
-                .create(&name, &node, task.creds.euid, task.creds.egid)?;
-            let dentry = dir.dentry.add_child(&name, inode);
-            Ok((
-                VfsPath {
-                    mount: dir.mount.clone(),
-                    dentry,
-                },
-                true,
-            ))
+        if existing.inode().kind() != FileKind::Symlink || nofollow {
+            return Ok((existing, false));
         }
-        Err(e) => Err(e),
+        match task.resolver().path(&dir, &name, true) {
+            Ok(target) => return Ok((target, false)),
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        links += 1;
+        if links > 40 {
+            return Err(Errno::ELOOP);
+        }
+        let target = existing.inode().readlink()?;
+        if target.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        let start = if target[0] == b'/' {
+            task.fs.root.clone()
+        } else {
+            dir.clone()
+        };
+        let (next_dir, next_name, trailing) = task.resolver().parent(&start, &target)?;
+        if trailing || next_name == b"." || next_name == b".." {
+            return Err(Errno::EISDIR);
+        }
+        (dir, name) = (next_dir, next_name);
     }
+    may_modify_dir(task, &dir)?;
+    let node = NewNode::File {
+        mode: mode & !task.fs.umask & 0o7777,
+    };
+    let inode = dir
+        .inode()
+        .create(&name, &node, task.creds.euid, task.creds.egid)?;
+    let dentry = dir.dentry.add_child(&name, inode);
+    Ok((
+        VfsPath {
+            mount: dir.mount.clone(),
+            dentry,
+        },
+        true,
+    ))
 }
 
 fn do_open(task: &mut Task, dirfd: i32, path_addr: u64, flags: u32, mode: u32) -> SyscallResult {
