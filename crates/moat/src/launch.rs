@@ -335,9 +335,22 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             &format!("{shown}: No such file or directory"),
         ),
         Err(KernelError::Load(LoadError::Open(_, e))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}"))
+            fail(EXIT_CANNOT_RUN, &format!("{shown}: {}", strerror(e)))
         }
-        Err(e @ KernelError::Cwd(_)) => fail(EXIT_MOAT_FAILED, &e.to_string()),
+        Err(KernelError::Cwd(e)) => {
+            let dir = args.cwd.as_deref().unwrap_or(Path::new("."));
+            fail(
+                EXIT_MOAT_FAILED,
+                &format!("cannot change to {}: {}", dir.display(), strerror(e)),
+            )
+        }
         Err(e) => fail(EXIT_MOAT_FAILED, &format!("sandbox failed: {e}")),
     }
+}
+
+/// The C library's wording for an errno, as a shell would print it.
+fn strerror(e: moat_abi::Errno) -> String {
+    let text = std::io::Error::from_raw_os_error(e.0).to_string();
+    // "No such file or directory (os error 2)" → "No such file or directory"
+    text.split(" (os error").next().unwrap_or(&text).to_string()
 }
