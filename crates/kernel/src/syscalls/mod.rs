@@ -116,6 +116,7 @@ syscall_table! {
     SYMLINK => names::symlink, [Str, Str], FULL;
     READLINK => names::readlink, [Str, Ptr, Uint], FULL;
     UTIME => attrs::utime, [Str, Ptr], FULL;
+    MEMFD_CREATE => open::memfd_create, [Str, Hex], Support::Partial("reads, writes, ftruncate and private mappings; no writable shared mappings or seals yet");
     COPY_FILE_RANGE => read_write::copy_file_range, [Int, Ptr, Int, Ptr, Uint, Hex], FULL;
     FLOCK => locks::flock, [Int, Hex], FULL;
     FALLOCATE => attrs::fallocate, [Int, Hex, Int, Int], Support::Partial("allocate (extends the size) and punch hole; collapse, insert, zero and unshare ranges are EOPNOTSUPP");

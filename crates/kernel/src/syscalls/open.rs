@@ -283,3 +283,61 @@ pub fn getdents64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     *pos = index as u64;
     Ok(out.len() as u64)
 }
+
+/// `memfd_create` flags.
+const MFD_CLOEXEC: u32 = 1;
+const MFD_ALLOW_SEALING: u32 = 2;
+const MFD_NOEXEC_SEAL: u32 = 8;
+const MFD_EXEC: u32 = 0x10;
+/// Longest name: 249 bytes (`MFD_NAME_MAX_LEN`), before the `memfd:` prefix.
+const MFD_NAME_MAX: usize = 249;
+
+/// `memfd_create`: an anonymous in-memory file, a tmpfs file of its own that no directory
+/// holds. Reads, writes, `ftruncate` and private mappings work; writable shared mappings
+/// wait for the page cache and seals are not implemented (`F_ADD_SEALS` is ENOSYS).
+pub fn memfd_create(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = int(a[1]) as u32;
+    if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC) != 0
+        || flags & (MFD_NOEXEC_SEAL | MFD_EXEC) == MFD_NOEXEC_SEAL | MFD_EXEC
+    {
+        return Err(Errno::EINVAL);
+    }
+    let name = task
+        .mm
+        .read_cstring(a[0], MFD_NAME_MAX + 1)
+        .map_err(|e| match e {
+            Errno::ENAMETOOLONG => Errno::EINVAL,
+            e => e,
+        })?;
+    let mut full = b"memfd:".to_vec();
+    full.extend_from_slice(&name);
+    let root = crate::fs::tmpfs::Tmpfs::new_root(0o1777, 0, 0);
+    let mount = crate::vfs::Mount::new_root(root, "tmpfs", false);
+    let at = VfsPath::root_of(&mount);
+    let mode = if flags & MFD_NOEXEC_SEAL != 0 {
+        0o666
+    } else {
+        0o777
+    };
+    let inode = at.inode().create(
+        &full,
+        &NewNode::File { mode },
+        task.creds.euid,
+        task.creds.egid,
+    )?;
+    let dentry = at.dentry.add_child(&full, inode.clone());
+    // No directory keeps it: the file lives as long as its open descriptions.
+    at.inode().unlink(&full, false)?;
+    at.dentry.remove_child(&full);
+    let ops = inode.open(libc::O_RDWR as u32)?;
+    let path = VfsPath { mount, dentry };
+    let file = std::sync::Arc::new(crate::fs::OpenFile::with_path(
+        ops,
+        (libc::O_RDWR | libc::O_LARGEFILE) as u32,
+        Some(path),
+    ));
+    let limit = task.limit(libc::RLIMIT_NOFILE);
+    Ok(task
+        .files
+        .install(file, flags & MFD_CLOEXEC != 0, 0, limit)? as u64)
+}
