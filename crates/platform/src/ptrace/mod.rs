@@ -284,7 +284,8 @@ fn is_fault(sig: i32) -> bool {
     )
 }
 
-// glibc (>= 2.35) publishes where its rseq area sits relative to the thread pointer.
+// SAFETY: glibc (>= 2.35) defines these two symbols with exactly these types: where its rseq
+// area sits relative to the thread pointer, and its size. They are only read in the child.
 unsafe extern "C" {
     static __rseq_offset: isize;
     static __rseq_size: u32;
@@ -298,6 +299,8 @@ const RSEQ_SIG: u32 = 0x5305_3053;
 /// # Safety
 /// Must only be called in a freshly forked child. Only raw system calls are made: no
 /// allocation, no locks.
+// SAFETY: an `unsafe fn` because its contract (above) cannot be checked by the compiler; the
+// only caller is the fork branch in `new_address_space`.
 unsafe fn child(
     parent: libc::pid_t,
     memfd: i32,
