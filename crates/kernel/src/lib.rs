@@ -148,7 +148,10 @@ pub fn fill_random(buf: &mut [u8]) {
 /// The sandbox's file tree: an overlay of an in-memory tmpfs over the host's root (served by
 /// the gofer), or just a tmpfs without a gofer; `/dev` on top. The working directory is the
 /// one given if it exists in the tree (a tmpfs root gets it created), else `/`.
-pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError> {
+pub fn sandbox_fs(
+    config: &SandboxConfig,
+    boot: std::time::Instant,
+) -> Result<vfs::FsContext, KernelError> {
     let upper = fs::tmpfs::Tmpfs::new_root(0o755, 0, 0);
     let (root, fs_type): (vfs::InodeRef, _) = match &config.gofer {
         Some(client) => {
@@ -184,7 +187,7 @@ pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError>
             })
         };
     ensure_dir(&root_path, b"tmp", 0o1777, 0, 0);
-    let process = process_info(config);
+    let process = process_info(config, boot);
     if let Some(proc_dir) = ensure_dir(&root_path, b"proc", 0o555, 0, 0) {
         let procfs = fs::proc::new_procfs(&process);
         vfs::Mount::new_at(&proc_dir, procfs, "proc", false).map_err(KernelError::Root)?;
@@ -233,7 +236,7 @@ pub fn sandbox_fs(config: &SandboxConfig) -> Result<vfs::FsContext, KernelError>
 }
 
 /// What `/proc` shows about the sandbox's first process.
-fn process_info(config: &SandboxConfig) -> fs::proc::ProcessInfo {
+fn process_info(config: &SandboxConfig, boot: std::time::Instant) -> fs::proc::ProcessInfo {
     let exe = if config.filename.starts_with(b"/") {
         config.filename.clone()
     } else {
@@ -255,6 +258,7 @@ fn process_info(config: &SandboxConfig) -> fs::proc::ProcessInfo {
         umask: config.umask,
         cpus,
         hostname: config.hostname.clone(),
+        boot,
     }
 }
 

@@ -73,7 +73,7 @@ impl Task {
         let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
         mm.limit_as = config.limits[libc::RLIMIT_AS as usize].cur;
         mm.limit_data = config.limits[libc::RLIMIT_DATA as usize].cur;
-        let fs = crate::sandbox_fs(&config)?;
+        let fs = crate::sandbox_fs(&config, kernel.boot)?;
         let image = crate::read_executable(&fs, &config.creds, &config.filename).map_err(|e| {
             KernelError::Load(loader::LoadError::Open(
                 String::from_utf8_lossy(&config.filename).into_owned(),

@@ -104,9 +104,18 @@ pub fn set(file: (u64, u64), lock: Lock, unlock: bool) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Whether any lock is held at all: `close` skips its bookkeeping (and the stat it needs)
+/// when none is, which is nearly always.
+pub fn any() -> bool {
+    !table().is_empty()
+}
+
 /// Drop every lock `owner` holds (a description closing), or only those on `file`.
 pub fn release(owner: Owner, file: Option<(u64, u64)>) {
     let mut table = table();
+    if table.is_empty() {
+        return;
+    }
     table.retain(|id, locks| {
         if file.is_none_or(|f| f == *id) {
             locks.retain(|l| l.owner != owner);

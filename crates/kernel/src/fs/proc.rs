@@ -247,12 +247,14 @@ pub struct ProcessInfo {
     /// The CPUs the sandbox may run on (`sched_getaffinity`'s mask).
     pub cpus: Vec<usize>,
     pub hostname: String,
+    /// When the sandbox started (`Kernel::boot`): `/proc/uptime` counts from it.
+    pub boot: Instant,
 }
 
 /// A fresh `/proc` for a sandbox whose (only) process is `process`.
 pub fn new_procfs(process: &ProcessInfo) -> InodeRef {
     let root = (0, 0);
-    let started = Instant::now();
+    let started = process.boot;
     let cpus = process.cpus.clone();
     let pid_name: &'static str = Box::leak(process.pid.to_string().into_boxed_str());
     let ncpu = u32::try_from(cpus.len().max(1)).unwrap_or(u32::MAX);
@@ -297,7 +299,11 @@ pub fn new_procfs(process: &ProcessInfo) -> InodeRef {
             "thread-self",
             symlink(root, format!("{pid_name}/task/{pid_name}").as_bytes()),
         ),
-        ("cpuinfo", text(root, cpuinfo(&cpus))),
+        // Rendered at open: CPUID is cheap, but not worth paying at every sandbox start.
+        ("cpuinfo", {
+            let cpus = cpus.clone();
+            file(0o444, root, move || cpuinfo(&cpus).into_bytes())
+        }),
         ("meminfo", file(0o444, root, || meminfo().into_bytes())),
         ("version", text(root, version())),
         ("filesystems", text(root, FILESYSTEMS.into())),

@@ -5,7 +5,7 @@
 //! itself holds through another description: Linux would block forever; Moat answers `EDEADLK`
 //! instead of hanging (until tasks can block and be woken, issue 4).
 
-use moat_abi::Errno;
+use moat_abi::{Errno, Flock};
 
 use super::{int, SyscallResult};
 use crate::fs::locks::{self, Family, Lock, Owner};
@@ -54,49 +54,16 @@ pub fn flock(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
 }
 
-/// x86-64 `struct flock`: type and whence (i16), start and len (i64), pid (i32).
-struct Flock {
-    kind: i16,
-    whence: i16,
-    start: i64,
-    len: i64,
-    pid: i32,
-}
-
-fn read_flock(task: &mut Task, addr: u64) -> Result<Flock, Errno> {
-    let mut raw = [0u8; 32];
-    task.mm.read_bytes(addr, &mut raw)?;
-    let i16_at = |i: usize| i16::from_le_bytes([raw[i], raw[i + 1]]);
-    let i64_at = |i: usize| i64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or_default());
-    Ok(Flock {
-        kind: i16_at(0),
-        whence: i16_at(2),
-        start: i64_at(8),
-        len: i64_at(16),
-        pid: i32::from_le_bytes(raw[24..28].try_into().unwrap_or_default()),
-    })
-}
-
-fn write_flock(task: &mut Task, addr: u64, f: &Flock) -> Result<(), Errno> {
-    let mut raw = [0u8; 32];
-    raw[0..2].copy_from_slice(&f.kind.to_le_bytes());
-    raw[2..4].copy_from_slice(&f.whence.to_le_bytes());
-    raw[8..16].copy_from_slice(&f.start.to_le_bytes());
-    raw[16..24].copy_from_slice(&f.len.to_le_bytes());
-    raw[24..28].copy_from_slice(&f.pid.to_le_bytes());
-    task.mm.write_bytes(addr, &raw)
-}
-
 /// The byte range `[start, end]` a `struct flock` names (`end` = `u64::MAX` for "to the end").
 fn range(file: &OpenFile, f: &Flock) -> Result<(u64, u64), Errno> {
-    let base = match i32::from(f.whence) {
+    let base = match i32::from(f.l_whence) {
         libc::SEEK_SET => 0,
         libc::SEEK_CUR => file.seek(0, libc::SEEK_CUR)? as i64,
         libc::SEEK_END => file.stat()?.st_size,
         _ => return Err(Errno::EINVAL),
     };
-    let start = base.checked_add(f.start).ok_or(Errno::EOVERFLOW)?;
-    let (start, end) = match f.len {
+    let start = base.checked_add(f.l_start).ok_or(Errno::EOVERFLOW)?;
+    let (start, end) = match f.l_len {
         0 => (start, None),
         len if len > 0 => (
             start,
@@ -125,13 +92,13 @@ pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResu
     );
     let get = matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK);
     let wait = matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW);
-    let mut f = read_flock(task, addr)?;
-    let kind = i32::from(f.kind);
+    let mut f: Flock = task.mm.read_obj(addr)?;
+    let kind = i32::from(f.l_type);
     if ![libc::F_RDLCK, libc::F_WRLCK, libc::F_UNLCK].contains(&kind) {
         return Err(Errno::EINVAL);
     }
     // OFD locks have no owning process: l_pid must be 0 on the way in.
-    if ofd && f.pid != 0 {
+    if ofd && f.l_pid != 0 {
         return Err(Errno::EINVAL);
     }
     let (start, end) = range(&file, &f)?;
@@ -153,27 +120,27 @@ pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResu
             return Err(Errno::EINVAL);
         }
         match locks::conflict(id, &lock) {
-            None => f.kind = libc::F_UNLCK as i16,
+            None => f.l_type = libc::F_UNLCK as i16,
             Some(held) => {
-                f.kind = if held.write {
+                f.l_type = if held.write {
                     libc::F_WRLCK
                 } else {
                     libc::F_RDLCK
                 } as i16;
-                f.whence = libc::SEEK_SET as i16;
-                f.start = held.start as i64;
-                f.len = if held.end == u64::MAX {
+                f.l_whence = libc::SEEK_SET as i16;
+                f.l_start = held.start as i64;
+                f.l_len = if held.end == u64::MAX {
                     0
                 } else {
                     (held.end - held.start + 1) as i64
                 };
-                f.pid = match held.owner {
+                f.l_pid = match held.owner {
                     Owner::Process(pid) => pid,
                     Owner::Description(_) => -1,
                 };
             }
         }
-        write_flock(task, addr, &f)?;
+        task.mm.write_obj(addr, &f)?;
         return Ok(0);
     }
     if (kind == libc::F_RDLCK && !file.readable()) || (kind == libc::F_WRLCK && !file.writable()) {
@@ -187,6 +154,9 @@ pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResu
 
 /// `close` drops the process's POSIX locks on that file, whichever fd took them.
 pub fn closing(task: &Task, file: &OpenFile) {
+    if !locks::any() {
+        return;
+    }
     if let Ok(id) = file_id(file) {
         locks::release(Owner::Process(task.tgid), Some(id));
     }

@@ -251,6 +251,47 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(done as u64)
 }
 
+/// Move up to `count` bytes from `read` to `write` (each given a buffer and the position
+/// relative to the start) through the staging buffer, in chunks. Returns the bytes written
+/// and the bytes of the last chunk read but not written. An error after some progress ends
+/// the copy short, as Linux's splice-based copies do.
+fn transfer(
+    task: &mut Task,
+    count: u64,
+    mut read: impl FnMut(&mut [u8], u64) -> Result<usize, Errno>,
+    mut write: impl FnMut(&[u8], u64) -> Result<usize, Errno>,
+) -> Result<(u64, u64), Errno> {
+    let mut buf = staging(task, CHUNK.min(count) as usize);
+    let result = (|| {
+        let mut done = 0u64;
+        while done < count {
+            let want = ((count - done) as usize).min(buf.len());
+            let n = match read(&mut buf[..want], done) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(_) if done > 0 => break,
+                Err(e) => return Err(e),
+            };
+            let mut written = 0;
+            while written < n {
+                match write(&buf[written..n], done + written as u64) {
+                    Ok(0) => break,
+                    Ok(w) => written += w,
+                    Err(_) if done + written as u64 > 0 => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            done += written as u64;
+            if written < n {
+                return Ok((done, (n - written) as u64));
+            }
+        }
+        Ok((done, 0))
+    })();
+    restore(task, buf);
+    result
+}
+
 /// `sendfile`: copy from one file to another inside the kernel, from `*offset` (left
 /// unchanged in the file) or from the input file's own position. Checks in Linux's order.
 pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -276,37 +317,18 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if input.ops().is_directory() {
         return Err(Errno::EISDIR);
     }
-    let mut done = 0u64;
-    let mut buf = vec![0u8; CHUNK.min(count) as usize];
-    while done < count {
-        let want = ((count - done) as usize).min(buf.len());
-        let read = match start {
-            Some(pos) => input.read_at(&mut buf[..want], pos + done),
-            None => input.read(&mut buf[..want]),
-        };
-        let n = match read {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) if done > 0 => break,
-            Err(e) => return Err(e),
-        };
-        let mut written = 0;
-        while written < n {
-            match output.write(&buf[written..n]) {
-                Ok(0) => break,
-                Ok(w) => written += w,
-                Err(_) if done + written as u64 > 0 => break,
-                Err(e) => return Err(e),
-            }
-        }
-        done += written as u64;
-        if written < n {
-            // What was read but not written goes back to the input's position.
-            if start.is_none() && input.ops().seekable() {
-                let _ = input.seek(-((n - written) as i64), libc::SEEK_CUR);
-            }
-            break;
-        }
+    let (done, unwritten) = transfer(
+        task,
+        count,
+        |buf, at| match start {
+            Some(pos) => input.read_at(buf, pos + at),
+            None => input.read(buf),
+        },
+        |buf, _| output.write(buf),
+    )?;
+    // What was read but not written goes back to the input's position.
+    if unwritten > 0 && start.is_none() && input.ops().seekable() {
+        let _ = input.seek(-(unwritten as i64), libc::SEEK_CUR);
     }
     if let Some(pos) = start {
         task.mm.write_obj(offset_addr, &(pos + done))?;
@@ -370,34 +392,12 @@ pub fn copy_file_range(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if st_in.st_ino == st_out.st_ino && pos_in < pos_out + len && pos_out < pos_in + len {
         return Err(Errno::EINVAL);
     }
-    let mut done = 0u64;
-    let mut buf = staging(task, CHUNK.min(count) as usize);
-    while done < count {
-        let want = ((count - done) as usize).min(buf.len());
-        let n = match input.read_at(&mut buf[..want], pos_in + done) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(_) if done > 0 => break,
-            Err(e) => {
-                restore(task, buf);
-                return Err(e);
-            }
-        };
-        match output.write_at(&buf[..n], pos_out + done) {
-            Ok(w) => {
-                done += w as u64;
-                if w < n {
-                    break;
-                }
-            }
-            Err(_) if done > 0 => break,
-            Err(e) => {
-                restore(task, buf);
-                return Err(e);
-            }
-        }
-    }
-    restore(task, buf);
+    let (done, _) = transfer(
+        task,
+        count,
+        |buf, at| input.read_at(buf, pos_in + at),
+        |buf, at| output.write_at(buf, pos_out + at),
+    )?;
     match off_in {
         Some(_) => task.mm.write_obj(off_in_addr, &(pos_in + done))?,
         None => {

@@ -1,7 +1,7 @@
 //! rt_sigaction, rt_sigprocmask: signal dispositions and the blocked mask are recorded;
 //! delivery arrives with the process and signal work.
 
-use moat_abi::{Errno, SigAction, NSIG, SIGSET_SIZE};
+use moat_abi::{Errno, SigAction, StackT, NSIG, SIGSET_SIZE};
 
 use super::{int, SyscallResult};
 use crate::task::Task;
@@ -80,28 +80,18 @@ const SS_AUTODISARM: u32 = 1 << 31;
 /// The smallest alternate stack Linux accepts (`MINSIGSTKSZ`).
 const MINSIGSTKSZ: u64 = 2048;
 
-/// x86-64 `stack_t`: `{ void *ss_sp; int ss_flags; size_t ss_size; }`.
-fn read_stack(task: &mut Task, addr: u64) -> Result<(u64, u32, u64), Errno> {
-    let mut raw = [0u8; 24];
-    task.mm.read_bytes(addr, &mut raw)?;
-    let word = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or_default());
-    Ok((word(0), word(8) as u32, word(16)))
-}
-
-fn write_stack(task: &mut Task, addr: u64, sp: u64, flags: u32, size: u64) -> Result<(), Errno> {
-    let mut raw = [0u8; 24];
-    raw[0..8].copy_from_slice(&sp.to_le_bytes());
-    raw[8..12].copy_from_slice(&flags.to_le_bytes());
-    raw[16..24].copy_from_slice(&size.to_le_bytes());
-    task.mm.write_bytes(addr, &raw)
-}
-
 /// `sigaltstack`: recorded for signal delivery (issue 4). While no handler runs, the task is
 /// never on the alternate stack, so `SS_ONSTACK` is never reported and `EPERM` never arises.
 pub fn sigaltstack(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let old = task.signals.altstack;
     if a[0] != 0 {
-        let (sp, flags, size) = read_stack(task, a[0])?;
+        let StackT {
+            ss_sp: sp,
+            ss_flags,
+            ss_size: size,
+            ..
+        } = task.mm.read_obj(a[0])?;
+        let flags = ss_flags as u32;
         let mode = flags & !SS_AUTODISARM;
         if mode != 0 && mode != SS_ONSTACK && mode != SS_DISABLE {
             return Err(Errno::EINVAL);
@@ -124,7 +114,13 @@ pub fn sigaltstack(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if old.autodisarm {
             flags |= SS_AUTODISARM;
         }
-        write_stack(task, a[1], old.base, flags, old.size)?;
+        let old = StackT {
+            ss_sp: old.base,
+            ss_flags: flags as i32,
+            pad: 0,
+            ss_size: old.size,
+        };
+        task.mm.write_obj(a[1], &old)?;
     }
     Ok(0)
 }

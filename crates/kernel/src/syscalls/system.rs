@@ -1,6 +1,6 @@
 //! uname, getrandom, sched_getaffinity, sched_yield.
 
-use moat_abi::{Errno, Utsname};
+use moat_abi::{Errno, Sysinfo, Utsname};
 
 use super::{int, SyscallResult};
 use crate::task::Task;
@@ -87,20 +87,18 @@ pub fn sched_yield(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
 pub fn sysinfo(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let host = rustix::system::sysinfo();
     let unit = u64::from(host.mem_unit.max(1));
-    // x86-64 `struct sysinfo`: uptime, loads[3], totalram, freeram, sharedram, bufferram,
-    // totalswap, freeswap (8 bytes each), procs (u16), padding, totalhigh, freehigh,
-    // mem_unit (u32); 112 bytes with the tail padding.
-    let mut raw = [0u8; 112];
-    let mut put = |at: usize, v: u64| raw[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    put(0, task.kernel.boot.elapsed().as_secs());
-    put(32, host.totalram * unit);
-    put(40, host.freeram * unit);
-    put(48, host.sharedram * unit);
-    put(56, host.bufferram * unit);
-    put(64, host.totalswap * unit);
-    put(72, host.freeswap * unit);
-    raw[80..82].copy_from_slice(&1u16.to_le_bytes());
-    raw[104..108].copy_from_slice(&1u32.to_le_bytes());
-    task.mm.write_bytes(a[0], &raw)?;
+    let info = Sysinfo {
+        uptime: i64::try_from(task.kernel.boot.elapsed().as_secs()).unwrap_or(i64::MAX),
+        totalram: host.totalram * unit,
+        freeram: host.freeram * unit,
+        sharedram: host.sharedram * unit,
+        bufferram: host.bufferram * unit,
+        totalswap: host.totalswap * unit,
+        freeswap: host.freeswap * unit,
+        procs: 1,
+        mem_unit: 1,
+        ..Sysinfo::default()
+    };
+    task.mm.write_obj(a[0], &info)?;
     Ok(0)
 }
