@@ -284,6 +284,18 @@ impl Errno {
         })
     }
 
+    /// Kernel-internal: the call was interrupted by a signal and restarts transparently
+    /// unless a handler without `SA_RESTART` runs (then the application sees `EINTR`).
+    /// Never returned to the application.
+    pub const ERESTARTSYS: Errno = Errno(512);
+    /// Kernel-internal: interrupted; restarts unless any handler runs (`EINTR` then).
+    pub const ERESTARTNOHAND: Errno = Errno(514);
+
+    /// Whether this is one of the kernel-internal restart codes.
+    pub fn is_restart(self) -> bool {
+        matches!(self.0, 512..=516)
+    }
+
     /// The value a system call returns to the application for this error: `-errno`.
     pub fn as_return(self) -> u64 {
         (-i64::from(self.0)) as u64

@@ -185,6 +185,76 @@ pub struct SigAction {
     pub mask: u64,
 }
 
+/// `siginfo_t`: 128 bytes; which of the union's fields are meaningful depends on the signal
+/// and `si_code`, so the union is kept as words with accessors for the common shapes.
+#[repr(C)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct SigInfo {
+    pub signo: i32,
+    pub errno: i32,
+    pub code: i32,
+    pub pad: i32,
+    /// The union, from offset 16.
+    pub fields: [u64; 14],
+}
+
+/// `si_code` values.
+pub const SI_USER: i32 = 0;
+pub const SI_KERNEL: i32 = 0x80;
+pub const SI_QUEUE: i32 = -1;
+pub const SI_TIMER: i32 = -2;
+pub const SI_TKILL: i32 = -6;
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
+pub const CLD_DUMPED: i32 = 3;
+pub const CLD_STOPPED: i32 = 5;
+pub const CLD_CONTINUED: i32 = 6;
+
+impl SigInfo {
+    /// A signal sent by a process (`kill`, `tkill`: `si_pid`, `si_uid`).
+    pub fn from_process(signo: i32, code: i32, pid: i32, uid: u32) -> SigInfo {
+        let mut info = SigInfo {
+            signo,
+            code,
+            ..SigInfo::default()
+        };
+        info.fields[0] = u64::from(pid as u32) | (u64::from(uid) << 32);
+        info
+    }
+
+    /// A synchronous fault at `addr`.
+    pub fn fault(signo: i32, code: i32, addr: u64) -> SigInfo {
+        let mut info = SigInfo {
+            signo,
+            code,
+            ..SigInfo::default()
+        };
+        info.fields[0] = addr;
+        info
+    }
+
+    /// `SIGCHLD` about a child: pid, uid, status, user and system time (clock ticks).
+    pub fn child(code: i32, pid: i32, uid: u32, status: i32, utime: u64, stime: u64) -> SigInfo {
+        let mut info = SigInfo {
+            signo: 17,
+            code,
+            ..SigInfo::default()
+        };
+        info.fields[0] = u64::from(pid as u32) | (u64::from(uid) << 32);
+        info.fields[1] = u64::from(status as u32);
+        info.fields[2] = utime;
+        info.fields[3] = stime;
+        info
+    }
+
+    /// `si_pid` of the process-shaped union.
+    pub fn pid(&self) -> i32 {
+        self.fields[0] as u32 as i32
+    }
+}
+
 /// x86-64 `struct stat` as `fstat`/`newfstatat` return it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]

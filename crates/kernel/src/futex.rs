@@ -1,20 +1,38 @@
-//! Futex wait queues, keyed by address space and address.
+//! Futex wait queues, keyed by address space and address (private futexes and private memory)
+//! or by memory-file offset (shared memory, so processes sharing pages share the futex).
 //!
 //! A waiter checks the futex word and enqueues itself under the table lock, so a waker that
-//! changes the word and then calls `wake` can never miss it (the futex contract).
+//! changes the word and then calls `wake` can never miss it (the futex contract). Waiters sleep
+//! on their task's [`Waker`], so a signal interrupts a futex wait like any other.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// Identifies a futex: the address space (for private futexes) and the address.
-pub type FutexKey = (u64, u64);
+use crate::process::Guard;
+use crate::task::Task;
+use crate::wait::Waker;
 
-#[derive(Default)]
-struct Waiter {
-    woken: Mutex<bool>,
-    cond: Condvar,
-    bitset: u32,
+/// Identifies a futex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FutexKey {
+    /// An address in one address space (identified by its memory manager).
+    Private(usize, u64),
+    /// A memory-file offset: the same word for every process that maps the page.
+    Shared(u64),
+}
+
+/// One waiting task.
+pub struct Waiter {
+    pub bitset: u32,
+    waker: Arc<Waker>,
+    woken: AtomicBool,
+}
+
+impl Waiter {
+    pub fn woken(&self) -> bool {
+        self.woken.load(Ordering::SeqCst)
+    }
 }
 
 /// All futex waiters of a sandbox.
@@ -23,105 +41,59 @@ pub struct FutexTable {
     queues: Mutex<HashMap<FutexKey, Vec<Arc<Waiter>>>>,
 }
 
-/// How a wait ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WaitResult {
-    Woken,
-    TimedOut,
-    /// The futex word did not hold the expected value.
-    ValueChanged,
-}
-
 impl FutexTable {
-    /// Block while `still_expected()` holds (checked under the lock), until woken or `deadline`.
-    pub fn wait(
+    /// Enqueue a waiter if `still_expected()` holds (checked under the table lock).
+    pub fn enqueue(
         &self,
         key: FutexKey,
         bitset: u32,
-        deadline: Option<Instant>,
+        waker: &Arc<Waker>,
         still_expected: impl FnOnce() -> bool,
-    ) -> WaitResult {
+    ) -> Option<Arc<Waiter>> {
+        let mut queues = self.queues.guard();
+        if !still_expected() {
+            return None;
+        }
         let waiter = Arc::new(Waiter {
             bitset,
-            ..Waiter::default()
+            waker: waker.clone(),
+            woken: AtomicBool::new(false),
         });
-        {
-            let mut queues = self
-                .queues
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !still_expected() {
-                return WaitResult::ValueChanged;
-            }
-            queues.entry(key).or_default().push(waiter.clone());
+        queues.entry(key).or_default().push(waiter.clone());
+        Some(waiter)
+    }
+
+    /// Take a waiter off its queue (timeout, signal); `true` if it had been woken meanwhile.
+    pub fn dequeue(&self, key: FutexKey, waiter: &Arc<Waiter>) -> bool {
+        let mut queues = self.queues.guard();
+        for q in queues.values_mut() {
+            q.retain(|w| !Arc::ptr_eq(w, waiter));
         }
-        let mut woken = waiter
-            .woken
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while !*woken {
-            match deadline {
-                None => {
-                    woken = waiter
-                        .cond
-                        .wait(woken)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                }
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    woken = waiter
-                        .cond
-                        .wait_timeout(woken, d - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
-                }
-            }
-        }
-        if *woken {
-            return WaitResult::Woken;
-        }
-        drop(woken);
-        // Timed out: leave the queue (unless a waker took us off it meanwhile).
-        let mut queues = self
-            .queues
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(q) = queues.get_mut(&key) {
-            q.retain(|w| !Arc::ptr_eq(w, &waiter));
-            if q.is_empty() {
-                queues.remove(&key);
-            }
-        }
-        if *waiter
-            .woken
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            WaitResult::Woken
-        } else {
-            WaitResult::TimedOut
-        }
+        queues.retain(|_, q| !q.is_empty());
+        let _ = key;
+        waiter.woken()
     }
 
     /// Wake up to `count` waiters whose bitset intersects `bitset`; returns how many.
     pub fn wake(&self, key: FutexKey, bitset: u32, count: usize) -> usize {
-        let mut queues = self
-            .queues
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut queues = self.queues.guard();
+        Self::wake_locked(&mut queues, key, bitset, count)
+    }
+
+    fn wake_locked(
+        queues: &mut HashMap<FutexKey, Vec<Arc<Waiter>>>,
+        key: FutexKey,
+        bitset: u32,
+        count: usize,
+    ) -> usize {
         let Some(q) = queues.get_mut(&key) else {
             return 0;
         };
         let mut n = 0;
         q.retain(|w| {
             if n < count && w.bitset & bitset != 0 {
-                *w.woken
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-                w.cond.notify_one();
+                w.woken.store(true, Ordering::SeqCst);
+                w.waker.wake();
                 n += 1;
                 false
             } else {
@@ -132,5 +104,115 @@ impl FutexTable {
             queues.remove(&key);
         }
         n
+    }
+
+    /// `FUTEX_CMP_REQUEUE`/`FUTEX_REQUEUE`: if `check()` holds (under the lock), wake up to
+    /// `wake` waiters of `from` and move up to `requeue` others to `to`. Returns the number
+    /// woken plus moved, or `None` if the check failed.
+    pub fn requeue(
+        &self,
+        from: FutexKey,
+        to: FutexKey,
+        wake: usize,
+        requeue: usize,
+        check: impl FnOnce() -> bool,
+    ) -> Option<usize> {
+        let mut queues = self.queues.guard();
+        if !check() {
+            return None;
+        }
+        let woken = Self::wake_locked(&mut queues, from, u32::MAX, wake);
+        let mut moved = Vec::new();
+        if let Some(q) = queues.get_mut(&from) {
+            let n = requeue.min(q.len());
+            moved.extend(q.drain(..n));
+            if q.is_empty() {
+                queues.remove(&from);
+            }
+        }
+        let count = moved.len();
+        if count > 0 {
+            queues.entry(to).or_default().extend(moved);
+        }
+        Some(woken + count)
+    }
+
+    /// Wake waiters of two futexes under one lock (`FUTEX_WAKE_OP`), after `op()` (which
+    /// returns whether the second futex's waiters are to be woken).
+    pub fn wake_op(
+        &self,
+        first: FutexKey,
+        n1: usize,
+        second: FutexKey,
+        n2: usize,
+        op: impl FnOnce() -> Result<bool, moat_abi::Errno>,
+    ) -> Result<usize, moat_abi::Errno> {
+        let mut queues = self.queues.guard();
+        let wake_second = op()?;
+        let mut n = Self::wake_locked(&mut queues, first, u32::MAX, n1);
+        if wake_second {
+            n += Self::wake_locked(&mut queues, second, u32::MAX, n2);
+        }
+        Ok(n)
+    }
+}
+
+/// The key of a private futex (or of a shared one in private memory) at `addr` of `task`.
+pub fn key_for(task: &Task, addr: u64) -> FutexKey {
+    FutexKey::Private(Arc::as_ptr(&task.mm) as usize, addr)
+}
+
+/// Robust futex list entries: `FUTEX_OWNER_DIED` and `FUTEX_WAITERS` bits, the tid mask.
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+const FUTEX_WAITERS: u32 = 0x8000_0000;
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// At most this many entries are walked (Linux's `ROBUST_LIST_LIMIT`): the list is the
+/// application's and may be corrupt or circular.
+const ROBUST_LIST_LIMIT: usize = 2048;
+
+/// At thread exit, mark the robust futexes the thread still holds as owner-died and wake one
+/// waiter of each, so a waiter learns its lock holder is gone.
+pub fn release_robust_list(task: &mut Task) {
+    let (head, len) = task.robust_list;
+    if head == 0 || len != moat_abi::ROBUST_LIST_HEAD_SIZE {
+        return;
+    }
+    let read = |task: &Task, addr: u64| task.mm.guard().read_obj::<u64>(addr).ok();
+    let Some(mut entry) = read(task, head) else {
+        return;
+    };
+    let Some(offset) = read(task, head + 8) else {
+        return;
+    };
+    let pending = read(task, head + 16).unwrap_or(0);
+    let handle_entry = |task: &Task, entry: u64| {
+        let word = entry.wrapping_add(offset);
+        let mut mm = task.mm.guard();
+        let Ok(value) = mm.read_obj::<u32>(word) else {
+            return;
+        };
+        if value & FUTEX_TID_MASK != task.tid as u32 {
+            return;
+        }
+        let new = (value & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+        if mm.write_obj(word, &new).is_ok() && value & FUTEX_WAITERS != 0 {
+            drop(mm);
+            task.kernel.futexes.wake(key_for(task, word), u32::MAX, 1);
+        }
+    };
+    let mut walked = 0;
+    while entry != head && entry != 0 && walked < ROBUST_LIST_LIMIT {
+        let next = read(task, entry);
+        if entry != pending {
+            handle_entry(task, entry & !1);
+        }
+        match next {
+            Some(n) => entry = n,
+            None => break,
+        }
+        walked += 1;
+    }
+    if pending != 0 {
+        handle_entry(task, pending & !1);
     }
 }

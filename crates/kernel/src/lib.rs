@@ -7,14 +7,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod exit;
 pub mod fs;
 pub mod futex;
 pub mod loader;
 pub mod mm;
+pub mod process;
+pub mod signal;
 pub mod strace;
 pub mod syscalls;
 pub mod task;
 pub mod vfs;
+pub mod wait;
 
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
@@ -96,6 +100,8 @@ pub enum KernelError {
     Root(moat_abi::Errno),
     #[error("cannot change to the working directory: {0}")]
     Cwd(moat_abi::Errno),
+    #[error("mapping a forked address space: {0}")]
+    Attach(moat_abi::Errno),
 }
 
 /// State shared by every task of a sandbox.
@@ -110,6 +116,14 @@ pub struct Kernel {
     pub boot: std::time::Instant,
     /// System calls already reported as unimplemented (each is logged once).
     unimplemented: Mutex<HashSet<u64>>,
+    /// The pid namespace and process tree.
+    pub tree: Mutex<process::ProcessTree>,
+    /// Host threads running tasks other than init (joined at the end of the sandbox).
+    pub threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Init's exit status, once it has died.
+    pub exit_status: Mutex<Option<ExitStatus>>,
+    /// Completed when init dies: the sandbox is over.
+    pub ended: task::Completion,
 }
 
 impl Kernel {
@@ -215,7 +229,10 @@ pub fn sandbox_fs(
             .map_err(KernelError::Root)?;
         vfs::Mount::new_at(&at, root, "bind", volume.read_only).map_err(KernelError::Root)?;
     }
-    let resolver = vfs::Resolve { fs: &ctx, creds };
+    let resolver = vfs::Resolve {
+        root: ctx.root.clone(),
+        creds,
+    };
     let cwd = match resolver.path(&root_path, &config.cwd, true) {
         Ok(p) if p.inode().kind() == vfs::FileKind::Directory => p,
         Ok(_) if config.cwd_required => return Err(KernelError::Cwd(moat_abi::Errno::ENOTDIR)),
@@ -270,7 +287,10 @@ pub fn read_executable(
     path: &[u8],
 ) -> Result<Vec<u8>, moat_abi::Errno> {
     use moat_abi::Errno;
-    let resolver = vfs::Resolve { fs, creds };
+    let resolver = vfs::Resolve {
+        root: fs.root.clone(),
+        creds,
+    };
     let target = resolver.path(&fs.cwd, path, true)?;
     let st = target.inode().stat()?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || !vfs::permitted(&st, creds, vfs::MAY_EXEC) {
@@ -295,9 +315,11 @@ pub fn read_executable(
     Ok(out)
 }
 
-/// Start the sandbox: create the first address space, load the program and run it until it
-/// exits. Must run on the host thread that will drive the application (ptrace binds them).
+/// Start the sandbox: create the first address space, load the program and run it as init
+/// (pid 1) on this host thread, until init dies; then every other task is killed and joined.
+/// Must run on the host thread that will drive init (ptrace binds them).
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
+    use process::Guard;
     let memory = Arc::new(MemoryFile::new(config.memory_size)?);
     let kernel = Arc::new(Kernel {
         memory: memory.clone(),
@@ -308,7 +330,48 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         futexes: futex::FutexTable::default(),
         boot: std::time::Instant::now(),
         unimplemented: Mutex::new(HashSet::new()),
+        tree: Mutex::new(process::ProcessTree::default()),
+        threads: Mutex::new(Vec::new()),
+        exit_status: Mutex::new(None),
+        ended: task::Completion::default(),
     });
-    let mut task = task::Task::start(kernel, config)?;
-    task.run()
+    let result = task::Task::start(kernel.clone(), config).and_then(|mut init| init.run());
+    if result.is_err() {
+        exit::kill_all(&kernel.tree.guard());
+    } else {
+        // Init's main thread may leave before its other threads: wait for the process.
+        let waker = Arc::new(wait::Waker::default());
+        let _r = kernel.ended.queue.register(&waker);
+        while !kernel.ended.is_done() {
+            waker.sleep(None);
+        }
+    }
+    loop {
+        let handle = kernel.threads.guard().pop();
+        match handle {
+            Some(h) => {
+                let _ = h.join();
+            }
+            None => break,
+        }
+    }
+    result?;
+    let status = kernel.exit_status.guard().unwrap_or(ExitStatus::Signaled {
+        signo: libc::SIGKILL,
+        core: false,
+    });
+    Ok(status)
+}
+
+/// The absolute path of a program named relative to `cwd`.
+pub fn absolute_exe(cwd: &[u8], filename: &[u8]) -> Vec<u8> {
+    if filename.starts_with(b"/") {
+        return filename.to_vec();
+    }
+    let mut p = cwd.to_vec();
+    if !p.ends_with(b"/") {
+        p.push(b'/');
+    }
+    p.extend_from_slice(filename);
+    p
 }

@@ -1,39 +1,30 @@
-//! A task: one application thread, with the process state it owns at this stage (a single
-//! thread per process; thread groups arrive with `clone`).
+//! A task: one application thread, owned by the host thread that runs it.
+//!
+//! What a task may share with others, by `clone` flags, is behind `Arc<Mutex<..>>`: the memory
+//! manager (`CLONE_VM`), the fd table (`CLONE_FILES`) and the filesystem context (`CLONE_FS`).
+//! What other tasks may touch (pending signals, the wake-up) is in its [`TaskHandle`]; its
+//! process is a [`ThreadGroup`] and its place in the process tree is in the kernel's
+//! [`ProcessTree`](crate::process::ProcessTree).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use moat_abi::{Regs, Rlimit, SigAction};
+use moat_abi::{Errno, Regs, Rlimit, SigAction};
 use moat_platform::{Context, Trap};
 
 use crate::fs::{host::HostFile, FdTable, OpenFile};
 use crate::loader::{self, ExecRequest};
 use crate::mm::MemoryManager;
+use crate::process::{Guard, ProcessNode, TaskHandle, TaskSignals, ThreadGroup};
 use crate::vfs::{FsContext, Resolve, VfsPath};
+use crate::wait::{WaitQueue, Waker};
 use crate::{Credentials, Kernel, KernelError, SandboxConfig, RLIMIT_COUNT};
 
-/// How the application ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// `exit_group(code)`: the low 8 bits of the code.
-    Exited(i32),
-    /// Killed by this signal.
-    Signaled(i32),
-}
+pub use crate::process::ExitStatus;
 
 /// Flat (x86-64 long mode) segment selectors for user code and data.
-const USER_CS: u64 = 0x33;
-const USER_DS: u64 = 0x2b;
-
-/// Signal state recorded by `rt_sigaction`/`rt_sigprocmask` (delivery arrives with issue 4).
-#[derive(Clone, Debug)]
-pub struct SignalState {
-    pub actions: [SigAction; 64],
-    pub mask: u64,
-    /// The alternate signal stack (`sigaltstack`): base, size and `SS_AUTODISARM`; size 0
-    /// when there is none.
-    pub altstack: AltStack,
-}
+pub const USER_CS: u64 = 0x33;
+pub const USER_DS: u64 = 0x2b;
 
 /// An alternate signal stack as `sigaltstack` sets it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -43,31 +34,81 @@ pub struct AltStack {
     pub autodisarm: bool,
 }
 
-/// One application thread and, for now, its whole process.
+impl AltStack {
+    /// Whether `sp` is on this stack.
+    pub fn contains(&self, sp: u64) -> bool {
+        self.size != 0 && sp > self.base && sp - self.base <= self.size
+    }
+}
+
+/// Signalled once: the end of a `vfork` child's use of its parent's memory (exec or exit).
+#[derive(Default)]
+pub struct Completion {
+    done: Mutex<bool>,
+    pub queue: WaitQueue,
+}
+
+impl Completion {
+    pub fn complete(&self) {
+        *self.done.guard() = true;
+        self.queue.notify();
+    }
+
+    pub fn is_done(&self) -> bool {
+        *self.done.guard()
+    }
+}
+
+/// One application thread.
 pub struct Task {
     pub kernel: Arc<Kernel>,
+    pub handle: Arc<TaskHandle>,
     pub tid: i32,
     pub tgid: i32,
-    pub ppid: i32,
     pub regs: Regs,
     pub context: Box<dyn Context>,
-    pub mm: MemoryManager,
-    pub files: FdTable,
-    pub creds: Credentials,
+    pub mm: Arc<Mutex<MemoryManager>>,
+    pub files: Arc<Mutex<FdTable>>,
     /// Root, working directory and umask.
-    pub fs: FsContext,
-    pub signals: SignalState,
-    pub limits: [Rlimit; RLIMIT_COUNT],
+    pub fs: Arc<Mutex<FsContext>>,
+    pub creds: Credentials,
+    pub altstack: AltStack,
     pub clear_child_tid: u64,
     pub robust_list: (u64, u64),
     /// Staging buffer for read/write copies between files and application memory.
     pub io_buffer: Vec<u8>,
-    /// Set when the task has exited; the run loop stops.
-    pub exit: Option<ExitStatus>,
+    /// Set when the thread is leaving (its own `exit`, or its group's end).
+    pub exiting: Option<ExitStatus>,
+    /// The last system call asked to be restarted if a signal interrupted it.
+    pub restart: Option<Errno>,
+    /// The mask to restore after a signal handler started by `rt_sigsuspend`/`ppoll` returns.
+    pub saved_mask: Option<u64>,
+    /// A `vfork` parent waiting for this child to exec or exit.
+    pub vfork_done: Option<Arc<Completion>>,
+}
+
+/// Everything a new task needs, prepared by `clone` on the parent's host thread and turned
+/// into a [`Task`] on the child's own.
+pub struct TaskSeed {
+    pub handle: Arc<TaskHandle>,
+    pub regs: Regs,
+    pub mm: Arc<Mutex<MemoryManager>>,
+    /// The new thread's platform context: a thread in the parent's address space
+    /// (`CLONE_VM`), or `None` for a new address space to attach `mm` to.
+    pub thread: Option<Box<dyn moat_platform::ThreadSeed>>,
+    pub files: Arc<Mutex<FdTable>>,
+    pub fs: Arc<Mutex<FsContext>>,
+    pub creds: Credentials,
+    pub altstack: AltStack,
+    pub clear_child_tid: u64,
+    pub vfork_done: Option<Arc<Completion>>,
+    /// Where to write the child's tid in the child's memory (`CLONE_CHILD_SETTID`).
+    pub child_settid: Option<u64>,
 }
 
 impl Task {
-    /// Create the first task: an address space with the program loaded, stdio installed.
+    /// Create the sandbox's first task (init, pid 1) on this host thread: an address space
+    /// with the program loaded, stdio installed.
     pub fn start(kernel: Arc<Kernel>, config: SandboxConfig) -> Result<Task, KernelError> {
         let (aspace, context) = kernel.platform.new_address_space(&kernel.memory)?;
         let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
@@ -112,82 +153,288 @@ impl Task {
             eflags: 0x202,
             ..Regs::default()
         };
+        let group = ThreadGroup::new(1, [SigAction::default(); 64], config.limits);
+        let handle = new_handle(1, group.clone(), &config.creds, comm_of(&config.filename));
+        {
+            let mut tree = kernel.tree.guard();
+            tree.tasks.insert(1, handle.clone());
+            tree.processes.insert(
+                1,
+                ProcessNode {
+                    group,
+                    parent: 0,
+                    children: std::collections::BTreeSet::new(),
+                    pgid: 1,
+                    sid: 1,
+                    threads: [1].into(),
+                    exit_signal: libc::SIGCHLD,
+                    zombie: None,
+                    event: None,
+                    subreaper: false,
+                    exe: crate::absolute_exe(&config.cwd, &config.filename),
+                    argv: config.argv.clone(),
+                    envp: config.envp.clone(),
+                    cpu_exited: std::time::Duration::ZERO,
+                    cpu_children: std::time::Duration::ZERO,
+                },
+            );
+        }
         Ok(Task {
             kernel,
+            handle,
             tid: 1,
             tgid: 1,
-            ppid: 0,
             regs,
             context,
-            mm,
-            files,
+            mm: Arc::new(Mutex::new(mm)),
+            files: Arc::new(Mutex::new(files)),
             creds: config.creds,
-            fs,
-            signals: SignalState {
-                actions: [SigAction::default(); 64],
-                mask: 0,
-                altstack: AltStack::default(),
-            },
-            limits: config.limits,
+            fs: Arc::new(Mutex::new(fs)),
+            altstack: AltStack::default(),
             clear_child_tid: 0,
             robust_list: (0, 0),
             io_buffer: Vec::new(),
-            exit: None,
+            exiting: None,
+            restart: None,
+            saved_mask: None,
+            vfork_done: None,
         })
     }
 
-    /// Run the application until it exits.
-    pub fn run(&mut self) -> Result<ExitStatus, KernelError> {
+    /// Build a cloned task on its own host thread: attach its platform context (a new thread
+    /// in the shared address space, or a new address space for a forked memory manager).
+    pub fn from_seed(kernel: Arc<Kernel>, seed: TaskSeed) -> Result<Task, KernelError> {
+        let context = match seed.thread {
+            Some(thread) => thread.attach()?,
+            None => {
+                let (_aspace, _context) = kernel.platform.new_address_space(&kernel.memory)?;
+                return Err(KernelError::Attach(Errno::ENOSYS));
+            }
+        };
+        *seed.handle.interrupter.guard() = Some(context.interrupter());
+        let tid = seed.handle.tid;
+        let tgid = seed.handle.group.tgid;
+        let task = Task {
+            kernel,
+            handle: seed.handle,
+            tid,
+            tgid,
+            regs: seed.regs,
+            context,
+            mm: seed.mm,
+            files: seed.files,
+            fs: seed.fs,
+            creds: seed.creds,
+            altstack: seed.altstack,
+            clear_child_tid: seed.clear_child_tid,
+            robust_list: (0, 0),
+            io_buffer: Vec::new(),
+            exiting: None,
+            restart: None,
+            saved_mask: None,
+            vfork_done: seed.vfork_done,
+        };
+        if let Some(addr) = seed.child_settid {
+            // Linux ignores a bad address here: the child just does not learn its tid.
+            let _ = task.mm.guard().write_obj(addr, &tid);
+        }
+        Ok(task)
+    }
+
+    /// Run the task until it exits, then leave the process tree.
+    pub fn run(&mut self) -> Result<(), KernelError> {
+        let result = self.run_loop();
+        self.exit_thread();
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<(), KernelError> {
         loop {
-            match self.context.switch(&mut self.regs)? {
+            self.handle_signals();
+            if self.exiting.is_some() {
+                return Ok(());
+            }
+            // Announce that we run application code, then look once more for news: a
+            // sender sets its news before checking `in_app`, so one of us sees the other.
+            self.handle.in_app.store(true, Ordering::SeqCst);
+            if self.handle.interrupted() || self.stop_pending() {
+                self.handle.in_app.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let trap = self.context.switch(&mut self.regs);
+            self.handle.in_app.store(false, Ordering::SeqCst);
+            match trap? {
                 Trap::Syscall => crate::syscalls::dispatch(self),
                 Trap::Fault { signo, code, addr } => self.fault(signo, code, addr),
-            }
-            if let Some(status) = self.exit {
-                return Ok(status);
+                Trap::Interrupted => {}
             }
         }
     }
 
-    /// A synchronous fault: a page the kernel has not supplied yet, or a real fault, which
-    /// kills the process with the signal (handlers run once signal delivery exists).
+    /// A synchronous fault: a page the kernel has not supplied yet or a copy-on-write page,
+    /// or a real fault, which becomes a signal for the thread.
     fn fault(&mut self, signo: i32, code: i32, addr: u64) {
-        const SEGV_MAPERR: i32 = 1;
-        if signo == libc::SIGSEGV && code == SEGV_MAPERR && self.mm.handle_fault(addr) {
+        if signo == libc::SIGSEGV && code == 1 && self.mm.guard().handle_fault(addr) {
             return;
         }
-        tracing::info!(
-            "task {} killed by signal {signo} (code {code}, address {addr:#x}, rip {:#x})",
+        tracing::debug!(
+            "task {}: fault signal {signo} (code {code}, address {addr:#x}, rip {:#x})",
             self.tid,
             self.regs.rip
         );
-        self.exit = Some(ExitStatus::Signaled(signo));
+        self.force_signal(moat_abi::SigInfo::fault(signo, code, addr));
     }
 
     /// A path resolution on this task's behalf.
     pub fn resolver(&self) -> Resolve<'_> {
         Resolve {
-            fs: &self.fs,
+            root: self.fs.guard().root.clone(),
             creds: &self.creds,
         }
     }
 
+    /// The memory manager (locked).
+    pub fn mm(&self) -> MutexGuard<'_, MemoryManager> {
+        self.mm.guard()
+    }
+
     /// Where a relative path starts: the working directory for `AT_FDCWD`, else the directory
     /// open at `dirfd` (`ENOTDIR` if it is not one).
-    pub fn start_dir(&self, dirfd: i32) -> Result<VfsPath, moat_abi::Errno> {
+    pub fn start_dir(&self, dirfd: i32) -> Result<VfsPath, Errno> {
         if dirfd == libc::AT_FDCWD {
-            return Ok(self.fs.cwd.clone());
+            return Ok(self.fs.guard().cwd.clone());
         }
-        let file = self.files.get(dirfd)?;
-        let path = file.path().ok_or(moat_abi::Errno::ENOTDIR)?;
+        let file = self.files.guard().get(dirfd)?;
+        let path = file.path().ok_or(Errno::ENOTDIR)?;
         if path.inode().kind() != crate::vfs::FileKind::Directory {
-            return Err(moat_abi::Errno::ENOTDIR);
+            return Err(Errno::ENOTDIR);
         }
         Ok(path.clone())
     }
 
     /// The soft limit of a resource.
     pub fn limit(&self, resource: u32) -> u64 {
-        self.limits[resource as usize].cur
+        self.handle.group.limits.guard()[resource as usize].cur
     }
+
+    /// The process's resource limits.
+    pub fn limits(&self) -> MutexGuard<'_, [Rlimit; RLIMIT_COUNT]> {
+        self.handle.group.limits.guard()
+    }
+
+    /// The open file at `fd`.
+    pub fn file(&self, fd: i32) -> Result<Arc<OpenFile>, Errno> {
+        self.files.guard().get(fd)
+    }
+
+    /// Sleep until `ready` gives a result, with this task's waker registered on `queues`.
+    /// A signal the task does not block ends the wait with `ERESTARTSYS` (the caller's
+    /// system call then restarts or fails with `EINTR`), a passed `deadline` with `ETIMEDOUT`.
+    pub fn block_on<R>(
+        &mut self,
+        queues: &[&WaitQueue],
+        deadline: Option<std::time::Instant>,
+        mut ready: impl FnMut(&mut Task) -> Result<Option<R>, Errno>,
+    ) -> Result<R, Errno> {
+        let waker = self.handle.waker.clone();
+        let _registrations: Vec<_> = queues.iter().map(|q| q.register(&waker)).collect();
+        loop {
+            if let Some(r) = ready(self)? {
+                return Ok(r);
+            }
+            if self.handle.interrupted() {
+                return Err(Errno::ERESTARTSYS);
+            }
+            if !waker.sleep(deadline) {
+                return Err(Errno::ETIMEDOUT);
+            }
+        }
+    }
+
+    /// Sleep until `deadline` or a signal (`ERESTARTSYS`); `Ok` when the time has passed.
+    pub fn sleep_until(&mut self, deadline: std::time::Instant) -> Result<(), Errno> {
+        match self.block_on(&[], Some(deadline), |_| Ok(None::<()>)) {
+            Err(Errno::ETIMEDOUT) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Leave: release what the thread holds, and if it is the last of its process, make the
+    /// process a zombie for its parent (or end the sandbox if it is init).
+    fn exit_thread(&mut self) {
+        let status = self
+            .handle
+            .group
+            .exiting()
+            .or(self.exiting)
+            .unwrap_or(ExitStatus::Exited(0));
+        // CLONE_CHILD_CLEARTID: zero the tid word and wake a joiner.
+        if self.clear_child_tid != 0 {
+            let addr = self.clear_child_tid;
+            if self.mm.guard().write_obj(addr, &0u32).is_ok() {
+                let key = crate::futex::key_for(self, addr);
+                self.kernel.futexes.wake(key, u32::MAX, 1);
+            }
+        }
+        crate::futex::release_robust_list(self);
+        if let Some(done) = self.vfork_done.take() {
+            done.complete();
+        }
+        let cpu = self.context.cpu_time().unwrap_or_default();
+        crate::exit::leave(self, status, cpu);
+    }
+}
+
+/// A new task handle with an empty signal state.
+pub fn new_handle(
+    tid: i32,
+    group: Arc<ThreadGroup>,
+    creds: &Credentials,
+    name: Vec<u8>,
+) -> Arc<TaskHandle> {
+    Arc::new(TaskHandle {
+        tid,
+        group,
+        waker: Arc::new(Waker::default()),
+        signals: Mutex::new(TaskSignals::default()),
+        interrupter: Mutex::new(None),
+        in_app: std::sync::atomic::AtomicBool::new(false),
+        name: Mutex::new(name),
+        creds: Mutex::new(creds.clone()),
+        pdeathsig: Mutex::new(0),
+        no_new_privs: std::sync::atomic::AtomicBool::new(false),
+    })
+}
+
+/// `comm` from a program path: its last component, at most 15 bytes.
+pub fn comm_of(path: &[u8]) -> Vec<u8> {
+    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    base[..base.len().min(15)].to_vec()
+}
+
+/// Start `seed` on a new host thread; the thread leaves the tree when the task ends.
+pub fn spawn(kernel: &Arc<Kernel>, seed: TaskSeed) -> Result<(), Errno> {
+    let kernel2 = kernel.clone();
+    let tid = seed.handle.tid;
+    let handle = std::thread::Builder::new()
+        .name(format!("task-{tid}"))
+        .stack_size(1 << 20)
+        .spawn(move || {
+            let handle = seed.handle.clone();
+            match Task::from_seed(kernel2.clone(), seed) {
+                Ok(mut task) => {
+                    if let Err(e) = task.run() {
+                        tracing::error!("task {tid}: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("task {tid} could not start: {e}");
+                    crate::exit::abandon(&kernel2, &handle);
+                }
+            }
+        })
+        .map_err(|_| Errno::EAGAIN)?;
+    kernel.threads.guard().push(handle);
+    Ok(())
 }

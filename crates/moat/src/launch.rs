@@ -320,7 +320,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
     let _ = gofer.wait();
     match result {
         Ok(ExitStatus::Exited(code)) => ExitCode::from(code as u8),
-        Ok(ExitStatus::Signaled(sig)) => ExitCode::from(128 + sig as u8),
+        Ok(ExitStatus::Signaled { signo, .. }) => ExitCode::from(128 + signo as u8),
         Err(KernelError::Load(e @ LoadError::Dynamic(_))) => {
             fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}"))
         }

@@ -61,6 +61,15 @@ pub enum Trap {
     /// A synchronous fault (`SIGSEGV`, `SIGBUS`, `SIGFPE`, `SIGILL`, `SIGTRAP`), with the
     /// `si_code` and faulting address the host reported; `regs.rip` is the faulting instruction.
     Fault { signo: i32, code: i32, addr: u64 },
+    /// Another host thread interrupted the thread ([`Interrupter::interrupt`]); may be
+    /// spurious.
+    Interrupted,
+}
+
+/// Kicks a thread out of application code from another host thread, so that `switch`
+/// returns [`Trap::Interrupted`]; harmless if the thread is not running.
+pub trait Interrupter: Send + Sync {
+    fn interrupt(&self);
 }
 
 /// Failures of the platform itself (not of the application).
@@ -125,6 +134,14 @@ pub trait Context: Send {
     fn fp_state(&mut self) -> Result<Vec<u8>, PlatformError>;
     /// Replace the thread's floating-point and vector state (`XSAVE` layout).
     fn set_fp_state(&mut self, state: &[u8]) -> Result<(), PlatformError>;
+    /// A handle other host threads use to interrupt this thread.
+    fn interrupter(&self) -> Arc<dyn Interrupter>;
+}
+
+/// A thread started in an existing address space, waiting to be attached by the host thread
+/// that will run it.
+pub trait ThreadSeed: Send {
+    fn attach(self: Box<Self>) -> Result<Box<dyn Context>, PlatformError>;
 }
 
 /// The platforms this build offers, by name.

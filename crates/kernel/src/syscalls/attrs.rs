@@ -5,6 +5,7 @@ use moat_abi::{Errno, Timespec, Timeval};
 
 use super::path::{read_path, resolve_at, target_at, writable_mount, Target};
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::{permitted, FileKind, SetAttr, VfsPath, MAY_EXEC, MAY_READ, MAY_WRITE};
 use crate::Credentials;
@@ -49,7 +50,7 @@ pub fn chmod(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn fchmod(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -111,7 +112,7 @@ pub fn lchown(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn fchown(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -162,7 +163,7 @@ pub fn truncate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn ftruncate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -182,7 +183,7 @@ const FALLOC_FL_PUNCH_HOLE: u64 = 2;
 /// modes (collapse, insert, zero range, unshare) are `EOPNOTSUPP`, as on filesystems that lack
 /// them. Checks in Linux's order.
 pub fn fallocate(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     let (mode, offset, len) = (a[1], a[2] as i64, a[3] as i64);
     if offset < 0 || len <= 0 {
         return Err(Errno::EINVAL);
@@ -282,14 +283,20 @@ pub fn utimensat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let times = if a[2] == 0 {
         None
     } else {
+        let mut mm = task.mm.guard();
         Some([
-            task.mm.read_obj::<Timespec>(a[2])?,
-            task.mm.read_obj::<Timespec>(a[2] + 16)?,
+            mm.read_obj::<Timespec>(a[2])?,
+            mm.read_obj::<Timespec>(a[2] + 16)?,
         ])
     };
     let path = if a[1] == 0 {
         // A NULL path means the file open at dirfd (Linux's futimens).
-        task.files.get(dirfd)?.path().ok_or(Errno::EPERM)?.clone()
+        task.files
+            .guard()
+            .get(dirfd)?
+            .path()
+            .ok_or(Errno::EPERM)?
+            .clone()
     } else {
         path_of(target_at(task, dirfd, a[1], flags, true)?)?
     };
@@ -316,7 +323,8 @@ pub fn utime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             tv_sec: sec,
             tv_nsec: 0,
         };
-        Some([at(task.mm.read_obj(a[1])?), at(task.mm.read_obj(a[1] + 8)?)])
+        let mut mm = task.mm.guard();
+        Some([at(mm.read_obj(a[1])?), at(mm.read_obj(a[1] + 8)?)])
     };
     set_times(task, &path, times)
 }
@@ -337,10 +345,8 @@ fn timeval_times_at(task: &mut Task, dirfd: i32, path_addr: u64, tv_addr: u64) -
                 tv_nsec: t.tv_usec * 1000,
             })
         };
-        Some([
-            to_ts(task.mm.read_obj(a[1])?)?,
-            to_ts(task.mm.read_obj(a[1] + 16)?)?,
-        ])
+        let mut mm = task.mm.guard();
+        Some([to_ts(mm.read_obj(a[1])?)?, to_ts(mm.read_obj(a[1] + 16)?)?])
     };
     set_times(task, &path, times)
 }

@@ -3,6 +3,7 @@
 use moat_abi::Errno;
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 
 pub fn getuid(task: &mut Task, _: &[u64; 6]) -> SyscallResult {
@@ -39,6 +40,6 @@ pub fn getgroups(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         .iter()
         .flat_map(|g| g.to_ne_bytes())
         .collect();
-    task.mm.write_bytes(a[1], &bytes)?;
+    task.mm.guard().write_bytes(a[1], &bytes)?;
     Ok(count as u64)
 }

@@ -3,10 +3,11 @@
 use moat_abi::{syscalls::nr, Errno};
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 
 pub fn close(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.remove(int(a[0]))?;
+    let file = task.files.guard().remove(int(a[0]))?;
     super::locks::closing(task, &file);
     Ok(0)
 }
@@ -16,17 +17,17 @@ fn nofile(task: &Task) -> u64 {
 }
 
 pub fn dup(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     let limit = nofile(task);
-    Ok(task.files.install(file, false, 0, limit)? as u64)
+    Ok(task.files.guard().install(file, false, 0, limit)? as u64)
 }
 
 fn dup_to(task: &mut Task, old: i32, new: i32, cloexec: bool) -> SyscallResult {
-    let file = task.files.get(old)?;
+    let file = task.files.guard().get(old)?;
     if new < 0 || new as u64 >= nofile(task) {
         return Err(Errno::EBADF);
     }
-    task.files.install_at(new, file, cloexec)?;
+    task.files.guard().install_at(new, file, cloexec)?;
     Ok(new as u64)
 }
 
@@ -34,7 +35,7 @@ pub fn dup2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (old, new) = (int(a[0]), int(a[1]));
     if old == new {
         // dup2 to itself only checks that the fd is open.
-        task.files.get(old)?;
+        task.files.guard().get(old)?;
         return Ok(new as u64);
     }
     dup_to(task, old, new, false)
@@ -56,7 +57,7 @@ const F_GETOWN_EX: i32 = 16;
 
 pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let fd = int(a[0]);
-    let file = task.files.get(fd)?;
+    let file = task.files.guard().get(fd)?;
     match int(a[1]) {
         cmd @ (libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
             let min = int(a[2]);
@@ -66,11 +67,13 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             let limit = nofile(task);
             Ok(task
                 .files
+                .guard()
                 .install(file, cmd == libc::F_DUPFD_CLOEXEC, min, limit)? as u64)
         }
-        libc::F_GETFD => Ok(u64::from(task.files.cloexec(fd)?)),
+        libc::F_GETFD => Ok(u64::from(task.files.guard().cloexec(fd)?)),
         libc::F_SETFD => {
             task.files
+                .guard()
                 .set_cloexec(fd, int(a[2]) & libc::FD_CLOEXEC != 0)?;
             Ok(0)
         }
@@ -109,6 +112,7 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
-    file.ops().ioctl(&file, &mut task.mm, a[1] as u32, a[2])
+    let file = task.files.guard().get(int(a[0]))?;
+    file.ops()
+        .ioctl(&file, &mut task.mm.guard(), a[1] as u32, a[2])
 }

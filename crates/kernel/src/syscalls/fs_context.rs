@@ -4,19 +4,21 @@ use moat_abi::Errno;
 
 use super::path::{read_path, resolve_at};
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::{permitted, FileKind, VfsPath, MAY_EXEC};
 
 pub fn getcwd(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let mut path = task.fs.cwd.absolute(&task.fs.root);
-    if task.fs.cwd.dentry.is_deleted() {
+    let fs = task.fs.guard().clone();
+    let mut path = fs.cwd.absolute(&fs.root);
+    if fs.cwd.dentry.is_deleted() {
         path.extend_from_slice(b" (deleted)");
     }
     path.push(0);
     if (a[1] as usize) < path.len() {
         return Err(Errno::ERANGE);
     }
-    task.mm.write_bytes(a[0], &path)?;
+    task.mm.guard().write_bytes(a[0], &path)?;
     Ok(path.len() as u64)
 }
 
@@ -35,15 +37,15 @@ pub fn chdir(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let path = read_path(task, a[0])?;
     let target = resolve_at(task, libc::AT_FDCWD, &path, true)?;
     enter(task, &target)?;
-    task.fs.cwd = target;
+    task.fs.guard().cwd = target;
     Ok(0)
 }
 
 pub fn fchdir(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     let target = file.path().ok_or(Errno::ENOTDIR)?.clone();
     enter(task, &target)?;
-    task.fs.cwd = target;
+    task.fs.guard().cwd = target;
     Ok(0)
 }
 
@@ -54,12 +56,12 @@ pub fn chroot(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if task.creds.euid != 0 {
         return Err(Errno::EPERM);
     }
-    task.fs.root = target;
+    task.fs.guard().root = target;
     Ok(0)
 }
 
 pub fn umask(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let old = task.fs.umask;
-    task.fs.umask = (a[0] as u32) & 0o777;
+    let old = task.fs.guard().umask;
+    task.fs.guard().umask = (a[0] as u32) & 0o777;
     Ok(u64::from(old))
 }

@@ -1,4 +1,4 @@
-//! futex: WAIT, WAKE and their bitset forms. The PI and requeue operations come with threads.
+//! futex: WAIT, WAKE, their bitset forms, REQUEUE and CMP_REQUEUE.
 
 use std::time::{Duration, Instant};
 
@@ -6,11 +6,14 @@ use moat_abi::{syscalls::nr, Errno, Timespec};
 use rustix::time::ClockId;
 
 use super::{int, SyscallResult};
-use crate::futex::WaitResult;
+use crate::futex::FutexKey;
+use crate::process::Guard;
 use crate::task::Task;
 
 const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
+const FUTEX_REQUEUE: i32 = 3;
+const FUTEX_CMP_REQUEUE: i32 = 4;
 const FUTEX_WAIT_BITSET: i32 = 9;
 const FUTEX_WAKE_BITSET: i32 = 10;
 const FUTEX_PRIVATE_FLAG: i32 = 128;
@@ -28,7 +31,7 @@ fn deadline(
     if addr == 0 {
         return Ok(None);
     }
-    let t: Timespec = task.mm.read_obj(addr)?;
+    let t: Timespec = task.mm().read_obj(addr)?;
     if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
         return Err(Errno::EINVAL);
     }
@@ -65,17 +68,7 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 return Err(Errno::EINVAL);
             }
             let deadline = deadline(task, a[3], cmd == FUTEX_WAIT_BITSET, realtime)?;
-            // Fault in the word first so that a bad address is EFAULT, not EAGAIN.
-            let _: u32 = task.mm.read_obj(uaddr)?;
-            let kernel = task.kernel.clone();
-            let mm = &mut task.mm;
-            match kernel.futexes.wait((0, uaddr), bitset, deadline, || {
-                mm.read_obj::<u32>(uaddr) == Ok(val)
-            }) {
-                WaitResult::Woken => Ok(0),
-                WaitResult::TimedOut => Err(Errno::ETIMEDOUT),
-                WaitResult::ValueChanged => Err(Errno::EAGAIN),
-            }
+            wait(task, uaddr, val, bitset, deadline)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE {
@@ -87,9 +80,36 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 return Err(Errno::EINVAL);
             }
             let count = usize::try_from(int(a[2])).unwrap_or(0);
-            Ok(task.kernel.futexes.wake((0, uaddr), bitset, count) as u64)
+            let key = futex_key(task, uaddr);
+            Ok(task.kernel.futexes.wake(key, bitset, count) as u64)
         }
-        2..=8 | 11..=13 => {
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            let (uaddr2, expected) = (a[4], a[5] as u32);
+            if uaddr % 4 != 0 || uaddr2 % 4 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let wake = usize::try_from(int(a[2])).map_err(|_| Errno::EINVAL)?;
+            // The fourth argument is the requeue count here, not a timeout.
+            let requeue = usize::try_from(int(a[3])).map_err(|_| Errno::EINVAL)?;
+            let (from, to) = (futex_key(task, uaddr), futex_key(task, uaddr2));
+            let mm = task.mm.clone();
+            let check = || {
+                cmd == FUTEX_REQUEUE
+                    || mm
+                        .guard()
+                        .read_obj::<u32>(uaddr)
+                        .is_ok_and(|v| v == expected)
+            };
+            if cmd == FUTEX_CMP_REQUEUE {
+                let _: u32 = task.mm().read_obj(uaddr)?;
+            }
+            task.kernel
+                .futexes
+                .requeue(from, to, wake, requeue, check)
+                .map(|n| n as u64)
+                .ok_or(Errno::EAGAIN)
+        }
+        5..=8 | 11..=13 => {
             task.kernel.report_unimplemented(
                 u64::from(nr::FUTEX) | ((cmd as u64) << 32),
                 &format!("futex op {cmd}"),
@@ -97,5 +117,51 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             Err(Errno::ENOSYS)
         }
         _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// The key of the futex at `addr`.
+fn futex_key(task: &Task, addr: u64) -> FutexKey {
+    crate::futex::key_for(task, addr)
+}
+
+/// Sleep while the word at `uaddr` holds `val`, until woken, timed out or interrupted.
+fn wait(
+    task: &mut Task,
+    uaddr: u64,
+    val: u32,
+    bitset: u32,
+    deadline: Option<Instant>,
+) -> SyscallResult {
+    // Fault in the word first so that a bad address is EFAULT, not EAGAIN.
+    let _: u32 = task.mm().read_obj(uaddr)?;
+    let key = futex_key(task, uaddr);
+    let kernel = task.kernel.clone();
+    let waker = task.handle.waker.clone();
+    waker.clear();
+    let mm = task.mm.clone();
+    let Some(waiter) = kernel.futexes.enqueue(key, bitset, &waker, || {
+        mm.guard().read_obj::<u32>(uaddr) == Ok(val)
+    }) else {
+        return Err(Errno::EAGAIN);
+    };
+    loop {
+        if waiter.woken() {
+            return Ok(0);
+        }
+        if task.handle.interrupted() {
+            return if kernel.futexes.dequeue(key, &waiter) {
+                Ok(0)
+            } else {
+                Err(Errno::ERESTARTSYS)
+            };
+        }
+        if !waker.sleep(deadline) {
+            return if kernel.futexes.dequeue(key, &waiter) {
+                Ok(0)
+            } else {
+                Err(Errno::ETIMEDOUT)
+            };
+        }
     }
 }

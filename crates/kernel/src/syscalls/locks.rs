@@ -10,6 +10,7 @@ use moat_abi::{Errno, Flock};
 use super::{int, SyscallResult};
 use crate::fs::locks::{self, Family, Lock, Owner};
 use crate::fs::OpenFile;
+use crate::process::Guard;
 use crate::task::Task;
 
 const LOCK_SH: i32 = 1;
@@ -25,7 +26,7 @@ fn file_id(file: &OpenFile) -> Result<(u64, u64), Errno> {
 }
 
 pub fn flock(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -82,7 +83,7 @@ fn range(file: &OpenFile, f: &Flock) -> Result<(u64, u64), Errno> {
 
 /// F_GETLK, F_SETLK, F_SETLKW and the OFD forms (`ofd`).
 pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResult {
-    let file = task.files.get(fd)?;
+    let file = task.files.guard().get(fd)?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -92,7 +93,7 @@ pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResu
     );
     let get = matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK);
     let wait = matches!(cmd, libc::F_SETLKW | libc::F_OFD_SETLKW);
-    let mut f: Flock = task.mm.read_obj(addr)?;
+    let mut f: Flock = task.mm.guard().read_obj(addr)?;
     let kind = i32::from(f.l_type);
     if ![libc::F_RDLCK, libc::F_WRLCK, libc::F_UNLCK].contains(&kind) {
         return Err(Errno::EINVAL);
@@ -140,7 +141,7 @@ pub fn record_lock(task: &mut Task, fd: i32, cmd: i32, addr: u64) -> SyscallResu
                 };
             }
         }
-        task.mm.write_obj(addr, &f)?;
+        task.mm.guard().write_obj(addr, &f)?;
         return Ok(0);
     }
     if (kind == libc::F_RDLCK && !file.readable()) || (kind == libc::F_WRLCK && !file.writable()) {

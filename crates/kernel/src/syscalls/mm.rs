@@ -5,13 +5,14 @@ use moat_platform::{Prot, USER_MAX};
 
 use super::{int, SyscallResult};
 use crate::mm::{page_up, Placement, VmaKind, PAGE};
+use crate::process::Guard;
 use crate::task::Task;
 
 const PROT_MASK: u64 = (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64;
 const PROT_GROWS: u64 = (libc::PROT_GROWSDOWN | libc::PROT_GROWSUP) as u64;
 
 pub fn brk(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    Ok(task.mm.set_brk(a[0]))
+    Ok(task.mm.guard().set_brk(a[0]))
 }
 
 pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -56,7 +57,7 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // Unlike mprotect, mmap ignores protection bits it does not know.
     let prot = prot & PROT_MASK;
     let file = if flags & libc::MAP_ANONYMOUS == 0 {
-        let file = task.files.get(fd)?;
+        let file = task.files.guard().get(fd)?;
         if file.is_path_only() {
             return Err(Errno::EBADF);
         }
@@ -101,10 +102,10 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         },
         None => VmaKind::Anonymous { shared },
     };
-    let start = task.mm.map_anonymous(place, len, prot, kind)?;
+    let start = task.mm.guard().map_anonymous(place, len, prot, kind)?;
     if let Some((file, st)) = file {
         // Fix the VMA's file base now that the address is known, then copy the file's bytes in.
-        task.mm.set_kind(
+        task.mm.guard().set_kind(
             start,
             VmaKind::File {
                 dev: st.st_dev,
@@ -113,13 +114,13 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             },
         );
         if let Err(e) = copy_file(task, &file, start, len, offset) {
-            let _ = task.mm.unmap(start, len);
+            let _ = task.mm.guard().unmap(start, len);
             return Err(e);
         }
     }
     if flags & libc::MAP_POPULATE != 0 {
         // Best effort, as in Linux: a failure here does not fail the mmap.
-        let _ = task.mm.populate_range(start, len);
+        let _ = task.mm.guard().populate_range(start, len);
     }
     Ok(start)
 }
@@ -148,7 +149,7 @@ fn copy_file(
         if n == 0 {
             break;
         }
-        task.mm.write_bytes_force(start + done, &buf[..n])?;
+        task.mm.guard().write_bytes_force(start + done, &buf[..n])?;
         done += n as u64;
     }
     Ok(())
@@ -172,7 +173,7 @@ pub fn munmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if len == 0 {
         return Err(Errno::EINVAL);
     }
-    task.mm.unmap(a[0], len)?;
+    task.mm.guard().unmap(a[0], len)?;
     Ok(0)
 }
 
@@ -185,7 +186,7 @@ pub fn mprotect(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     // nothing that grows up.
     if prot & PROT_GROWS != 0 {
         let grows_down = prot & libc::PROT_GROWSDOWN as u64 != 0
-            && matches!(task.mm.find_vma(a[0]), Some((_, v)) if v.kind == crate::mm::VmaKind::Stack);
+            && matches!(task.mm.guard().find_vma(a[0]), Some((_, v)) if v.kind == crate::mm::VmaKind::Stack);
         if !grows_down {
             return Err(Errno::EINVAL);
         }
@@ -195,6 +196,7 @@ pub fn mprotect(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Ok(0);
     }
     task.mm
+        .guard()
         .protect(a[0], len, Prot((prot & PROT_MASK) as u32))?;
     Ok(0)
 }
@@ -233,25 +235,25 @@ pub fn madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     match advice {
         // MADV_FREE may discard lazily; discarding now is a valid implementation.
-        libc::MADV_DONTNEED | libc::MADV_FREE => task.mm.discard(a[0], len)?,
-        22 | 23 => task.mm.check_access(a[0], len, advice == 23)?,
+        libc::MADV_DONTNEED | libc::MADV_FREE => task.mm.guard().discard(a[0], len)?,
+        22 | 23 => task.mm.guard().check_access(a[0], len, advice == 23)?,
         // Punching a hole needs shared memory behind the range; private memory is EINVAL.
         libc::MADV_REMOVE => {
             let mut cursor = a[0];
             while cursor < a[0] + len {
-                let (_, v) = task.mm.find_vma(cursor).ok_or(Errno::ENOMEM)?;
+                let v = *task.mm.guard().find_vma(cursor).ok_or(Errno::ENOMEM)?.1;
                 if v.kind != (crate::mm::VmaKind::Anonymous { shared: true }) {
                     return Err(Errno::EINVAL);
                 }
                 cursor = v.end;
             }
-            task.mm.discard(a[0], len)?;
+            task.mm.guard().discard(a[0], len)?;
         }
         _ => {
             // Hints: only check that the range is mapped.
             let mut cursor = a[0];
             while cursor < a[0] + len {
-                let (_, v) = task.mm.find_vma(cursor).ok_or(Errno::ENOMEM)?;
+                let v = *task.mm.guard().find_vma(cursor).ok_or(Errno::ENOMEM)?.1;
                 cursor = v.end;
             }
         }
@@ -292,5 +294,6 @@ pub fn mremap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     task.mm
+        .guard()
         .remap(old, old_len, new_len, may_move, fixed.then_some(new_addr))
 }

@@ -26,6 +26,7 @@ mod xattr;
 use moat_abi::syscalls::nr;
 use moat_abi::Errno;
 
+use crate::process::Guard;
 use crate::strace::Arg::{self, Hex, InBuf, Int, OutBuf, Ptr, Str, Uint};
 use crate::task::Task;
 
@@ -83,7 +84,23 @@ syscall_table! {
     MPROTECT => mm::mprotect, [Ptr, Uint, Hex], FULL;
     MUNMAP => mm::munmap, [Ptr, Uint], FULL;
     BRK => mm::brk, [Ptr], FULL;
-    RT_SIGACTION => signal::rt_sigaction, [Int, Ptr, Ptr, Uint], Support::Partial("actions are recorded; delivery comes with signals");
+    RT_SIGACTION => signal::rt_sigaction, [Int, Ptr, Ptr, Uint], FULL;
+    RT_SIGRETURN => signal::rt_sigreturn, [], FULL;
+    RT_SIGPENDING => signal::rt_sigpending, [Ptr, Uint], FULL;
+    RT_SIGTIMEDWAIT => signal::rt_sigtimedwait, [Ptr, Ptr, Ptr, Uint], FULL;
+    RT_SIGQUEUEINFO => signal::rt_sigqueueinfo, [Int, Int, Ptr], FULL;
+    RT_SIGSUSPEND => signal::rt_sigsuspend, [Ptr, Uint], FULL;
+    RT_TGSIGQUEUEINFO => signal::rt_tgsigqueueinfo, [Int, Int, Int, Ptr], FULL;
+    PAUSE => signal::pause, [], FULL;
+    KILL => signal::kill, [Int, Int], FULL;
+    TKILL => signal::tkill, [Int, Int], FULL;
+    TGKILL => signal::tgkill, [Int, Int, Int], FULL;
+    SETPGID => process::setpgid, [Int, Int], FULL;
+    GETPGID => process::getpgid, [Int], FULL;
+    GETPGRP => process::getpgrp, [], FULL;
+    SETSID => process::setsid, [], FULL;
+    GETSID => process::getsid, [Int], FULL;
+    PRCTL => process::prctl, [Int, Hex, Hex, Hex, Hex], Support::Partial("PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER");
     RT_SIGPROCMASK => signal::rt_sigprocmask, [Int, Ptr, Ptr, Uint], FULL;
     IOCTL => fd::ioctl, [Int, Hex, Hex], Support::Partial("TCGETS, TIOCGWINSZ, FIONBIO on stdio");
     PREAD64 => read_write::pread64, [Int, OutBuf, Uint, Int], FULL;
@@ -95,7 +112,7 @@ syscall_table! {
     MADVISE => mm::madvise, [Ptr, Uint, Int], Support::Partial("MADV_DONTNEED/FREE discard; other advice accepted as hints");
     DUP => fd::dup, [Int], FULL;
     DUP2 => fd::dup2, [Int, Int], FULL;
-    NANOSLEEP => time::nanosleep, [Ptr, Ptr], Support::Partial("not yet interruptible by signals");
+    NANOSLEEP => time::nanosleep, [Ptr, Ptr], Support::Partial("restarted after a stop or an ignored signal with the full time");
     GETPID => process::getpid, [], FULL;
     EXIT => process::exit, [Int], FULL;
     UNAME => system::uname, [Ptr], FULL;
@@ -166,12 +183,12 @@ syscall_table! {
     ARCH_PRCTL => process::arch_prctl, [Hex, Hex], Support::Partial("no CPUID faulting, no AMX permission requests");
     GETTID => process::gettid, [], FULL;
     TIME => time::time, [Ptr], FULL;
-    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("WAIT, WAKE, WAIT_BITSET, WAKE_BITSET");
+    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE; no WAKE_OP or PI futexes yet");
     SCHED_GETAFFINITY => system::sched_getaffinity, [Int, Uint, Ptr], FULL;
     SET_TID_ADDRESS => process::set_tid_address, [Ptr], FULL;
     CLOCK_GETTIME => time::clock_gettime, [Int, Ptr], Support::Partial("no clocks of other processes");
     CLOCK_GETRES => time::clock_getres, [Int, Ptr], FULL;
-    CLOCK_NANOSLEEP => time::clock_nanosleep, [Int, Hex, Ptr, Ptr], Support::Partial("not yet interruptible by signals");
+    CLOCK_NANOSLEEP => time::clock_nanosleep, [Int, Hex, Ptr, Ptr], FULL;
     EXIT_GROUP => process::exit_group, [Int], FULL;
     NEWFSTATAT => stat::newfstatat, [Int, Str, Ptr, Hex], FULL;
     OPENAT => open::openat, [Int, Str, Hex, Hex], Support::Partial("no O_TMPFILE");
@@ -221,13 +238,19 @@ pub fn dispatch(task: &mut Task) {
     };
     task.regs.rax = match result {
         Ok(v) => v,
+        // Interrupted by a signal: delivery decides between a restart and EINTR.
+        Err(e) if e.is_restart() => {
+            task.restart = Some(e);
+            Errno::EINTR.as_return()
+        }
         Err(e) => e.as_return(),
     };
     if task.kernel.strace {
         let name = moat_abi::syscall_name(number)
             .map_or_else(|| format!("syscall_{number}"), str::to_string);
         let kinds: &[Arg] = info.map_or(&[Hex, Hex, Hex, Hex, Hex, Hex], |i| i.args);
-        let line = crate::strace::format(&mut task.mm, task.tid, &name, kinds, &args, result);
+        let line =
+            crate::strace::format(&mut task.mm.guard(), task.tid, &name, kinds, &args, result);
         eprintln!("{line}");
     }
 }
@@ -239,7 +262,7 @@ fn is_int80(task: &mut Task) -> bool {
     task.regs
         .rip
         .checked_sub(2)
-        .is_some_and(|at| task.mm.read_bytes(at, &mut insn).is_ok())
+        .is_some_and(|at| task.mm.guard().read_bytes(at, &mut insn).is_ok())
         && insn == [0xcd, 0x80]
 }
 

@@ -5,6 +5,7 @@ use moat_abi::Errno;
 
 use super::path::{may_delete, may_modify_dir, read_path, resolve_at, resolve_parent};
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::{FileKind, NewNode, VfsPath, RENAME_EXCHANGE, RENAME_NOREPLACE};
 
@@ -30,7 +31,7 @@ fn mkdir_at(task: &mut Task, dirfd: i32, path_addr: u64, mode: u32) -> SyscallRe
     let path = read_path(task, path_addr)?;
     let (dir, name, _) = resolve_parent(task, dirfd, &path)?;
     let node = NewNode::Directory {
-        mode: mode & !task.fs.umask & 0o1777,
+        mode: mode & !task.fs.guard().umask & 0o1777,
     };
     create_in(task, &dir, &name, &node)?;
     Ok(0)
@@ -53,10 +54,10 @@ fn mknod_at(task: &mut Task, dirfd: i32, path_addr: u64, mode: u32, dev: u64) ->
     let kind = mode & libc::S_IFMT;
     let node = match kind {
         0 | libc::S_IFREG => NewNode::File {
-            mode: mode & !task.fs.umask & 0o7777,
+            mode: mode & !task.fs.guard().umask & 0o7777,
         },
         libc::S_IFIFO | libc::S_IFSOCK => NewNode::Special {
-            mode: kind | (mode & !task.fs.umask & 0o7777),
+            mode: kind | (mode & !task.fs.guard().umask & 0o7777),
             rdev: 0,
         },
         libc::S_IFCHR | libc::S_IFBLK => {
@@ -64,7 +65,7 @@ fn mknod_at(task: &mut Task, dirfd: i32, path_addr: u64, mode: u32, dev: u64) ->
                 return Err(Errno::EPERM);
             }
             NewNode::Special {
-                mode: kind | (mode & !task.fs.umask & 0o7777),
+                mode: kind | (mode & !task.fs.guard().umask & 0o7777),
                 rdev: dev,
             }
         }
@@ -112,13 +113,18 @@ fn readlink_at(task: &mut Task, dirfd: i32, path_addr: u64, buf: u64, size: u64)
     let path = read_path(task, path_addr)?;
     let target = if path.is_empty() {
         // readlinkat(fd, "") reads the symlink an O_PATH fd names.
-        task.files.get(dirfd)?.path().ok_or(Errno::ENOENT)?.clone()
+        task.files
+            .guard()
+            .get(dirfd)?
+            .path()
+            .ok_or(Errno::ENOENT)?
+            .clone()
     } else {
         resolve_at(task, dirfd, &path, false)?
     };
     let link = target.inode().readlink()?;
     let n = link.len().min(size as usize);
-    task.mm.write_bytes(buf, &link[..n])?;
+    task.mm.guard().write_bytes(buf, &link[..n])?;
     Ok(n as u64)
 }
 
@@ -304,6 +310,7 @@ fn link_at(
     let old_path = read_path(task, old_addr)?;
     let source = if old_path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         task.files
+            .guard()
             .get(olddirfd)?
             .path()
             .ok_or(Errno::ENOENT)?

@@ -7,6 +7,7 @@ use moat_abi::Errno;
 use super::path::{may_modify_dir, read_path, resolve_at, resolve_parent, writable_mount};
 use super::{int, SyscallResult};
 use crate::fs::OpenFile;
+use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::{permitted, FileKind, NewNode, VfsPath, MAY_READ, MAY_WRITE};
 
@@ -91,7 +92,7 @@ fn open_target(
             return Err(Errno::ENOENT);
         }
         let start = if target[0] == b'/' {
-            task.fs.root.clone()
+            task.fs.guard().root.clone()
         } else {
             dir.clone()
         };
@@ -103,7 +104,7 @@ fn open_target(
     }
     may_modify_dir(task, &dir)?;
     let node = NewNode::File {
-        mode: mode & !task.fs.umask & 0o7777,
+        mode: mode & !task.fs.guard().umask & 0o7777,
     };
     let inode = dir
         .inode()
@@ -178,6 +179,7 @@ fn do_open(task: &mut Task, dirfd: i32, path_addr: u64, flags: u32, mode: u32) -
     let limit = task.limit(libc::RLIMIT_NOFILE);
     Ok(task
         .files
+        .guard()
         .install(file, flags & libc::O_CLOEXEC as u32 != 0, 0, limit)? as u64)
 }
 
@@ -202,20 +204,25 @@ pub fn close_range(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
         return Err(Errno::EINVAL);
     }
-    let top = task.files.highest().unwrap_or(0).min(i32::MAX as u32);
+    let top = task
+        .files
+        .guard()
+        .highest()
+        .unwrap_or(0)
+        .min(i32::MAX as u32);
     for fd in first..=last.min(top) {
         let fd = fd as i32;
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
-            let _ = task.files.set_cloexec(fd, true);
+            let _ = task.files.guard().set_cloexec(fd, true);
         } else {
-            let _ = task.files.remove(fd);
+            let _ = task.files.guard().remove(fd);
         }
     }
     Ok(0)
 }
 
 pub fn lseek(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -228,7 +235,7 @@ fn dirent_len(name: &[u8]) -> usize {
 }
 
 pub fn getdents64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -279,7 +286,7 @@ pub fn getdents64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if out.is_empty() && index < entries.len() {
         return Err(Errno::EINVAL);
     }
-    task.mm.write_bytes(a[1], &out)?;
+    task.mm.guard().write_bytes(a[1], &out)?;
     *pos = index as u64;
     Ok(out.len() as u64)
 }
@@ -304,6 +311,7 @@ pub fn memfd_create(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let name = task
         .mm
+        .guard()
         .read_cstring(a[0], MFD_NAME_MAX + 1)
         .map_err(|e| match e {
             Errno::ENAMETOOLONG => Errno::EINVAL,
@@ -339,5 +347,6 @@ pub fn memfd_create(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let limit = task.limit(libc::RLIMIT_NOFILE);
     Ok(task
         .files
+        .guard()
         .install(file, flags & MFD_CLOEXEC != 0, 0, limit)? as u64)
 }

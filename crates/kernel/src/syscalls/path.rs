@@ -3,13 +3,14 @@
 
 use moat_abi::Errno;
 
+use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::lookup::PATH_MAX;
 use crate::vfs::{permitted, FileKind, VfsPath, MAY_EXEC, MAY_WRITE};
 
 /// Read a path argument: `ENAMETOOLONG` past `PATH_MAX`, `EFAULT` for a bad pointer.
 pub fn read_path(task: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
-    task.mm.read_cstring(addr, PATH_MAX)
+    task.mm.guard().read_cstring(addr, PATH_MAX)
 }
 
 /// Resolve `path` relative to `dirfd` (`ENOENT` for an empty path).
@@ -18,7 +19,7 @@ pub fn resolve_at(task: &Task, dirfd: i32, path: &[u8], follow: bool) -> Result<
         return Err(Errno::ENOENT);
     }
     let start = if path[0] == b'/' {
-        task.fs.cwd.clone()
+        task.fs.guard().cwd.clone()
     } else {
         task.start_dir(dirfd)?
     };
@@ -35,7 +36,7 @@ pub fn resolve_parent(
         return Err(Errno::ENOENT);
     }
     let start = if path[0] == b'/' {
-        task.fs.cwd.clone()
+        task.fs.guard().cwd.clone()
     } else {
         task.start_dir(dirfd)?
     };
@@ -61,9 +62,9 @@ pub fn target_at(
     let path = read_path(task, path_addr)?;
     if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
         if dirfd == libc::AT_FDCWD {
-            return Ok(Target::Path(task.fs.cwd.clone()));
+            return Ok(Target::Path(task.fs.guard().cwd.clone()));
         }
-        let file = task.files.get(dirfd)?;
+        let file = task.files.guard().get(dirfd)?;
         return Ok(match file.path() {
             Some(p) => Target::Path(p.clone()),
             None => Target::File(file),

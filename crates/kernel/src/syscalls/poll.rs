@@ -8,6 +8,7 @@ use moat_abi::{Errno, Timespec};
 use rustix::event::{PollFd, PollFlags};
 
 use super::SyscallResult;
+use crate::process::Guard;
 use crate::task::Task;
 
 /// `struct pollfd`: fd, events, revents.
@@ -18,7 +19,7 @@ fn do_poll(task: &mut Task, fds_addr: u64, nfds: u64, timeout: Option<Duration>)
         return Err(Errno::EINVAL);
     }
     let mut raw = vec![0u8; (nfds * POLLFD_SIZE) as usize];
-    task.mm.read_bytes(fds_addr, &mut raw)?;
+    task.mm.guard().read_bytes(fds_addr, &mut raw)?;
     let entries: Vec<(i32, i16)> = raw
         .chunks(8)
         .map(|c| {
@@ -34,7 +35,7 @@ fn do_poll(task: &mut Task, fds_addr: u64, nfds: u64, timeout: Option<Duration>)
             if fd < 0 {
                 None
             } else {
-                Some(task.files.get(fd))
+                Some(task.files.guard().get(fd))
             }
         })
         .collect();
@@ -93,7 +94,7 @@ fn do_poll(task: &mut Task, fds_addr: u64, nfds: u64, timeout: Option<Duration>)
     for (i, r) in revents.iter().enumerate() {
         raw[i * 8 + 6..i * 8 + 8].copy_from_slice(&r.to_le_bytes());
     }
-    task.mm.write_bytes(fds_addr, &raw)?;
+    task.mm.guard().write_bytes(fds_addr, &raw)?;
     Ok(revents.iter().filter(|&&r| r != 0).count() as u64)
 }
 
@@ -107,7 +108,7 @@ pub fn ppoll(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let timeout = if a[2] == 0 {
         None
     } else {
-        let t: Timespec = task.mm.read_obj(a[2])?;
+        let t: Timespec = task.mm.guard().read_obj(a[2])?;
         if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
             return Err(Errno::EINVAL);
         }

@@ -1,19 +1,34 @@
-//! exit, exit_group, the process ids, set_tid_address, robust lists, rseq, arch_prctl.
+//! exit, exit_group, the process ids, process groups and sessions, prctl, set_tid_address,
+//! robust lists, rseq, arch_prctl.
 
 use moat_abi::{Errno, ROBUST_LIST_HEAD_SIZE};
 use moat_platform::USER_MAX;
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::{ExitStatus, Task};
 
 pub fn exit(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    // The last (only) thread of the process: the process exits.
-    task.exit = Some(ExitStatus::Exited(int(a[0]) & 0xff));
+    // This thread ends; the process ends with it only if it was the last one.
+    task.exiting = Some(ExitStatus::Exited(int(a[0]) & 0xff));
     Ok(0)
 }
 
 pub fn exit_group(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    task.exit = Some(ExitStatus::Exited(int(a[0]) & 0xff));
+    let status = ExitStatus::Exited(int(a[0]) & 0xff);
+    task.handle.group.start_exit(status);
+    let tree = task.kernel.tree.guard();
+    for tid in tree
+        .process(task.tgid)
+        .map(|n| n.threads.clone())
+        .unwrap_or_default()
+    {
+        if let Some(t) = tree.task(tid) {
+            t.notify();
+        }
+    }
+    drop(tree);
+    task.exiting = Some(status);
     Ok(0)
 }
 
@@ -26,7 +41,179 @@ pub fn gettid(task: &mut Task, _: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn getppid(task: &mut Task, _: &[u64; 6]) -> SyscallResult {
-    Ok(task.ppid as u64)
+    let tree = task.kernel.tree.guard();
+    Ok(tree.process(task.tgid).map_or(0, |n| n.parent) as u64)
+}
+
+/// The process `pid` names for the process-group calls: 0 is the caller.
+fn target(task: &Task, pid: i32) -> Result<i32, Errno> {
+    match pid {
+        0 => Ok(task.tgid),
+        p if p < 0 => Err(Errno::EINVAL),
+        p => Ok(p),
+    }
+}
+
+pub fn getpgid(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let pid = target(task, int(a[0])).map_err(|_| Errno::ESRCH)?;
+    let tree = task.kernel.tree.guard();
+    let node = tree.process(pid).ok_or(Errno::ESRCH)?;
+    Ok(node.pgid as u64)
+}
+
+pub fn getpgrp(task: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    getpgid(task, &[0; 6])
+}
+
+pub fn getsid(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let pid = target(task, int(a[0])).map_err(|_| Errno::ESRCH)?;
+    let tree = task.kernel.tree.guard();
+    let node = tree.process(pid).ok_or(Errno::ESRCH)?;
+    Ok(node.sid as u64)
+}
+
+/// `setpgid` as setpgid(2) rules it: the caller or one of its children not yet exec'd
+/// (Moat does not track exec for this; children that exec'd are accepted), in the caller's
+/// session, never a session leader; the group must exist in that session or be the target's
+/// own pid.
+pub fn setpgid(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let pid = target(task, int(a[0]))?;
+    let pgid = match int(a[1]) {
+        0 => pid,
+        p if p < 0 => return Err(Errno::EINVAL),
+        p => p,
+    };
+    let mut tree = task.kernel.tree.guard();
+    let me = tree.process(task.tgid).ok_or(Errno::ESRCH)?;
+    let my_sid = me.sid;
+    let node = tree.process(pid).ok_or(Errno::ESRCH)?;
+    if pid != task.tgid && node.parent != task.tgid {
+        return Err(Errno::ESRCH);
+    }
+    if node.sid != my_sid {
+        return Err(Errno::EPERM);
+    }
+    if node.sid == pid {
+        return Err(Errno::EPERM);
+    }
+    if pgid != pid
+        && !tree
+            .processes
+            .values()
+            .any(|n| n.pgid == pgid && n.sid == my_sid && n.zombie.is_none())
+    {
+        return Err(Errno::EPERM);
+    }
+    if let Some(n) = tree.process_mut(pid) {
+        n.pgid = pgid;
+    }
+    Ok(0)
+}
+
+pub fn setsid(task: &mut Task, _: &[u64; 6]) -> SyscallResult {
+    let mut tree = task.kernel.tree.guard();
+    let me = task.tgid;
+    // A process group leader (or anyone whose pid names a group) cannot start a session.
+    if tree.processes.values().any(|n| n.pgid == me) {
+        return Err(Errno::EPERM);
+    }
+    let node = tree.process_mut(me).ok_or(Errno::ESRCH)?;
+    node.sid = me;
+    node.pgid = me;
+    Ok(me as u64)
+}
+
+const PR_SET_PDEATHSIG: i32 = 1;
+const PR_GET_PDEATHSIG: i32 = 2;
+const PR_GET_DUMPABLE: i32 = 3;
+const PR_SET_DUMPABLE: i32 = 4;
+const PR_SET_NAME: i32 = 15;
+const PR_GET_NAME: i32 = 16;
+const PR_SET_NO_NEW_PRIVS: i32 = 38;
+const PR_GET_NO_NEW_PRIVS: i32 = 39;
+const PR_SET_CHILD_SUBREAPER: i32 = 36;
+const PR_GET_CHILD_SUBREAPER: i32 = 37;
+
+/// `prctl`: the options programs use to name themselves and manage their children.
+pub fn prctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    match int(a[0]) {
+        PR_SET_NAME => {
+            let mut name = [0u8; 16];
+            // The name is read up to 16 bytes, NUL or not.
+            let mut got = 0;
+            while got < 15 {
+                let mut b = [0u8; 1];
+                task.mm.guard().read_bytes(a[1] + got as u64, &mut b)?;
+                if b[0] == 0 {
+                    break;
+                }
+                name[got] = b[0];
+                got += 1;
+            }
+            *task.handle.name.guard() = name[..got].to_vec();
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut name = [0u8; 16];
+            let cur = task.handle.name.guard().clone();
+            name[..cur.len()].copy_from_slice(&cur);
+            task.mm.guard().write_bytes(a[1], &name)?;
+            Ok(0)
+        }
+        PR_SET_PDEATHSIG => {
+            let sig = a[1];
+            if sig > moat_abi::NSIG {
+                return Err(Errno::EINVAL);
+            }
+            *task.handle.pdeathsig.guard() = sig as i32;
+            Ok(0)
+        }
+        PR_GET_PDEATHSIG => {
+            let sig = *task.handle.pdeathsig.guard();
+            task.mm.guard().write_obj(a[1], &sig)?;
+            Ok(0)
+        }
+        PR_GET_DUMPABLE => Ok(1),
+        PR_SET_DUMPABLE if a[1] <= 1 => Ok(0),
+        PR_SET_DUMPABLE => Err(Errno::EINVAL),
+        PR_SET_NO_NEW_PRIVS if a[1] == 1 && a[2] == 0 && a[3] == 0 && a[4] == 0 => {
+            // Moat grants no privileges on exec anyway (no setuid binaries take effect).
+            task.handle
+                .no_new_privs
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        PR_GET_NO_NEW_PRIVS if a[1] == 0 && a[2] == 0 && a[3] == 0 && a[4] == 0 => Ok(u64::from(
+            task.handle
+                .no_new_privs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )),
+        PR_SET_NO_NEW_PRIVS | PR_GET_NO_NEW_PRIVS => Err(Errno::EINVAL),
+        PR_SET_CHILD_SUBREAPER => {
+            let mut tree = task.kernel.tree.guard();
+            if let Some(n) = tree.process_mut(task.tgid) {
+                n.subreaper = a[1] != 0;
+            }
+            Ok(0)
+        }
+        PR_GET_CHILD_SUBREAPER => {
+            let v = task
+                .kernel
+                .tree
+                .guard()
+                .process(task.tgid)
+                .is_some_and(|n| n.subreaper) as i32;
+            task.mm.guard().write_obj(a[1], &v)?;
+            Ok(0)
+        }
+        option => {
+            task.kernel.report_unimplemented(
+                u64::from(moat_abi::syscalls::nr::PRCTL) | ((option as u64) << 32),
+                &format!("prctl option {option}"),
+            );
+            Err(Errno::EINVAL)
+        }
+    }
 }
 
 pub fn set_tid_address(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -47,8 +234,8 @@ pub fn get_robust_list(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if pid != 0 && pid != task.tid {
         return Err(Errno::ESRCH);
     }
-    task.mm.write_obj(a[1], &task.robust_list.0)?;
-    task.mm.write_obj(a[2], &task.robust_list.1)?;
+    task.mm.guard().write_obj(a[1], &task.robust_list.0)?;
+    task.mm.guard().write_obj(a[2], &task.robust_list.1)?;
     Ok(0)
 }
 
@@ -80,12 +267,12 @@ pub fn arch_prctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
         ARCH_GET_FS => {
             let v = task.regs.fs_base;
-            task.mm.write_obj(a[1], &v)?;
+            task.mm.guard().write_obj(a[1], &v)?;
             Ok(0)
         }
         ARCH_GET_GS => {
             let v = task.regs.gs_base;
-            task.mm.write_obj(a[1], &v)?;
+            task.mm.guard().write_obj(a[1], &v)?;
             Ok(0)
         }
         // CPUID is always enabled: the application runs on the real CPU.

@@ -6,6 +6,7 @@ use moat_abi::{Errno, Iovec};
 
 use super::{int, SyscallResult};
 use crate::fs::OpenFile;
+use crate::process::Guard;
 use crate::task::Task;
 
 /// Linux caps a single transfer at `MAX_RW_COUNT` (INT_MAX rounded down to a page).
@@ -18,7 +19,7 @@ const PAGE_SIZE: usize = 4096;
 const IOV_MAX: i32 = 1024;
 
 fn readable_file(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
-    let file = task.files.get(int(fd))?;
+    let file = task.files.guard().get(int(fd))?;
     if !file.readable() {
         return Err(Errno::EBADF);
     }
@@ -26,7 +27,7 @@ fn readable_file(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
 }
 
 fn writable_file(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
-    let file = task.files.get(int(fd))?;
+    let file = task.files.guard().get(int(fd))?;
     if !file.writable() {
         return Err(Errno::EBADF);
     }
@@ -59,13 +60,18 @@ fn read_into(
     offset: Option<u64>,
 ) -> SyscallResult {
     let len = len.min(MAX_RW_COUNT).min(CHUNK);
-    task.mm.check_access(addr, len, true)?;
+    task.mm.guard().check_access(addr, len, true)?;
     let mut buf = staging(task, len as usize);
     let read = match offset {
         None => file.read(&mut buf[..len as usize]),
         Some(o) => file.read_at(&mut buf[..len as usize], o),
     };
-    let result = read.and_then(|n| task.mm.write_bytes(addr, &buf[..n]).map(|()| n as u64));
+    let result = read.and_then(|n| {
+        task.mm
+            .guard()
+            .write_bytes(addr, &buf[..n])
+            .map(|()| n as u64)
+    });
     restore(task, buf);
     result
 }
@@ -85,7 +91,8 @@ fn write_from(
         let n = (len - done).min(CHUNK);
         let mut buf = staging(task, n as usize);
         let chunk = &mut buf[..n as usize];
-        if let Err(e) = task.mm.read_bytes(addr + done, chunk) {
+        let copied = task.mm.guard().read_bytes(addr + done, chunk);
+        if let Err(e) = copied {
             restore(task, buf);
             return if done > 0 { Ok(done) } else { Err(e) };
         }
@@ -130,7 +137,7 @@ fn positioned(task: &Task, fd: u64, offset: u64, write: bool) -> Result<Arc<Open
     if (offset as i64) < 0 {
         return Err(Errno::EINVAL);
     }
-    let file = task.files.get(int(fd))?;
+    let file = task.files.guard().get(int(fd))?;
     if !file.ops().seekable() {
         return Err(Errno::ESPIPE);
     }
@@ -165,7 +172,7 @@ fn iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<Iovec>, Errno> {
     let mut v = Vec::with_capacity(count as usize);
     let mut total: u64 = 0;
     for i in 0..count as u64 {
-        let iov: Iovec = task.mm.read_obj(addr + i * 16)?;
+        let iov: Iovec = task.mm.guard().read_obj(addr + i * 16)?;
         total = total
             .checked_add(iov.len)
             .filter(|&t| i64::try_from(t).is_ok())
@@ -185,7 +192,9 @@ pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         .min(MAX_RW_COUNT)
         .min(CHUNK);
     for v in &iovs {
-        task.mm.check_access(v.base, v.len.min(total), true)?;
+        task.mm
+            .guard()
+            .check_access(v.base, v.len.min(total), true)?;
     }
     if total == 0 {
         return Ok(0);
@@ -199,7 +208,7 @@ pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             break;
         }
         let k = (v.len as usize).min(n - done);
-        task.mm.write_bytes(v.base, &buf[done..done + k])?;
+        task.mm.guard().write_bytes(v.base, &buf[done..done + k])?;
         done += k;
     }
     Ok(n as u64)
@@ -215,7 +224,7 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         let len = v.len.min(MAX_RW_COUNT - buf.len() as u64);
         let start = buf.len();
         buf.resize(start + len as usize, 0);
-        if let Err(e) = task.mm.read_bytes(v.base, &mut buf[start..]) {
+        if let Err(e) = task.mm.guard().read_bytes(v.base, &mut buf[start..]) {
             // A pipe takes data a page at a time and drops the page a fault interrupts, so
             // only whole pages gathered before the fault are written.
             let is_pipe = file
@@ -299,7 +308,7 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let explicit = if offset_addr == 0 {
         None
     } else {
-        Some(task.mm.read_obj::<i64>(offset_addr)?)
+        Some(task.mm.guard().read_obj::<i64>(offset_addr)?)
     };
     let input = readable_file(task, in_fd)?;
     if explicit.is_some() && !input.ops().seekable() {
@@ -331,7 +340,7 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         let _ = input.seek(-(unwritten as i64), libc::SEEK_CUR);
     }
     if let Some(pos) = start {
-        task.mm.write_obj(offset_addr, &(pos + done))?;
+        task.mm.guard().write_obj(offset_addr, &(pos + done))?;
     }
     Ok(done)
 }
@@ -343,13 +352,13 @@ pub fn copy_file_range(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if a[5] != 0 {
         return Err(Errno::EINVAL);
     }
-    let input = task.files.get(int(fd_in))?;
-    let output = task.files.get(int(fd_out))?;
+    let input = task.files.guard().get(int(fd_in))?;
+    let output = task.files.guard().get(int(fd_out))?;
     let read_offset = |task: &mut Task, addr: u64| -> Result<Option<i64>, Errno> {
         if addr == 0 {
             Ok(None)
         } else {
-            task.mm.read_obj::<i64>(addr).map(Some)
+            task.mm.guard().read_obj::<i64>(addr).map(Some)
         }
     };
     let off_in = read_offset(task, off_in_addr)?;
@@ -399,13 +408,13 @@ pub fn copy_file_range(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         |buf, at| output.write_at(buf, pos_out + at),
     )?;
     match off_in {
-        Some(_) => task.mm.write_obj(off_in_addr, &(pos_in + done))?,
+        Some(_) => task.mm.guard().write_obj(off_in_addr, &(pos_in + done))?,
         None => {
             input.seek((pos_in + done) as i64, libc::SEEK_SET)?;
         }
     }
     match off_out {
-        Some(_) => task.mm.write_obj(off_out_addr, &(pos_out + done))?,
+        Some(_) => task.mm.guard().write_obj(off_out_addr, &(pos_out + done))?,
         None => {
             output.seek((pos_out + done) as i64, libc::SEEK_SET)?;
         }

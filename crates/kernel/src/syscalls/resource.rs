@@ -3,6 +3,7 @@
 use moat_abi::{Errno, Rlimit};
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 use crate::RLIMIT_COUNT;
 
@@ -27,19 +28,19 @@ fn do_prlimit(task: &mut Task, res: usize, new: Option<Rlimit>, old_addr: u64) -
             return Err(Errno::EPERM);
         }
     }
-    let old = task.limits[res];
+    let old = task.limits()[res];
     if old_addr != 0 {
-        task.mm.write_obj(old_addr, &old)?;
+        task.mm.guard().write_obj(old_addr, &old)?;
     }
     if let Some(n) = new {
         // Raising the hard limit needs CAP_SYS_RESOURCE, which only root has in the sandbox.
         if n.max > old.max && task.creds.euid != 0 {
             return Err(Errno::EPERM);
         }
-        task.limits[res] = n;
+        task.limits()[res] = n;
         match res as u32 {
-            libc::RLIMIT_AS => task.mm.limit_as = n.cur,
-            libc::RLIMIT_DATA => task.mm.limit_data = n.cur,
+            libc::RLIMIT_AS => task.mm.guard().limit_as = n.cur,
+            libc::RLIMIT_DATA => task.mm.guard().limit_data = n.cur,
             _ => {}
         }
     }
@@ -53,7 +54,7 @@ pub fn prlimit64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let res = resource(a[1])?;
     let new = if a[2] != 0 {
-        Some(task.mm.read_obj::<Rlimit>(a[2])?)
+        Some(task.mm.guard().read_obj::<Rlimit>(a[2])?)
     } else {
         None
     };
@@ -62,13 +63,13 @@ pub fn prlimit64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 pub fn getrlimit(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let res = resource(a[0])?;
-    let old = task.limits[res];
-    task.mm.write_obj(a[1], &old)?;
+    let old = task.limits()[res];
+    task.mm.guard().write_obj(a[1], &old)?;
     Ok(0)
 }
 
 pub fn setrlimit(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let res = resource(a[0])?;
-    let new: Rlimit = task.mm.read_obj(a[1])?;
+    let new: Rlimit = task.mm.guard().read_obj(a[1])?;
     do_prlimit(task, res, Some(new), 0)
 }

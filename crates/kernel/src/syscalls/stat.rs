@@ -4,6 +4,7 @@ use moat_abi::{Errno, Stat};
 
 use super::path::{read_path, resolve_at, target_at, Target};
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 
 fn stat_of(target: &Target) -> Result<Stat, Errno> {
@@ -18,7 +19,7 @@ pub fn stat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let st = resolve_at(task, libc::AT_FDCWD, &path, true)?
         .inode()
         .stat()?;
-    task.mm.write_obj(a[1], &st)?;
+    task.mm.guard().write_obj(a[1], &st)?;
     Ok(0)
 }
 
@@ -27,13 +28,13 @@ pub fn lstat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let st = resolve_at(task, libc::AT_FDCWD, &path, false)?
         .inode()
         .stat()?;
-    task.mm.write_obj(a[1], &st)?;
+    task.mm.guard().write_obj(a[1], &st)?;
     Ok(0)
 }
 
 pub fn fstat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let st = task.files.get(int(a[0]))?.stat()?;
-    task.mm.write_obj(a[1], &st)?;
+    let st = task.files.guard().get(int(a[0]))?.stat()?;
+    task.mm.guard().write_obj(a[1], &st)?;
     Ok(0)
 }
 
@@ -44,7 +45,7 @@ pub fn newfstatat(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let target = target_at(task, int(a[0]), a[1], flags, true)?;
     let st = stat_of(&target)?;
-    task.mm.write_obj(a[2], &st)?;
+    task.mm.guard().write_obj(a[2], &st)?;
     Ok(0)
 }
 
@@ -111,7 +112,9 @@ pub fn statx(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         Target::Path(p) => p.mount.id,
         Target::File(_) => 0,
     };
-    task.mm.write_bytes(a[4], &statx_bytes(&st, mnt_id))?;
+    task.mm
+        .guard()
+        .write_bytes(a[4], &statx_bytes(&st, mnt_id))?;
     Ok(0)
 }
 
@@ -145,14 +148,14 @@ pub fn statfs(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let path = read_path(task, a[0])?;
     let target = resolve_at(task, libc::AT_FDCWD, &path, true)?;
     let bytes = statfs_bytes(task, target.mount.read_only);
-    task.mm.write_bytes(a[1], &bytes)?;
+    task.mm.guard().write_bytes(a[1], &bytes)?;
     Ok(0)
 }
 
 pub fn fstatfs(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     let ro = file.path().is_some_and(|p| p.mount.read_only);
     let bytes = statfs_bytes(task, ro);
-    task.mm.write_bytes(a[1], &bytes)?;
+    task.mm.guard().write_bytes(a[1], &bytes)?;
     Ok(0)
 }

@@ -5,10 +5,11 @@
 use moat_abi::Errno;
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 
 pub fn fsync(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -32,7 +33,7 @@ pub fn syncfs(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 /// The `S_IFMT` bits of an open file.
 fn file_type(task: &Task, fd: u64) -> Result<u32, Errno> {
-    let file = task.files.get(int(fd))?;
+    let file = task.files.guard().get(int(fd))?;
     if file.is_path_only() {
         return Err(Errno::EBADF);
     }
@@ -71,7 +72,7 @@ pub fn fadvise64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 /// `readahead`: only regular files have pages to read ahead.
 pub fn readahead(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.get(int(a[0]))?;
+    let file = task.files.guard().get(int(a[0]))?;
     if !file.readable() {
         return Err(Errno::EBADF);
     }

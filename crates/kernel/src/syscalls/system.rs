@@ -3,6 +3,7 @@
 use moat_abi::{Errno, Sysinfo, Utsname};
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 
 /// The release Moat reports: a Linux version whose ABI Moat follows, marked as Moat's.
@@ -25,7 +26,7 @@ pub fn uname(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         machine: field("x86_64"),
         domainname: field("(none)"),
     };
-    task.mm.write_obj(a[0], &u)?;
+    task.mm.guard().write_obj(a[0], &u)?;
     Ok(0)
 }
 
@@ -46,7 +47,7 @@ pub fn getrandom(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     while done < len {
         let n = (len - done).min(buf.len() as u64) as usize;
         crate::fill_random(&mut buf[..n]);
-        if let Err(e) = task.mm.write_bytes(addr + done, &buf[..n]) {
+        if let Err(e) = task.mm.guard().write_bytes(addr + done, &buf[..n]) {
             return if done > 0 { Ok(done) } else { Err(e) };
         }
         done += n as u64;
@@ -73,7 +74,7 @@ pub fn sched_getaffinity(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let n = len.min(mask.len());
     let bytes = mask[..n].to_vec();
-    task.mm.write_bytes(a[2], &bytes)?;
+    task.mm.guard().write_bytes(a[2], &bytes)?;
     Ok(n as u64)
 }
 
@@ -99,6 +100,6 @@ pub fn sysinfo(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         mem_unit: 1,
         ..Sysinfo::default()
     };
-    task.mm.write_obj(a[0], &info)?;
+    task.mm.guard().write_obj(a[0], &info)?;
     Ok(0)
 }

@@ -3,12 +3,13 @@
 //! The sandbox reads the host's clocks (the kernel's own time source); CPU-time clocks are
 //! the application's own CPU time, as the platform measures it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moat_abi::{Errno, Timespec, Timeval, Timezone};
 use rustix::time::ClockId;
 
 use super::{int, SyscallResult};
+use crate::process::Guard;
 use crate::task::Task;
 
 /// A clock the application can name.
@@ -94,7 +95,7 @@ fn now(task: &mut Task, c: Clock) -> Result<Timespec, Errno> {
 pub fn clock_gettime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let c = clock(task, int(a[0]))?;
     let t = now(task, c)?;
-    task.mm.write_obj(a[1], &t)?;
+    task.mm.guard().write_obj(a[1], &t)?;
     Ok(0)
 }
 
@@ -114,7 +115,7 @@ pub fn clock_getres(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         },
     };
     if a[1] != 0 {
-        task.mm.write_obj(a[1], &res)?;
+        task.mm.guard().write_obj(a[1], &res)?;
     }
     Ok(0)
 }
@@ -126,10 +127,10 @@ pub fn gettimeofday(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             tv_sec: t.tv_sec,
             tv_usec: t.tv_nsec / 1000,
         };
-        task.mm.write_obj(a[0], &tv)?;
+        task.mm.guard().write_obj(a[0], &tv)?;
     }
     if a[1] != 0 {
-        task.mm.write_obj(a[1], &Timezone::default())?;
+        task.mm.guard().write_obj(a[1], &Timezone::default())?;
     }
     Ok(0)
 }
@@ -137,27 +138,42 @@ pub fn gettimeofday(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 pub fn time(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let secs = rustix::time::clock_gettime(ClockId::Realtime).tv_sec;
     if a[0] != 0 {
-        task.mm.write_obj(a[0], &secs)?;
+        task.mm.guard().write_obj(a[0], &secs)?;
     }
     Ok(secs as u64)
 }
 
 fn read_timespec(task: &mut Task, addr: u64) -> Result<Timespec, Errno> {
-    let t: Timespec = task.mm.read_obj(addr)?;
+    let t: Timespec = task.mm.guard().read_obj(addr)?;
     if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
         return Err(Errno::EINVAL);
     }
     Ok(t)
 }
 
-fn sleep_relative(t: Timespec) {
-    std::thread::sleep(Duration::new(t.tv_sec as u64, t.tv_nsec as u32));
+/// Sleep for `t`; interrupted, write the time left at `rem` (if not null) and let the signal
+/// decide: `EINTR` if a handler runs, a restart otherwise.
+fn sleep_relative(task: &mut Task, t: Timespec, rem: u64) -> SyscallResult {
+    let deadline = Instant::now() + Duration::new(t.tv_sec as u64, t.tv_nsec as u32);
+    match task.sleep_until(deadline) {
+        Ok(()) => Ok(0),
+        Err(_) => {
+            if rem != 0 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let ts = Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: i64::from(left.subsec_nanos()),
+                };
+                task.mm.guard().write_obj(rem, &ts)?;
+            }
+            Err(Errno::ERESTARTNOHAND)
+        }
+    }
 }
 
 pub fn nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let t = read_timespec(task, a[0])?;
-    sleep_relative(t);
-    Ok(0)
+    sleep_relative(task, t, a[1])
 }
 
 pub fn clock_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -190,11 +206,17 @@ pub fn clock_nanosleep(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             tv_sec: t.tv_sec - tai_offset,
             tv_nsec: t.tv_nsec,
         };
-        while let Err(rustix::io::Errno::INTR) =
-            rustix::thread::clock_nanosleep_absolute(id, &target)
-        {}
+        let now = rustix::time::clock_gettime(id);
+        let left = (target.tv_sec - now.tv_sec) as i128 * 1_000_000_000
+            + (target.tv_nsec - now.tv_nsec) as i128;
+        if left > 0 {
+            let deadline = Instant::now() + Duration::from_nanos(left.min(u64::MAX as i128) as u64);
+            // An absolute sleep restarts exactly, whatever interrupted it.
+            task.sleep_until(deadline)
+                .map_err(|_| Errno::ERESTARTNOHAND)?;
+        }
+        Ok(0)
     } else {
-        sleep_relative(t);
+        sleep_relative(task, t, a[3])
     }
-    Ok(0)
 }

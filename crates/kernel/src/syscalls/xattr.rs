@@ -7,6 +7,7 @@ use moat_abi::Errno;
 use super::path::{read_path, resolve_at};
 use super::{int, SyscallResult};
 use crate::fs::tmpfs::{XATTR_CREATE, XATTR_REPLACE};
+use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::{permitted, FileKind, VfsPath, MAY_READ, MAY_WRITE};
 
@@ -29,7 +30,7 @@ fn target(task: &mut Task, arg: u64, how: &Target) -> Result<VfsPath, Errno> {
             resolve_at(task, libc::AT_FDCWD, &path, *follow)
         }
         Target::Fd => {
-            let file = task.files.get(int(arg))?;
+            let file = task.files.guard().get(int(arg))?;
             if file.is_path_only() {
                 return Err(Errno::EBADF);
             }
@@ -42,6 +43,7 @@ fn target(task: &mut Task, arg: u64, how: &Target) -> Result<VfsPath, Errno> {
 fn read_name(task: &mut Task, addr: u64) -> Result<Vec<u8>, Errno> {
     let name = task
         .mm
+        .guard()
         .read_cstring(addr, NAME_MAX + 1)
         .map_err(|e| match e {
             Errno::ENAMETOOLONG => Errno::ERANGE,
@@ -92,7 +94,7 @@ fn copy_out(task: &mut Task, buf: u64, size: u64, data: &[u8]) -> SyscallResult 
     if data.len() as u64 > size {
         return Err(Errno::ERANGE);
     }
-    task.mm.write_bytes(buf, data)?;
+    task.mm.guard().write_bytes(buf, data)?;
     Ok(data.len() as u64)
 }
 
@@ -115,7 +117,7 @@ fn set(task: &mut Task, a: &[u64; 6], how: &Target) -> SyscallResult {
         return Err(Errno::E2BIG);
     }
     let mut value = vec![0u8; a[3] as usize];
-    task.mm.read_bytes(a[2], &mut value)?;
+    task.mm.guard().read_bytes(a[2], &mut value)?;
     check_access(task, &at, &name, true)?;
     at.inode().set_xattr(&name, &value, flags)?;
     Ok(0)

@@ -26,7 +26,8 @@ pub struct FsContext {
 
 /// A resolution on behalf of a task.
 pub struct Resolve<'a> {
-    pub fs: &'a FsContext,
+    /// The task's root: `/` and the top of `..`.
+    pub root: VfsPath,
     pub creds: &'a Credentials,
 }
 
@@ -44,7 +45,7 @@ impl Resolve<'_> {
             b"." => Ok(cur.clone()),
             b".." => {
                 let mut at = cur.clone();
-                if at.same(&self.fs.root) {
+                if at.same(&self.root) {
                     return Ok(at);
                 }
                 // Climb out of mounts whose root we stand on.
@@ -58,7 +59,7 @@ impl Resolve<'_> {
                         }
                         None => return Ok(at),
                     }
-                    if at.same(&self.fs.root) {
+                    if at.same(&self.root) {
                         return Ok(at);
                     }
                 }
@@ -107,7 +108,7 @@ impl Resolve<'_> {
         }
         let must_be_dir = path.ends_with(b"/");
         let mut cur = if path[0] == b'/' {
-            self.fs.root.clone()
+            self.root.clone()
         } else {
             start.clone()
         };
@@ -130,7 +131,7 @@ impl Resolve<'_> {
                 expanded.extend(queue);
                 queue = expanded;
                 if target[0] == b'/' {
-                    cur = self.fs.root.clone();
+                    cur = self.root.clone();
                 }
                 continue;
             }
@@ -160,12 +161,12 @@ impl Resolve<'_> {
             &path[..end]
         };
         if trimmed.is_empty() {
-            return Ok((self.fs.root.clone(), b".".to_vec(), true));
+            return Ok((self.root.clone(), b".".to_vec(), true));
         }
         let (dir, name) = match trimmed.iter().rposition(|&b| b == b'/') {
             Some(i) => {
                 let dir = if i == 0 {
-                    self.fs.root.clone()
+                    self.root.clone()
                 } else {
                     self.path(start, &trimmed[..=i], true)?
                 };

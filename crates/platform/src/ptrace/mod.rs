@@ -485,6 +485,14 @@ impl Context for PtraceContext {
         Ok(buf)
     }
 
+    fn interrupter(&self) -> Arc<dyn crate::Interrupter> {
+        struct Nothing;
+        impl crate::Interrupter for Nothing {
+            fn interrupt(&self) {}
+        }
+        Arc::new(Nothing)
+    }
+
     fn set_fp_state(&mut self, state: &[u8]) -> Result<(), PlatformError> {
         let mut iov = libc::iovec {
             iov_base: state.as_ptr().cast_mut().cast(),
