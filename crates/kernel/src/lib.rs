@@ -17,6 +17,7 @@ pub mod signal;
 pub mod strace;
 pub mod syscalls;
 pub mod task;
+pub mod timer;
 pub mod vfs;
 pub mod wait;
 
@@ -124,6 +125,10 @@ pub struct Kernel {
     pub exit_status: Mutex<Option<ExitStatus>>,
     /// Completed when init dies: the sandbox is over.
     pub ended: task::Completion,
+    /// What every exec passes in the auxiliary vector about the host CPU.
+    pub aux: AuxFacts,
+    /// Deadlines that send signals (`alarm`, `setitimer`).
+    pub timers: Arc<timer::Timers>,
 }
 
 impl Kernel {
@@ -164,8 +169,9 @@ pub fn fill_random(buf: &mut [u8]) {
 /// one given if it exists in the tree (a tmpfs root gets it created), else `/`.
 pub fn sandbox_fs(
     config: &SandboxConfig,
-    boot: std::time::Instant,
+    kernel: &Arc<Kernel>,
 ) -> Result<vfs::FsContext, KernelError> {
+    let boot = kernel.boot;
     let upper = fs::tmpfs::Tmpfs::new_root(0o755, 0, 0);
     let (root, fs_type): (vfs::InodeRef, _) = match &config.gofer {
         Some(client) => {
@@ -203,7 +209,7 @@ pub fn sandbox_fs(
     ensure_dir(&root_path, b"tmp", 0o1777, 0, 0);
     let process = process_info(config, boot);
     if let Some(proc_dir) = ensure_dir(&root_path, b"proc", 0o555, 0, 0) {
-        let procfs = fs::proc::new_procfs(&process);
+        let procfs = fs::proc::new_procfs(&process, &Arc::downgrade(kernel));
         vfs::Mount::new_at(&proc_dir, procfs, "proc", false).map_err(KernelError::Root)?;
     }
     if let Some(sys_dir) = ensure_dir(&root_path, b"sys", 0o555, 0, 0) {
@@ -334,6 +340,8 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         threads: Mutex::new(Vec::new()),
         exit_status: Mutex::new(None),
         ended: task::Completion::default(),
+        aux: config.aux.clone(),
+        timers: Arc::new(timer::Timers::default()),
     });
     let result = task::Task::start(kernel.clone(), config).and_then(|mut init| init.run());
     if result.is_err() {

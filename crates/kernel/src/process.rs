@@ -141,6 +141,34 @@ pub struct TaskHandle {
     pub pdeathsig: Mutex<i32>,
     /// `PR_SET_NO_NEW_PRIVS`.
     pub no_new_privs: AtomicBool,
+    /// This one thread is to end (another thread of its process called exec).
+    pub killed: AtomicBool,
+    /// The task's memory, fds and filesystem context, for `/proc` (kept current by exec).
+    pub resources: Mutex<Option<TaskResources>>,
+}
+
+/// What a task shares by `clone` flags, as others may look at it.
+#[derive(Clone)]
+pub struct TaskResources {
+    pub mm: Arc<Mutex<crate::mm::MemoryManager>>,
+    pub files: Arc<Mutex<crate::fs::FdTable>>,
+    pub fs: Arc<Mutex<crate::vfs::FsContext>>,
+}
+
+thread_local! {
+    /// The (tgid, tid) of the task this host thread runs: every task has its own host thread,
+    /// so `/proc/self` can ask which task is looking.
+    static CURRENT: std::cell::Cell<(i32, i32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Record which task this host thread runs.
+pub fn set_current(tgid: i32, tid: i32) {
+    CURRENT.with(|c| c.set((tgid, tid)));
+}
+
+/// The (tgid, tid) of the task running on this host thread.
+pub fn current() -> (i32, i32) {
+    CURRENT.with(std::cell::Cell::get)
 }
 
 impl TaskHandle {
@@ -157,7 +185,7 @@ impl TaskHandle {
     /// Whether something should interrupt what the task is doing: a pending signal it does
     /// not block, or the end of its thread group.
     pub fn interrupted(&self) -> bool {
-        if self.group.exiting().is_some() {
+        if self.group.exiting().is_some() || self.killed.load(Ordering::SeqCst) {
             return true;
         }
         let mask = {
@@ -205,6 +233,15 @@ pub struct ThreadGroup {
     pub limits: Mutex<[Rlimit; RLIMIT_COUNT]>,
     /// Set by the first thread to exit once the group is exiting, so only one reports it.
     pub dead: AtomicBool,
+    /// `ITIMER_REAL` (`alarm`, `setitimer`), and a generation that retires old callbacks.
+    pub real_timer: Mutex<Option<RealTimer>>,
+    pub real_timer_generation: std::sync::atomic::AtomicU64,
+}
+
+/// An armed `ITIMER_REAL`.
+pub struct RealTimer {
+    pub id: crate::timer::TimerId,
+    pub interval: std::time::Duration,
 }
 
 impl ThreadGroup {
@@ -225,6 +262,8 @@ impl ThreadGroup {
             child_events: WaitQueue::default(),
             limits: Mutex::new(limits),
             dead: AtomicBool::new(false),
+            real_timer: Mutex::new(None),
+            real_timer_generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

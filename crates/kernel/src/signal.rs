@@ -271,6 +271,13 @@ impl Task {
                 self.exiting = Some(status);
                 return;
             }
+            if self.handle.killed.load(std::sync::atomic::Ordering::SeqCst) {
+                self.exiting = Some(ExitStatus::Signaled {
+                    signo: libc::SIGKILL,
+                    core: false,
+                });
+                return;
+            }
             if self.stop_pending() {
                 self.wait_while_stopped();
                 continue;
@@ -534,25 +541,21 @@ impl Task {
         let fp_addr = get(&uc, mc + 184);
         if fp_addr != 0 {
             let mut head = [0u8; 512];
-            let fp = self
-                .mm
-                .guard()
-                .read_bytes(fp_addr, &mut head)
-                .ok()
-                .and_then(|()| {
-                    let size = if get32(&head, SW_BYTES_OFFSET) == FP_XSTATE_MAGIC1 {
-                        get32(&head, SW_BYTES_OFFSET + 16) as usize
-                    } else {
-                        512
-                    };
-                    // The XSAVE area is at most a few KiB; refuse absurd sizes.
-                    if !(512..=64 * 1024).contains(&size) {
-                        return None;
-                    }
-                    let mut buf = vec![0u8; size];
-                    self.mm.guard().read_bytes(fp_addr, &mut buf).ok()?;
-                    Some(buf)
-                });
+            let head_read = self.mm.guard().read_bytes(fp_addr, &mut head);
+            let fp = head_read.ok().and_then(|()| {
+                let size = if get32(&head, SW_BYTES_OFFSET) == FP_XSTATE_MAGIC1 {
+                    get32(&head, SW_BYTES_OFFSET + 16) as usize
+                } else {
+                    512
+                };
+                // The XSAVE area is at most a few KiB; refuse absurd sizes.
+                if !(512..=64 * 1024).contains(&size) {
+                    return None;
+                }
+                let mut buf = vec![0u8; size];
+                self.mm.guard().read_bytes(fp_addr, &mut buf).ok()?;
+                Some(buf)
+            });
             let restored = match fp {
                 Some(mut buf) => {
                     if buf.len() == 512 {

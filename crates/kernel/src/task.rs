@@ -104,6 +104,8 @@ pub struct TaskSeed {
     pub vfork_done: Option<Arc<Completion>>,
     /// Where to write the child's tid in the child's memory (`CLONE_CHILD_SETTID`).
     pub child_settid: Option<u64>,
+    /// The parent's floating-point state (control words are preserved across calls).
+    pub fp_state: Option<Vec<u8>>,
 }
 
 impl Task {
@@ -114,7 +116,7 @@ impl Task {
         let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
         mm.limit_as = config.limits[libc::RLIMIT_AS as usize].cur;
         mm.limit_data = config.limits[libc::RLIMIT_DATA as usize].cur;
-        let fs = crate::sandbox_fs(&config, kernel.boot)?;
+        let fs = crate::sandbox_fs(&config, &kernel)?;
         let image = crate::read_executable(&fs, &config.creds, &config.filename).map_err(|e| {
             KernelError::Load(loader::LoadError::Open(
                 String::from_utf8_lossy(&config.filename).into_owned(),
@@ -211,6 +213,10 @@ impl Task {
                 return Err(KernelError::Attach(Errno::ENOSYS));
             }
         };
+        let mut context = context;
+        if let Some(fp) = &seed.fp_state {
+            context.set_fp_state(fp)?;
+        }
         *seed.handle.interrupter.guard() = Some(context.interrupter());
         let tid = seed.handle.tid;
         let tgid = seed.handle.group.tgid;
@@ -243,6 +249,8 @@ impl Task {
 
     /// Run the task until it exits, then leave the process tree.
     pub fn run(&mut self) -> Result<(), KernelError> {
+        crate::process::set_current(self.tgid, self.tid);
+        self.publish_resources();
         let result = self.run_loop();
         self.exit_thread();
         result
@@ -283,6 +291,15 @@ impl Task {
             self.regs.rip
         );
         self.force_signal(moat_abi::SigInfo::fault(signo, code, addr));
+    }
+
+    /// Let others (procfs) see the task's current memory, fds and filesystem context.
+    pub fn publish_resources(&self) {
+        *self.handle.resources.guard() = Some(crate::process::TaskResources {
+            mm: self.mm.clone(),
+            files: self.files.clone(),
+            fs: self.fs.clone(),
+        });
     }
 
     /// A path resolution on this task's behalf.
@@ -382,6 +399,7 @@ impl Task {
             done.complete();
         }
         let cpu = self.context.cpu_time().unwrap_or_default();
+        *self.handle.resources.guard() = None;
         crate::exit::leave(self, status, cpu);
     }
 }
@@ -404,6 +422,8 @@ pub fn new_handle(
         creds: Mutex::new(creds.clone()),
         pdeathsig: Mutex::new(0),
         no_new_privs: std::sync::atomic::AtomicBool::new(false),
+        killed: std::sync::atomic::AtomicBool::new(false),
+        resources: Mutex::new(None),
     })
 }
 

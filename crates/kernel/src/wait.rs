@@ -68,14 +68,23 @@ impl Waker {
 #[derive(Debug, Default)]
 pub struct WaitQueue {
     waiters: Mutex<Vec<Arc<Waker>>>,
+    /// Counts notifications: edge-triggered epoll reports a file again only after a new one.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl WaitQueue {
     /// Wake every waiter (they re-check their conditions).
     pub fn notify(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for w in lock(&self.waiters).iter() {
             w.wake();
         }
+    }
+
+    /// How many notifications there have been.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Add `waker` until the returned guard is dropped.

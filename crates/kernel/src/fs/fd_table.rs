@@ -85,6 +85,15 @@ impl FdTable {
         self.slots[i] = Some(slot);
     }
 
+    /// exec: close every fd marked close-on-exec.
+    pub fn close_on_exec(&mut self) {
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|s| s.cloexec) {
+                *slot = None;
+            }
+        }
+    }
+
     /// The highest open fd, if any.
     pub fn highest(&self) -> Option<u32> {
         self.slots

@@ -6,12 +6,15 @@
 
 pub mod dev;
 pub mod dir;
+pub mod eventfd;
 pub mod fd_table;
 pub mod gofer;
 pub mod host;
 pub mod locks;
 pub mod overlay;
+pub mod pipe;
 pub mod proc;
+pub mod proc_pid;
 pub mod sys;
 pub mod tmpfs;
 
@@ -79,6 +82,28 @@ pub trait FileOps: Send + Sync {
     fn is_directory(&self) -> bool {
         false
     }
+
+    /// Readiness as `poll` reports it (`POLLIN`, `POLLOUT`, `POLLHUP`...). Files whose
+    /// readiness never changes are always ready, as regular files are on Linux.
+    fn poll(&self, _file: &OpenFile) -> u32 {
+        pipe::POLLIN | pipe::POLLOUT | pipe::POLLRDNORM | pipe::POLLWRNORM
+    }
+
+    /// The queue notified when the file's readiness may have changed; `None` for files that
+    /// never make a reader or writer wait.
+    fn wait_queue(&self) -> Option<&crate::wait::WaitQueue> {
+        None
+    }
+
+    /// This file as a pipe end (`F_GETPIPE_SZ`, `F_SETPIPE_SZ`).
+    fn as_pipe(&self) -> Option<&pipe::PipeEnd> {
+        None
+    }
+
+    /// This file as an epoll instance (`epoll_ctl`, `epoll_wait`).
+    fn as_epoll(&self) -> Option<&crate::syscalls::epoll::Epoll> {
+        None
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -134,6 +159,11 @@ impl OpenFile {
 
     pub fn path(&self) -> Option<&VfsPath> {
         self.path.as_ref()
+    }
+
+    /// The description's position (`/proc/PID/fdinfo`).
+    pub fn position(&self) -> u64 {
+        *lock(&self.offset)
     }
 
     pub fn flags(&self) -> u32 {

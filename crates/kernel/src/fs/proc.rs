@@ -20,6 +20,7 @@ use std::time::Instant;
 use moat_abi::{Errno, Stat};
 
 use super::{FileOps, OpenFile};
+use crate::process::Guard;
 use crate::vfs::{DirEntry, Inode, InodeRef};
 use crate::Credentials;
 
@@ -31,11 +32,42 @@ const SYS_DEV: u64 = super::dev::makedev(0, 0x17);
 /// Renders a file's contents when it is opened.
 type Render = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
 
+/// A generated directory's entries.
+pub type Entries = Vec<(Vec<u8>, InodeRef)>;
+
 /// What a procfs inode is.
 enum Node {
     Dir(Vec<(&'static str, InodeRef)>),
+    /// A directory listed afresh at each lookup and listing (`/proc`, `/proc/PID/fd`).
+    DynDir(Arc<dyn Fn() -> Entries + Send + Sync>),
     File(Render),
+    /// A file whose rendering can fail (its process has gone: `ESRCH`).
+    Fallible(Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>),
     Symlink(Vec<u8>),
+    /// A link whose target is read when asked (`/proc/self`, `/proc/PID/cwd`).
+    DynSymlink(Arc<dyn Fn() -> Result<Vec<u8>, Errno> + Send + Sync>),
+}
+
+/// A directory whose entries `list` gives when asked.
+pub fn dyn_dir(owner: (u32, u32), list: impl Fn() -> Entries + Send + Sync + 'static) -> InodeRef {
+    inode(0o555, owner, Node::DynDir(Arc::new(list)))
+}
+
+/// A symlink whose target `target` gives when read.
+pub fn dyn_symlink(
+    owner: (u32, u32),
+    target: impl Fn() -> Result<Vec<u8>, Errno> + Send + Sync + 'static,
+) -> InodeRef {
+    inode(0o777, owner, Node::DynSymlink(Arc::new(target)))
+}
+
+/// A file rendered at open by `render`, which may fail.
+pub fn file_at(
+    perm: u32,
+    owner: (u32, u32),
+    render: impl Fn() -> Result<Vec<u8>, Errno> + Send + Sync + 'static,
+) -> InodeRef {
+    inode(perm, owner, Node::Fallible(Arc::new(render)))
 }
 
 /// A procfs inode.
@@ -137,8 +169,9 @@ impl Inode for ProcInode {
     fn stat(&self) -> Result<Stat, Errno> {
         let (kind, nlink) = match &self.node {
             Node::Dir(entries) => (libc::S_IFDIR, 2 + entries.len() as u64),
-            Node::File(_) => (libc::S_IFREG, 1),
-            Node::Symlink(_) => (libc::S_IFLNK, 1),
+            Node::DynDir(_) => (libc::S_IFDIR, 2),
+            Node::File(_) | Node::Fallible(_) => (libc::S_IFREG, 1),
+            Node::Symlink(_) | Node::DynSymlink(_) => (libc::S_IFLNK, 1),
         };
         let size = match &self.node {
             Node::Symlink(t) => t.len() as i64,
@@ -158,44 +191,53 @@ impl Inode for ProcInode {
     }
 
     fn lookup(&self, name: &[u8]) -> Result<InodeRef, Errno> {
-        let Node::Dir(entries) = &self.node else {
-            return Err(Errno::ENOTDIR);
-        };
-        entries
-            .iter()
-            .find(|(n, _)| n.as_bytes() == name)
-            .map(|(_, i)| i.clone())
-            .ok_or(Errno::ENOENT)
+        match &self.node {
+            Node::Dir(entries) => entries
+                .iter()
+                .find(|(n, _)| n.as_bytes() == name)
+                .map(|(_, i)| i.clone())
+                .ok_or(Errno::ENOENT),
+            Node::DynDir(list) => list()
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, i)| i)
+                .ok_or(Errno::ENOENT),
+            _ => Err(Errno::ENOTDIR),
+        }
     }
 
     fn readdir(&self) -> Result<Vec<DirEntry>, Errno> {
-        let Node::Dir(entries) = &self.node else {
-            return Err(Errno::ENOTDIR);
+        let entry = |name: &[u8], i: &InodeRef| DirEntry {
+            ino: i.id().1,
+            kind: i.kind(),
+            name: name.to_vec(),
         };
-        Ok(entries
-            .iter()
-            .map(|(name, i)| DirEntry {
-                ino: i.id().1,
-                kind: i.kind(),
-                name: name.as_bytes().to_vec(),
-            })
-            .collect())
+        match &self.node {
+            Node::Dir(entries) => Ok(entries
+                .iter()
+                .map(|(name, i)| entry(name.as_bytes(), i))
+                .collect()),
+            Node::DynDir(list) => Ok(list().iter().map(|(name, i)| entry(name, i)).collect()),
+            _ => Err(Errno::ENOTDIR),
+        }
     }
 
     fn readlink(&self) -> Result<Vec<u8>, Errno> {
         match &self.node {
             Node::Symlink(t) => Ok(t.clone()),
+            Node::DynSymlink(target) => target(),
             _ => Err(Errno::EINVAL),
         }
     }
 
     fn open(&self, _flags: u32) -> Result<Box<dyn FileOps>, Errno> {
         match &self.node {
-            Node::Dir(_) => Ok(Box::new(super::dir::DirFile)),
+            Node::Dir(_) | Node::DynDir(_) => Ok(Box::new(super::dir::DirFile)),
             // The VFS has checked the mode bits (root may open for writing); writes then
             // fail, as they do on Linux's read-only proc files.
             Node::File(render) => Ok(Box::new(Snapshot(render()))),
-            Node::Symlink(_) => Err(Errno::ELOOP),
+            Node::Fallible(render) => Ok(Box::new(Snapshot(render()?))),
+            Node::Symlink(_) | Node::DynSymlink(_) => Err(Errno::ELOOP),
         }
     }
 
@@ -251,12 +293,12 @@ pub struct ProcessInfo {
     pub boot: Instant,
 }
 
-/// A fresh `/proc` for a sandbox whose (only) process is `process`.
-pub fn new_procfs(process: &ProcessInfo) -> InodeRef {
+/// A fresh `/proc` for a sandbox: the system files, and a directory per live process of
+/// `kernel`'s process tree, with `self` naming the calling task's process.
+pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
     let root = (0, 0);
     let started = process.boot;
     let cpus = process.cpus.clone();
-    let pid_name: &'static str = Box::leak(process.pid.to_string().into_boxed_str());
     let ncpu = u32::try_from(cpus.len().max(1)).unwrap_or(u32::MAX);
 
     let sys_kernel = dir(
@@ -292,12 +334,31 @@ pub fn new_procfs(process: &ProcessInfo) -> InodeRef {
         ],
     );
 
+    let k = kernel.clone();
+    let loadavg = move || {
+        let (tasks, last) = k.upgrade().map_or((1, 1), |k| {
+            let tree = k.tree.guard();
+            (
+                tree.tasks.len(),
+                tree.tasks.keys().max().copied().unwrap_or(1),
+            )
+        });
+        format!("0.00 0.00 0.00 1/{tasks} {last}\n").into_bytes()
+    };
     let entries = vec![
-        (pid_name, process_dir(process)),
-        ("self", symlink(root, pid_name.as_bytes())),
+        (
+            "self",
+            dyn_symlink(root, || {
+                let (tgid, _) = crate::process::current();
+                Ok(tgid.to_string().into_bytes())
+            }),
+        ),
         (
             "thread-self",
-            symlink(root, format!("{pid_name}/task/{pid_name}").as_bytes()),
+            dyn_symlink(root, || {
+                let (tgid, tid) = crate::process::current();
+                Ok(format!("{tgid}/task/{tid}").into_bytes())
+            }),
         ),
         // Rendered at open: CPUID is cheap, but not worth paying at every sandbox start.
         ("cpuinfo", {
@@ -314,74 +375,44 @@ pub fn new_procfs(process: &ProcessInfo) -> InodeRef {
                 format!("{up:.2} {:.2}\n", up * f64::from(ncpu)).into_bytes()
             }),
         ),
-        (
-            "loadavg",
-            text(root, format!("0.00 0.00 0.00 1/1 {pid_name}\n")),
-        ),
+        ("loadavg", file(0o444, root, loadavg)),
         ("mounts", symlink(root, b"self/mounts")),
         ("sys", sys),
     ];
-    dir(root, entries)
-}
-
-/// `/proc/PID`: owned by the process's effective identity, as Linux shows it.
-fn process_dir(p: &ProcessInfo) -> InodeRef {
-    let owner = (p.creds.euid, p.creds.egid);
-    let nul_joined = |parts: &[Vec<u8>]| -> Vec<u8> {
-        let mut out = Vec::new();
-        for part in parts {
-            out.extend_from_slice(part);
-            out.push(0);
+    let fixed = Arc::new(entries);
+    let k = kernel.clone();
+    dyn_dir(root, move || {
+        let mut out: Entries = fixed
+            .iter()
+            .map(|(n, i)| (n.as_bytes().to_vec(), i.clone()))
+            .collect();
+        let Some(kernel) = k.upgrade() else {
+            return out;
+        };
+        // Listed: every process; looked up: threads too, as Linux hides but serves them.
+        let pids: Vec<i32> = {
+            let tree = kernel.tree.guard();
+            let mut p: Vec<i32> = tree
+                .processes
+                .iter()
+                .filter(|(_, n)| !n.threads.is_empty())
+                .map(|(&p, _)| p)
+                .collect();
+            p.extend(
+                tree.tasks
+                    .keys()
+                    .filter(|t| !tree.processes.contains_key(t)),
+            );
+            p
+        };
+        for pid in pids {
+            out.push((
+                pid.to_string().into_bytes(),
+                super::proc_pid::process_dir(&k, pid, None),
+            ));
         }
         out
-    };
-    let cmdline = nul_joined(&p.argv);
-    let environ = nul_joined(&p.envp);
-    let comm = command_name(&p.exe);
-    let task = dir(owner, vec![]);
-    let tasks: Vec<(&'static str, InodeRef)> =
-        vec![(Box::leak(p.pid.to_string().into_boxed_str()), task)];
-    dir(
-        owner,
-        vec![
-            ("cmdline", file(0o444, owner, move || cmdline.clone())),
-            ("environ", file(0o400, owner, move || environ.clone())),
-            ("comm", text(owner, format!("{comm}\n"))),
-            ("exe", symlink(owner, &p.exe)),
-            ("status", text(owner, status(p, &comm))),
-            ("mounts", text(owner, MOUNTS.into())),
-            ("task", dir(owner, tasks)),
-        ],
-    )
-}
-
-/// The name Linux gives a process: its executable's file name, cut to 15 bytes.
-fn command_name(exe: &[u8]) -> String {
-    let base = exe.rsplit(|&b| b == b'/').next().unwrap_or(exe);
-    String::from_utf8_lossy(&base[..base.len().min(15)]).into_owned()
-}
-
-fn status(p: &ProcessInfo, comm: &str) -> String {
-    let c = &p.creds;
-    let mut s = String::new();
-    let _ = writeln!(s, "Name:\t{comm}");
-    let _ = writeln!(s, "Umask:\t{:04o}", p.umask);
-    let _ = writeln!(s, "State:\tR (running)");
-    let _ = writeln!(
-        s,
-        "Tgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0",
-        p.pid, p.pid, p.ppid
-    );
-    let _ = writeln!(s, "Uid:\t{}\t{}\t{}\t{}", c.uid, c.euid, c.suid, c.euid);
-    let _ = writeln!(s, "Gid:\t{}\t{}\t{}\t{}", c.gid, c.egid, c.sgid, c.egid);
-    let _ = writeln!(s, "FDSize:\t64");
-    let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
-    let _ = writeln!(s, "Groups:\t{}", groups.join(" "));
-    let _ = writeln!(s, "Threads:\t1");
-    let _ = writeln!(s, "SigQ:\t0/{}", 63_484);
-    let _ = writeln!(s, "Seccomp:\t0");
-    let _ = writeln!(s, "Cpus_allowed_list:\t{}", cpu_list(&p.cpus));
-    s
+    })
 }
 
 /// CPU numbers as a Linux list (`0-3,6`).
@@ -417,7 +448,7 @@ const FILESYSTEMS: &str =
     "nodev\tsysfs\nnodev\ttmpfs\nnodev\tproc\nnodev\tdevtmpfs\nnodev\toverlay\n";
 
 /// The mount table as the sandbox's tree has it (fixed: applications cannot mount yet).
-const MOUNTS: &str = "overlay / overlay rw,relatime 0 0\n\
+pub(crate) const MOUNTS: &str = "overlay / overlay rw,relatime 0 0\n\
 devtmpfs /dev devtmpfs rw,nosuid,relatime 0 0\n\
 proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0\n";
 

@@ -1,8 +1,11 @@
 //! close, dup, dup2, dup3, fcntl, ioctl, fstat, newfstatat.
 
+use std::sync::Arc;
+
 use moat_abi::{syscalls::nr, Errno};
 
 use super::{int, SyscallResult};
+use crate::fs::OpenFile;
 use crate::process::Guard;
 use crate::task::Task;
 
@@ -88,6 +91,11 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         | libc::F_OFD_GETLK
         | libc::F_OFD_SETLK
         | libc::F_OFD_SETLKW) => super::locks::record_lock(task, fd, cmd, a[2]),
+        libc::F_GETPIPE_SZ => Ok(file.ops().as_pipe().ok_or(Errno::EINVAL)?.capacity() as u64),
+        libc::F_SETPIPE_SZ => {
+            let pipe = file.ops().as_pipe().ok_or(Errno::EINVAL)?;
+            Ok(pipe.set_capacity(u64::from(a[2] as u32))? as u64)
+        }
         cmd @ (libc::F_GETOWN
         | libc::F_SETOWN
         | F_SETSIG
@@ -95,8 +103,6 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         | libc::F_SETLEASE
         | libc::F_GETLEASE
         | libc::F_NOTIFY
-        | libc::F_SETPIPE_SZ
-        | libc::F_GETPIPE_SZ
         | libc::F_ADD_SEALS
         | libc::F_GET_SEALS
         | F_SETOWN_EX
@@ -115,4 +121,42 @@ pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let file = task.files.guard().get(int(a[0]))?;
     file.ops()
         .ioctl(&file, &mut task.mm.guard(), a[1] as u32, a[2])
+}
+
+/// `pipe2`: a new pipe, its read end at `fds[0]` and its write end at `fds[1]`.
+pub fn pipe2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = int(a[1]);
+    if flags & !(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_DIRECT) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // Check the destination first: a bad pointer must not leak two fds.
+    task.mm.guard().check_access(a[0], 8, true)?;
+    let pipe = crate::fs::pipe::Pipe::new();
+    let status = (flags & (libc::O_NONBLOCK | libc::O_DIRECT)) as u32;
+    let cloexec = flags & libc::O_CLOEXEC != 0;
+    let reader = Arc::new(OpenFile::new(
+        Box::new(pipe.end(false)),
+        libc::O_RDONLY as u32 | status,
+    ));
+    let writer = Arc::new(OpenFile::new(
+        Box::new(pipe.end(true)),
+        libc::O_WRONLY as u32 | status,
+    ));
+    let limit = nofile(task);
+    let mut files = task.files.guard();
+    let r = files.install(reader, cloexec, 0, limit)?;
+    let w = match files.install(writer, cloexec, 0, limit) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = files.remove(r);
+            return Err(e);
+        }
+    };
+    drop(files);
+    task.mm.guard().write_obj(a[0], &[r, w])?;
+    Ok(0)
+}
+
+pub fn pipe(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    pipe2(task, &[a[0], 0, 0, 0, 0, 0])
 }

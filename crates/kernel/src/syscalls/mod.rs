@@ -3,10 +3,14 @@
 //! call's code by its name in the table below.
 
 mod attrs;
+mod clone;
 mod creds;
+pub(crate) mod epoll;
+mod exec;
 mod fd;
 mod fs_context;
 mod futex;
+mod itimer;
 mod locks;
 mod mm;
 mod names;
@@ -21,6 +25,7 @@ mod stat;
 mod sync;
 pub(crate) mod system;
 mod time;
+mod wait;
 mod xattr;
 
 use moat_abi::syscalls::nr;
@@ -78,7 +83,9 @@ syscall_table! {
     STAT => stat::stat, [Str, Ptr], FULL;
     FSTAT => stat::fstat, [Int, Ptr], FULL;
     LSTAT => stat::lstat, [Str, Ptr], FULL;
-    POLL => poll::poll, [Ptr, Uint, Int], Support::Partial("regular files and donated host fds; pipes and sockets come with processes");
+    POLL => poll::poll, [Ptr, Uint, Int], FULL;
+    SELECT => poll::select, [Int, Ptr, Ptr, Ptr, Ptr], FULL;
+    PSELECT6 => poll::pselect6, [Int, Ptr, Ptr, Ptr, Ptr, Ptr], FULL;
     LSEEK => open::lseek, [Int, Int, Int], FULL;
     MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("anonymous memory and private file mappings; writable shared file mappings need the page cache");
     MPROTECT => mm::mprotect, [Ptr, Uint, Hex], FULL;
@@ -92,6 +99,9 @@ syscall_table! {
     RT_SIGSUSPEND => signal::rt_sigsuspend, [Ptr, Uint], FULL;
     RT_TGSIGQUEUEINFO => signal::rt_tgsigqueueinfo, [Int, Int, Int, Ptr], FULL;
     PAUSE => signal::pause, [], FULL;
+    ALARM => itimer::alarm, [Uint], FULL;
+    GETITIMER => itimer::getitimer, [Int, Ptr], Support::Partial("ITIMER_REAL; the CPU-time timers read as disarmed");
+    SETITIMER => itimer::setitimer, [Int, Ptr, Ptr], Support::Partial("ITIMER_REAL; ITIMER_VIRTUAL and ITIMER_PROF are EINVAL");
     KILL => signal::kill, [Int, Int], FULL;
     TKILL => signal::tkill, [Int, Int], FULL;
     TGKILL => signal::tgkill, [Int, Int, Int], FULL;
@@ -111,10 +121,20 @@ syscall_table! {
     MREMAP => mm::mremap, [Ptr, Uint, Uint, Hex, Ptr], Support::Partial("no MREMAP_DONTUNMAP; no duplicating with old_size 0");
     MADVISE => mm::madvise, [Ptr, Uint, Int], Support::Partial("MADV_DONTNEED/FREE discard; other advice accepted as hints");
     DUP => fd::dup, [Int], FULL;
+    PIPE => fd::pipe, [Ptr], FULL;
+    PIPE2 => fd::pipe2, [Ptr, Hex], FULL;
     DUP2 => fd::dup2, [Int, Int], FULL;
     NANOSLEEP => time::nanosleep, [Ptr, Ptr], Support::Partial("restarted after a stop or an ignored signal with the full time");
     GETPID => process::getpid, [], FULL;
     EXIT => process::exit, [Int], FULL;
+    CLONE => clone::clone, [Hex, Ptr, Ptr, Ptr, Ptr], Support::Partial("no namespaces (EPERM), no CLONE_PIDFD");
+    CLONE3 => clone::clone3, [Ptr, Uint], Support::Partial("no namespaces (EPERM), no CLONE_PIDFD, no set_tid");
+    FORK => clone::fork, [], FULL;
+    VFORK => clone::vfork, [], FULL;
+    EXECVE => exec::execve, [Str, Ptr, Ptr], FULL;
+    EXECVEAT => exec::execveat, [Int, Str, Ptr, Ptr, Hex], FULL;
+    WAIT4 => wait::wait4, [Int, Ptr, Hex, Ptr], FULL;
+    WAITID => wait::waitid, [Int, Int, Ptr, Hex, Ptr], Support::Partial("no P_PIDFD");
     UNAME => system::uname, [Ptr], FULL;
     FCNTL => fd::fcntl, [Int, Int, Hex], Support::Partial("F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL, F_SETFL");
     ACCESS => attrs::access, [Str, Hex], FULL;
@@ -204,7 +224,15 @@ syscall_table! {
     FACCESSAT => attrs::faccessat, [Int, Str, Hex], FULL;
     UTIMENSAT => attrs::utimensat, [Int, Str, Ptr, Hex], FULL;
     RENAMEAT2 => names::renameat2, [Int, Str, Int, Str, Hex], Support::Partial("no RENAME_WHITEOUT");
-    PPOLL => poll::ppoll, [Ptr, Uint, Ptr, Ptr, Uint], Support::Partial("as poll; the signal mask is not applied yet");
+    EPOLL_CREATE => epoll::epoll_create, [Int], FULL;
+    EPOLL_CREATE1 => epoll::epoll_create1, [Hex], FULL;
+    EPOLL_CTL => epoll::epoll_ctl, [Int, Int, Int, Ptr], FULL;
+    EPOLL_WAIT => epoll::epoll_wait, [Int, Ptr, Int, Int], FULL;
+    EPOLL_PWAIT => epoll::epoll_pwait, [Int, Ptr, Int, Int, Ptr, Uint], FULL;
+    EPOLL_PWAIT2 => epoll::epoll_pwait2, [Int, Ptr, Int, Ptr, Ptr, Uint], FULL;
+    EVENTFD => epoll::eventfd, [Uint], FULL;
+    EVENTFD2 => epoll::eventfd2, [Uint, Hex], FULL;
+    PPOLL => poll::ppoll, [Ptr, Uint, Ptr, Ptr, Uint], FULL;
     STATX => stat::statx, [Int, Str, Hex, Hex, Ptr], FULL;
     CLOSE_RANGE => open::close_range, [Uint, Uint, Hex], FULL;
     FACCESSAT2 => attrs::faccessat2, [Int, Str, Hex, Hex], FULL;

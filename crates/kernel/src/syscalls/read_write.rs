@@ -49,6 +49,68 @@ fn restore(task: &mut Task, buf: Vec<u8>) {
     task.io_buffer = buf;
 }
 
+/// Read from a stream, sleeping while it has nothing to give unless the description is
+/// `O_NONBLOCK` (files that never wait just return what they have).
+pub(crate) fn read_stream(
+    task: &mut Task,
+    file: &OpenFile,
+    buf: &mut [u8],
+) -> Result<usize, Errno> {
+    use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN};
+    loop {
+        match file.read(buf) {
+            Err(Errno::EAGAIN) if !file.nonblocking() => {
+                let Some(queue) = file.ops().wait_queue() else {
+                    return Err(Errno::EAGAIN);
+                };
+                task.block_on(&[queue], None, |_| {
+                    Ok((file.ops().poll(file) & (POLLIN | POLLHUP | POLLERR) != 0).then_some(()))
+                })?;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Write to a stream: a blocking description waits for room until everything is written
+/// (a signal then ends it with what was written so far); `EPIPE` also raises `SIGPIPE`.
+pub(crate) fn write_stream(task: &mut Task, file: &OpenFile, data: &[u8]) -> Result<usize, Errno> {
+    use crate::fs::pipe::{POLLERR, POLLOUT};
+    let mut done = 0;
+    loop {
+        match file.write(&data[done..]) {
+            Ok(n) => {
+                done += n;
+                if done == data.len() || file.ops().wait_queue().is_none() || file.nonblocking() {
+                    return Ok(done);
+                }
+            }
+            Err(Errno::EAGAIN) if !file.nonblocking() && file.ops().wait_queue().is_some() => {}
+            Err(Errno::EAGAIN) if done > 0 => return Ok(done),
+            Err(Errno::EPIPE) => {
+                let info = moat_abi::SigInfo::from_process(
+                    libc::SIGPIPE,
+                    moat_abi::SI_USER,
+                    task.tgid,
+                    task.creds.uid,
+                );
+                crate::signal::send_to_thread_locked(&task.kernel.tree.guard(), task.tid, info);
+                return Err(Errno::EPIPE);
+            }
+            Err(e) => return Err(e),
+        }
+        let Some(queue) = file.ops().wait_queue() else {
+            return Ok(done);
+        };
+        let waited = task.block_on(&[queue], None, |_| {
+            Ok((file.ops().poll(file) & (POLLOUT | POLLERR) != 0).then_some(()))
+        });
+        if let Err(e) = waited {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+    }
+}
+
 /// Read into one application buffer: the destination is checked before the file is touched,
 /// so a bad pointer never consumes input. (Linux finds a bad buffer only when it copies, so at
 /// end of file it returns 0 where Moat returns `EFAULT`; losing input is the worse surprise.)
@@ -63,7 +125,7 @@ fn read_into(
     task.mm.guard().check_access(addr, len, true)?;
     let mut buf = staging(task, len as usize);
     let read = match offset {
-        None => file.read(&mut buf[..len as usize]),
+        None => read_stream(task, file, &mut buf[..len as usize]),
         Some(o) => file.read_at(&mut buf[..len as usize], o),
     };
     let result = read.and_then(|n| {
@@ -97,7 +159,7 @@ fn write_from(
             return if done > 0 { Ok(done) } else { Err(e) };
         }
         let result = match offset {
-            None => file.write(chunk),
+            None => write_stream(task, file, chunk),
             Some(o) => file.write_at(chunk, o + done),
         };
         restore(task, buf);
@@ -201,7 +263,7 @@ pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     // One read from the file, scattered into the buffers (readv is atomic per file read).
     let mut buf = vec![0u8; total as usize];
-    let n = file.read(&mut buf)?;
+    let n = read_stream(task, &file, &mut buf)?;
     let mut done = 0usize;
     for v in &iovs {
         if done >= n {
@@ -250,11 +312,14 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let mut done = 0;
     while done < buf.len() {
-        match file.write(&buf[done..]) {
+        match write_stream(task, &file, &buf[done..]) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(_) if done > 0 => break,
             Err(e) => return Err(e),
+        }
+        if file.ops().wait_queue().is_some() {
+            break;
         }
     }
     Ok(done as u64)

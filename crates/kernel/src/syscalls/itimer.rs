@@ -1,0 +1,126 @@
+//! alarm, setitimer, getitimer: the process's real-time interval timer (`ITIMER_REAL`),
+//! which sends `SIGALRM` from the kernel's timer service.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moat_abi::{Errno, SigInfo, Timeval};
+
+use super::{int, SyscallResult};
+use crate::process::{Guard, RealTimer};
+use crate::task::Task;
+
+const ITIMER_REAL: i32 = 0;
+const ITIMER_VIRTUAL: i32 = 1;
+const ITIMER_PROF: i32 = 2;
+
+fn to_timeval(d: Duration) -> Timeval {
+    Timeval {
+        tv_sec: d.as_secs() as i64,
+        tv_usec: i64::from(d.subsec_micros()),
+    }
+}
+
+/// The current setting: time left and interval.
+fn current(task: &Task) -> (Duration, Duration) {
+    let timer = task.handle.group.real_timer.guard();
+    match &*timer {
+        Some(t) => (
+            task.kernel.timers.remaining(t.id).unwrap_or_default(),
+            t.interval,
+        ),
+        None => (Duration::ZERO, Duration::ZERO),
+    }
+}
+
+/// Replace the process's real timer; returns the old (left, interval).
+fn set_real(task: &Task, value: Duration, interval: Duration) -> (Duration, Duration) {
+    let group = task.handle.group.clone();
+    let old = current(task);
+    let mut slot = group.real_timer.guard();
+    if let Some(t) = slot.take() {
+        task.kernel.timers.cancel(t.id);
+    }
+    // A new generation makes a callback already running for the old timer a no-op.
+    let generation = group.real_timer_generation.fetch_add(1, Ordering::SeqCst) + 1;
+    if value.is_zero() {
+        return old;
+    }
+    let kernel = Arc::downgrade(&task.kernel);
+    let weak_group = Arc::downgrade(&group);
+    let tgid = task.tgid;
+    let callback = Box::new(move || {
+        let (kernel, group) = (kernel.upgrade()?, weak_group.upgrade()?);
+        if group.real_timer_generation.load(Ordering::SeqCst) != generation {
+            return None;
+        }
+        let info = SigInfo {
+            signo: libc::SIGALRM,
+            code: moat_abi::SI_KERNEL,
+            ..SigInfo::default()
+        };
+        crate::signal::send_to_process_locked(&kernel.tree.guard(), tgid, info);
+        (!interval.is_zero()).then(|| Instant::now() + interval)
+    });
+    let id = task.kernel.timers.arm(Instant::now() + value, callback);
+    *slot = Some(RealTimer { id, interval });
+    old
+}
+
+pub fn alarm(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let secs = u64::from(a[0] as u32);
+    let (left, _) = set_real(task, Duration::from_secs(secs), Duration::ZERO);
+    // alarm reports whole seconds left, rounding up a partial one.
+    let mut s = left.as_secs();
+    if left.subsec_nanos() > 0 || (s == 0 && !left.is_zero()) {
+        s += 1;
+    }
+    Ok(s)
+}
+
+pub fn getitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let which = int(a[0]);
+    let (left, interval) = match which {
+        ITIMER_REAL => current(task),
+        ITIMER_VIRTUAL | ITIMER_PROF => (Duration::ZERO, Duration::ZERO),
+        _ => return Err(Errno::EINVAL),
+    };
+    task.mm
+        .guard()
+        .write_obj(a[1], &[to_timeval(interval), to_timeval(left)])?;
+    Ok(0)
+}
+
+pub fn setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let which = int(a[0]);
+    let new: [Timeval; 2] = if a[1] == 0 {
+        [Timeval::default(), Timeval::default()]
+    } else {
+        task.mm.guard().read_obj(a[1])?
+    };
+    let dur = |tv: &Timeval| -> Result<Duration, Errno> {
+        if tv.tv_sec < 0 || !(0..1_000_000).contains(&tv.tv_usec) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000))
+    };
+    let (interval, value) = (dur(&new[0])?, dur(&new[1])?);
+    let old = match which {
+        ITIMER_REAL => set_real(task, value, interval),
+        ITIMER_VIRTUAL | ITIMER_PROF => {
+            task.kernel.report_unimplemented(
+                u64::from(moat_abi::syscalls::nr::SETITIMER) | ((which as u64) << 32),
+                "setitimer on a CPU-time timer",
+            );
+            return Err(Errno::EINVAL);
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    if a[2] != 0 {
+        task.mm
+            .guard()
+            .write_obj(a[2], &[to_timeval(old.1), to_timeval(old.0)])?;
+    }
+    Ok(0)
+}
