@@ -153,7 +153,11 @@ impl Task {
     /// kills the process with the signal (handlers run once signal delivery exists).
     fn fault(&mut self, signo: i32, code: i32, addr: u64) {
         const SEGV_MAPERR: i32 = 1;
-        if signo == libc::SIGSEGV && code == SEGV_MAPERR && self.mm.handle_fault(addr) {
+        const SEGV_ACCERR: i32 = 2;
+        if signo == libc::SIGSEGV
+            && matches!(code, SEGV_MAPERR | SEGV_ACCERR)
+            && self.mm.handle_fault(addr, code == SEGV_ACCERR)
+        {
             return;
         }
         tracing::info!(
