@@ -162,6 +162,15 @@ pub fn key_for(task: &Task, addr: u64) -> FutexKey {
     FutexKey::Private(Arc::as_ptr(&task.mm) as usize, addr)
 }
 
+/// The key of a futex without `FUTEX_PRIVATE_FLAG`: in shared memory it is the page's
+/// memory-file offset, so processes sharing the page share the futex.
+pub fn shared_key_for(task: &Task, addr: u64) -> FutexKey {
+    match task.mm.guard().shared_offset(addr) {
+        Some(offset) => FutexKey::Shared(offset),
+        None => key_for(task, addr),
+    }
+}
+
 /// Robust futex list entries: `FUTEX_OWNER_DIED` and `FUTEX_WAITERS` bits, the tid mask.
 const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
 const FUTEX_WAITERS: u32 = 0x8000_0000;

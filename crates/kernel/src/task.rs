@@ -209,8 +209,12 @@ impl Task {
         let context = match seed.thread {
             Some(thread) => thread.attach()?,
             None => {
-                let (_aspace, _context) = kernel.platform.new_address_space(&kernel.memory)?;
-                return Err(KernelError::Attach(Errno::ENOSYS));
+                let (aspace, context) = kernel.platform.new_address_space(&kernel.memory)?;
+                seed.mm
+                    .guard()
+                    .attach(aspace)
+                    .map_err(KernelError::Attach)?;
+                context
             }
         };
         let mut context = context;
@@ -282,7 +286,12 @@ impl Task {
     /// A synchronous fault: a page the kernel has not supplied yet or a copy-on-write page,
     /// or a real fault, which becomes a signal for the thread.
     fn fault(&mut self, signo: i32, code: i32, addr: u64) {
-        if signo == libc::SIGSEGV && code == 1 && self.mm.guard().handle_fault(addr) {
+        const SEGV_MAPERR: i32 = 1;
+        const SEGV_ACCERR: i32 = 2;
+        if signo == libc::SIGSEGV
+            && matches!(code, SEGV_MAPERR | SEGV_ACCERR)
+            && self.mm.guard().handle_fault(addr, code == SEGV_ACCERR)
+        {
             return;
         }
         tracing::debug!(

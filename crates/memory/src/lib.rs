@@ -6,6 +6,11 @@
 //! The file is sparse: a range costs host memory only once a page of it is touched, and
 //! [`MemoryFile::decommit`] punches the pages out again.
 //!
+//! Pages are reference-counted so that address spaces can share them (fork's copy-on-write,
+//! `MAP_SHARED` memory inherited by a child): an allocated page has one reference,
+//! [`MemoryFile::share`] adds one, [`MemoryFile::free`] drops one, and a page goes back to the
+//! allocator (and to the host) only when its last reference is dropped.
+//!
 //! This crate is one of the three places where Moat uses `unsafe` (with the platform and the
 //! ABI): the raw kernel-side mapping is hidden behind bounds-checked copy functions.
 
@@ -46,8 +51,20 @@ pub struct MemoryFile {
     /// Start of the kernel's `MAP_SHARED` mapping of the whole file.
     base: *mut u8,
     size: u64,
+    alloc: Mutex<Alloc>,
+}
+
+/// Which pages are free and how often the others are referenced.
+///
+/// Reference counts are sparse: an allocated page that appears in no `shared` extent has
+/// exactly one reference, so allocating and freeing unshared memory never touches `shared`,
+/// and sharing a huge range costs one extent, not one entry per page.
+struct Alloc {
     /// Free extents of the file: offset -> length, coalesced.
-    free: Mutex<BTreeMap<u64, u64>>,
+    free: BTreeMap<u64, u64>,
+    /// Allocated pages with more than one reference: offset -> (length, count), count >= 2.
+    /// Extents never overlap; adjacent extents with the same count are merged.
+    shared: BTreeMap<u64, (u64, u64)>,
 }
 
 // SAFETY: `base` points to a shared mapping that lives as long as `self`; all access goes
@@ -93,8 +110,17 @@ impl MemoryFile {
             fd,
             base: base.cast(),
             size,
-            free: Mutex::new(free),
+            alloc: Mutex::new(Alloc {
+                free,
+                shared: BTreeMap::new(),
+            }),
         })
+    }
+
+    fn alloc(&self) -> std::sync::MutexGuard<'_, Alloc> {
+        self.alloc
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The host fd of the file, for the platform to map ranges into stubs.
@@ -108,53 +134,119 @@ impl MemoryFile {
     }
 
     /// Allocate `len` bytes (rounded up to pages), first fit from the lowest offset.
-    /// The range reads as zeros.
+    /// The range reads as zeros and its pages have one reference each.
     pub fn allocate(&self, len: u64) -> Result<FileRange, MemoryError> {
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let mut free = self
+        let mut alloc = self.alloc();
+        let found = alloc
             .free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let found = free.iter().find(|(_, &l)| l >= len).map(|(&o, &l)| (o, l));
+            .iter()
+            .find(|(_, &l)| l >= len)
+            .map(|(&o, &l)| (o, l));
         let Some((offset, extent)) = found else {
             return Err(MemoryError::Exhausted { requested: len });
         };
-        free.remove(&offset);
+        alloc.free.remove(&offset);
         if extent > len {
-            free.insert(offset + len, extent - len);
+            alloc.free.insert(offset + len, extent - len);
         }
         Ok(FileRange { offset, len })
     }
 
-    /// Return a range to the allocator, releasing its pages to the host.
+    /// Add a reference to every page of an allocated range (another address space maps it).
+    ///
+    /// # Panics
+    /// If part of the range is not allocated: a kernel bug.
+    pub fn share(&self, range: FileRange) {
+        if range.len == 0 {
+            return;
+        }
+        let mut alloc = self.alloc();
+        self.check_allocated(&alloc, range);
+        alloc.share(range.offset, range.end());
+    }
+
+    /// Drop a reference to every page of an allocated range. Pages whose last reference this
+    /// was go back to the allocator and to the host (they read as zeros when reused); pages
+    /// still referenced elsewhere keep their contents.
+    ///
+    /// # Panics
+    /// If part of the range is not allocated (a double free): a kernel bug.
     pub fn free(&self, range: FileRange) {
         if range.len == 0 {
             return;
         }
-        self.decommit(range);
-        let mut free = self
+        let mut alloc = self.alloc();
+        self.check_allocated(&alloc, range);
+        let released = alloc.unshare(range.offset, range.end());
+        for r in released {
+            // Punch before the range can be handed out again (still under the lock), so a
+            // new owner never sees old contents.
+            self.decommit(r);
+            alloc.release(r);
+        }
+    }
+
+    /// Whether any page of `[offset, offset+len)` has more than one reference.
+    pub fn is_shared(&self, offset: u64, len: u64) -> bool {
+        let Some(end) = offset.checked_add(len) else {
+            return false;
+        };
+        let alloc = self.alloc();
+        alloc
+            .shared
+            .range(..end)
+            .next_back()
+            .is_some_and(|(&s, &(l, _))| s + l > offset)
+    }
+
+    /// The number of references to the page at `offset`: 0 if it is free.
+    pub fn ref_count(&self, offset: u64) -> u64 {
+        let alloc = self.alloc();
+        let contains = |m: Option<(&u64, u64)>| m.is_some_and(|(&s, l)| offset < s + l);
+        if contains(
+            alloc
+                .free
+                .range(..=offset)
+                .next_back()
+                .map(|(s, &l)| (s, l)),
+        ) {
+            return 0;
+        }
+        match alloc.shared.range(..=offset).next_back() {
+            Some((&s, &(l, count))) if offset < s + l => count,
+            _ => 1,
+        }
+    }
+
+    /// Bytes of the file that are allocated (whether or not their pages are populated).
+    pub fn allocated_bytes(&self) -> u64 {
+        self.size - self.alloc().free.values().sum::<u64>()
+    }
+
+    fn check_allocated(&self, alloc: &Alloc, range: FileRange) {
+        let end = range.offset.checked_add(range.len);
+        assert!(
+            range.offset % PAGE_SIZE == 0
+                && range.len % PAGE_SIZE == 0
+                && end.is_some_and(|e| e <= self.size),
+            "bad memory file range {range:x?}"
+        );
+        let end = range.end();
+        let overlaps_free = alloc
             .free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut offset = range.offset;
-        let mut len = range.len;
-        // Coalesce with the extent before and after.
-        if let Some((&prev, &plen)) = free.range(..offset).next_back() {
-            if prev + plen == offset {
-                free.remove(&prev);
-                offset = prev;
-                len += plen;
-            }
-        }
-        if let Some(&nlen) = free.get(&(offset + len)) {
-            free.remove(&(offset + len));
-            len += nlen;
-        }
-        free.insert(offset, len);
+            .range(..end)
+            .next_back()
+            .is_some_and(|(&s, &l)| s + l > range.offset);
+        assert!(
+            !overlaps_free,
+            "memory file range {range:x?} is not allocated"
+        );
     }
 
     /// Drop the contents of a range: its pages go back to the host and read as zeros again,
-    /// in every mapping of them (the kernel's and the stubs').
+    /// in every mapping of them (the kernel's and the stubs'), whoever holds references to
+    /// them: an address space that shares pages copy-on-write drops its reference instead.
     pub fn decommit(&self, range: FileRange) {
         if range.len == 0 || range.end() > self.size {
             return;
@@ -247,6 +339,177 @@ impl MemoryFile {
     }
 }
 
+impl MemoryFile {
+    /// Copy the populated pages of `[from, from+len)` to `to`, whose range must read as zeros
+    /// (freshly allocated). Holes are skipped, so they stay holes on both sides: copying a
+    /// sparse range neither populates the source nor commits memory for the copy.
+    ///
+    /// Pages are probed one by one with `SEEK_DATA`, which answers at once on a populated page
+    /// and skips a hole quickly; `SEEK_HOLE` would be fewer calls but walks every populated
+    /// page after the offset up to the next hole, however far past `len` that is.
+    ///
+    /// `from`, `to` and `len` are page-aligned.
+    pub fn copy_populated(&self, from: u64, to: u64, len: u64) {
+        debug_assert!((from | to | len) % PAGE_SIZE == 0, "unaligned copy");
+        self.check(from, len as usize);
+        self.check(to, len as usize);
+        let end = from + len;
+        let mut next = self.seek(from, libc::SEEK_DATA);
+        loop {
+            let data = match next {
+                Ok(d) => d.max(from) / PAGE_SIZE * PAGE_SIZE,
+                // Nothing but holes from here to the end of the file.
+                Err(libc::ENXIO) => return,
+                // lseek cannot tell: copy it all (correct, only less frugal; what was copied
+                // already is copied again, unchanged).
+                Err(_) => return self.copy_within(from, to, len),
+            };
+            if data >= end {
+                return;
+            }
+            // Extend over the populated pages that follow.
+            let mut run_end = data + PAGE_SIZE;
+            while run_end < end {
+                next = self.seek(run_end, libc::SEEK_DATA);
+                if next != Ok(run_end) {
+                    break;
+                }
+                run_end += PAGE_SIZE;
+            }
+            let run_end = run_end.min(end);
+            self.copy_within(data, to + (data - from), run_end - data);
+            if run_end >= end {
+                return;
+            }
+        }
+    }
+
+    /// `lseek(fd, offset, whence)` for `SEEK_DATA`/`SEEK_HOLE`; the errno on failure.
+    fn seek(&self, offset: u64, whence: libc::c_int) -> Result<u64, i32> {
+        // SAFETY: lseek on our own fd touches no memory. Stubs share the file description,
+        // but only ever map it, so moving its offset affects nobody; the result is taken
+        // from the return value, so concurrent callers do not disturb each other.
+        let r = unsafe { libc::lseek(self.fd.as_raw_fd(), offset as libc::off_t, whence) };
+        u64::try_from(r).map_err(|_| {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)
+        })
+    }
+}
+
+impl Alloc {
+    /// Split the shared extent that straddles `at`, so that `at` starts an extent.
+    fn split_shared(&mut self, at: u64) {
+        if let Some((&s, &(len, count))) = self.shared.range(..at).next_back() {
+            if s + len > at {
+                self.shared.insert(s, (at - s, count));
+                self.shared.insert(at, (s + len - at, count));
+            }
+        }
+    }
+
+    /// Merge adjacent shared extents with equal counts in and around `[start, end]`.
+    fn merge_shared(&mut self, start: u64, end: u64) {
+        let lo = self
+            .shared
+            .range(..start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        let keys: Vec<u64> = self.shared.range(lo..=end).map(|(&s, _)| s).collect();
+        let mut cur: Option<u64> = None;
+        for s in keys {
+            let (len, count) = self.shared[&s];
+            if let Some(c) = cur {
+                let (clen, ccount) = self.shared[&c];
+                if c + clen == s && ccount == count {
+                    self.shared.remove(&s);
+                    self.shared.insert(c, (clen + len, count));
+                    continue;
+                }
+            }
+            cur = Some(s);
+        }
+    }
+
+    /// Add one reference to every page of `[start, end)`.
+    fn share(&mut self, start: u64, end: u64) {
+        self.split_shared(start);
+        self.split_shared(end);
+        let extents: Vec<(u64, u64)> = self
+            .shared
+            .range(start..end)
+            .map(|(&s, &(l, _))| (s, l))
+            .collect();
+        let mut cursor = start;
+        for (s, l) in extents {
+            if s > cursor {
+                // Pages with the implicit single reference now have two.
+                self.shared.insert(cursor, (s - cursor, 2));
+            }
+            self.shared.get_mut(&s).expect("extent").1 += 1;
+            cursor = s + l;
+        }
+        if cursor < end {
+            self.shared.insert(cursor, (end - cursor, 2));
+        }
+        self.merge_shared(start, end);
+    }
+
+    /// Drop one reference to every page of `[start, end)`; returns the ranges whose last
+    /// reference this was.
+    fn unshare(&mut self, start: u64, end: u64) -> Vec<FileRange> {
+        self.split_shared(start);
+        self.split_shared(end);
+        let extents: Vec<(u64, u64)> = self
+            .shared
+            .range(start..end)
+            .map(|(&s, &(l, _))| (s, l))
+            .collect();
+        let mut released = Vec::new();
+        let mut cursor = start;
+        for (s, l) in extents {
+            if s > cursor {
+                released.push(FileRange {
+                    offset: cursor,
+                    len: s - cursor,
+                });
+            }
+            let count = &mut self.shared.get_mut(&s).expect("extent").1;
+            *count -= 1;
+            if *count == 1 {
+                self.shared.remove(&s);
+            }
+            cursor = s + l;
+        }
+        if cursor < end {
+            released.push(FileRange {
+                offset: cursor,
+                len: end - cursor,
+            });
+        }
+        self.merge_shared(start, end);
+        released
+    }
+
+    /// Return a range to the free extents, coalescing with its neighbours.
+    fn release(&mut self, range: FileRange) {
+        let mut offset = range.offset;
+        let mut len = range.len;
+        if let Some((&prev, &plen)) = self.free.range(..offset).next_back() {
+            if prev + plen == offset {
+                self.free.remove(&prev);
+                offset = prev;
+                len += plen;
+            }
+        }
+        if let Some(nlen) = self.free.remove(&(offset + len)) {
+            len += nlen;
+        }
+        self.free.insert(offset, len);
+    }
+}
+
 impl Drop for MemoryFile {
     fn drop(&mut self) {
         // SAFETY: `base`/`size` are exactly the mapping made in `new`, unmapped once.
@@ -275,6 +538,173 @@ mod tests {
         // a and b coalesced: a 3-page request fits at 0.
         assert_eq!(mf.allocate(3 * PAGE_SIZE).unwrap().offset, 0);
         assert!(mf.allocate(64 * PAGE_SIZE).is_err());
+    }
+
+    const P: u64 = PAGE_SIZE;
+
+    fn range(offset: u64, len: u64) -> FileRange {
+        FileRange { offset, len }
+    }
+
+    fn counts(mf: &MemoryFile, pages: u64) -> Vec<u64> {
+        (0..pages).map(|i| mf.ref_count(i * P)).collect()
+    }
+
+    fn extents(mf: &MemoryFile) -> Vec<(u64, u64, u64)> {
+        let alloc = mf.alloc();
+        alloc.shared.iter().map(|(&s, &(l, c))| (s, l, c)).collect()
+    }
+
+    #[test]
+    fn share_counts_pages_with_partial_overlaps() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        let r = mf.allocate(8 * P).unwrap();
+        assert_eq!(counts(&mf, 9), [1, 1, 1, 1, 1, 1, 1, 1, 0]);
+        assert!(!mf.is_shared(0, 8 * P));
+        mf.share(range(2 * P, 4 * P));
+        mf.share(range(4 * P, 3 * P));
+        mf.share(r);
+        assert_eq!(counts(&mf, 9), [2, 2, 3, 3, 4, 4, 3, 2, 0]);
+        assert!(mf.is_shared(7 * P, P));
+        // Extents with the same count merge; different counts stay apart.
+        assert_eq!(
+            extents(&mf),
+            vec![
+                (0, 2 * P, 2),
+                (2 * P, 2 * P, 3),
+                (4 * P, 2 * P, 4),
+                (6 * P, P, 3),
+                (7 * P, P, 2)
+            ]
+        );
+        // Dropping the whole-range reference takes every page down by one.
+        mf.free(r);
+        assert_eq!(counts(&mf, 8), [1, 1, 2, 2, 3, 3, 2, 1]);
+        assert!(!mf.is_shared(0, 2 * P) && mf.is_shared(P, 2 * P));
+        mf.free(range(2 * P, 4 * P));
+        mf.free(range(4 * P, 3 * P));
+        assert_eq!(counts(&mf, 8), [1; 8]);
+        assert!(
+            extents(&mf).is_empty(),
+            "no extent left for single references"
+        );
+        assert_eq!(mf.allocated_bytes(), 8 * P, "nothing was freed yet");
+    }
+
+    #[test]
+    fn free_of_a_sub_range_releases_only_unshared_pages() {
+        let mf = MemoryFile::new(16 * P).unwrap();
+        mf.allocate(6 * P).unwrap();
+        mf.write(0, b"first");
+        mf.write(3 * P, b"shared");
+        mf.share(range(2 * P, 2 * P));
+        // Free pages 1..5: pages 1 and 4 go back, 2 and 3 lose one reference.
+        mf.free(range(P, 4 * P));
+        assert_eq!(counts(&mf, 7), [1, 0, 1, 1, 0, 1, 0]);
+        let mut buf = [0u8; 6];
+        mf.read(3 * P, &mut buf);
+        assert_eq!(
+            &buf, b"shared",
+            "a page still referenced keeps its contents"
+        );
+        // The freed single pages are reused, first fit, and read as zeros.
+        let a = mf.allocate(P).unwrap();
+        assert_eq!(a.offset, P);
+        let b = mf.allocate(P).unwrap();
+        assert_eq!(b.offset, 4 * P);
+        // The rest: drop the remaining references; the file is empty again.
+        mf.free(range(0, P));
+        mf.free(range(2 * P, 2 * P));
+        mf.free(range(5 * P, P));
+        mf.free(a);
+        mf.free(b);
+        assert_eq!(mf.allocated_bytes(), 0);
+        assert_eq!(mf.allocate(16 * P).unwrap().offset, 0, "all coalesced");
+    }
+
+    #[test]
+    fn reuse_after_final_free_reads_zeros() {
+        let mf = MemoryFile::new(4 * P).unwrap();
+        let r = mf.allocate(2 * P).unwrap();
+        mf.write(P, b"data");
+        mf.share(r);
+        mf.free(r);
+        assert_eq!(mf.ref_count(P), 1);
+        assert!(
+            mf.allocate(4 * P).is_err(),
+            "still allocated after one free"
+        );
+        mf.free(r);
+        assert_eq!(mf.ref_count(P), 0);
+        let again = mf.allocate(2 * P).unwrap();
+        assert_eq!(again, r);
+        let mut buf = [1u8; 4];
+        mf.read(P, &mut buf);
+        assert_eq!(buf, [0; 4], "the last free punched the pages");
+    }
+
+    #[test]
+    fn sharing_a_huge_range_is_one_extent() {
+        let mf = MemoryFile::new(1 << 36).unwrap();
+        let r = mf.allocate(1 << 35).unwrap();
+        mf.share(r);
+        mf.share(range(1 << 34, 1 << 20));
+        assert_eq!(extents(&mf).len(), 3);
+        mf.free(r);
+        mf.free(range(1 << 34, 1 << 20));
+        assert!(extents(&mf).is_empty());
+        mf.free(r);
+        assert_eq!(mf.allocated_bytes(), 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "not allocated")]
+    fn double_free_is_caught() {
+        let mf = MemoryFile::new(4 * P).unwrap();
+        let r = mf.allocate(P).unwrap();
+        mf.free(r);
+        mf.free(r);
+    }
+
+    #[test]
+    fn copy_populated_skips_holes() {
+        let mf = MemoryFile::new(64 * P).unwrap();
+        let src = mf.allocate(20 * P).unwrap();
+        // Populated: page 0, pages 3-5, page 15 (the last one copied), pages 16-19 (after).
+        mf.write(src.offset + 1, b"zero");
+        for i in 3..6 {
+            mf.write(src.offset + i * P + 7, &[i as u8; 5]);
+        }
+        mf.write(src.offset + 16 * P - 4, b"last");
+        mf.write(src.offset + 16 * P, &[9; 4 * P as usize]);
+        let before = mf.committed_bytes();
+        assert_eq!(before, 9 * P);
+        let dst = mf.allocate(16 * P).unwrap();
+        mf.copy_populated(src.offset, dst.offset, 16 * P);
+        assert_eq!(
+            mf.committed_bytes(),
+            before + 5 * P,
+            "only the five populated pages were copied"
+        );
+        let mut buf = [0u8; 5];
+        mf.read(dst.offset + 1, &mut buf[..4]);
+        assert_eq!(&buf[..4], b"zero");
+        for i in 3..6 {
+            mf.read(dst.offset + i * P + 7, &mut buf);
+            assert_eq!(buf, [i as u8; 5]);
+        }
+        mf.read(dst.offset + 16 * P - 4, &mut buf[..4]);
+        assert_eq!(&buf[..4], b"last");
+        // Nothing past the copied range was touched, nor the holes.
+        assert_eq!(mf.ref_count(dst.end()), 0);
+        mf.read(dst.offset + 10 * P, &mut buf);
+        assert_eq!(buf, [0; 5]);
+        // A range with no data at all copies nothing.
+        let empty = mf.allocate(4 * P).unwrap();
+        let other = mf.allocate(4 * P).unwrap();
+        let committed = mf.committed_bytes();
+        mf.copy_populated(empty.offset, other.offset, 4 * P);
+        assert_eq!(mf.committed_bytes(), committed);
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub enum PlatformError {
     StubDied { pid: i32, how: String },
     #[error("{op} in the stub failed with errno {errno}")]
     Injected { op: &'static str, errno: i32 },
+    #[error("this host thread has no thread in the address space")]
+    NotAttached,
 }
 
 /// A new address space and the context of its first thread.
@@ -122,6 +124,10 @@ pub trait AddressSpace: Send {
     fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError>;
     /// Change the protection of a fully mapped range.
     fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
+    /// Start a new thread in this address space for another host thread to attach.
+    fn new_thread(&mut self) -> Result<Box<dyn ThreadSeed>, PlatformError> {
+        Err(PlatformError::NotAttached)
+    }
 }
 
 /// One application thread's execution context.

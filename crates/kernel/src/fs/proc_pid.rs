@@ -58,12 +58,10 @@ fn nul_joined(parts: &[Vec<u8>]) -> Vec<u8> {
 pub fn process_dir(kernel: &Weak<Kernel>, pid: i32, thread: Option<i32>) -> InodeRef {
     let k = kernel.clone();
     let tid = thread.unwrap_or(pid);
-    let owner = view(kernel, tid)
-        .map(|v| {
-            let c = v.handle.creds.guard();
-            (c.euid, c.egid)
-        })
-        .unwrap_or((0, 0));
+    let owner = view(kernel, tid).map_or((0, 0), |v| {
+        let c = v.handle.creds.guard();
+        (c.euid, c.egid)
+    });
     dyn_dir(owner, move || entries(&k, pid, thread, owner))
 }
 
@@ -263,7 +261,7 @@ fn memory_sizes(v: &View) -> (u64, u64) {
         return (0, 0);
     };
     let mm = mm.guard();
-    (mm.total_size(), 0)
+    (mm.total_size(), mm.resident_size())
 }
 
 fn status(v: &View) -> Result<Vec<u8>, Errno> {

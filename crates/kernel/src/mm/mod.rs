@@ -5,7 +5,11 @@
 //! in it allocates a window of the memory file (sparse, so untouched pages cost nothing) and
 //! maps it into the stub. The kernel reads and writes application memory through its own
 //! mapping of the memory file, after checking the VMA's protection: a bad pointer is `EFAULT`.
+//!
+//! `fork` shares the memory-file pages between parent and child and makes private memory
+//! copy-on-write on both sides (`cow.rs`).
 
+mod cow;
 mod vma;
 
 use std::collections::BTreeMap;
@@ -33,12 +37,39 @@ pub fn page_down(x: u64) -> u64 {
 }
 
 /// A populated range: `[start, end)` of the address space is backed by the memory file at
-/// `offset` and mapped in the stub with `prot`.
+/// `offset` and mapped in the stub with [`Pma::host_prot`].
+///
+/// A PMA always lies inside one VMA (PMAs are created per VMA, split with them, and never
+/// merged across a VMA boundary), so the VMA at its start says what kind of memory it is.
 #[derive(Clone, Copy, Debug)]
 struct Pma {
     end: u64,
     offset: u64,
+    /// The protection the application asked for (its VMA's).
     prot: Prot,
+    /// Copy-on-write: the pages may be shared with another address space (after `fork`) and
+    /// must be copied before this one writes to them, so the stub maps them without write.
+    cow: bool,
+}
+
+impl Pma {
+    /// The memory-file range behind the PMA that starts at `start`.
+    fn file_range(&self, start: u64) -> moat_memory::FileRange {
+        moat_memory::FileRange {
+            offset: self.offset,
+            len: self.end - start,
+        }
+    }
+
+    /// The protection of the stub's mapping: without write while copy-on-write, so that a
+    /// write faults (`SEGV_ACCERR`) and the kernel copies first.
+    fn host_prot(&self) -> Prot {
+        if self.cow {
+            self.prot.without_write()
+        } else {
+            self.prot
+        }
+    }
 }
 
 /// Where a new mapping may go.
@@ -53,9 +84,14 @@ pub enum Placement {
 }
 
 /// The kernel's view of one address space.
+///
+/// The tables (VMAs, PMAs) are the truth; the platform address space mirrors the PMAs. A
+/// manager may be *detached* (no platform address space yet: a forked child before the host
+/// thread that will run it has made its stub): it works as usual, only nothing is mapped
+/// anywhere until [`MemoryManager::attach`] maps every PMA at once.
 pub struct MemoryManager {
     memory: Arc<MemoryFile>,
-    aspace: Box<dyn AddressSpace>,
+    aspace: Option<Box<dyn AddressSpace>>,
     vmas: BTreeMap<u64, Vma>,
     pmas: BTreeMap<u64, Pma>,
     /// Top of the area where mappings without a fixed address go (they grow down from here).
@@ -69,10 +105,18 @@ pub struct MemoryManager {
 }
 
 impl MemoryManager {
+    /// An empty address space mirrored into `aspace`.
     pub fn new(memory: Arc<MemoryFile>, aspace: Box<dyn AddressSpace>) -> Self {
+        let mut mm = Self::new_detached(memory);
+        mm.aspace = Some(aspace);
+        mm
+    }
+
+    /// An empty address space without a platform address space (see [`MemoryManager::attach`]).
+    pub fn new_detached(memory: Arc<MemoryFile>) -> Self {
         Self {
             memory,
-            aspace,
+            aspace: None,
             vmas: BTreeMap::new(),
             pmas: BTreeMap::new(),
             mmap_base: USER_MAX,
@@ -194,16 +238,73 @@ impl MemoryManager {
                 self.vmas.insert(addr, tail);
             }
         }
+        self.split_pma_at(addr);
+    }
+
+    /// Split the PMA that straddles `addr` (only the PMA).
+    fn split_pma_at(&mut self, addr: u64) {
         if let Some((&s, p)) = self.pmas.range(..addr).next_back() {
             if p.end > addr {
                 let tail = Pma {
-                    end: p.end,
                     offset: p.offset + (addr - s),
-                    prot: p.prot,
+                    ..*p
                 };
                 self.pmas.get_mut(&s).expect("pma").end = addr;
                 self.pmas.insert(addr, tail);
             }
+        }
+    }
+
+    /// Start a new thread in this address space (`clone(CLONE_VM)`), for another host thread
+    /// to attach to.
+    pub fn new_thread(
+        &mut self,
+    ) -> Result<Box<dyn moat_platform::ThreadSeed>, moat_platform::PlatformError> {
+        match &mut self.aspace {
+            Some(a) => a.new_thread(),
+            None => Err(moat_platform::PlatformError::NotAttached),
+        }
+    }
+
+    /// Bytes of the address space backed by the memory file (`VmRSS`, an upper bound: the
+    /// file is sparse inside each populated window).
+    pub fn resident_size(&self) -> u64 {
+        self.pmas.iter().map(|(s, p)| p.end - s).sum()
+    }
+
+    /// The memory-file offset behind `addr` if it is shared memory (`MAP_SHARED`), so that a
+    /// futex there is the same futex in every process that maps the page.
+    pub fn shared_offset(&mut self, addr: u64) -> Option<u64> {
+        let (_, v) = self.find_vma(addr)?;
+        if v.kind != (VmaKind::Anonymous { shared: true }) {
+            return None;
+        }
+        self.check_access(addr, 4, false).ok()?;
+        let (s, p) = self.pma_at(addr)?;
+        Some(p.offset + (addr - s))
+    }
+
+    /// Map into the platform address space, if there is one yet.
+    fn host_map(&mut self, addr: u64, len: u64, prot: Prot, offset: u64) -> Result<(), Errno> {
+        match &mut self.aspace {
+            Some(a) => a.map(addr, len, prot, offset).map_err(platform_fault),
+            None => Ok(()),
+        }
+    }
+
+    /// Unmap from the platform address space, if there is one yet.
+    fn host_unmap(&mut self, addr: u64, len: u64) -> Result<(), Errno> {
+        match &mut self.aspace {
+            Some(a) => a.unmap(addr, len).map_err(platform_fault),
+            None => Ok(()),
+        }
+    }
+
+    /// Re-protect in the platform address space, if there is one yet.
+    fn host_protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), Errno> {
+        match &mut self.aspace {
+            Some(a) => a.protect(addr, len, prot).map_err(platform_fault),
+            None => Ok(()),
         }
     }
 
@@ -222,17 +323,14 @@ impl MemoryManager {
         }
         let pmas: Vec<(u64, Pma)> = self.pmas.range(start..end).map(|(&s, &p)| (s, p)).collect();
         if !pmas.is_empty() {
-            self.aspace
-                .unmap(start, end - start)
-                .map_err(platform_fault)?;
+            self.host_unmap(start, end - start)?;
         }
         for (s, p) in pmas {
             self.pmas.remove(&s);
             if free {
-                self.memory.free(moat_memory::FileRange {
-                    offset: p.offset,
-                    len: p.end - s,
-                });
+                // Drops this address space's reference: pages a forked relative still maps
+                // keep their contents.
+                self.memory.free(p.file_range(s));
             }
         }
         Ok(())
@@ -270,7 +368,12 @@ impl MemoryManager {
             let p = self.pmas[&s];
             if let Some(c) = cur {
                 let pc: Pma = self.pmas[&c];
-                if pc.end == s && pc.prot == p.prot && pc.offset + (s - c) == p.offset {
+                if pc.end == s
+                    && pc.prot == p.prot
+                    && pc.cow == p.cow
+                    && pc.offset + (s - c) == p.offset
+                    && !self.vmas.contains_key(&s)
+                {
                     self.pmas.remove(&s);
                     self.pmas.get_mut(&c).expect("pma").end = p.end;
                     continue;
@@ -323,10 +426,13 @@ impl MemoryManager {
             .map(|(&s, &p)| (s, p))
             .collect();
         for (s, p) in pmas {
-            self.aspace
-                .protect(s, p.end - s, prot)
-                .map_err(platform_fault)?;
-            self.pmas.get_mut(&s).expect("pma").prot = prot;
+            let new = Pma { prot, ..p };
+            // Copy-on-write pages stay without write in the stub even if the application
+            // makes them writable: the first write still faults and copies.
+            if new.host_prot() != p.host_prot() {
+                self.host_protect(s, p.end - s, new.host_prot())?;
+            }
+            self.pmas.insert(s, new);
         }
         self.merge_around(start, covered);
         if covered < end {
@@ -335,29 +441,72 @@ impl MemoryManager {
         Ok(())
     }
 
-    /// `madvise(MADV_DONTNEED)`: private anonymous pages read as zeros afterwards.
+    /// `madvise(MADV_DONTNEED)`: private pages read as zeros afterwards; `MAP_SHARED` pages
+    /// keep their contents (Linux only drops the mapping, and the next access finds the same
+    /// shared pages again).
     pub fn discard(&mut self, start: u64, len: u64) -> Result<(), Errno> {
         let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
-        if self.overlap_size(start, end) != end - start {
-            // Linux discards what is mapped and reports the hole.
-            self.discard_mapped(start, end);
+        // Linux discards what is mapped and reports a hole.
+        let hole = self.overlap_size(start, end) != end - start;
+        self.discard_mapped(start, end)?;
+        if hole {
             return Err(Errno::ENOMEM);
         }
-        self.discard_mapped(start, end);
         Ok(())
     }
 
-    fn discard_mapped(&mut self, start: u64, end: u64) {
+    /// `madvise(MADV_REMOVE)` of `MAP_SHARED` memory: punch the pages out of the memory file,
+    /// so they read as zeros in every address space that shares them. Only the shared
+    /// anonymous parts of the range are touched (the caller rejects anything else).
+    pub fn punch_shared(&mut self, start: u64, len: u64) -> Result<(), Errno> {
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
         for (&s, p) in self.pmas.range(..end) {
             if p.end <= start {
                 continue;
             }
-            let (a, b) = (s.max(start), p.end.min(end));
-            self.memory.decommit(moat_memory::FileRange {
-                offset: p.offset + (a - s),
-                len: b - a,
-            });
+            let (_, v) = self.find_vma(s).expect("a PMA lies inside a VMA");
+            if v.kind == (VmaKind::Anonymous { shared: true }) {
+                let (a, b) = (s.max(start), p.end.min(end));
+                self.memory.decommit(moat_memory::FileRange {
+                    offset: p.offset + (a - s),
+                    len: b - a,
+                });
+            }
         }
+        Ok(())
+    }
+
+    fn discard_mapped(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        let mut dropped = Vec::new();
+        for (&s, p) in self.pmas.range(..end) {
+            if p.end <= start {
+                continue;
+            }
+            let (_, v) = self.find_vma(s).expect("a PMA lies inside a VMA");
+            if v.kind == (VmaKind::Anonymous { shared: true }) {
+                continue;
+            }
+            let (a, b) = (s.max(start), p.end.min(end));
+            if p.cow {
+                // The pages may be another address space's too: do not punch them, drop this
+                // side's reference and mapping instead; the next access maps fresh zeros.
+                dropped.push((a, b));
+            } else {
+                // Private and not copy-on-write: this address space's alone.
+                self.memory.decommit(moat_memory::FileRange {
+                    offset: p.offset + (a - s),
+                    len: b - a,
+                });
+            }
+        }
+        for (a, b) in dropped {
+            self.split_pma_at(a);
+            self.split_pma_at(b);
+            let p = self.pmas.remove(&a).expect("split at a");
+            self.host_unmap(a, b - a)?;
+            self.memory.free(p.file_range(a));
+        }
+        Ok(())
     }
 
     /// `mremap`: returns the new address. Arguments are already validated and page-rounded.
@@ -444,9 +593,8 @@ impl MemoryManager {
         }
         for (s, mut p) in pmas {
             let ns = s - old + dst;
-            self.aspace
-                .map(ns, p.end - s, p.prot, p.offset)
-                .map_err(platform_fault)?;
+            // The same pages, so the same copy-on-write state.
+            self.host_map(ns, p.end - s, p.host_prot(), p.offset)?;
             p.end = p.end - old + dst;
             self.pmas.insert(ns, p);
         }
@@ -535,9 +683,9 @@ impl MemoryManager {
             }
             for (g0, g1) in gaps {
                 let range = self.memory.allocate(g1 - g0).map_err(|_| Errno::ENOMEM)?;
-                if let Err(e) = self.aspace.map(g0, g1 - g0, v.prot, range.offset) {
+                if let Err(e) = self.host_map(g0, g1 - g0, v.prot, range.offset) {
                     self.memory.free(range);
-                    return Err(platform_fault(e));
+                    return Err(e);
                 }
                 self.pmas.insert(
                     g0,
@@ -545,6 +693,7 @@ impl MemoryManager {
                         end: g1,
                         offset: range.offset,
                         prot: v.prot,
+                        cow: false,
                     },
                 );
             }
@@ -561,16 +710,28 @@ impl MemoryManager {
         self.populate(start, end)
     }
 
-    /// Handle a page fault at `addr`; `true` if it was a missing page the kernel supplied
-    /// (the instruction can be retried), `false` if the application really faulted.
-    pub fn handle_fault(&mut self, addr: u64) -> bool {
+    /// Handle a page fault at `addr`: `write` when the host reported a protection fault
+    /// (`SEGV_ACCERR`) rather than a missing page (`SEGV_MAPERR`). `true` if the kernel
+    /// resolved it (supplied the missing page, or copied a copy-on-write page for the writer)
+    /// and the instruction can be retried, `false` if the application really faulted.
+    ///
+    /// A protection fault on a copy-on-write page of a writable VMA is taken to be a write:
+    /// the stub maps such pages readable (unless the VMA is not), so a read cannot fault. An
+    /// execute fault there breaks the sharing needlessly, then faults again as a real fault.
+    pub fn handle_fault(&mut self, addr: u64, write: bool) -> bool {
         let Some((_, v)) = self.find_vma(addr) else {
             return false;
         };
-        if v.prot == Prot::NONE || self.pma_at(addr).is_some() {
+        if v.prot == Prot::NONE {
             return false;
         }
-        self.populate_around(addr).is_ok()
+        let writable = v.prot.writable();
+        match self.pma_at(addr) {
+            // A protection fault where nothing is mapped cannot be ours to resolve.
+            None => !write && self.populate_around(addr).is_ok(),
+            Some((_, p)) if write && writable && p.cow => self.break_cow_fault(addr).is_ok(),
+            Some(_) => false,
+        }
     }
 
     /// Pre-populate a whole mapping (`MAP_POPULATE`).
@@ -615,6 +776,10 @@ impl MemoryManager {
                     self.populate_around(cursor)?;
                 }
             }
+        }
+        if write {
+            // The kernel is about to write: copy-on-write pages get their own copy first.
+            self.break_cow(page_down(addr), page_up(end).ok_or(Errno::EFAULT)?)?;
         }
         Ok(())
     }
@@ -676,6 +841,7 @@ impl MemoryManager {
                 }
             }
         }
+        self.break_cow(page_down(addr), page_up(end).ok_or(Errno::EFAULT)?)?;
         let memory = self.memory.clone();
         self.for_each_piece(addr, data.len(), |off, r| memory.write(off, &data[r]));
         Ok(())
@@ -711,6 +877,16 @@ impl MemoryManager {
             cursor += chunk as u64;
         }
         Err(Errno::ENAMETOOLONG)
+    }
+}
+
+impl Drop for MemoryManager {
+    fn drop(&mut self) {
+        // The stub goes first, so it cannot touch pages that may be handed out again.
+        self.aspace = None;
+        for (&s, p) in &self.pmas {
+            self.memory.free(p.file_range(s));
+        }
     }
 }
 

@@ -168,10 +168,10 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
 
     // Memory: the same address space with a new thread in it, or a copy-on-write fork.
     let (mm, thread) = if flags & CLONE_VM != 0 {
-        let seed: Box<dyn moat_platform::ThreadSeed> = return Err(Errno::ENOSYS);
+        let seed = task.mm.guard().new_thread().map_err(|_| Errno::EAGAIN)?;
         (task.mm.clone(), Some(seed))
     } else {
-        let child: crate::mm::MemoryManager = return Err(Errno::ENOSYS);
+        let child = task.mm.guard().fork()?;
         (Arc::new(Mutex::new(child)), None)
     };
     let files = if flags & CLONE_FILES != 0 {

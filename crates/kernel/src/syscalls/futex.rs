@@ -54,6 +54,7 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (uaddr, op, val) = (a[0], int(a[1]), a[2] as u32);
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     let realtime = op & FUTEX_CLOCK_REALTIME != 0;
+    let private = op & FUTEX_PRIVATE_FLAG != 0;
     if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET {
         return Err(Errno::ENOSYS);
     }
@@ -68,7 +69,7 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 return Err(Errno::EINVAL);
             }
             let deadline = deadline(task, a[3], cmd == FUTEX_WAIT_BITSET, realtime)?;
-            wait(task, uaddr, val, bitset, deadline)
+            wait(task, uaddr, val, bitset, deadline, private)
         }
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE {
@@ -80,7 +81,7 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 return Err(Errno::EINVAL);
             }
             let count = usize::try_from(int(a[2])).unwrap_or(0);
-            let key = futex_key(task, uaddr);
+            let key = futex_key(task, uaddr, private);
             Ok(task.kernel.futexes.wake(key, bitset, count) as u64)
         }
         FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
@@ -91,7 +92,10 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             let wake = usize::try_from(int(a[2])).map_err(|_| Errno::EINVAL)?;
             // The fourth argument is the requeue count here, not a timeout.
             let requeue = usize::try_from(int(a[3])).map_err(|_| Errno::EINVAL)?;
-            let (from, to) = (futex_key(task, uaddr), futex_key(task, uaddr2));
+            let (from, to) = (
+                futex_key(task, uaddr, private),
+                futex_key(task, uaddr2, private),
+            );
             let mm = task.mm.clone();
             let check = || {
                 cmd == FUTEX_REQUEUE
@@ -120,9 +124,13 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
 }
 
-/// The key of the futex at `addr`.
-fn futex_key(task: &Task, addr: u64) -> FutexKey {
-    crate::futex::key_for(task, addr)
+/// The key of the futex at `addr`: private futexes belong to the address space.
+fn futex_key(task: &Task, addr: u64, private: bool) -> FutexKey {
+    if private {
+        crate::futex::key_for(task, addr)
+    } else {
+        crate::futex::shared_key_for(task, addr)
+    }
 }
 
 /// Sleep while the word at `uaddr` holds `val`, until woken, timed out or interrupted.
@@ -132,10 +140,11 @@ fn wait(
     val: u32,
     bitset: u32,
     deadline: Option<Instant>,
+    private: bool,
 ) -> SyscallResult {
     // Fault in the word first so that a bad address is EFAULT, not EAGAIN.
     let _: u32 = task.mm().read_obj(uaddr)?;
-    let key = futex_key(task, uaddr);
+    let key = futex_key(task, uaddr, private);
     let kernel = task.kernel.clone();
     let waker = task.handle.waker.clone();
     waker.clear();

@@ -247,7 +247,7 @@ pub fn madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 }
                 cursor = v.end;
             }
-            task.mm.guard().discard(a[0], len)?;
+            task.mm.guard().punch_shared(a[0], len)?;
         }
         _ => {
             // Hints: only check that the range is mapped.
