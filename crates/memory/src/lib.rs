@@ -315,6 +315,35 @@ impl MemoryFile {
         }
     }
 
+    /// Atomically replace the 32-bit word at `offset` (4-byte aligned) with `f(old)` and
+    /// return the old value: application threads may be using the same word with their own
+    /// atomic instructions at the same moment (`FUTEX_WAKE_OP`).
+    ///
+    /// # Panics
+    /// If the range is outside the file or misaligned (a kernel bug: callers check).
+    pub fn atomic_update_u32(&self, offset: u64, f: impl Fn(u32) -> u32) -> u32 {
+        self.check(offset, 4);
+        assert!(offset % 4 == 0, "misaligned atomic access at {offset:#x}");
+        // SAFETY: the word is inside our live, writable shared mapping (checked above) and
+        // 4-byte aligned; every access to it from Moat or the application is atomic or a
+        // plain copy, which is how the hardware shares memory between threads anyway.
+        let word = unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(self.base.add(offset as usize).cast())
+        };
+        let mut old = word.load(std::sync::atomic::Ordering::SeqCst);
+        loop {
+            match word.compare_exchange_weak(
+                old,
+                f(old),
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            ) {
+                Ok(v) => return v,
+                Err(v) => old = v,
+            }
+        }
+    }
+
     /// Fill `len` bytes at `offset` with zeros.
     pub fn zero(&self, offset: u64, len: u64) {
         self.check(offset, len as usize);

@@ -32,6 +32,9 @@ pub const POLLWRNORM: u32 = 0x100;
 #[derive(Debug)]
 struct State {
     data: VecDeque<u8>,
+    /// Packet boundaries (`O_DIRECT` writers): lengths of the packets at the end of `data`'s
+    /// packetized stretches, oldest first, with how many ordinary bytes precede each.
+    packets: VecDeque<(usize, usize)>,
     capacity: usize,
     readers: usize,
     writers: usize,
@@ -55,6 +58,7 @@ impl Pipe {
         Arc::new(Pipe {
             state: Mutex::new(State {
                 data: VecDeque::new(),
+                packets: VecDeque::new(),
                 capacity: DEFAULT_CAPACITY,
                 readers: 0,
                 writers: 0,
@@ -142,16 +146,29 @@ impl FileOps for PipeEnd {
                 Err(Errno::EAGAIN)
             };
         }
-        let n = buf.len().min(s.data.len());
+        // Ordinary bytes up to the next packet, then at most that one packet (a short read
+        // of a packet discards its rest, as Linux's packet mode does).
+        let (plain, packet) = s.packets.front().copied().unwrap_or((s.data.len(), 0));
+        let n = buf.len().min(plain + packet);
         for (dst, src) in buf.iter_mut().zip(s.data.drain(..n)) {
             *dst = src;
+        }
+        if packet > 0 {
+            if n > plain {
+                let rest = plain + packet - n;
+                s.data.drain(..rest);
+                s.packets.pop_front();
+            } else if let Some(front) = s.packets.front_mut() {
+                front.0 -= n;
+            }
         }
         drop(s);
         self.pipe.queue.notify();
         Ok(n)
     }
 
-    fn write(&self, _file: &OpenFile, buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
+    fn write(&self, file: &OpenFile, buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
+        let packetized = file.flags() & libc::O_DIRECT as u32 != 0;
         let mut s = self.pipe.state.guard();
         if s.readers == 0 {
             return Err(Errno::EPIPE);
@@ -161,7 +178,17 @@ impl FileOps for PipeEnd {
             return Err(Errno::EAGAIN);
         }
         let n = buf.len().min(room);
-        s.data.extend(&buf[..n]);
+        if packetized {
+            // One packet per page written, as Linux's pipe buffers.
+            for chunk in buf[..n].chunks(PIPE_BUF) {
+                let queued: usize = s.packets.iter().map(|(p, k)| p + k).sum();
+                let plain = s.data.len() - queued;
+                s.packets.push_back((plain, chunk.len()));
+                s.data.extend(chunk);
+            }
+        } else {
+            s.data.extend(&buf[..n]);
+        }
         drop(s);
         self.pipe.queue.notify();
         Ok(n)

@@ -255,6 +255,17 @@ impl MemoryManager {
         }
     }
 
+    /// Atomically update the 32-bit word at `addr` (4-byte aligned, writable) with `f`,
+    /// returning the old value (`FUTEX_WAKE_OP`).
+    pub fn atomic_update_u32(&mut self, addr: u64, f: impl Fn(u32) -> u32) -> Result<u32, Errno> {
+        if addr % 4 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.check_access(addr, 4, true)?;
+        let (s, p) = self.pma_at(addr).ok_or(Errno::EFAULT)?;
+        Ok(self.memory.atomic_update_u32(p.offset + (addr - s), f))
+    }
+
     /// Start a new thread in this address space (`clone(CLONE_VM)`), for another host thread
     /// to attach to.
     pub fn new_thread(

@@ -14,6 +14,61 @@ const FUTEX_WAIT: i32 = 0;
 const FUTEX_WAKE: i32 = 1;
 const FUTEX_REQUEUE: i32 = 3;
 const FUTEX_CMP_REQUEUE: i32 = 4;
+const FUTEX_WAKE_OP: i32 = 5;
+
+/// `FUTEX_WAKE_OP`'s encoded operation: `op:4 cmp:4 oparg:12 cmparg:12`.
+struct WakeOp {
+    op: u32,
+    shift: bool,
+    oparg: u32,
+    cmp: u32,
+    cmparg: u32,
+}
+
+impl WakeOp {
+    fn decode(v: u32) -> Result<WakeOp, Errno> {
+        let sign12 = |x: u32| ((x << 20) as i32 >> 20) as u32;
+        let w = WakeOp {
+            op: (v >> 28) & 7,
+            shift: v & (8 << 28) != 0,
+            cmp: (v >> 24) & 15,
+            oparg: sign12((v >> 12) & 0xfff),
+            cmparg: sign12(v & 0xfff),
+        };
+        if w.op > 4 || w.cmp > 5 {
+            return Err(Errno::ENOSYS);
+        }
+        Ok(w)
+    }
+
+    fn apply(&self, old: u32) -> u32 {
+        // FUTEX_OP_OPARG_SHIFT: the argument is a shift count (Linux masks it to 0..31).
+        let arg = if self.shift {
+            1u32 << (self.oparg & 31)
+        } else {
+            self.oparg
+        };
+        match self.op {
+            0 => arg,                   // SET
+            1 => old.wrapping_add(arg), // ADD
+            2 => old | arg,             // OR
+            3 => old & !arg,            // ANDN
+            _ => old ^ arg,             // XOR
+        }
+    }
+
+    fn compare(&self, old: u32) -> bool {
+        let (a, b) = (old as i32, self.cmparg as i32);
+        match self.cmp {
+            0 => a == b,
+            1 => a != b,
+            2 => a < b,
+            3 => a <= b,
+            4 => a > b,
+            _ => a >= b,
+        }
+    }
+}
 const FUTEX_WAIT_BITSET: i32 = 9;
 const FUTEX_WAKE_BITSET: i32 = 10;
 const FUTEX_PRIVATE_FLAG: i32 = 128;
@@ -113,7 +168,27 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 .map(|n| n as u64)
                 .ok_or(Errno::EAGAIN)
         }
-        5..=8 | 11..=13 => {
+        FUTEX_WAKE_OP => {
+            let (uaddr2, encoded) = (a[4], a[5] as u32);
+            if uaddr % 4 != 0 || uaddr2 % 4 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let n1 = usize::try_from(int(a[2])).unwrap_or(0);
+            // The fourth argument is the second wake count here.
+            let n2 = usize::try_from(int(a[3])).unwrap_or(0);
+            let op = WakeOp::decode(encoded)?;
+            let (k1, k2) = (
+                futex_key(task, uaddr, private),
+                futex_key(task, uaddr2, private),
+            );
+            let mm = task.mm.clone();
+            let woken = task.kernel.futexes.wake_op(k1, n1, k2, n2, || {
+                let old = mm.guard().atomic_update_u32(uaddr2, |v| op.apply(v))?;
+                Ok(op.compare(old))
+            })?;
+            Ok(woken as u64)
+        }
+        6..=8 | 11..=13 => {
             task.kernel.report_unimplemented(
                 u64::from(nr::FUTEX) | ((cmd as u64) << 32),
                 &format!("futex op {cmd}"),

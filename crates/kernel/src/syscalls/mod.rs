@@ -203,7 +203,7 @@ syscall_table! {
     ARCH_PRCTL => process::arch_prctl, [Hex, Hex], Support::Partial("no CPUID faulting, no AMX permission requests");
     GETTID => process::gettid, [], FULL;
     TIME => time::time, [Ptr], FULL;
-    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("WAIT, WAKE, WAIT_BITSET, WAKE_BITSET, REQUEUE, CMP_REQUEUE; no WAKE_OP or PI futexes yet");
+    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("no PI futexes (LOCK_PI, UNLOCK_PI, TRYLOCK_PI, CMP_REQUEUE_PI)");
     SCHED_GETAFFINITY => system::sched_getaffinity, [Int, Uint, Ptr], FULL;
     SET_TID_ADDRESS => process::set_tid_address, [Ptr], FULL;
     CLOCK_GETTIME => time::clock_gettime, [Int, Ptr], Support::Partial("no clocks of other processes");
