@@ -142,6 +142,7 @@ impl Task {
             match self.context.switch(&mut self.regs)? {
                 Trap::Syscall => crate::syscalls::dispatch(self),
                 Trap::Fault { signo, code, addr } => self.fault(signo, code, addr),
+                Trap::Interrupted => {}
             }
             if let Some(status) = self.exit {
                 return Ok(status);

@@ -731,9 +731,12 @@ mod tests {
 
     fn manager() -> MemoryManager {
         let memory = Arc::new(MemoryFile::new(1 << 30).unwrap());
-        let (aspace, _ctx) = moat_platform::ptrace::PtracePlatform
+        let (aspace, ctx) = moat_platform::ptrace::PtracePlatform
             .new_address_space(&memory)
             .unwrap();
+        // The address space is changed through this host thread's context, and dropping a
+        // context ends its stub thread: keep it for the test (the stub dies with the thread).
+        std::mem::forget(ctx);
         let mut mm = MemoryManager::new(memory, aspace);
         mm.mmap_base = 0x7000_0000_0000;
         mm
