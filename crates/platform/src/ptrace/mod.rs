@@ -1015,6 +1015,58 @@ impl Drop for PtraceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Barrier;
+    use std::time::Instant;
+
+    const CODE: u64 = 0x40_0000;
+    const DATA: u64 = 0x50_0000;
+    const RX: Prot = Prot(Prot::READ.0 | Prot::EXEC.0);
+    const RW: Prot = Prot(Prot::READ.0 | Prot::WRITE.0);
+
+    fn user_regs(rip: u64) -> Regs {
+        let mut regs = Regs {
+            rip,
+            ..Regs::default()
+        };
+        regs.cs = 0x33;
+        regs.ss = 0x2b;
+        regs.eflags = 0x202;
+        regs
+    }
+
+    /// A page of the memory file holding `bytes` at `at`.
+    fn page(memory: &MemoryFile, at: u64, bytes: &[u8]) -> u64 {
+        let range = memory.allocate(4096).unwrap();
+        memory.write(range.offset + at, bytes);
+        range.offset
+    }
+
+    fn read_u64(memory: &MemoryFile, offset: u64) -> u64 {
+        let mut buf = [0u8; 8];
+        memory.read(offset, &mut buf);
+        u64::from_ne_bytes(buf)
+    }
+
+    /// The host's start time of process `pid` (field 22 of its stat), to tell it from a
+    /// later process with the same pid.
+    fn start_time(pid: libc::pid_t) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        after_name.split(' ').nth(19)?.parse().ok()
+    }
+
+    fn assert_process_gone(pid: libc::pid_t, started: Option<u64>) {
+        assert!(started.is_some());
+        assert_ne!(
+            start_time(pid),
+            started,
+            "stub {pid} outlived its last user"
+        );
+    }
+
+    fn thread_exists(pid: libc::pid_t, tid: libc::pid_t) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists()
+    }
 
     /// Build a tiny program in the memory file, map it into a fresh stub and run it:
     /// `mov $39, %eax; syscall; mov (%rbx), %rax; ud2` — a system call, then a fault.
@@ -1062,5 +1114,283 @@ mod tests {
             "the syscall result must be what the kernel wrote"
         );
         assert!(!ctx.fp_state().unwrap().is_empty());
+    }
+
+    /// `addq $1, (%rbx); mov $39, %eax; syscall` at offset 0, `mov (%rdx), %rsi;
+    /// mov $186, %eax; syscall` at offset 0x20.
+    const COUNTER: &[u8] = &[0x48, 0x83, 0x03, 0x01, 0xb8, 39, 0, 0, 0, 0x0f, 0x05];
+    const READER: &[u8] = &[0x48, 0x8b, 0x32, 0xb8, 186, 0, 0, 0, 0x0f, 0x05];
+
+    fn count(ctx: &mut dyn Context, counter: u64, rounds: u64) {
+        for _ in 0..rounds {
+            let mut regs = user_regs(CODE);
+            regs.rbx = counter;
+            assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Syscall);
+            assert_eq!(regs.orig_rax, 39);
+            assert_eq!(regs.rip, CODE + COUNTER.len() as u64);
+            assert_eq!(regs.rbx, counter);
+        }
+    }
+
+    /// Two host threads run two stub threads of one address space at the same time; the
+    /// second maps memory through its own stub thread, then ends while the first goes on.
+    #[test]
+    fn threads_share_an_address_space() {
+        const ROUNDS: u64 = 500;
+        let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+        let (mut aspace, mut ctx) = PtracePlatform::spawn(&memory).unwrap();
+        let pid = aspace.stub.pid;
+        let started = start_time(pid);
+        let mut code = COUNTER.to_vec();
+        code.resize(0x20, 0x90);
+        code.extend_from_slice(READER);
+        aspace.map(CODE, 4096, RX, page(&memory, 0, &code)).unwrap();
+        let data = page(&memory, 0, &[]);
+        aspace.map(DATA, 4096, RW, data).unwrap();
+
+        let t0 = Instant::now();
+        let mut seed = aspace.new_seed().unwrap();
+        let cloned = t0.elapsed();
+        let tid = seed.tid.unwrap();
+        assert!(thread_exists(pid, tid));
+
+        let aspace = Arc::new(Mutex::new(aspace));
+        let barrier = Arc::new(Barrier::new(2));
+        let second = std::thread::spawn({
+            let (aspace, barrier, memory) = (aspace.clone(), barrier.clone(), memory.clone());
+            move || {
+                let t1 = Instant::now();
+                let mut ctx = seed.attach_context().unwrap();
+                let attached = t1.elapsed();
+                assert_eq!(ctx.thread.tid, tid);
+                barrier.wait();
+                // Both threads count at the same time, each in its own word.
+                count(&mut ctx, DATA + 8, ROUNDS);
+                barrier.wait();
+                // A mapping made through this host thread's own stub thread...
+                let other = page(&memory, 0, &0x5eed_u64.to_ne_bytes());
+                aspace
+                    .lock()
+                    .unwrap()
+                    .map(DATA + 0x1000, 4096, RW, other)
+                    .unwrap();
+                // ...seen by this thread, which also reads what the first thread wrote.
+                let mut regs = user_regs(CODE + 0x20);
+                regs.rdx = DATA + 0x1000;
+                assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Syscall);
+                assert_eq!((regs.orig_rax, regs.rsi), (186, 0x5eed));
+                regs = user_regs(CODE + 0x20);
+                regs.rdx = DATA;
+                assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Syscall);
+                assert_eq!(regs.rsi, ROUNDS);
+                assert!(ctx.cpu_time().unwrap() > Duration::ZERO);
+                drop(ctx);
+                // Without a context, this host thread cannot change the address space.
+                let err = aspace.lock().unwrap().unmap(DATA, 4096).unwrap_err();
+                assert!(matches!(err, PlatformError::NotAttached { .. }), "{err}");
+                attached
+            }
+        });
+        barrier.wait();
+        count(&mut ctx, DATA, ROUNDS);
+        barrier.wait();
+        let attached = second.join().unwrap();
+        eprintln!("new_thread took {cloned:?}, attach {attached:?}");
+
+        assert_eq!(read_u64(&memory, data), ROUNDS);
+        assert_eq!(read_u64(&memory, data + 8), ROUNDS);
+        assert!(
+            !thread_exists(pid, tid),
+            "the second stub thread must be gone"
+        );
+        // The first thread goes on, and its host thread still changes the address space.
+        aspace.lock().unwrap().unmap(DATA + 0x1000, 4096).unwrap();
+        count(&mut ctx, DATA, 1);
+        assert_eq!(read_u64(&memory, data), ROUNDS + 1);
+        assert!(aspace.lock().unwrap().cpu_time().unwrap() >= ctx.cpu_time().unwrap());
+
+        drop(ctx);
+        drop(aspace);
+        assert_process_gone(pid, started);
+    }
+
+    /// The host thread that created the address space ends (its task exited) while a thread
+    /// attached elsewhere goes on: neither the parent-death signal nor `EXITKILL` may take
+    /// the stub with it.
+    #[test]
+    fn first_thread_and_its_host_thread_end_first() {
+        let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+        let (aspace, seed, pid) = std::thread::spawn({
+            let memory = memory.clone();
+            move || {
+                let (mut aspace, mut ctx) = PtracePlatform::spawn(&memory).unwrap();
+                aspace
+                    .map(CODE, 4096, RX, page(&memory, 0, COUNTER))
+                    .unwrap();
+                aspace.map(DATA, 4096, RW, page(&memory, 0, &[])).unwrap();
+                count(&mut ctx, DATA, 1);
+                let seed = aspace.new_seed().unwrap();
+                let pid = aspace.stub.pid;
+                drop(ctx);
+                (aspace, seed, pid)
+            }
+        })
+        .join()
+        .unwrap();
+        let started = start_time(pid);
+        let mut aspace = aspace;
+        let mut ctx = Box::new(seed).attach().unwrap();
+        // The leader has exited (it finishes on its own, untraced, and stays a zombie until
+        // the process ends).
+        let leader_state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat"));
+            let stat = stat.unwrap();
+            stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while leader_state() != 'Z' {
+            assert!(Instant::now() < deadline, "leader state {}", leader_state());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        aspace
+            .map(DATA + 0x1000, 4096, RW, page(&memory, 0, &[]))
+            .unwrap();
+        count(&mut *ctx, DATA + 0x1000, 3);
+        count(&mut *ctx, DATA, 1);
+        drop(aspace);
+        count(&mut *ctx, DATA, 1);
+        drop(ctx);
+        assert_process_gone(pid, started);
+    }
+
+    /// The stub is killed from outside while two host threads drive it: their contexts fail
+    /// and are dropped without hanging, in either order, and nothing is left.
+    #[test]
+    fn killed_stub_is_cleaned_up() {
+        for leader_first in [false, true] {
+            let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+            let (mut aspace, mut ctx) = PtracePlatform::spawn(&memory).unwrap();
+            aspace
+                .map(CODE, 4096, RX, page(&memory, 0, COUNTER))
+                .unwrap();
+            aspace.map(DATA, 4096, RW, page(&memory, 0, &[])).unwrap();
+            let pid = aspace.stub.pid;
+            let started = start_time(pid);
+            let mut seed = aspace.new_seed().unwrap();
+            let (attached_tx, attached_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let second = std::thread::spawn(move || {
+                let mut ctx = seed.attach_context().unwrap();
+                count(&mut ctx, DATA + 8, 1);
+                attached_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                assert!(ctx.switch(&mut user_regs(CODE)).is_err());
+            });
+            attached_rx.recv().unwrap();
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if leader_first {
+                drop(ctx);
+                go_tx.send(()).unwrap();
+                second.join().unwrap();
+            } else {
+                go_tx.send(()).unwrap();
+                second.join().unwrap();
+                assert!(ctx.switch(&mut user_regs(CODE)).is_err());
+                drop(ctx);
+            }
+            drop(aspace);
+            assert_process_gone(pid, started);
+        }
+    }
+
+    /// A seed dropped without being attached ends its thread.
+    #[test]
+    fn unattached_seed_ends_its_thread() {
+        let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+        let (mut aspace, mut ctx) = PtracePlatform::spawn(&memory).unwrap();
+        aspace
+            .map(CODE, 4096, RX, page(&memory, 0, COUNTER))
+            .unwrap();
+        aspace.map(DATA, 4096, RW, page(&memory, 0, &[])).unwrap();
+        let pid = aspace.stub.pid;
+        let seed = aspace.new_seed().unwrap();
+        let tasks = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(tasks(), 2);
+        // The new thread waits with every signal blocked (but the two that cannot be); its
+        // parent's mask is empty again.
+        let blocked = |tid: libc::pid_t| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"));
+            let status = status.unwrap();
+            let line = status.lines().find(|l| l.starts_with("SigBlk:")).unwrap();
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let stop_and_kill = (1u64 << (libc::SIGKILL - 1)) | (1 << (libc::SIGSTOP - 1));
+        assert_eq!(blocked(seed.tid.unwrap()) | stop_and_kill, u64::MAX);
+        assert_eq!(blocked(pid), 0);
+        drop(seed);
+        assert_eq!(tasks(), 1);
+        count(&mut ctx, DATA, 2);
+    }
+
+    /// A thread spinning in application code is kicked out by another host thread;
+    /// interrupting it while stopped or after its end is harmless.
+    #[test]
+    fn interrupter_stops_a_spinning_thread() {
+        let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+        let (mut aspace, mut ctx) = PtracePlatform.new_address_space(&memory).unwrap();
+        // `jmp .` at CODE, `mov $39, %eax; syscall` at CODE + 0x10.
+        let mut code = vec![0xeb, 0xfe];
+        code.resize(0x10, 0x90);
+        code.extend_from_slice(&[0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
+        aspace.map(CODE, 4096, RX, page(&memory, 0, &code)).unwrap();
+        let interrupter = ctx.interrupter();
+        let cpu_before = ctx.cpu_time().unwrap();
+
+        let mut round_trips = Vec::new();
+        for _ in 0..5 {
+            let sent = Arc::new(Mutex::new(None));
+            let kicker = std::thread::spawn({
+                let (interrupter, sent) = (interrupter.clone(), sent.clone());
+                move || {
+                    std::thread::sleep(Duration::from_millis(20));
+                    *sent.lock().unwrap() = Some(Instant::now());
+                    interrupter.interrupt();
+                }
+            });
+            let mut regs = user_regs(CODE);
+            assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Interrupted);
+            let back = Instant::now();
+            kicker.join().unwrap();
+            assert_eq!(regs.rip, CODE, "still in the loop");
+            round_trips.push(back - sent.lock().unwrap().unwrap());
+        }
+        eprintln!("interrupt round trips: {round_trips:?}");
+        // The spinning counts as the thread's CPU time (how much depends on the host's load).
+        assert!(ctx.cpu_time().unwrap() > cpu_before);
+
+        // Interrupted while stopped: at most one spurious interrupt, then on as usual.
+        interrupter.interrupt();
+        interrupter.interrupt();
+        let mut spurious = 0;
+        let mut regs = user_regs(CODE + 0x10);
+        loop {
+            match ctx.switch(&mut regs).unwrap() {
+                Trap::Interrupted => spurious += 1,
+                Trap::Syscall => break,
+                trap @ Trap::Fault { .. } => panic!("{trap:?}"),
+            }
+        }
+        assert!(spurious <= 1);
+        assert_eq!(regs.orig_rax, 39);
+
+        drop(ctx);
+        interrupter.interrupt();
+        drop(aspace);
+        interrupter.interrupt();
     }
 }
