@@ -98,8 +98,8 @@ pub enum PlatformError {
     Injected { op: &'static str, errno: i32 },
     /// The calling host thread drives no thread of this address space (ptrace: it traces no
     /// stub thread of it), so it cannot change it.
-    #[error("host thread {host_tid} has no context in this address space")]
-    NotAttached { host_tid: i32 },
+    #[error("this host thread has no thread in the address space")]
+    NotAttached,
 }
 
 /// A new address space and the context of its first thread.
@@ -141,11 +141,17 @@ pub trait AddressSpace: Send {
     fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
     /// Start a new thread in this address space; attach it with [`ThreadSeed::attach`] on
     /// the host thread that will run it. The new thread runs no application code until its
-    /// context's first `switch`.
-    fn new_thread(&mut self) -> Result<Box<dyn ThreadSeed>, PlatformError>;
+    /// context's first `switch`. (The default, for address spaces that run no code, such as
+    /// test doubles, fails.)
+    fn new_thread(&mut self) -> Result<Box<dyn ThreadSeed>, PlatformError> {
+        Err(PlatformError::NotAttached)
+    }
     /// CPU time consumed by every thread that ever ran in this address space, the exited
-    /// ones included (ptrace: the whole stub process).
-    fn cpu_time(&self) -> Result<std::time::Duration, PlatformError>;
+    /// ones included (ptrace: the whole stub process). (The default, for address spaces that
+    /// run no code, is zero.)
+    fn cpu_time(&self) -> Result<std::time::Duration, PlatformError> {
+        Ok(std::time::Duration::ZERO)
+    }
 }
 
 /// One application thread's execution context.
