@@ -68,6 +68,12 @@ pub enum Trap {
 
 /// Kicks a thread out of application code from another host thread, so that `switch`
 /// returns [`Trap::Interrupted`]; harmless if the thread is not running.
+///
+/// An interrupt is a kick, not a message: publish the reason first, then interrupt. An
+/// interrupt that lands while the thread is not running application code is either dropped
+/// or makes the next `switch` return a spurious [`Trap::Interrupted`], so the task must look
+/// at its state between announcing that it will switch and switching. Interrupting a thread
+/// that has exited does nothing.
 pub trait Interrupter: Send + Sync {
     fn interrupt(&self);
 }
@@ -90,6 +96,8 @@ pub enum PlatformError {
     StubDied { pid: i32, how: String },
     #[error("{op} in the stub failed with errno {errno}")]
     Injected { op: &'static str, errno: i32 },
+    /// The calling host thread drives no thread of this address space (ptrace: it traces no
+    /// stub thread of it), so it cannot change it.
     #[error("this host thread has no thread in the address space")]
     NotAttached,
 }
@@ -104,13 +112,20 @@ pub trait Platform: Send + Sync {
 
     /// Create an empty address space and a context for its first thread.
     ///
-    /// With ptrace, the calling host thread becomes the one that must drive both: create them
-    /// on the thread that will run the task.
+    /// With ptrace, the calling host thread becomes the driver of the first context (create
+    /// it on the host thread that will run the task); further threads come from
+    /// [`AddressSpace::new_thread`].
     fn new_address_space(&self, memory: &Arc<MemoryFile>)
         -> Result<NewAddressSpace, PlatformError>;
 }
 
 /// An application address space: what the application's page tables contain.
+///
+/// Several host threads may share one address space (one per application thread); the
+/// kernel serializes the calls (`&mut self`). With ptrace, every call is carried out by the
+/// stub thread of the *calling* host thread, so it must own a context in this address space
+/// (created by [`Platform::new_address_space`] or [`ThreadSeed::attach`], not yet dropped);
+/// otherwise the call fails with [`PlatformError::NotAttached`].
 pub trait AddressSpace: Send {
     /// Map `len` bytes of the memory file at `file_offset` at `addr` (replacing anything there).
     fn map(
@@ -124,17 +139,32 @@ pub trait AddressSpace: Send {
     fn unmap(&mut self, addr: u64, len: u64) -> Result<(), PlatformError>;
     /// Change the protection of a fully mapped range.
     fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError>;
-    /// Start a new thread in this address space for another host thread to attach.
+    /// Start a new thread in this address space; attach it with [`ThreadSeed::attach`] on
+    /// the host thread that will run it. The new thread runs no application code until its
+    /// context's first `switch`. (The default, for address spaces that run no code, such as
+    /// test doubles, fails.)
     fn new_thread(&mut self) -> Result<Box<dyn ThreadSeed>, PlatformError> {
         Err(PlatformError::NotAttached)
+    }
+    /// CPU time consumed by every thread that ever ran in this address space, the exited
+    /// ones included (ptrace: the whole stub process). (The default, for address spaces that
+    /// run no code, is zero.)
+    fn cpu_time(&self) -> Result<std::time::Duration, PlatformError> {
+        Ok(std::time::Duration::ZERO)
     }
 }
 
 /// One application thread's execution context.
+///
+/// Dropping a context ends its thread; the address space lives on for the others (with
+/// ptrace the stub thread exits and is reaped, and the last reference to the stub process
+/// kills it). A context must be used *and dropped* on the host thread that created or
+/// attached it: ptrace binds a tracee to its tracer thread, and a tracer thread that exits
+/// while still tracing kills the whole stub process.
 pub trait Context: Send {
     /// Run application code with `regs` until it traps; `regs` then holds the thread's state.
     fn switch(&mut self, regs: &mut Regs) -> Result<Trap, PlatformError>;
-    /// CPU time the thread has consumed running application code.
+    /// CPU time this thread has consumed running application code.
     fn cpu_time(&mut self) -> Result<std::time::Duration, PlatformError>;
     /// The thread's floating-point and vector state, in the `XSAVE` layout.
     fn fp_state(&mut self) -> Result<Vec<u8>, PlatformError>;
@@ -146,7 +176,11 @@ pub trait Context: Send {
 
 /// A thread started in an existing address space, waiting to be attached by the host thread
 /// that will run it.
+///
+/// Dropping a seed without attaching it ends the thread (with ptrace the dropping host
+/// thread attaches it just long enough to make it exit).
 pub trait ThreadSeed: Send {
+    /// Become the driver of this thread: call on the host thread that will run it.
     fn attach(self: Box<Self>) -> Result<Box<dyn Context>, PlatformError>;
 }
 

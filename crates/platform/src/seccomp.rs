@@ -1,9 +1,20 @@
 //! The stub's seccomp filter, built by hand because it must match the instruction pointer
-//! (seccompiler cannot): a system call is allowed only if it is `mmap` of the memory file,
-//! `munmap` or `mprotect`, issued from the stub's own code page. Anything else kills the stub.
+//! (seccompiler cannot). A system call is allowed only if it is issued from the stub's own
+//! code page and is one of:
+//! - `mmap` of the memory file (fd [`STUB_MEMFD_FD`]), `munmap`, `mprotect`: the kernel's
+//!   changes to the address space;
+//! - `clone` with exactly [`STUB_CLONE_FLAGS`] (a new thread in the same address space; its
+//!   other arguments do not matter: no flag uses them, and the child only ever runs the stub's
+//!   waiting loop until a host thread seizes it);
+//! - `pause`, the loop a new thread waits in;
+//! - `exit`, by which a thread ends (`exit_group` is not allowed: the process ends only when
+//!   Moat kills it).
+//!
+//! Anything else kills the whole stub process.
 //!
 //! Under ptrace the application's own system calls never reach this filter (`PTRACE_SYSEMU`
-//! skips them first); the filter is what is left if the application escaped the tracer.
+//! skips them first); the filter is what is left if the application escaped the tracer. The
+//! allowed calls give such code nothing: a thread it could start only loops in `pause`.
 
 use crate::{STUB_BASE, STUB_LEN};
 
@@ -26,25 +37,84 @@ const OFF_IP_HI: u32 = 12;
 const fn off_arg_lo(n: u32) -> u32 {
     16 + 8 * n
 }
+const fn off_arg_hi(n: u32) -> u32 {
+    off_arg_lo(n) + 4
+}
 
 /// The fd number the memory file has inside every stub.
 pub const STUB_MEMFD_FD: i32 = 3;
 
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
+/// The only `clone` the stub may make: a thread sharing everything a thread shares (memory,
+/// fs information, fd table, signal handlers, thread group, System V semaphore undo list).
+pub const STUB_CLONE_FLAGS: u64 = (libc::CLONE_VM
+    | libc::CLONE_FS
+    | libc::CLONE_FILES
+    | libc::CLONE_SIGHAND
+    | libc::CLONE_THREAD
+    | libc::CLONE_SYSVSEM) as u64;
+
+/// Where a jump goes: the next instruction or a label.
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    L(&'static str),
+}
+
+/// One instruction of the filter before jump offsets are known, or a label.
+enum Ins {
+    Load(u32),
+    Jeq(u32, To, To),
+    Jge(u32, To, To),
+    Ret(u32),
+    Label(&'static str),
+}
+
+/// Resolve labels into the relative jump offsets classic BPF wants (counted in instructions
+/// after the jump, forward only, at most 255).
+fn assemble(prog: &[Ins]) -> Vec<libc::sock_filter> {
+    let mut labels = Vec::new();
+    let mut pc = 0usize;
+    for ins in prog {
+        match ins {
+            Ins::Label(name) => labels.push((*name, pc)),
+            _ => pc += 1,
+        }
     }
+    let target = |to: To, pc: usize| -> u8 {
+        let at = match to {
+            To::Next => return 0,
+            To::L(name) => {
+                labels
+                    .iter()
+                    .find(|(l, _)| *l == name)
+                    .unwrap_or_else(|| panic!("no label {name}"))
+                    .1
+            }
+        };
+        let off = at
+            .checked_sub(pc + 1)
+            .expect("classic BPF jumps forward only");
+        u8::try_from(off).expect("jump too far for classic BPF")
+    };
+    let mut out = Vec::new();
+    for ins in prog {
+        let pc = out.len();
+        let (code, k, jt, jf) = match *ins {
+            Ins::Label(_) => continue,
+            Ins::Load(off) => (BPF_LD_W_ABS, off, 0, 0),
+            Ins::Jeq(k, t, f) => (BPF_JMP_JEQ_K, k, target(t, pc), target(f, pc)),
+            Ins::Jge(k, t, f) => (BPF_JMP_JGE_K, k, target(t, pc), target(f, pc)),
+            Ins::Ret(k) => (BPF_RET_K, k, 0, 0),
+        };
+        out.push(libc::sock_filter { code, jt, jf, k });
+    }
+    out
 }
 
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
-
-/// The stub filter program. Jump offsets count instructions after the jump.
+/// The stub filter program.
 pub fn stub_filter() -> Vec<libc::sock_filter> {
+    use Ins::{Jeq, Jge, Label, Load, Ret};
+    use To::{Next, L};
     let stub_end = STUB_BASE + STUB_LEN;
     let (base_lo, base_hi) = (STUB_BASE as u32, (STUB_BASE >> 32) as u32);
     let end_lo = stub_end as u32;
@@ -53,27 +123,38 @@ pub fn stub_filter() -> Vec<libc::sock_filter> {
         STUB_BASE >> 32,
         "stub must not straddle a 4 GiB line"
     );
-    let prog = vec![
-        /* 0 */ stmt(BPF_LD_W_ABS, OFF_ARCH),
-        /* 1 */ jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, 15), // -> 17 kill
-        /* 2 */ stmt(BPF_LD_W_ABS, OFF_IP_HI),
-        /* 3 */ jump(BPF_JMP_JEQ_K, base_hi, 0, 13), // -> 17 kill
-        /* 4 */ stmt(BPF_LD_W_ABS, OFF_IP_LO),
-        /* 5 */ jump(BPF_JMP_JGE_K, base_lo, 0, 11), // below the stub -> 17 kill
-        /* 6 */ jump(BPF_JMP_JGE_K, end_lo, 10, 0), // past the stub -> 17 kill
-        /* 7 */ stmt(BPF_LD_W_ABS, OFF_NR),
-        /* 8 */ jump(BPF_JMP_JEQ_K, libc::SYS_munmap as u32, 7, 0), // -> 16 allow
-        /* 9 */ jump(BPF_JMP_JEQ_K, libc::SYS_mprotect as u32, 6, 0), // -> 16 allow
-        /* 10 */ jump(BPF_JMP_JEQ_K, libc::SYS_mmap as u32, 0, 6), // -> 17 kill
-        /* 11 */ stmt(BPF_LD_W_ABS, off_arg_lo(4)),
-        /* 12 */ jump(BPF_JMP_JEQ_K, STUB_MEMFD_FD as u32, 0, 4), // -> 17 kill
-        /* 13 */ stmt(BPF_LD_W_ABS, off_arg_lo(4) + 4),
-        /* 14 */ jump(BPF_JMP_JEQ_K, 0, 1, 2), // -> 16 allow / 17 kill
-        /* 15 */ stmt(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
-        /* 16 */ stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
-        /* 17 */ stmt(BPF_RET_K, SECCOMP_RET_KILL_PROCESS),
-    ];
-    prog
+    let nr = |n: i64| n as u32;
+    assemble(&[
+        Load(OFF_ARCH),
+        Jeq(AUDIT_ARCH_X86_64, Next, L("kill")),
+        // The instruction pointer must be inside the stub page.
+        Load(OFF_IP_HI),
+        Jeq(base_hi, Next, L("kill")),
+        Load(OFF_IP_LO),
+        Jge(base_lo, Next, L("kill")),
+        Jge(end_lo, L("kill"), Next),
+        Load(OFF_NR),
+        Jeq(nr(libc::SYS_munmap), L("allow"), Next),
+        Jeq(nr(libc::SYS_mprotect), L("allow"), Next),
+        Jeq(nr(libc::SYS_pause), L("allow"), Next),
+        Jeq(nr(libc::SYS_exit), L("allow"), Next),
+        Jeq(nr(libc::SYS_clone), L("clone"), Next),
+        Jeq(nr(libc::SYS_mmap), Next, L("kill")),
+        // mmap: only of the memory file.
+        Load(off_arg_lo(4)),
+        Jeq(STUB_MEMFD_FD as u32, Next, L("kill")),
+        Load(off_arg_hi(4)),
+        Jeq(0, L("allow"), L("kill")),
+        Label("clone"),
+        Load(off_arg_lo(0)),
+        Jeq(STUB_CLONE_FLAGS as u32, Next, L("kill")),
+        Load(off_arg_hi(0)),
+        Jeq((STUB_CLONE_FLAGS >> 32) as u32, L("allow"), L("kill")),
+        Label("allow"),
+        Ret(SECCOMP_RET_ALLOW),
+        Label("kill"),
+        Ret(SECCOMP_RET_KILL_PROCESS),
+    ])
 }
 
 #[cfg(test)]
@@ -106,19 +187,30 @@ mod tests {
         }
     }
 
-    fn data(nr: i64, ip: u64, arg4: u64) -> [u8; 64] {
+    /// `seccomp_data` for system call `nr` at `ip` with arguments `args`.
+    fn call(nr: i64, ip: u64, args: [u64; 6]) -> [u8; 64] {
         let mut d = [0u8; 64];
         d[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
         d[4..8].copy_from_slice(&AUDIT_ARCH_X86_64.to_ne_bytes());
         d[8..16].copy_from_slice(&ip.to_ne_bytes());
-        d[48..56].copy_from_slice(&arg4.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            d[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
         d
     }
+
+    /// `seccomp_data` with only the fifth argument (mmap's fd) set.
+    fn data(nr: i64, ip: u64, arg4: u64) -> [u8; 64] {
+        call(nr, ip, [0, 0, 0, 0, arg4, 0])
+    }
+
+    const IP: u64 = STUB_BASE + 0x40;
+    const OUTSIDE: [u64; 3] = [0x40_0000, STUB_BASE - 1, STUB_BASE + STUB_LEN];
 
     #[test]
     fn filter_allows_only_stub_memory_calls() {
         let p = stub_filter();
-        let ip = STUB_BASE + 0x40;
+        let ip = IP;
         assert_eq!(run(&p, &data(libc::SYS_munmap, ip, 0)), SECCOMP_RET_ALLOW);
         assert_eq!(run(&p, &data(libc::SYS_mprotect, ip, 0)), SECCOMP_RET_ALLOW);
         assert_eq!(run(&p, &data(libc::SYS_mmap, ip, 3)), SECCOMP_RET_ALLOW);
@@ -134,20 +226,56 @@ mod tests {
             run(&p, &data(libc::SYS_getpid, ip, 0)),
             SECCOMP_RET_KILL_PROCESS
         );
-        assert_eq!(
-            run(&p, &data(libc::SYS_munmap, 0x40_0000, 0)),
-            SECCOMP_RET_KILL_PROCESS
-        );
-        assert_eq!(
-            run(&p, &data(libc::SYS_munmap, STUB_BASE - 1, 0)),
-            SECCOMP_RET_KILL_PROCESS
-        );
-        assert_eq!(
-            run(&p, &data(libc::SYS_munmap, STUB_BASE + STUB_LEN, 0)),
-            SECCOMP_RET_KILL_PROCESS
-        );
+        for ip in OUTSIDE {
+            assert_eq!(
+                run(&p, &data(libc::SYS_munmap, ip, 0)),
+                SECCOMP_RET_KILL_PROCESS
+            );
+        }
         let mut wrong_arch = data(libc::SYS_munmap, ip, 0);
         wrong_arch[4..8].copy_from_slice(&0x4000_0003u32.to_ne_bytes());
         assert_eq!(run(&p, &wrong_arch), SECCOMP_RET_KILL_PROCESS);
+    }
+
+    #[test]
+    fn filter_allows_thread_calls_from_the_stub_only() {
+        let p = stub_filter();
+        let clone = |ip, flags| run(&p, &call(libc::SYS_clone, ip, [flags, 0, 0, 0, 0, 0]));
+        assert_eq!(clone(IP, STUB_CLONE_FLAGS), SECCOMP_RET_ALLOW);
+        for nr in [libc::SYS_pause, libc::SYS_exit] {
+            assert_eq!(run(&p, &data(nr, IP, 0)), SECCOMP_RET_ALLOW);
+        }
+        for ip in OUTSIDE {
+            assert_eq!(clone(ip, STUB_CLONE_FLAGS), SECCOMP_RET_KILL_PROCESS);
+            for nr in [libc::SYS_pause, libc::SYS_exit] {
+                assert_eq!(run(&p, &data(nr, ip, 0)), SECCOMP_RET_KILL_PROCESS);
+            }
+        }
+        // Any other clone: a process (no CLONE_THREAD), a thread with extras, flags hidden
+        // in the upper half, or no flags at all.
+        let sigchld = libc::SIGCHLD as u64;
+        let settls = libc::CLONE_SETTLS as u64;
+        let vm_only = libc::CLONE_VM as u64;
+        for flags in [
+            sigchld,
+            STUB_CLONE_FLAGS & !(libc::CLONE_THREAD as u64),
+            STUB_CLONE_FLAGS | settls,
+            STUB_CLONE_FLAGS | (1 << 32),
+            vm_only,
+            0,
+        ] {
+            assert_eq!(clone(IP, flags), SECCOMP_RET_KILL_PROCESS, "{flags:#x}");
+        }
+        // Neighbours of the allowed calls stay forbidden.
+        for nr in [
+            libc::SYS_clone3,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_exit_group,
+            libc::SYS_rt_sigprocmask,
+            libc::SYS_prctl,
+        ] {
+            assert_eq!(run(&p, &data(nr, IP, 0)), SECCOMP_RET_KILL_PROCESS, "{nr}");
+        }
     }
 }

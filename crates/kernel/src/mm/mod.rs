@@ -741,6 +741,14 @@ impl MemoryManager {
             // A protection fault where nothing is mapped cannot be ours to resolve.
             None => !write && self.populate_around(addr).is_ok(),
             Some((_, p)) if write && writable && p.cow => self.break_cow_fault(addr).is_ok(),
+            // Another thread of the address space resolved this fault meanwhile (populated the
+            // window, or broke the copy): map the page again as the tables say, so that the
+            // retried instruction makes progress whatever the host had.
+            Some((s, p)) if !write || (writable && !p.cow) => {
+                let page = addr & !(PAGE - 1);
+                let offset = p.offset + (page - s);
+                self.host_map(page, PAGE, p.host_prot(), offset).is_ok()
+            }
             Some(_) => false,
         }
     }
@@ -918,9 +926,12 @@ mod tests {
 
     fn manager() -> MemoryManager {
         let memory = Arc::new(MemoryFile::new(1 << 30).unwrap());
-        let (aspace, _ctx) = moat_platform::ptrace::PtracePlatform
+        let (aspace, ctx) = moat_platform::ptrace::PtracePlatform
             .new_address_space(&memory)
             .unwrap();
+        // The address space is changed through this host thread's context, and dropping a
+        // context ends its stub thread: keep it for the test (the stub dies with the thread).
+        std::mem::forget(ctx);
         let mut mm = MemoryManager::new(memory, aspace);
         mm.mmap_base = 0x7000_0000_0000;
         mm
