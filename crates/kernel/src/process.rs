@@ -121,6 +121,16 @@ pub struct TaskSignals {
     pub mask: u64,
     /// Signals sent to this thread (`tgkill`, faults).
     pub pending: SigPending,
+    /// Blocked signals the thread is waiting for in `rt_sigtimedwait`: they wake it and are
+    /// not discarded as ignored (Linux's `real_blocked`).
+    pub waiting: u64,
+}
+
+impl TaskSignals {
+    /// Whether the thread can take `signo` now (unblocked, or waited for).
+    pub fn accepts(&self, signo: i32) -> bool {
+        self.mask & sigbit(signo) == 0 || self.waiting & sigbit(signo) != 0
+    }
 }
 
 /// A task as other tasks see it.
@@ -188,14 +198,15 @@ impl TaskHandle {
         if self.group.exiting().is_some() || self.killed.load(Ordering::SeqCst) {
             return true;
         }
-        let mask = {
+        let takes = {
             let sig = self.signals.guard();
-            if sig.pending.set & !sig.mask != 0 {
+            let takes = !sig.mask | sig.waiting;
+            if sig.pending.set & takes != 0 {
                 return true;
             }
-            sig.mask
+            takes
         };
-        self.group.signals.guard().pending.set & !mask != 0
+        self.group.signals.guard().pending.set & takes != 0
     }
 }
 

@@ -137,10 +137,7 @@ pub fn send_to_process_locked(tree: &ProcessTree, tgid: i32, info: SigInfo) -> b
     }
     // Wake one thread that can take it (Linux prefers the main thread); if every thread
     // blocks it, it stays pending for whichever unblocks it first.
-    if let Some(t) = threads
-        .iter()
-        .find(|t| t.signals.guard().mask & sigbit(signo) == 0)
-    {
+    if let Some(t) = threads.iter().find(|t| t.signals.guard().accepts(signo)) {
         t.notify();
     }
     true
@@ -213,6 +210,19 @@ const FIX_EFLAGS: u64 =
     0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x4_0000 | 0x1_0000;
 const SS_ONSTACK: i32 = 1;
 const SS_DISABLE: i32 = 2;
+
+/// The XSAVE image of a freshly initialised FPU, shaped like `current` (its size and
+/// `MXCSR_MASK`): every component in its initial state.
+fn init_fp_state(current: &[u8]) -> Vec<u8> {
+    let mut init = vec![0u8; current.len()];
+    if init.len() >= 512 {
+        init[0..2].copy_from_slice(&0x037f_u16.to_le_bytes()); // FCW
+        init[24..28].copy_from_slice(&0x1f80_u32.to_le_bytes()); // MXCSR
+        init[28..32].copy_from_slice(&current[28..32]); // MXCSR_MASK
+    }
+    // The XSAVE header (at 512) stays zero: no component holds live state.
+    init
+}
 
 fn put(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
@@ -378,6 +388,45 @@ impl Task {
         }
     }
 
+    /// `trapno`, `err` and `cr2` of the signal frame's `sigcontext` for a fault. ptrace does
+    /// not give the hardware error code, so it is derived: a fault at the instruction pointer
+    /// is an instruction fetch, a protection fault on a readable page a write; a missing page
+    /// elsewhere is reported as a read.
+    fn fault_context(&self, info: &SigInfo) -> (u64, u64, u64) {
+        const PF_PROT: u64 = 1;
+        const PF_WRITE: u64 = 2;
+        const PF_USER: u64 = 4;
+        const PF_INSTR: u64 = 16;
+        const SEGV_ACCERR: i32 = 2;
+        if info.code <= 0 {
+            // Sent by a process, not raised by the CPU.
+            return (0, 0, 0);
+        }
+        match info.signo {
+            libc::SIGSEGV if info.code == moat_abi::SI_KERNEL => (13, 0, 0),
+            libc::SIGSEGV | libc::SIGBUS => {
+                let addr = info.fields[0];
+                let mut err = PF_USER;
+                if info.code == SEGV_ACCERR && info.signo == libc::SIGSEGV {
+                    err |= PF_PROT;
+                }
+                if addr == self.regs.rip {
+                    err |= PF_INSTR;
+                } else if info.code == SEGV_ACCERR {
+                    let prot = self.mm.guard().find_vma(addr).map(|(_, v)| v.prot);
+                    if prot.is_some_and(|p| p.readable() && !p.writable()) {
+                        err |= PF_WRITE;
+                    }
+                }
+                (14, err, addr)
+            }
+            libc::SIGFPE => (0, 0, 0),
+            libc::SIGILL => (6, 0, 0),
+            libc::SIGTRAP => (3, 0, 0),
+            _ => (0, 0, 0),
+        }
+    }
+
     /// Build the handler's frame on the user stack and point the thread at the handler.
     fn setup_frame(&mut self, info: &SigInfo, act: &SigAction) -> Result<(), Errno> {
         if act.flags & SA_RESTORER == 0 {
@@ -459,11 +508,8 @@ impl Task {
         // cs, gs, fs, ss as four 16-bit fields.
         let segs = (regs.cs & 0xffff) | ((regs.ss & 0xffff) << 48);
         put(&mut frame, mc + 144, segs);
-        let (trapno, cr2) = match signo {
-            libc::SIGSEGV | libc::SIGBUS => (14, info.fields[0]),
-            _ => (0, 0),
-        };
-        put(&mut frame, mc + 152, 4); // err: a user-mode access
+        let (trapno, err, cr2) = self.fault_context(info);
+        put(&mut frame, mc + 152, err);
         put(&mut frame, mc + 160, trapno);
         put(&mut frame, mc + 168, old_mask);
         put(&mut frame, mc + 176, cr2);
@@ -478,6 +524,11 @@ impl Task {
             mm.write_bytes(fp_addr, &fp)?;
             mm.write_bytes(frame_addr, &frame)?;
         }
+        // The handler starts with a clean FP state (default MXCSR and x87 control word), as
+        // on Linux; the interrupted state is in the frame for sigreturn.
+        let _ = self
+            .context
+            .set_fp_state(&init_fp_state(&fp[..xstate_size]));
         self.regs.rsp = frame_addr;
         self.regs.rip = act.handler;
         self.regs.rdi = signo as u64;

@@ -85,6 +85,9 @@ pub struct Task {
     pub saved_mask: Option<u64>,
     /// A `vfork` parent waiting for this child to exec or exit.
     pub vfork_done: Option<Arc<Completion>>,
+    /// The last fault the kernel resolved (address, rip) and how often it came back at once.
+    pub last_fault: (u64, u64),
+    pub fault_repeats: u32,
 }
 
 /// Everything a new task needs, prepared by `clone` on the parent's host thread and turned
@@ -157,6 +160,7 @@ impl Task {
         };
         let group = ThreadGroup::new(1, [SigAction::default(); 64], config.limits);
         let handle = new_handle(1, group.clone(), &config.creds, comm_of(&config.filename));
+        *handle.interrupter.guard() = Some(context.interrupter());
         {
             let mut tree = kernel.tree.guard();
             tree.tasks.insert(1, handle.clone());
@@ -200,6 +204,8 @@ impl Task {
             restart: None,
             saved_mask: None,
             vfork_done: None,
+            last_fault: (0, 0),
+            fault_repeats: 0,
         })
     }
 
@@ -243,6 +249,8 @@ impl Task {
             restart: None,
             saved_mask: None,
             vfork_done: seed.vfork_done,
+            last_fault: (0, 0),
+            fault_repeats: 0,
         };
         if let Some(addr) = seed.child_settid {
             // Linux ignores a bad address here: the child just does not learn its tid.
@@ -276,7 +284,10 @@ impl Task {
             let trap = self.context.switch(&mut self.regs);
             self.handle.in_app.store(false, Ordering::SeqCst);
             match trap? {
-                Trap::Syscall => crate::syscalls::dispatch(self),
+                Trap::Syscall => {
+                    self.last_fault = (0, 0);
+                    crate::syscalls::dispatch(self);
+                }
                 Trap::Fault { signo, code, addr } => self.fault(signo, code, addr),
                 Trap::Interrupted => {}
             }
@@ -288,17 +299,47 @@ impl Task {
     fn fault(&mut self, signo: i32, code: i32, addr: u64) {
         const SEGV_MAPERR: i32 = 1;
         const SEGV_ACCERR: i32 = 2;
+        const MAX_FAULT_REPEATS: u32 = 16;
+        // The same fault again and again, with no system call between, means the kernel's
+        // answer did not help: never loop forever (a real program meets the same fault twice
+        // in a row only when another thread forks in between).
+        let repeated = self.last_fault == (addr, self.regs.rip);
+        self.last_fault = (addr, self.regs.rip);
+        // An instruction fetch from memory that is not executable is the application's
+        // fault; ptrace does not say which access faulted, but a fetch faults at `rip`.
+        let fetch_denied = addr == self.regs.rip
+            && self
+                .mm
+                .guard()
+                .find_vma(addr)
+                .is_some_and(|(_, v)| !v.prot.executable());
         if signo == libc::SIGSEGV
+            && !fetch_denied
+            && !(repeated && self.fault_repeats >= MAX_FAULT_REPEATS)
             && matches!(code, SEGV_MAPERR | SEGV_ACCERR)
             && self.mm.guard().handle_fault(addr, code == SEGV_ACCERR)
         {
+            self.fault_repeats = if repeated { self.fault_repeats + 1 } else { 0 };
             return;
         }
+        self.fault_repeats = 0;
+        self.last_fault = (0, 0);
+
         tracing::debug!(
             "task {}: fault signal {signo} (code {code}, address {addr:#x}, rip {:#x})",
             self.tid,
             self.regs.rip
         );
+        // The host maps nothing for an inaccessible mapping, but the application did map it:
+        // an access there is a protection fault, as Linux reports it.
+        let code = if signo == libc::SIGSEGV
+            && code == SEGV_MAPERR
+            && self.mm.guard().find_vma(addr).is_some()
+        {
+            SEGV_ACCERR
+        } else {
+            code
+        };
         self.force_signal(moat_abi::SigInfo::fault(signo, code, addr));
     }
 

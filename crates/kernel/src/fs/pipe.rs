@@ -230,10 +230,11 @@ impl FileOps for PipeEnd {
         let s = self.pipe.state.guard();
         if self.write {
             let mut r = 0;
+            if s.capacity - s.data.len() >= PIPE_BUF.min(s.capacity) {
+                r |= POLLOUT | POLLWRNORM;
+            }
             if s.readers == 0 {
                 r |= POLLERR;
-            } else if s.capacity - s.data.len() >= PIPE_BUF.min(s.capacity) {
-                r |= POLLOUT | POLLWRNORM;
             }
             r
         } else {

@@ -213,7 +213,29 @@ pub fn ppoll(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let (fds, nfds) = (a[0], a[1]);
-    with_mask(task, a[3], |task| do_poll(task, fds, nfds, timeout))
+    let start = Instant::now();
+    let r = with_mask(task, a[3], |task| do_poll(task, fds, nfds, timeout));
+    write_time_left(task, a[2], timeout, start)?;
+    r
+}
+
+/// The raw `ppoll` and `pselect6` report the time left through their timeout argument
+/// (glibc's `select` relies on it).
+fn write_time_left(
+    task: &Task,
+    addr: u64,
+    timeout: Option<Duration>,
+    start: Instant,
+) -> Result<(), Errno> {
+    if let (Some(t), true) = (timeout, addr != 0) {
+        let left = t.saturating_sub(start.elapsed());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        task.mm.guard().write_obj(addr, &ts)?;
+    }
+    Ok(())
 }
 
 /// The fd sets of `select`: read, write, except, each a bitmap of `nfds` bits (or absent).
@@ -325,5 +347,8 @@ pub fn pselect6(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         ptr
     };
     let (nfds, sets) = (a[0], [a[1], a[2], a[3]]);
-    with_mask(task, mask_addr, |task| do_select(task, nfds, sets, timeout))
+    let start = Instant::now();
+    let r = with_mask(task, mask_addr, |task| do_select(task, nfds, sets, timeout));
+    write_time_left(task, a[4], timeout, start)?;
+    r
 }

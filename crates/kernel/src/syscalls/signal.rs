@@ -296,16 +296,11 @@ pub fn rt_sigtimedwait(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     } else {
         None
     };
-    // While waiting, the signals of `set` count as unblocked so that they wake the task;
-    // they are dequeued here rather than delivered.
-    let old = {
-        let mut s = task.handle.signals.guard();
-        let old = s.mask;
-        s.mask &= !set;
-        old
-    };
+    // While waiting, the signals of `set` wake the task (even blocked ones, which stay
+    // blocked); they are dequeued here rather than delivered.
+    task.handle.signals.guard().waiting = set;
     let r = task.block_on(&[], deadline, |t| Ok(t.dequeue_signal(!set)));
-    task.handle.signals.guard().mask = old;
+    task.handle.signals.guard().waiting = 0;
     let info = match r {
         Ok(info) => info,
         Err(Errno::ETIMEDOUT) => return Err(Errno::EAGAIN),
