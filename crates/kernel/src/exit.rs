@@ -26,7 +26,7 @@ pub fn abandon(kernel: &Arc<Kernel>, handle: &Arc<TaskHandle>) {
     });
     leave_tree(
         kernel,
-        handle.tid,
+        handle.tid(),
         handle.group.tgid,
         ExitStatus::Signaled {
             signo: 9,
@@ -80,11 +80,8 @@ fn leave_tree(
         for t in threads {
             let sig = tree.task(t).map_or(0, |h| *h.pdeathsig.guard());
             if sig != 0 {
-                let info = SigInfo {
-                    signo: sig,
-                    code: moat_abi::SI_USER,
-                    ..SigInfo::default()
-                };
+                // As if the dying parent had sent it.
+                let info = SigInfo::from_process(sig, moat_abi::SI_USER, tgid, uid);
                 crate::signal::send_to_thread_locked(&tree, t, info);
             }
         }

@@ -135,7 +135,9 @@ impl TaskSignals {
 
 /// A task as other tasks see it.
 pub struct TaskHandle {
-    pub tid: i32,
+    /// The thread id; it changes once at most, when a thread other than the leader execs
+    /// and takes over the process's pid.
+    pub(crate) tid: std::sync::atomic::AtomicI32,
     pub group: Arc<ThreadGroup>,
     pub waker: Arc<Waker>,
     pub signals: Mutex<TaskSignals>,
@@ -182,6 +184,14 @@ pub fn current() -> (i32, i32) {
 }
 
 impl TaskHandle {
+    pub fn tid(&self) -> i32 {
+        self.tid.load(Ordering::SeqCst)
+    }
+
+    pub fn set_tid(&self, tid: i32) {
+        self.tid.store(tid, Ordering::SeqCst);
+    }
+
     /// Tell the task something changed: wake it if it sleeps, kick it if it runs.
     pub fn notify(&self) {
         self.waker.wake();
@@ -319,6 +329,8 @@ pub struct ProcessNode {
     pub event: Option<ChildEvent>,
     /// `PR_SET_CHILD_SUBREAPER`.
     pub subreaper: bool,
+    /// The process has called exec since fork (its parent may no longer `setpgid` it).
+    pub execed: bool,
     /// The executable's path and the argv/envp of the last exec (`/proc`).
     pub exe: Vec<u8>,
     pub argv: Vec<Vec<u8>>,

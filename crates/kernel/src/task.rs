@@ -177,6 +177,7 @@ impl Task {
                     zombie: None,
                     event: None,
                     subreaper: false,
+                    execed: false,
                     exe: crate::absolute_exe(&config.cwd, &config.filename),
                     argv: config.argv.clone(),
                     envp: config.envp.clone(),
@@ -228,7 +229,7 @@ impl Task {
             context.set_fp_state(fp)?;
         }
         *seed.handle.interrupter.guard() = Some(context.interrupter());
-        let tid = seed.handle.tid;
+        let tid = seed.handle.tid();
         let tgid = seed.handle.group.tgid;
         let task = Task {
             kernel,
@@ -462,7 +463,7 @@ pub fn new_handle(
     name: Vec<u8>,
 ) -> Arc<TaskHandle> {
     Arc::new(TaskHandle {
-        tid,
+        tid: std::sync::atomic::AtomicI32::new(tid),
         group,
         waker: Arc::new(Waker::default()),
         signals: Mutex::new(TaskSignals::default()),
@@ -486,7 +487,7 @@ pub fn comm_of(path: &[u8]) -> Vec<u8> {
 /// Start `seed` on a new host thread; the thread leaves the tree when the task ends.
 pub fn spawn(kernel: &Arc<Kernel>, seed: TaskSeed) -> Result<(), Errno> {
     let kernel2 = kernel.clone();
-    let tid = seed.handle.tid;
+    let tid = seed.handle.tid();
     let handle = std::thread::Builder::new()
         .name(format!("task-{tid}"))
         .stack_size(1 << 20)

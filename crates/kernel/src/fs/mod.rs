@@ -16,6 +16,7 @@ pub mod pipe;
 pub mod proc;
 pub mod proc_pid;
 pub mod sys;
+pub mod timerfd;
 pub mod tmpfs;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -100,6 +101,11 @@ pub trait FileOps: Send + Sync {
         None
     }
 
+    /// This file as a timerfd (`timerfd_settime`, `timerfd_gettime`).
+    fn as_timerfd(&self) -> Option<&timerfd::TimerFd> {
+        None
+    }
+
     /// This file as an epoll instance (`epoll_ctl`, `epoll_wait`).
     fn as_epoll(&self) -> Option<&crate::syscalls::epoll::Epoll> {
         None
@@ -122,13 +128,33 @@ pub struct OpenFile {
     path: Option<VfsPath>,
     /// A directory's listing as `getdents64` walks it (taken at the first call or rewind).
     listing: Mutex<Option<Vec<DirEntry>>>,
+    /// The identity of the regular file this description may write (counted in `WRITERS`).
+    writer_of: Option<(u64, u64)>,
 }
 
-/// The last reference to a description is gone: so are its locks.
+/// The last reference to a description is gone: so are its locks and its write access.
 impl Drop for OpenFile {
     fn drop(&mut self) {
         locks::release(locks::Owner::Description(self.id), None);
+        if let Some(key) = self.writer_of {
+            let mut writers = lock(&WRITERS);
+            if let Some(n) = writers.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    writers.remove(&key);
+                }
+            }
+        }
     }
+}
+
+/// Regular files open for writing, by file identity: `execve` of one is `ETXTBSY`.
+static WRITERS: Mutex<std::collections::BTreeMap<(u64, u64), usize>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Whether some description has the file with identity `id` open for writing.
+pub fn open_for_writing(id: (u64, u64)) -> bool {
+    lock(&WRITERS).contains_key(&id)
 }
 
 impl OpenFile {
@@ -143,7 +169,17 @@ impl OpenFile {
 
     pub fn with_path(ops: Box<dyn FileOps>, flags: u32, path: Option<VfsPath>) -> Self {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let writes = flags & libc::O_PATH as u32 == 0
+            && flags & libc::O_ACCMODE as u32 != libc::O_RDONLY as u32;
+        let writer_of = path
+            .as_ref()
+            .filter(|p| writes && p.inode().kind() == crate::vfs::FileKind::Regular)
+            .map(|p| p.inode().id());
+        if let Some(key) = writer_of {
+            *lock(&WRITERS).entry(key).or_insert(0) += 1;
+        }
         Self {
+            writer_of,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             ops,
             flags: AtomicU32::new(flags),

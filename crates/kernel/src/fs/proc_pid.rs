@@ -295,7 +295,9 @@ fn status(v: &View) -> Result<Vec<u8>, Errno> {
     let _ = writeln!(
         s,
         "Tgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0",
-        v.tgid, v.handle.tid, f.ppid
+        v.tgid,
+        v.handle.tid(),
+        f.ppid
     );
     let _ = writeln!(s, "Uid:\t{}\t{}\t{}\t{}", c.uid, c.euid, c.suid, c.euid);
     let _ = writeln!(s, "Gid:\t{}\t{}\t{}\t{}", c.gid, c.egid, c.sgid, c.egid);
@@ -305,7 +307,9 @@ fn status(v: &View) -> Result<Vec<u8>, Errno> {
     let _ = writeln!(
         s,
         "NSpid:\t{}\nNSpgid:\t{}\nNSsid:\t{}",
-        v.handle.tid, f.pgid, f.sid
+        v.handle.tid(),
+        f.pgid,
+        f.sid
     );
     let _ = writeln!(
         s,
@@ -362,7 +366,7 @@ fn stat(v: &View) -> Result<Vec<u8>, Errno> {
     // Fields 1-52 of proc_pid_stat(5); what Moat does not track is 0.
     let mut s = format!(
         "{} ({name}) {letter} {} {} {} 0 -1 4194304 0 0 0 0 {utime} 0 {cutime} 0 20 0 {} 0 0 {vsize} {} ",
-        v.handle.tid,
+        v.handle.tid(),
         f.ppid,
         f.pgid,
         f.sid,

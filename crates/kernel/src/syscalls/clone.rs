@@ -254,6 +254,7 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
                 zombie: None,
                 event: None,
                 subreaper: false,
+                execed: false,
                 exe: me.exe.clone(),
                 argv: me.argv.clone(),
                 envp: me.envp.clone(),

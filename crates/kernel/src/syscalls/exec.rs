@@ -71,6 +71,9 @@ fn read_program(task: &Task, dirfd: i32, path: &[u8], follow: bool) -> Result<Ve
     {
         return Err(Errno::EACCES);
     }
+    if crate::fs::open_for_writing(target.inode().id()) {
+        return Err(Errno::ETXTBSY);
+    }
     let file = crate::fs::OpenFile::with_path(
         target.inode().open(libc::O_RDONLY as u32)?,
         0,
@@ -217,6 +220,19 @@ fn do_execve(
 
     // The point of no return.
     kill_other_threads(task);
+    if task.tid != task.tgid {
+        // The thread that execs becomes the process's main thread, with its pid as tid.
+        let mut tree = kernel.tree.guard();
+        tree.tasks.remove(&task.tid);
+        tree.tasks.insert(task.tgid, task.handle.clone());
+        if let Some(node) = tree.process_mut(task.tgid) {
+            node.threads.remove(&task.tid);
+            node.threads.insert(task.tgid);
+        }
+        task.handle.set_tid(task.tgid);
+        task.tid = task.tgid;
+        crate::process::set_current(task.tgid, task.tid);
+    }
     if task.clear_child_tid != 0 {
         let addr = std::mem::take(&mut task.clear_child_tid);
         if task.mm.guard().write_obj(addr, &0u32).is_ok() {
@@ -257,6 +273,7 @@ fn do_execve(
         let mut tree = kernel.tree.guard();
         if let Some(node) = tree.process_mut(task.tgid) {
             node.exe = exe;
+            node.execed = true;
             node.argv = argv;
             node.envp = envp;
         }

@@ -25,6 +25,7 @@ mod stat;
 mod sync;
 pub(crate) mod system;
 mod time;
+mod timerfd;
 mod wait;
 mod xattr;
 
@@ -230,6 +231,9 @@ syscall_table! {
     EPOLL_WAIT => epoll::epoll_wait, [Int, Ptr, Int, Int], FULL;
     EPOLL_PWAIT => epoll::epoll_pwait, [Int, Ptr, Int, Int, Ptr, Uint], FULL;
     EPOLL_PWAIT2 => epoll::epoll_pwait2, [Int, Ptr, Int, Ptr, Ptr, Uint], FULL;
+    TIMERFD_CREATE => timerfd::timerfd_create, [Int, Hex], FULL;
+    TIMERFD_SETTIME => timerfd::timerfd_settime, [Int, Hex, Ptr, Ptr], FULL;
+    TIMERFD_GETTIME => timerfd::timerfd_gettime, [Int, Ptr], FULL;
     EVENTFD => epoll::eventfd, [Uint], FULL;
     EVENTFD2 => epoll::eventfd2, [Uint, Hex], FULL;
     PPOLL => poll::ppoll, [Ptr, Uint, Ptr, Ptr, Uint], FULL;

@@ -90,6 +90,9 @@ pub fn setpgid(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if pid != task.tgid && node.parent != task.tgid {
         return Err(Errno::ESRCH);
     }
+    if pid != task.tgid && node.execed {
+        return Err(Errno::EACCES);
+    }
     if node.sid != my_sid {
         return Err(Errno::EPERM);
     }
