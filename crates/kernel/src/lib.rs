@@ -172,7 +172,7 @@ pub fn sandbox_fs(
     kernel: &Arc<Kernel>,
 ) -> Result<vfs::FsContext, KernelError> {
     let boot = kernel.boot;
-    let upper = fs::tmpfs::Tmpfs::new_root(0o755, 0, 0);
+    let upper = fs::tmpfs::Tmpfs::new_root_in(kernel.memory.clone(), 0o755, 0, 0);
     let (root, fs_type): (vfs::InodeRef, _) = match &config.gofer {
         Some(client) => {
             let lower =
@@ -217,8 +217,13 @@ pub fn sandbox_fs(
         vfs::Mount::new_at(&sys_dir, sysfs, "sysfs", true).map_err(KernelError::Root)?;
     }
     if let Some(dev) = ensure_dir(&root_path, b"dev", 0o755, 0, 0) {
-        vfs::Mount::new_at(&dev, fs::dev::new_devfs(), "devtmpfs", false)
-            .map_err(KernelError::Root)?;
+        vfs::Mount::new_at(
+            &dev,
+            fs::dev::new_devfs(kernel.memory.clone()),
+            "devtmpfs",
+            false,
+        )
+        .map_err(KernelError::Root)?;
     }
     for volume in &config.volumes {
         let client = config

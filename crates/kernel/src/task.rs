@@ -332,14 +332,16 @@ impl Task {
             self.regs.rip
         );
         // The host maps nothing for an inaccessible mapping, but the application did map it:
-        // an access there is a protection fault, as Linux reports it.
-        let code = if signo == libc::SIGSEGV
-            && code == SEGV_MAPERR
-            && self.mm.guard().find_vma(addr).is_some()
-        {
-            SEGV_ACCERR
-        } else {
-            code
+        // an access there is a protection fault, as Linux reports it; past the end of a mapped
+        // file it is a bus error.
+        let kind = self.mm.guard().find_vma(addr).map(|(_, v)| v.kind);
+        const BUS_ADRERR: i32 = 2;
+        let (signo, code) = match kind {
+            Some(k) if signo == libc::SIGSEGV && !k.populates() && code == SEGV_MAPERR => {
+                (libc::SIGBUS, BUS_ADRERR)
+            }
+            Some(_) if signo == libc::SIGSEGV && code == SEGV_MAPERR => (signo, SEGV_ACCERR),
+            _ => (signo, code),
         };
         self.force_signal(moat_abi::SigInfo::fault(signo, code, addr));
     }

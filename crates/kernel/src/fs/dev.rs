@@ -72,8 +72,8 @@ pub fn open_char_device(rdev: u64) -> Result<Box<dyn FileOps>, Errno> {
 }
 
 /// A fresh `/dev`: the memory devices, the fd symlinks, and `shm`.
-pub fn new_devfs() -> Arc<dyn Inode> {
-    let root = Tmpfs::new_root(0o755, 0, 0);
+pub fn new_devfs(memory: Arc<moat_memory::MemoryFile>) -> Arc<dyn Inode> {
+    let root = Tmpfs::new_root_in(memory, 0o755, 0, 0);
     for (name, rdev) in [
         (&b"null"[..], NULL),
         (b"zero", ZERO),

@@ -196,6 +196,10 @@ fn copy_contents(from: &InodeRef, to: &InodeRef, size: u64) -> Result<(), Errno>
 }
 
 impl Inode for OverlayInode {
+    fn memory_backed(&self) -> Option<Arc<crate::fs::tmpfs::TmpfsInode>> {
+        self.upper()?.memory_backed()
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         let mut st = self.top().stat()?;
         st.st_dev = self.fs.dev;

@@ -400,19 +400,18 @@ fn maps(v: &View) -> Result<Vec<u8>, Errno> {
             if p.readable() { 'r' } else { '-' },
             if p.writable() { 'w' } else { '-' },
             if p.executable() { 'x' } else { '-' },
-            if vma.kind == (crate::mm::VmaKind::Anonymous { shared: true }) {
-                's'
-            } else {
-                'p'
-            }
+            if vma.kind.is_shared() { 's' } else { 'p' }
         );
         let (offset, dev, ino, name) = match vma.kind {
-            crate::mm::VmaKind::File { dev, ino, base } => {
+            crate::mm::VmaKind::File { dev, ino, base }
+            | crate::mm::VmaKind::SharedFile { dev, ino, base } => {
                 (base.wrapping_add(start), dev, ino, String::new())
             }
             crate::mm::VmaKind::Heap => (0, 0, 0, "[heap]".to_string()),
             crate::mm::VmaKind::Stack => (0, 0, 0, "[stack]".to_string()),
-            crate::mm::VmaKind::Anonymous { .. } => (0, 0, 0, String::new()),
+            crate::mm::VmaKind::Anonymous { .. } | crate::mm::VmaKind::PastEof => {
+                (0, 0, 0, String::new())
+            }
         };
         let line = format!(
             "{start:08x}-{:08x} {perms} {offset:08x} {:02x}:{:02x} {ino}",

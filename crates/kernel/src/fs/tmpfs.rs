@@ -1,9 +1,11 @@
 //! tmpfs: a filesystem held in the kernel's memory. It is `/tmp`, `/dev/shm`, and the upper
 //! layer of the overlay root, where the sandbox's writes stay.
 //!
-//! File contents are a sparse map of pages, so `ftruncate(fd, 1 << 40)` costs nothing until
-//! written. (Moving them into the memory file, for coherent shared mmap, comes with file
-//! mappings.)
+//! File contents are pages of the sandbox's memory file, in a sparse map (so `ftruncate(fd,
+//! 1 << 40)` costs nothing until written). Being memory-file pages, they can be mapped into
+//! application address spaces as they are: a `MAP_SHARED` mapping of a tmpfs file (or a
+//! memfd, or a `/dev/shm` object) and the file's `read`/`write` see the same bytes, and so do
+//! processes sharing the mapping.
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use moat_abi::{Errno, Stat};
+use moat_memory::{FileRange, MemoryFile};
 
 use super::{FileOps, OpenFile};
 use crate::mm::MemoryManager;
@@ -43,15 +46,32 @@ pub struct Tmpfs {
     dev: u64,
     next_ino: AtomicU64,
     rename_lock: Mutex<()>,
+    /// Where file contents live: the sandbox's memory file.
+    memory: Arc<MemoryFile>,
+}
+
+/// A memory file for tmpfs instances made outside a sandbox (tests, tools).
+fn standalone_memory() -> Arc<MemoryFile> {
+    static MEMORY: std::sync::OnceLock<Arc<MemoryFile>> = std::sync::OnceLock::new();
+    MEMORY
+        .get_or_init(|| Arc::new(MemoryFile::new(1 << 32).expect("creating a memory file")))
+        .clone()
 }
 
 impl Tmpfs {
-    /// A new, empty tmpfs whose root directory has `mode`.
+    /// A new, empty tmpfs whose root directory has `mode`, outside any sandbox.
     pub fn new_root(mode: u32, uid: u32, gid: u32) -> Arc<TmpfsInode> {
+        Self::new_root_in(standalone_memory(), mode, uid, gid)
+    }
+
+    /// A new, empty tmpfs keeping its files in `memory` (the sandbox's memory file, so
+    /// its pages can be mapped into the sandbox's address spaces).
+    pub fn new_root_in(memory: Arc<MemoryFile>, mode: u32, uid: u32, gid: u32) -> Arc<TmpfsInode> {
         let fs = Arc::new(Tmpfs {
             dev: NEXT_DEV.fetch_add(1, Ordering::Relaxed),
             next_ino: AtomicU64::new(1),
             rename_lock: Mutex::new(()),
+            memory,
         });
         TmpfsInode::new(
             &fs,
@@ -77,7 +97,8 @@ struct Meta {
 
 enum Content {
     File {
-        pages: BTreeMap<u64, Box<[u8]>>,
+        /// Page index -> memory-file offset of the page (each holds one reference).
+        pages: BTreeMap<u64, u64>,
         size: u64,
     },
     Dir(BTreeMap<Vec<u8>, Arc<TmpfsInode>>),
@@ -161,7 +182,10 @@ impl TmpfsInode {
             let (index, within) = (pos / PAGE, (pos % PAGE) as usize);
             let k = (PAGE as usize - within).min(n - done);
             match pages.get(&index) {
-                Some(page) => buf[done..done + k].copy_from_slice(&page[within..within + k]),
+                Some(&page) => self
+                    .fs
+                    .memory
+                    .read(page + within as u64, &mut buf[done..done + k]),
                 None => buf[done..done + k].fill(0),
             }
             done += k;
@@ -185,13 +209,33 @@ impl TmpfsInode {
                 let pos = offset + done as u64;
                 let (index, within) = (pos / PAGE, (pos % PAGE) as usize);
                 let k = (PAGE as usize - within).min(data.len() - done);
-                let page = pages
-                    .entry(index)
-                    .or_insert_with(|| vec![0u8; PAGE as usize].into_boxed_slice());
-                page[within..within + k].copy_from_slice(&data[done..done + k]);
+                let page = match pages.get(&index) {
+                    Some(&p) => p,
+                    None => {
+                        let Ok(range) = self.fs.memory.allocate(PAGE) else {
+                            // Out of sandbox memory: what was written so far counts.
+                            if done > 0 {
+                                *size = (*size).max(offset + done as u64);
+                                break;
+                            }
+                            return Err(Errno::ENOSPC);
+                        };
+                        pages.insert(index, range.offset);
+                        range.offset
+                    }
+                };
+                self.fs
+                    .memory
+                    .write(page + within as u64, &data[done..done + k]);
                 done += k;
             }
-            *size = (*size).max(end);
+            if done == data.len() {
+                *size = (*size).max(end);
+            } else {
+                drop(content);
+                self.touch_modified();
+                return Ok(done);
+            }
         }
         self.touch_modified();
         Ok(data.len())
@@ -206,14 +250,64 @@ impl TmpfsInode {
             return Err(Errno::EISDIR);
         };
         if new_size < *size {
-            pages.retain(|&i, _| i * PAGE < new_size);
+            let memory = &self.fs.memory;
+            pages.retain(|&i, &mut page| {
+                let keep = i * PAGE < new_size;
+                if !keep {
+                    memory.free(FileRange {
+                        offset: page,
+                        len: PAGE,
+                    });
+                }
+                keep
+            });
             // Zero the tail of the last partial page, so growing again reads zeros.
-            if let Some(page) = pages.get_mut(&(new_size / PAGE)) {
-                page[(new_size % PAGE) as usize..].fill(0);
+            if let Some(&page) = pages.get(&(new_size / PAGE)) {
+                let tail = new_size % PAGE;
+                memory.zero(page + tail, PAGE - tail);
             }
         }
         *size = new_size;
         Ok(())
+    }
+
+    /// The memory-file pages behind `count` pages of the file from page `first`, for a
+    /// shared mapping: missing pages inside the file are allocated, each page gets one more
+    /// reference (the mapping's), and pages wholly past the end are `None`.
+    pub fn share_pages(&self, first: u64, count: u64) -> Result<Vec<Option<u64>>, Errno> {
+        let mut content = lock(&self.content);
+        let Content::File { pages, size } = &mut *content else {
+            return Err(Errno::ENODEV);
+        };
+        let mut out = Vec::with_capacity(count as usize);
+        for index in first..first.saturating_add(count) {
+            if index.saturating_mul(PAGE) >= *size {
+                out.push(None);
+                continue;
+            }
+            let page = match pages.get(&index) {
+                Some(&p) => p,
+                None => {
+                    let Ok(range) = self.fs.memory.allocate(PAGE) else {
+                        for off in out.iter().flatten() {
+                            self.fs.memory.free(FileRange {
+                                offset: *off,
+                                len: PAGE,
+                            });
+                        }
+                        return Err(Errno::ENOMEM);
+                    };
+                    pages.insert(index, range.offset);
+                    range.offset
+                }
+            };
+            self.fs.memory.share(FileRange {
+                offset: page,
+                len: PAGE,
+            });
+            out.push(Some(page));
+        }
+        Ok(out)
     }
 
     fn size(&self) -> u64 {
@@ -226,6 +320,32 @@ impl TmpfsInode {
     }
 }
 
+/// A shared mapping's source of pages the file gained after the mmap.
+impl crate::mm::PageSource for TmpfsInode {
+    fn share_page(&self, index: u64) -> Option<u64> {
+        self.share_pages(index, 1).ok()?.pop().flatten()
+    }
+}
+
+/// A file's pages go back to the memory file with the inode (a mapping still holding some
+/// keeps its own reference).
+impl Drop for TmpfsInode {
+    fn drop(&mut self) {
+        let content = self
+            .content
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Content::File { pages, .. } = content {
+            for &page in pages.values() {
+                self.fs.memory.free(FileRange {
+                    offset: page,
+                    len: PAGE,
+                });
+            }
+        }
+    }
+}
+
 fn downcast(inode: &InodeRef) -> Result<&TmpfsInode, Errno> {
     inode
         .as_any()
@@ -234,6 +354,10 @@ fn downcast(inode: &InodeRef) -> Result<&TmpfsInode, Errno> {
 }
 
 impl Inode for TmpfsInode {
+    fn memory_backed(&self) -> Option<Arc<TmpfsInode>> {
+        matches!(*lock(&self.content), Content::File { .. }).then(|| self.arc())
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         let size = self.size();
         let blocks = match &*lock(&self.content) {

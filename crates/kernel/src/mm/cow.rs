@@ -15,7 +15,7 @@
 use moat_abi::Errno;
 use moat_platform::AddressSpace;
 
-use super::{platform_fault, MemoryManager, Pma, VmaKind};
+use super::{platform_fault, MemoryManager, Pma};
 
 /// How much a write fault on a copy-on-write page copies (aligned, clipped to the VMA).
 ///
@@ -67,6 +67,7 @@ impl MemoryManager {
     pub fn fork(&mut self) -> Result<MemoryManager, Errno> {
         let mut child = MemoryManager::new_detached(self.memory.clone());
         child.vmas = self.vmas.clone();
+        child.page_sources.clone_from(&self.page_sources);
         child.mmap_base = self.mmap_base;
         child.brk_start = self.brk_start;
         child.brk = self.brk;
@@ -76,7 +77,7 @@ impl MemoryManager {
         for (s, p) in pmas {
             let (_, v) = self.find_vma(s).expect("a PMA lies inside a VMA");
             debug_assert!(p.end <= v.end, "PMA {s:#x}..{:#x} crosses its VMA", p.end);
-            let private = v.kind != (VmaKind::Anonymous { shared: true });
+            let private = !v.kind.is_shared();
             self.memory.share(p.file_range(s));
             child.pmas.insert(
                 s,
@@ -185,7 +186,7 @@ mod tests {
     use moat_memory::MemoryFile;
     use moat_platform::{Platform, PlatformError, Prot};
 
-    use super::super::{Placement, PAGE};
+    use super::super::{Placement, VmaKind, PAGE};
     use super::*;
 
     const RW: Prot = Prot(3);

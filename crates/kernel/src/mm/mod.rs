@@ -83,6 +83,13 @@ pub enum Placement {
     FixedNoReplace(u64),
 }
 
+/// Where a shared file mapping's pages come from when they were not there at mmap time (the
+/// file grew): the file's own memory-file pages, each handed out with a reference for the
+/// mapping.
+pub trait PageSource: Send + Sync {
+    fn share_page(&self, index: u64) -> Option<u64>;
+}
+
 /// The kernel's view of one address space.
 ///
 /// The tables (VMAs, PMAs) are the truth; the platform address space mirrors the PMAs. A
@@ -90,6 +97,8 @@ pub enum Placement {
 /// thread that will run it has made its stub): it works as usual, only nothing is mapped
 /// anywhere until [`MemoryManager::attach`] maps every PMA at once.
 pub struct MemoryManager {
+    /// The files of shared file mappings, by (dev, ino).
+    page_sources: std::collections::HashMap<(u64, u64), Arc<dyn PageSource>>,
     memory: Arc<MemoryFile>,
     aspace: Option<Box<dyn AddressSpace>>,
     vmas: BTreeMap<u64, Vma>,
@@ -119,6 +128,7 @@ impl MemoryManager {
             aspace: None,
             vmas: BTreeMap::new(),
             pmas: BTreeMap::new(),
+            page_sources: std::collections::HashMap::new(),
             mmap_base: USER_MAX,
             brk_start: 0,
             brk: 0,
@@ -266,6 +276,67 @@ impl MemoryManager {
         Ok(self.memory.atomic_update_u32(p.offset + (addr - s), f))
     }
 
+    /// Map `len` bytes of a file's own memory-file pages (`MAP_SHARED` of a tmpfs file).
+    /// `pages[i]` backs page `i` (each already carries a reference for this mapping); `None`
+    /// pages lie past the file's end and stay unmapped (an access is `SIGBUS` unless the file
+    /// has grown by then: `source` supplies pages later).
+    pub fn map_shared_file(
+        &mut self,
+        place: Placement,
+        len: u64,
+        prot: Prot,
+        kind: VmaKind,
+        pages: &[Option<u64>],
+        source: Arc<dyn PageSource>,
+    ) -> Result<u64, Errno> {
+        if let VmaKind::SharedFile { dev, ino, .. } = kind {
+            self.page_sources.insert((dev, ino), source);
+        }
+        debug_assert_eq!(pages.len() as u64, len / PAGE);
+        let start = match self.map_anonymous(place, len, prot, kind) {
+            Ok(s) => s,
+            Err(e) => {
+                for off in pages.iter().flatten() {
+                    self.memory.free(moat_memory::FileRange {
+                        offset: *off,
+                        len: PAGE,
+                    });
+                }
+                return Err(e);
+            }
+        };
+        // Runs of pages contiguous in the memory file become one PMA and one host mapping.
+        let mut i = 0;
+        while i < pages.len() {
+            let Some(first) = pages[i] else {
+                i += 1;
+                continue;
+            };
+            let mut n = 1;
+            while i + n < pages.len() && pages[i + n] == Some(first + n as u64 * PAGE) {
+                n += 1;
+            }
+            let addr = start + i as u64 * PAGE;
+            let run = n as u64 * PAGE;
+            self.pmas.insert(
+                addr,
+                Pma {
+                    end: addr + run,
+                    offset: first,
+                    prot,
+                    cow: false,
+                },
+            );
+            if let Err(e) = self.host_map(addr, run, prot, first) {
+                let _ = self.unmap(start, len);
+                return Err(e);
+            }
+            i += n;
+        }
+        self.merge_around(start, start + len);
+        Ok(start)
+    }
+
     /// Start a new thread in this address space (`clone(CLONE_VM)`), for another host thread
     /// to attach to.
     pub fn new_thread(
@@ -287,7 +358,7 @@ impl MemoryManager {
     /// futex there is the same futex in every process that maps the page.
     pub fn shared_offset(&mut self, addr: u64) -> Option<u64> {
         let (_, v) = self.find_vma(addr)?;
-        if v.kind != (VmaKind::Anonymous { shared: true }) {
+        if !v.kind.is_shared() {
             return None;
         }
         self.check_access(addr, 4, false).ok()?;
@@ -476,7 +547,7 @@ impl MemoryManager {
                 continue;
             }
             let (_, v) = self.find_vma(s).expect("a PMA lies inside a VMA");
-            if v.kind == (VmaKind::Anonymous { shared: true }) {
+            if v.kind.is_shared() {
                 let (a, b) = (s.max(start), p.end.min(end));
                 self.memory.decommit(moat_memory::FileRange {
                     offset: p.offset + (a - s),
@@ -494,7 +565,7 @@ impl MemoryManager {
                 continue;
             }
             let (_, v) = self.find_vma(s).expect("a PMA lies inside a VMA");
-            if v.kind == (VmaKind::Anonymous { shared: true }) {
+            if v.kind.is_shared() {
                 continue;
             }
             let (a, b) = (s.max(start), p.end.min(end));
@@ -675,6 +746,13 @@ impl MemoryManager {
             if v.prot == Prot::NONE && !include_inaccessible {
                 continue;
             }
+            if let VmaKind::SharedFile { dev, ino, base } = v.kind {
+                self.populate_from_file(vs.max(start), v.end.min(end), (dev, ino), base, v.prot)?;
+                continue;
+            }
+            if !v.kind.populates() {
+                continue;
+            }
             let (a, b) = (vs.max(start), v.end.min(end));
             // The gaps between existing PMAs in [a, b).
             let mut cursor = a;
@@ -713,6 +791,45 @@ impl MemoryManager {
         Ok(())
     }
 
+    /// Back the unmapped pages of `[start, end)` of a shared file mapping with the file's
+    /// pages, where the file has them now (it may have grown since the mmap).
+    fn populate_from_file(
+        &mut self,
+        start: u64,
+        end: u64,
+        file: (u64, u64),
+        base: u64,
+        prot: Prot,
+    ) -> Result<(), Errno> {
+        let Some(source) = self.page_sources.get(&file).cloned() else {
+            return Ok(());
+        };
+        let mut page = start & !(PAGE - 1);
+        while page < end {
+            if self.pma_at(page).is_none() {
+                let index = base.wrapping_add(page) / PAGE;
+                if let Some(offset) = source.share_page(index) {
+                    if let Err(e) = self.host_map(page, PAGE, prot, offset) {
+                        self.memory
+                            .free(moat_memory::FileRange { offset, len: PAGE });
+                        return Err(e);
+                    }
+                    self.pmas.insert(
+                        page,
+                        Pma {
+                            end: page + PAGE,
+                            offset,
+                            prot,
+                            cow: false,
+                        },
+                    );
+                }
+            }
+            page += PAGE;
+        }
+        Ok(())
+    }
+
     fn populate_around(&mut self, addr: u64) -> Result<(), Errno> {
         let (vs, v) = self.find_vma(addr).ok_or(Errno::EFAULT)?;
         let window = addr & !(FAULT_WINDOW - 1);
@@ -739,7 +856,12 @@ impl MemoryManager {
         let writable = v.prot.writable();
         match self.pma_at(addr) {
             // A protection fault where nothing is mapped cannot be ours to resolve.
-            None => !write && self.populate_around(addr).is_ok(),
+            None => {
+                let (file_backed, kind) = (matches!(v.kind, VmaKind::SharedFile { .. }), v.kind);
+                (file_backed || !write && kind.populates())
+                    && self.populate_around(addr).is_ok()
+                    && self.pma_at(addr).is_some()
+            }
             Some((_, p)) if write && writable && p.cow => self.break_cow_fault(addr).is_ok(),
             // Another thread of the address space resolved this fault meanwhile (populated the
             // window, or broke the copy): map the page again as the tables say, so that the
@@ -793,6 +915,10 @@ impl MemoryManager {
                 Some((_, p)) => cursor = p.end.min(end),
                 None => {
                     self.populate_around(cursor)?;
+                    if self.pma_at(cursor).is_none() {
+                        // Past a file's end, or a file page the kernel cannot supply.
+                        return Err(Errno::EFAULT);
+                    }
                 }
             }
         }

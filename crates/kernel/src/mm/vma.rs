@@ -15,6 +15,29 @@ pub enum VmaKind {
     /// that address 0 would have (`offset - start`, wrapping), so it stays right when the VMA
     /// is split or merged.
     File { dev: u64, ino: u64, base: u64 },
+    /// A `MAP_SHARED` mapping of a tmpfs file: its pages are the file's own memory-file
+    /// pages, supplied at mmap time, so the mapping and the file see each other's writes.
+    SharedFile { dev: u64, ino: u64, base: u64 },
+    /// The part of a file mapping past the page holding the file's end: any access is
+    /// `SIGBUS` (`BUS_ADRERR`), as on Linux.
+    PastEof,
+}
+
+impl VmaKind {
+    /// Whether the pages are shared with other mappings rather than private (copy-on-write
+    /// at fork).
+    pub fn is_shared(self) -> bool {
+        matches!(
+            self,
+            VmaKind::Anonymous { shared: true } | VmaKind::SharedFile { .. }
+        )
+    }
+
+    /// Whether the kernel may supply fresh pages on a fault (file-backed pages come only
+    /// from the file).
+    pub fn populates(self) -> bool {
+        !matches!(self, VmaKind::SharedFile { .. } | VmaKind::PastEof)
+    }
 }
 
 /// A VMA: `[start, end)` where `start` is its key in the tree.

@@ -68,15 +68,17 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || file.path().is_none() {
             return Err(Errno::ENODEV);
         }
-        if shared && prot & libc::PROT_WRITE as u64 != 0 {
-            // Writable shared file mappings need the page cache (pages shared with the file).
+        let backing = file.path().and_then(|p| p.inode().memory_backed());
+        if shared && prot & libc::PROT_WRITE as u64 != 0 && backing.is_none() {
+            // Files whose pages are not in the memory file (host files through the gofer)
+            // would need a page cache to share writes with the file.
             task.kernel.report_unimplemented(
                 u64::from(moat_abi::syscalls::nr::MMAP) | (1 << 32),
-                "mmap MAP_SHARED|PROT_WRITE of a file",
+                "mmap MAP_SHARED|PROT_WRITE of a host file",
             );
             return Err(Errno::ENODEV);
         }
-        Some((file, st))
+        Some((file, st, backing.filter(|_| shared)))
     } else {
         None
     };
@@ -95,15 +97,37 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     let prot = Prot((prot & PROT_MASK) as u32);
     let kind = match &file {
-        Some((_, st)) => VmaKind::File {
+        Some((_, st, _)) => VmaKind::File {
             dev: st.st_dev,
             ino: st.st_ino,
             base: offset.wrapping_sub(addr_of(place)),
         },
         None => VmaKind::Anonymous { shared },
     };
+    if let Some((_, st, Some(tmpfs))) = &file {
+        // A shared mapping of a file whose pages are memory-file pages: map them as they are.
+        let pages = tmpfs.share_pages(offset / PAGE, len / PAGE)?;
+        let kind = VmaKind::SharedFile {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            base: offset.wrapping_sub(addr_of(place)),
+        };
+        let start =
+            task.mm
+                .guard()
+                .map_shared_file(place, len, prot, kind, &pages, tmpfs.clone())?;
+        task.mm.guard().set_kind(
+            start,
+            VmaKind::SharedFile {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                base: offset.wrapping_sub(start),
+            },
+        );
+        return Ok(start);
+    }
     let start = task.mm.guard().map_anonymous(place, len, prot, kind)?;
-    if let Some((file, st)) = file {
+    if let Some((file, st, _)) = file {
         // Fix the VMA's file base now that the address is known, then copy the file's bytes in.
         task.mm.guard().set_kind(
             start,
@@ -116,6 +140,17 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if let Err(e) = copy_file(task, &file, start, len, offset) {
             let _ = task.mm.guard().unmap(start, len);
             return Err(e);
+        }
+        // Whole pages past the end of the file fault with SIGBUS.
+        let file_pages = page_up(st.st_size.max(0) as u64).unwrap_or(u64::MAX);
+        let past = file_pages.saturating_sub(offset);
+        if past < len {
+            task.mm.guard().map_anonymous(
+                Placement::Fixed(start + past),
+                len - past,
+                prot,
+                VmaKind::PastEof,
+            )?;
         }
     }
     if flags & libc::MAP_POPULATE != 0 {
@@ -131,8 +166,8 @@ fn addr_of(place: Placement) -> u64 {
     }
 }
 
-/// Fill a private file mapping with the file's bytes; pages past the end of the file stay
-/// zero. (Linux would raise SIGBUS on whole pages past the end; the page cache brings that.)
+/// Fill a private file mapping with the file's bytes (the part past the end of the file is
+/// remapped as `PastEof` by the caller).
 fn copy_file(
     task: &mut Task,
     file: &crate::fs::OpenFile,
@@ -242,7 +277,7 @@ pub fn madvise(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             let mut cursor = a[0];
             while cursor < a[0] + len {
                 let v = *task.mm.guard().find_vma(cursor).ok_or(Errno::ENOMEM)?.1;
-                if v.kind != (crate::mm::VmaKind::Anonymous { shared: true }) {
+                if !v.kind.is_shared() {
                     return Err(Errno::EINVAL);
                 }
                 cursor = v.end;
@@ -296,4 +331,29 @@ pub fn mremap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     task.mm
         .guard()
         .remap(old, old_len, new_len, may_move, fixed.then_some(new_addr))
+}
+
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// `msync`: shared file mappings here are the file's own pages (tmpfs) or private copies,
+/// so there is never anything to write back; the arguments are checked as Linux does.
+pub fn msync(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = a[2];
+    if a[0] % PAGE != 0
+        || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || flags & (MS_ASYNC | MS_SYNC) == (MS_ASYNC | MS_SYNC)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let len = page_up(a[1]).ok_or(Errno::ENOMEM)?;
+    let end = a[0].checked_add(len).ok_or(Errno::ENOMEM)?;
+    let mm = task.mm.guard();
+    let mut cursor = a[0];
+    while cursor < end {
+        let (_, v) = mm.find_vma(cursor).ok_or(Errno::ENOMEM)?;
+        cursor = v.end;
+    }
+    Ok(0)
 }

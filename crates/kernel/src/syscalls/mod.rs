@@ -88,7 +88,7 @@ syscall_table! {
     SELECT => poll::select, [Int, Ptr, Ptr, Ptr, Ptr], FULL;
     PSELECT6 => poll::pselect6, [Int, Ptr, Ptr, Ptr, Ptr, Ptr], FULL;
     LSEEK => open::lseek, [Int, Int, Int], FULL;
-    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("anonymous memory and private file mappings; writable shared file mappings need the page cache");
+    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("writable MAP_SHARED only of files in memory (tmpfs, memfd, /dev/shm); not of host files");
     MPROTECT => mm::mprotect, [Ptr, Uint, Hex], FULL;
     MUNMAP => mm::munmap, [Ptr, Uint], FULL;
     BRK => mm::brk, [Ptr], FULL;
@@ -119,6 +119,7 @@ syscall_table! {
     READV => read_write::readv, [Int, Ptr, Int], FULL;
     WRITEV => read_write::writev, [Int, Ptr, Int], FULL;
     SCHED_YIELD => system::sched_yield, [], FULL;
+    MSYNC => mm::msync, [Ptr, Uint, Hex], FULL;
     MREMAP => mm::mremap, [Ptr, Uint, Uint, Hex, Ptr], Support::Partial("no MREMAP_DONTUNMAP; no duplicating with old_size 0");
     MADVISE => mm::madvise, [Ptr, Uint, Int], Support::Partial("MADV_DONTNEED/FREE discard; other advice accepted as hints");
     DUP => fd::dup, [Int], FULL;

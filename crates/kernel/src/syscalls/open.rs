@@ -319,7 +319,7 @@ pub fn memfd_create(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         })?;
     let mut full = b"memfd:".to_vec();
     full.extend_from_slice(&name);
-    let root = crate::fs::tmpfs::Tmpfs::new_root(0o1777, 0, 0);
+    let root = crate::fs::tmpfs::Tmpfs::new_root_in(task.kernel.memory.clone(), 0o1777, 0, 0);
     let mount = crate::vfs::Mount::new_root(root, "tmpfs", false);
     let at = VfsPath::root_of(&mount);
     let mode = if flags & MFD_NOEXEC_SEAL != 0 {

@@ -202,6 +202,13 @@ pub trait Inode: Send + Sync {
     /// Downcast support for filesystems that need their own inode type back (rename, link).
     fn as_any(&self) -> &dyn std::any::Any;
 
+    /// The tmpfs file holding this file's data, if its pages live in the memory file (a
+    /// tmpfs file, or an overlay file copied up into the memory upper): what `MAP_SHARED`
+    /// maps.
+    fn memory_backed(&self) -> Option<Arc<crate::fs::tmpfs::TmpfsInode>> {
+        None
+    }
+
     /// Owned downcast support (a hard link stores the inode itself).
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
