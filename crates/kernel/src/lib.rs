@@ -35,7 +35,11 @@ pub use task::ExitStatus;
 /// Number of resource limits (`RLIM_NLIMITS`).
 pub const RLIMIT_COUNT: usize = 16;
 
-/// The application's credentials.
+/// The application's credentials (per thread, as in Linux).
+///
+/// Capabilities are all-or-nothing: a task whose effective UID is 0 holds every capability,
+/// any other holds none (Linux's behaviour for root without file capabilities or securebits);
+/// the filesystem ones follow the filesystem UID (`syscalls/creds.rs`).
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
     pub uid: u32,
@@ -44,6 +48,10 @@ pub struct Credentials {
     pub gid: u32,
     pub egid: u32,
     pub sgid: u32,
+    /// The IDs file permission checks use: they follow the effective IDs unless
+    /// `setfsuid`/`setfsgid` set them apart.
+    pub fsuid: u32,
+    pub fsgid: u32,
     pub groups: Vec<u32>,
 }
 

@@ -261,6 +261,8 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         gid: rustix::process::getgid().as_raw(),
         egid: rustix::process::getegid().as_raw(),
         sgid: rustix::process::getegid().as_raw(),
+        fsuid: rustix::process::geteuid().as_raw(),
+        fsgid: rustix::process::getegid().as_raw(),
         groups: rustix::process::getgroups()
             .unwrap_or_default()
             .iter()

@@ -299,8 +299,8 @@ fn status(v: &View) -> Result<Vec<u8>, Errno> {
         v.handle.tid(),
         f.ppid
     );
-    let _ = writeln!(s, "Uid:\t{}\t{}\t{}\t{}", c.uid, c.euid, c.suid, c.euid);
-    let _ = writeln!(s, "Gid:\t{}\t{}\t{}\t{}", c.gid, c.egid, c.sgid, c.egid);
+    let _ = writeln!(s, "Uid:\t{}\t{}\t{}\t{}", c.uid, c.euid, c.suid, c.fsuid);
+    let _ = writeln!(s, "Gid:\t{}\t{}\t{}\t{}", c.gid, c.egid, c.sgid, c.fsgid);
     let _ = writeln!(s, "FDSize:\t64");
     let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
     let _ = writeln!(s, "Groups:\t{}", groups.join(" "));

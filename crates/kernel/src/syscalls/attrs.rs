@@ -372,6 +372,8 @@ fn access_at(task: &mut Task, dirfd: i32, path_addr: u64, mode: u32, flags: i32)
     if flags & AT_EACCESS == 0 {
         creds.euid = creds.uid;
         creds.egid = creds.gid;
+        creds.fsuid = creds.uid;
+        creds.fsgid = creds.gid;
     }
     let mut mask = 0;
     if mode & 4 != 0 {

@@ -265,6 +265,13 @@ fn do_execve(
         }
     }
     task.altstack = crate::task::AltStack::default();
+    // No program is set-user-ID to Moat: exec makes the saved and filesystem IDs the
+    // effective ones (credentials(7)).
+    task.creds.suid = task.creds.euid;
+    task.creds.fsuid = task.creds.euid;
+    task.creds.sgid = task.creds.egid;
+    task.creds.fsgid = task.creds.egid;
+    *task.handle.creds.guard() = task.creds.clone();
     *task.handle.name.guard() = crate::task::comm_of(&filename);
     {
         let fs = task.fs.guard().clone();

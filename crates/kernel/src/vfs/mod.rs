@@ -492,17 +492,17 @@ pub const MAY_EXEC: u32 = 1;
 
 /// Unix permission check of `mask` against a file's mode and owner, as Linux's
 /// `generic_permission` does it (root may read and write anything, and execute anything
-/// that has an execute bit or is a directory).
+/// that has an execute bit or is a directory). The filesystem IDs decide.
 pub fn permitted(st: &Stat, creds: &Credentials, mask: u32) -> bool {
-    if creds.euid == 0 {
+    if creds.fsuid == 0 {
         if mask & MAY_EXEC == 0 {
             return true;
         }
         return st.st_mode & libc::S_IFMT == libc::S_IFDIR || st.st_mode & 0o111 != 0;
     }
-    let bits = if creds.euid == st.st_uid {
+    let bits = if creds.fsuid == st.st_uid {
         (st.st_mode >> 6) & 7
-    } else if creds.egid == st.st_gid || creds.groups.contains(&st.st_gid) {
+    } else if creds.fsgid == st.st_gid || creds.groups.contains(&st.st_gid) {
         (st.st_mode >> 3) & 7
     } else {
         st.st_mode & 7
