@@ -157,6 +157,11 @@ pub struct TaskHandle {
     pub killed: AtomicBool,
     /// The task's memory, fds and filesystem context, for `/proc` (kept current by exec).
     pub resources: Mutex<Option<TaskResources>>,
+    /// Affinity, scheduling policy and nice value (`syscalls/sched.rs`).
+    pub sched: Mutex<crate::syscalls::sched::SchedState>,
+    /// How many times the task has come back from application code into the kernel
+    /// (`membarrier` waits for it to move).
+    pub traps: std::sync::atomic::AtomicU64,
 }
 
 /// What a task shares by `clone` flags, as others may look at it.
@@ -257,6 +262,8 @@ pub struct ThreadGroup {
     /// `ITIMER_REAL` (`alarm`, `setitimer`), and a generation that retires old callbacks.
     pub real_timer: Mutex<Option<RealTimer>>,
     pub real_timer_generation: std::sync::atomic::AtomicU64,
+    /// `membarrier` commands the process registered for (a mask of `REGISTER_*` commands).
+    pub membarrier: std::sync::atomic::AtomicU32,
 }
 
 /// An armed `ITIMER_REAL`.
@@ -285,6 +292,7 @@ impl ThreadGroup {
             dead: AtomicBool::new(false),
             real_timer: Mutex::new(None),
             real_timer_generation: std::sync::atomic::AtomicU64::new(0),
+            membarrier: std::sync::atomic::AtomicU32::new(0),
         })
     }
 

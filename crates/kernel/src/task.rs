@@ -283,6 +283,7 @@ impl Task {
                 continue;
             }
             let trap = self.context.switch(&mut self.regs);
+            self.handle.traps.fetch_add(1, Ordering::SeqCst);
             self.handle.in_app.store(false, Ordering::SeqCst);
             match trap? {
                 Trap::Syscall => {
@@ -477,6 +478,8 @@ pub fn new_handle(
         no_new_privs: std::sync::atomic::AtomicBool::new(false),
         killed: std::sync::atomic::AtomicBool::new(false),
         resources: Mutex::new(None),
+        sched: Mutex::default(),
+        traps: std::sync::atomic::AtomicU64::new(0),
     })
 }
 

@@ -339,7 +339,13 @@ fn status(v: &View) -> Result<Vec<u8>, Errno> {
         )
     );
     let _ = writeln!(s, "Seccomp:\t0");
-    let cpus = super::proc::cpu_list(&cpu_indices(&v.kernel.cpu_mask));
+    let affinity = v.handle.sched.guard().affinity.clone();
+    let allowed = if affinity.is_empty() {
+        &v.kernel.cpu_mask
+    } else {
+        &affinity
+    };
+    let cpus = super::proc::cpu_list(&cpu_indices(allowed));
     let _ = writeln!(s, "Cpus_allowed_list:\t{cpus}");
     Ok(s.into_bytes())
 }

@@ -193,6 +193,7 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
     };
     let name = task.handle.name.guard().clone();
     let handle = task::new_handle(tid, group.clone(), &task.creds, name);
+    *handle.sched.guard() = task.handle.sched.guard().inherited();
     handle.signals.guard().mask = task.handle.signals.guard().mask;
 
     let mut regs = task.regs;

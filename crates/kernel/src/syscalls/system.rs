@@ -1,8 +1,8 @@
-//! uname, getrandom, sched_getaffinity, sched_yield.
+//! uname, getrandom, sched_yield, sysinfo.
 
 use moat_abi::{Errno, Sysinfo, Utsname};
 
-use super::{int, SyscallResult};
+use super::SyscallResult;
 use crate::process::Guard;
 use crate::task::Task;
 
@@ -53,29 +53,6 @@ pub fn getrandom(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         done += n as u64;
     }
     Ok(done)
-}
-
-pub fn sched_getaffinity(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let pid = int(a[0]);
-    // A negative pid names no task (ESRCH), as for any pid that does not exist.
-    if pid != 0 && pid != task.tid {
-        return Err(Errno::ESRCH);
-    }
-    let mask = &task.kernel.cpu_mask;
-    let nr_cpu_ids = mask
-        .iter()
-        .enumerate()
-        .rev()
-        .find(|(_, &b)| b != 0)
-        .map_or(1, |(i, &b)| i * 8 + 8 - b.leading_zeros() as usize);
-    let len = a[1] as u32 as usize;
-    if len * 8 < nr_cpu_ids || len % 8 != 0 {
-        return Err(Errno::EINVAL);
-    }
-    let n = len.min(mask.len());
-    let bytes = mask[..n].to_vec();
-    task.mm.guard().write_bytes(a[2], &bytes)?;
-    Ok(n as u64)
 }
 
 pub fn sched_yield(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
