@@ -264,6 +264,8 @@ pub struct ThreadGroup {
     pub real_timer_generation: std::sync::atomic::AtomicU64,
     /// `membarrier` commands the process registered for (a mask of `REGISTER_*` commands).
     pub membarrier: std::sync::atomic::AtomicU32,
+    /// The largest resident size `getrusage` has seen, in bytes (`ru_maxrss`).
+    pub maxrss: std::sync::atomic::AtomicU64,
 }
 
 /// An armed `ITIMER_REAL`.
@@ -293,6 +295,7 @@ impl ThreadGroup {
             real_timer: Mutex::new(None),
             real_timer_generation: std::sync::atomic::AtomicU64::new(0),
             membarrier: std::sync::atomic::AtomicU32::new(0),
+            maxrss: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -348,6 +348,15 @@ impl MemoryManager {
         }
     }
 
+    /// CPU time of every thread that ran in this address space, the exited ones included
+    /// (zero while detached).
+    pub fn cpu_time(&self) -> std::time::Duration {
+        self.aspace
+            .as_ref()
+            .and_then(|a| a.cpu_time().ok())
+            .unwrap_or_default()
+    }
+
     /// Bytes of the address space backed by the memory file (`VmRSS`, an upper bound: the
     /// file is sparse inside each populated window).
     pub fn resident_size(&self) -> u64 {

@@ -20,6 +20,7 @@ mod poll;
 mod process;
 mod read_write;
 mod resource;
+mod rusage;
 pub mod sched;
 mod signal;
 mod stat;
@@ -206,6 +207,8 @@ syscall_table! {
     UTIMES => attrs::utimes, [Str, Ptr], FULL;
     GETTIMEOFDAY => time::gettimeofday, [Ptr, Ptr], FULL;
     GETRLIMIT => resource::getrlimit, [Int, Ptr], FULL;
+    GETRUSAGE => rusage::getrusage, [Int, Ptr], Support::Partial("CPU time is all user time; ru_maxrss as sampled by the calls, 0 for children; no fault, I/O or switch counts");
+    TIMES => rusage::times, [Ptr], Support::Partial("CPU time is all user time; ticks count from the sandbox's start");
     GETUID => creds::getuid, [], FULL;
     GETGID => creds::getgid, [], FULL;
     GETEUID => creds::geteuid, [], FULL;

@@ -87,7 +87,8 @@ fn find(
                 code,
                 status: st,
                 word: status.wait_status(),
-                cpu: n.cpu_exited,
+                // The child's own time and its reaped children's (Linux's RUSAGE_BOTH).
+                cpu: n.cpu_exited + n.cpu_children,
             };
             if options & WNOWAIT == 0 {
                 tree.processes.remove(&c);
