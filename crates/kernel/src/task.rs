@@ -99,6 +99,8 @@ pub struct TaskSeed {
     /// The new thread's platform context: a thread in the parent's address space
     /// (`CLONE_VM`), or `None` for a new address space to attach `mm` to.
     pub thread: Option<Box<dyn moat_platform::ThreadSeed>>,
+    /// For a fork: the platform's copy of the parent's address space, if it made one.
+    pub aspace: Option<Box<dyn moat_platform::AddressSpaceSeed>>,
     pub files: Arc<Mutex<FdTable>>,
     pub fs: Arc<Mutex<FsContext>>,
     pub creds: Credentials,
@@ -213,9 +215,14 @@ impl Task {
     /// Build a cloned task on its own host thread: attach its platform context (a new thread
     /// in the shared address space, or a new address space for a forked memory manager).
     pub fn from_seed(kernel: Arc<Kernel>, seed: TaskSeed) -> Result<Task, KernelError> {
-        let context = match seed.thread {
-            Some(thread) => thread.attach()?,
-            None => {
+        let context = match (seed.thread, seed.aspace) {
+            (Some(thread), _) => thread.attach()?,
+            (None, Some(copy)) => {
+                let (aspace, context) = copy.attach()?;
+                seed.mm.guard().attach_inherited(aspace);
+                context
+            }
+            (None, None) => {
                 let (aspace, context) = kernel.platform.new_address_space(&kernel.memory)?;
                 seed.mm
                     .guard()

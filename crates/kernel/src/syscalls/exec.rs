@@ -189,10 +189,14 @@ fn do_execve(
 
     // Load into a fresh address space; a failure leaves the caller as it was.
     let kernel = task.kernel.clone();
-    let (aspace, context) = kernel
-        .platform
-        .new_address_space(&kernel.memory)
-        .map_err(|_| Errno::ENOMEM)?;
+    let copied = task.mm.guard().empty_copy()?;
+    let (aspace, context) = match copied {
+        Some(fresh) => fresh,
+        None => kernel
+            .platform
+            .new_address_space(&kernel.memory)
+            .map_err(|_| Errno::ENOMEM)?,
+    };
     let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
     mm.limit_as = task.limit(libc::RLIMIT_AS);
     mm.limit_data = task.limit(libc::RLIMIT_DATA);
