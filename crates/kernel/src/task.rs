@@ -128,9 +128,11 @@ impl Task {
                 e,
             ))
         })?;
+        let exe_path = crate::absolute_exe(&config.cwd, &config.filename);
         let req = ExecRequest {
             image: &image,
             filename: &config.filename,
+            path: &exe_path,
             argv: &config.argv,
             envp: &config.envp,
             aux: &config.aux,

@@ -113,6 +113,7 @@ impl MemoryManager {
         let mut child = MemoryManager::new_detached(self.memory.clone());
         child.vmas = self.vmas.clone();
         child.page_sources.clone_from(&self.page_sources);
+        child.names.clone_from(&self.names);
         child.mmap_base = self.mmap_base;
         child.brk_start = self.brk_start;
         child.brk = self.brk;

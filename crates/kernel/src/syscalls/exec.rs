@@ -205,9 +205,14 @@ fn do_execve(
     aux.euid = task.creds.euid;
     aux.gid = task.creds.gid;
     aux.egid = task.creds.egid;
+    let exe_path = {
+        let fs = task.fs.guard().clone();
+        crate::absolute_exe(&fs.cwd.absolute(&fs.root), &filename)
+    };
     let req = ExecRequest {
         image: &image,
         filename: &filename,
+        path: &exe_path,
         argv: &argv,
         envp: &envp,
         aux: &aux,
