@@ -1,7 +1,5 @@
 //! brk, mmap, munmap, mprotect, madvise, mremap (anonymous memory).
 
-use std::sync::Arc;
-
 use moat_abi::Errno;
 use moat_platform::{Prot, USER_MAX};
 
@@ -126,11 +124,11 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 base: offset.wrapping_sub(start),
             },
         );
-        name_mapping(task, &file, start, len);
+        name_mapping(task, file.as_ref().map(|(f, _, _)| &**f), start, len);
         return Ok(start);
     }
     let start = task.mm.guard().map_anonymous(place, len, prot, kind)?;
-    name_mapping(task, &file, start, len);
+    name_mapping(task, file.as_ref().map(|(f, _, _)| &**f), start, len);
     if let Some((file, st, _)) = file {
         // Fix the VMA's file base now that the address is known, then copy the file's bytes in.
         task.mm.guard().set_kind(
@@ -165,13 +163,8 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 /// Name a file mapping after its file's path (`/proc/PID/maps`).
-fn name_mapping<T, U>(
-    task: &Task,
-    file: &Option<(Arc<crate::fs::OpenFile>, T, U)>,
-    start: u64,
-    len: u64,
-) {
-    if let Some(path) = file.as_ref().and_then(|(f, _, _)| f.path().cloned()) {
+fn name_mapping(task: &Task, file: Option<&crate::fs::OpenFile>, start: u64, len: u64) {
+    if let Some(path) = file.and_then(|f| f.path().cloned()) {
         let root = task.fs.guard().root.clone();
         task.mm
             .guard()
