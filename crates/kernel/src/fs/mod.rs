@@ -20,6 +20,7 @@ pub mod signalfd;
 pub mod sys;
 pub mod timerfd;
 pub mod tmpfs;
+pub mod unix;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -105,6 +106,11 @@ pub trait FileOps: Send + Sync {
 
     /// This file as a signalfd (`signalfd4` on an existing one changes its mask).
     fn as_signalfd(&self) -> Option<&signalfd::SignalFd> {
+        None
+    }
+
+    /// This file as a unix socket (the socket calls).
+    fn as_unix(&self) -> Option<&unix::UnixSocket> {
         None
     }
 
