@@ -293,6 +293,16 @@ fn process_info(config: &SandboxConfig, boot: std::time::Instant) -> fs::proc::P
     }
 }
 
+/// The absolute path of the file `path` names, every symlink resolved (`/proc/PID/exe`).
+pub fn real_path(fs: &vfs::FsContext, creds: &Credentials, path: &[u8]) -> Option<Vec<u8>> {
+    let resolver = vfs::Resolve {
+        root: fs.root.clone(),
+        creds,
+    };
+    let target = resolver.path(&fs.cwd, path, true).ok()?;
+    Some(target.absolute(&fs.root))
+}
+
 /// Read a whole executable file of the sandbox's tree: the program, its interpreter.
 /// `EACCES` unless it is a regular file the caller may execute (as `execve` checks).
 pub fn read_executable(

@@ -128,7 +128,8 @@ impl Task {
                 e,
             ))
         })?;
-        let exe_path = crate::absolute_exe(&config.cwd, &config.filename);
+        let exe_path = crate::real_path(&fs, &config.creds, &config.filename)
+            .unwrap_or_else(|| crate::absolute_exe(&config.cwd, &config.filename));
         let req = ExecRequest {
             image: &image,
             filename: &config.filename,
@@ -182,7 +183,7 @@ impl Task {
                     event: None,
                     subreaper: false,
                     execed: false,
-                    exe: crate::absolute_exe(&config.cwd, &config.filename),
+                    exe: exe_path.clone(),
                     argv: config.argv.clone(),
                     envp: config.envp.clone(),
                     cpu_exited: std::time::Duration::ZERO,
