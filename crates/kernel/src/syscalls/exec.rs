@@ -282,7 +282,7 @@ fn do_execve(
     {
         let mut tree = kernel.tree.guard();
         if let Some(node) = tree.process_mut(task.tgid) {
-            node.exe = real_path.clone();
+            node.exe.clone_from(&real_path);
             node.execed = true;
             node.argv = argv;
             node.envp = envp;
