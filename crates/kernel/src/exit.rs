@@ -59,6 +59,13 @@ fn leave_tree(
     let group = node.group.clone();
     let status = group.exiting().unwrap_or(status);
     group.dead.store(true, Ordering::SeqCst);
+    group.exited.notify();
+    // POSIX timers die with their process.
+    for (_, timer) in std::mem::take(&mut *group.posix_timers.guard()) {
+        if let Some(id) = timer.armed {
+            kernel.timers.cancel(id);
+        }
+    }
     node.zombie = Some(status);
     let parent = node.parent;
     let exit_signal = node.exit_signal;

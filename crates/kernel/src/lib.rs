@@ -92,6 +92,9 @@ pub struct SandboxConfig {
     pub memory_size: u64,
     /// CPUs the sandbox reports (`sched_getaffinity`), as a bitmask in bytes.
     pub cpu_mask: Vec<u8>,
+    /// Signals sent to `moat` itself (^C on the terminal, `kill`), to pass on to the
+    /// sandbox's init as if sent from outside the sandbox.
+    pub forwarded_signals: Option<std::sync::mpsc::Receiver<i32>>,
 }
 
 /// Failures that end the sandbox (the application's own errors are errnos, never these).
@@ -298,6 +301,16 @@ fn process_info(config: &SandboxConfig, boot: std::time::Instant) -> fs::proc::P
     }
 }
 
+/// The absolute path of the file `path` names, every symlink resolved (`/proc/PID/exe`).
+pub fn real_path(fs: &vfs::FsContext, creds: &Credentials, path: &[u8]) -> Option<Vec<u8>> {
+    let resolver = vfs::Resolve {
+        root: fs.root.clone(),
+        creds,
+    };
+    let target = resolver.path(&fs.cwd, path, true).ok()?;
+    Some(target.absolute(&fs.root))
+}
+
 /// Read a whole executable file of the sandbox's tree: the program, its interpreter.
 /// `EACCES` unless it is a regular file the caller may execute (as `execve` checks).
 pub fn read_executable(
@@ -356,6 +369,10 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         aux: config.aux.clone(),
         timers: Arc::new(timer::Timers::default()),
     });
+    let mut config = config;
+    if let Some(signals) = config.forwarded_signals.take() {
+        forward_signals(&kernel, signals);
+    }
     let result = task::Task::start(kernel.clone(), config).and_then(|mut init| init.run());
     if result.is_err() {
         exit::kill_all(&kernel.tree.guard());
@@ -382,6 +399,27 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         core: false,
     });
     Ok(status)
+}
+
+/// Pass signals that reach Moat on to init (pid 1), sent from outside the sandbox (`si_pid` 0,
+/// as Linux shows a sender in an ancestor pid namespace). The thread ends with the sandbox.
+fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<i32>) {
+    use process::Guard;
+    let weak = Arc::downgrade(kernel);
+    let _ = std::thread::Builder::new()
+        .name("moat-signals".into())
+        .spawn(move || {
+            while let Ok(signo) = signals.recv() {
+                let Some(kernel) = weak.upgrade() else {
+                    return;
+                };
+                if !(1..=64).contains(&signo) {
+                    continue;
+                }
+                let info = moat_abi::SigInfo::from_process(signo, moat_abi::SI_USER, 0, 0);
+                signal::send_to_process_locked(&kernel.tree.guard(), 1, info);
+            }
+        });
 }
 
 /// The absolute path of a program named relative to `cwd`.

@@ -73,6 +73,8 @@ pub struct AuxFacts {
 pub struct ExecRequest<'a> {
     pub image: &'a [u8],
     pub filename: &'a [u8],
+    /// The program's absolute path (the name `/proc/PID/maps` shows).
+    pub path: &'a [u8],
     pub argv: &'a [Vec<u8>],
     pub envp: &'a [Vec<u8>],
     pub aux: &'a AuxFacts,
@@ -138,6 +140,7 @@ fn parse(image: &[u8]) -> Result<(Header, Vec<ProgramHeader>), LoadError> {
 fn map_segments(
     mm: &mut MemoryManager,
     image: &[u8],
+    name: &[u8],
     hdr: &Header,
     phdrs: &[ProgramHeader],
     bias: u64,
@@ -190,6 +193,11 @@ fn map_segments(
         if tail_end > tail {
             mm.write_bytes_force(tail, &vec![0u8; (tail_end - tail) as usize])?;
         }
+        // The part backed by the file carries its name (bss pages past it are anonymous).
+        let named_end = page_up(vaddr + p.p_filesz).unwrap_or(end).min(end);
+        if named_end > start {
+            mm.name_range(start, named_end, name);
+        }
         end_of_image = end_of_image.max(end);
         if hdr.e_phoff >= p.p_offset && hdr.e_phoff < p.p_offset + p.p_filesz {
             phdr_addr = Some(vaddr + (hdr.e_phoff - p.p_offset));
@@ -206,7 +214,11 @@ fn map_segments(
 
 /// Load the interpreter (ld.so, position-independent) wherever the mmap area has room;
 /// returns its load bias and entry point.
-fn load_interpreter(mm: &mut MemoryManager, image: &[u8]) -> Result<(u64, u64), LoadError> {
+fn load_interpreter(
+    mm: &mut MemoryManager,
+    image: &[u8],
+    name: &[u8],
+) -> Result<(u64, u64), LoadError> {
     let (hdr, phdrs) = parse(image)?;
     if phdrs.iter().any(|p| p.p_type == PT_INTERP) || hdr.e_type != header::ET_DYN {
         return Err(LoadError::Malformed(
@@ -232,7 +244,7 @@ fn load_interpreter(mm: &mut MemoryManager, image: &[u8]) -> Result<(u64, u64), 
         .find_space(span)
         .ok_or(LoadError::Memory(Errno::ENOMEM))?;
     let bias = base - lo;
-    map_segments(mm, image, &hdr, &phdrs, bias)?;
+    map_segments(mm, image, name, &hdr, &phdrs, bias)?;
     Ok((bias, hdr.e_entry + bias))
 }
 
@@ -271,7 +283,7 @@ pub fn load(
     } else {
         0
     };
-    let (end_of_image, phdr_addr) = map_segments(mm, req.image, &hdr, &phdrs, bias)?;
+    let (end_of_image, phdr_addr) = map_segments(mm, req.image, req.path, &hdr, &phdrs, bias)?;
 
     // The heap starts at a random offset (up to 32 MiB) above the end of the image.
     mm.brk_start = end_of_image + (random() % (1 << 13)) * PAGE;
@@ -287,7 +299,7 @@ pub fn load(
     let (interp_base, start) = match interp {
         Some(name) => {
             let image = read_interp(&name)?;
-            load_interpreter(mm, &image).map_err(|e| match e {
+            load_interpreter(mm, &image, &name).map_err(|e| match e {
                 LoadError::Memory(e) => LoadError::Memory(e),
                 _ => LoadError::Dynamic(String::from_utf8_lossy(&name).into_owned()),
             })?

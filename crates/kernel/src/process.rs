@@ -262,6 +262,12 @@ pub struct ThreadGroup {
     /// `ITIMER_REAL` (`alarm`, `setitimer`), and a generation that retires old callbacks.
     pub real_timer: Mutex<Option<RealTimer>>,
     pub real_timer_generation: std::sync::atomic::AtomicU64,
+    /// Notified at every signal sent to the process or its threads (signalfd readers).
+    pub signal_events: WaitQueue,
+    /// Notified when the process dies (pidfd pollers).
+    pub exited: WaitQueue,
+    /// POSIX timers (`timer_create`), by id.
+    pub posix_timers: Mutex<BTreeMap<i32, crate::syscalls::posix_timer::PosixTimer>>,
     /// `membarrier` commands the process registered for (a mask of `REGISTER_*` commands).
     pub membarrier: std::sync::atomic::AtomicU32,
     /// The largest resident size `getrusage` has seen, in bytes (`ru_maxrss`).
@@ -294,6 +300,9 @@ impl ThreadGroup {
             dead: AtomicBool::new(false),
             real_timer: Mutex::new(None),
             real_timer_generation: std::sync::atomic::AtomicU64::new(0),
+            signal_events: WaitQueue::default(),
+            exited: WaitQueue::default(),
+            posix_timers: Mutex::new(BTreeMap::new()),
             membarrier: std::sync::atomic::AtomicU32::new(0),
             maxrss: std::sync::atomic::AtomicU64::new(0),
         })

@@ -135,6 +135,7 @@ pub fn send_to_process_locked(tree: &ProcessTree, tgid: i32, info: SigInfo) -> b
         }
         sig.pending.add(info);
     }
+    group.signal_events.notify();
     // Wake one thread that can take it (Linux prefers the main thread); if every thread
     // blocks it, it stays pending for whichever unblocks it first.
     if let Some(t) = threads.iter().find(|t| t.signals.guard().accepts(signo)) {
@@ -158,6 +159,7 @@ pub fn send_to_thread_locked(tree: &ProcessTree, tid: i32, info: SigInfo) -> boo
         }
         sig.pending.add(info);
     }
+    task.group.signal_events.notify();
     task.notify();
     true
 }

@@ -99,6 +99,8 @@ pub struct TaskSeed {
     /// The new thread's platform context: a thread in the parent's address space
     /// (`CLONE_VM`), or `None` for a new address space to attach `mm` to.
     pub thread: Option<Box<dyn moat_platform::ThreadSeed>>,
+    /// For a fork: the platform's copy of the parent's address space, if it made one.
+    pub aspace: Option<Box<dyn moat_platform::AddressSpaceSeed>>,
     pub files: Arc<Mutex<FdTable>>,
     pub fs: Arc<Mutex<FsContext>>,
     pub creds: Credentials,
@@ -126,9 +128,12 @@ impl Task {
                 e,
             ))
         })?;
+        let exe_path = crate::real_path(&fs, &config.creds, &config.filename)
+            .unwrap_or_else(|| crate::absolute_exe(&config.cwd, &config.filename));
         let req = ExecRequest {
             image: &image,
             filename: &config.filename,
+            path: &exe_path,
             argv: &config.argv,
             envp: &config.envp,
             aux: &config.aux,
@@ -178,7 +183,7 @@ impl Task {
                     event: None,
                     subreaper: false,
                     execed: false,
-                    exe: crate::absolute_exe(&config.cwd, &config.filename),
+                    exe: exe_path.clone(),
                     argv: config.argv.clone(),
                     envp: config.envp.clone(),
                     cpu_exited: std::time::Duration::ZERO,
@@ -213,9 +218,14 @@ impl Task {
     /// Build a cloned task on its own host thread: attach its platform context (a new thread
     /// in the shared address space, or a new address space for a forked memory manager).
     pub fn from_seed(kernel: Arc<Kernel>, seed: TaskSeed) -> Result<Task, KernelError> {
-        let context = match seed.thread {
-            Some(thread) => thread.attach()?,
-            None => {
+        let context = match (seed.thread, seed.aspace) {
+            (Some(thread), _) => thread.attach()?,
+            (None, Some(copy)) => {
+                let (aspace, context) = copy.attach()?;
+                seed.mm.guard().attach_inherited(aspace);
+                context
+            }
+            (None, None) => {
                 let (aspace, context) = kernel.platform.new_address_space(&kernel.memory)?;
                 seed.mm
                     .guard()

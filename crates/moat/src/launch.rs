@@ -313,6 +313,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         strace: args.strace,
         memory_size: MEMORY_FILE_SIZE,
         cpu_mask: cpu_mask(),
+        forwarded_signals: forward_signals(),
     };
 
     let result = moat_kernel::run(config);
@@ -351,6 +352,28 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
 }
 
 /// The C library's wording for an errno, as a shell would print it.
+/// Catch the signals a user or a supervisor sends to `moat` (^C, `kill`, a hang-up) and hand
+/// them to the kernel, which passes them to the sandbox's init: the program decides, as it
+/// would natively. (A second ^C while init ignores it does nothing; SIGKILL still ends Moat.)
+fn forward_signals() -> Option<std::sync::mpsc::Receiver<i32>> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGWINCH};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGWINCH])
+            .ok()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("moat-host-signals".into())
+        .spawn(move || {
+            for signo in signals.forever() {
+                if tx.send(signo).is_err() {
+                    return;
+                }
+            }
+        })
+        .ok()?;
+    Some(rx)
+}
+
 fn strerror(e: moat_abi::Errno) -> String {
     let text = std::io::Error::from_raw_os_error(e.0).to_string();
     // "No such file or directory (os error 2)" → "No such file or directory"

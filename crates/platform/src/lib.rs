@@ -146,6 +146,13 @@ pub trait AddressSpace: Send {
     fn new_thread(&mut self) -> Result<Box<dyn ThreadSeed>, PlatformError> {
         Err(PlatformError::NotAttached)
     }
+    /// Start a copy of this address space — every mapping as it is now — for another host
+    /// thread to attach (`fork`: the kernel's tables are copied and re-protected first, so the
+    /// copy is exactly what they say). `None` when the platform cannot; the caller then makes
+    /// a fresh address space and maps everything.
+    fn fork(&mut self) -> Result<Option<Box<dyn AddressSpaceSeed>>, PlatformError> {
+        Ok(None)
+    }
     /// CPU time consumed by every thread that ever ran in this address space, the exited
     /// ones included (ptrace: the whole stub process). (The default, for address spaces that
     /// run no code, is zero.)
@@ -182,6 +189,12 @@ pub trait Context: Send {
 pub trait ThreadSeed: Send {
     /// Become the driver of this thread: call on the host thread that will run it.
     fn attach(self: Box<Self>) -> Result<Box<dyn Context>, PlatformError>;
+}
+
+/// A copy of an address space made by [`AddressSpace::fork`], waiting to be attached by the
+/// host thread that will run it.
+pub trait AddressSpaceSeed: Send {
+    fn attach(self: Box<Self>) -> Result<NewAddressSpace, PlatformError>;
 }
 
 /// The platforms this build offers, by name.

@@ -53,6 +53,13 @@ pub const STUB_CLONE_FLAGS: u64 = (libc::CLONE_VM
     | libc::CLONE_THREAD
     | libc::CLONE_SYSVSEM) as u64;
 
+/// The only other `clone` the stub may make: a copy of the stub process (a forked address
+/// space) whose parent is Moat, as the stub's own is (`CLONE_PARENT`), with no exit signal.
+pub const STUB_FORK_FLAGS: u64 = libc::CLONE_PARENT as u64;
+
+// The filter compares the low halves and requires zero high halves.
+const _: () = assert!(STUB_CLONE_FLAGS >> 32 == 0 && STUB_FORK_FLAGS >> 32 == 0);
+
 /// Where a jump goes: the next instruction or a label.
 #[derive(Clone, Copy)]
 enum To {
@@ -146,10 +153,11 @@ pub fn stub_filter() -> Vec<libc::sock_filter> {
         Load(off_arg_hi(4)),
         Jeq(0, L("allow"), L("kill")),
         Label("clone"),
-        Load(off_arg_lo(0)),
-        Jeq(STUB_CLONE_FLAGS as u32, Next, L("kill")),
         Load(off_arg_hi(0)),
-        Jeq((STUB_CLONE_FLAGS >> 32) as u32, L("allow"), L("kill")),
+        Jeq(0, Next, L("kill")),
+        Load(off_arg_lo(0)),
+        Jeq(STUB_CLONE_FLAGS as u32, L("allow"), Next),
+        Jeq(STUB_FORK_FLAGS as u32, L("allow"), L("kill")),
         Label("allow"),
         Ret(SECCOMP_RET_ALLOW),
         Label("kill"),
@@ -242,6 +250,17 @@ mod tests {
         let p = stub_filter();
         let clone = |ip, flags| run(&p, &call(libc::SYS_clone, ip, [flags, 0, 0, 0, 0, 0]));
         assert_eq!(clone(IP, STUB_CLONE_FLAGS), SECCOMP_RET_ALLOW);
+        assert_eq!(clone(IP, STUB_FORK_FLAGS), SECCOMP_RET_ALLOW);
+        for ip in OUTSIDE {
+            assert_eq!(clone(ip, STUB_FORK_FLAGS), SECCOMP_RET_KILL_PROCESS);
+        }
+        for flags in [
+            STUB_FORK_FLAGS | libc::SIGCHLD as u64,
+            STUB_FORK_FLAGS | libc::CLONE_VM as u64,
+            STUB_FORK_FLAGS | (1 << 32),
+        ] {
+            assert_eq!(clone(IP, flags), SECCOMP_RET_KILL_PROCESS, "{flags:#x}");
+        }
         for nr in [libc::SYS_pause, libc::SYS_exit] {
             assert_eq!(run(&p, &data(nr, IP, 0)), SECCOMP_RET_ALLOW);
         }

@@ -12,12 +12,15 @@ pub mod gofer;
 pub mod host;
 pub mod locks;
 pub mod overlay;
+pub mod pidfd;
 pub mod pipe;
 pub mod proc;
 pub mod proc_pid;
+pub mod signalfd;
 pub mod sys;
 pub mod timerfd;
 pub mod tmpfs;
+pub mod unix;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -98,6 +101,21 @@ pub trait FileOps: Send + Sync {
 
     /// This file as a pipe end (`F_GETPIPE_SZ`, `F_SETPIPE_SZ`).
     fn as_pipe(&self) -> Option<&pipe::PipeEnd> {
+        None
+    }
+
+    /// This file as a signalfd (`signalfd4` on an existing one changes its mask).
+    fn as_signalfd(&self) -> Option<&signalfd::SignalFd> {
+        None
+    }
+
+    /// This file as a unix socket (the socket calls).
+    fn as_unix(&self) -> Option<&unix::UnixSocket> {
+        None
+    }
+
+    /// This file as a pidfd (`pidfd_send_signal`, `waitid(P_PIDFD)`).
+    fn as_pidfd(&self) -> Option<&pidfd::PidFd> {
         None
     }
 

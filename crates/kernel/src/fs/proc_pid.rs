@@ -408,15 +408,21 @@ fn maps(v: &View) -> Result<Vec<u8>, Errno> {
             if p.executable() { 'x' } else { '-' },
             if vma.kind.is_shared() { 's' } else { 'p' }
         );
+        let file_name = mm
+            .name_at(start)
+            .map(|n| String::from_utf8_lossy(n).into_owned());
         let (offset, dev, ino, name) = match vma.kind {
             crate::mm::VmaKind::File { dev, ino, base }
-            | crate::mm::VmaKind::SharedFile { dev, ino, base } => {
-                (base.wrapping_add(start), dev, ino, String::new())
-            }
+            | crate::mm::VmaKind::SharedFile { dev, ino, base } => (
+                base.wrapping_add(start),
+                dev,
+                ino,
+                file_name.clone().unwrap_or_default(),
+            ),
             crate::mm::VmaKind::Heap => (0, 0, 0, "[heap]".to_string()),
             crate::mm::VmaKind::Stack => (0, 0, 0, "[stack]".to_string()),
             crate::mm::VmaKind::Anonymous { .. } | crate::mm::VmaKind::PastEof => {
-                (0, 0, 0, String::new())
+                (0, 0, 0, file_name.clone().unwrap_or_default())
             }
         };
         let line = format!(

@@ -58,6 +58,51 @@ impl MemoryManager {
         Ok(())
     }
 
+    /// Attach a platform address space that already maps exactly this manager's PMAs (a copy
+    /// of the parent's made by [`MemoryManager::fork_with_copy`]): nothing to map.
+    pub fn attach_inherited(&mut self, aspace: Box<dyn AddressSpace>) {
+        self.aspace = Some(aspace);
+    }
+
+    /// `fork` and, in the same step, a copy of the platform address space made right after
+    /// the parent was re-protected, so the copy maps exactly the child's tables (when the
+    /// platform can copy one: `None` otherwise, and the child is attached the usual way).
+    pub fn fork_with_copy(
+        &mut self,
+    ) -> Result<
+        (
+            MemoryManager,
+            Option<Box<dyn moat_platform::AddressSpaceSeed>>,
+        ),
+        Errno,
+    > {
+        let child = self.fork()?;
+        let copy = match &mut self.aspace {
+            Some(a) => a.fork().map_err(platform_fault)?,
+            None => None,
+        };
+        Ok((child, copy))
+    }
+
+    /// An empty platform address space for `execve`, made as a copy of this one emptied of
+    /// every application mapping (copying the small stub process is much cheaper than
+    /// starting one from Moat); `None` if the platform cannot copy.
+    pub fn empty_copy(&mut self) -> Result<Option<moat_platform::NewAddressSpace>, Errno> {
+        let Some(aspace) = &mut self.aspace else {
+            return Ok(None);
+        };
+        let Some(seed) = aspace.fork().map_err(platform_fault)? else {
+            return Ok(None);
+        };
+        let (mut copy, context) = seed.attach().map_err(platform_fault)?;
+        copy.unmap(
+            moat_platform::USER_MIN,
+            moat_platform::USER_MAX - moat_platform::USER_MIN,
+        )
+        .map_err(platform_fault)?;
+        Ok(Some((copy, context)))
+    }
+
     /// `fork`: a copy of this address space sharing its memory. Private memory becomes
     /// copy-on-write in both; `MAP_SHARED|MAP_ANONYMOUS` memory stays shared and writable.
     ///
@@ -68,6 +113,7 @@ impl MemoryManager {
         let mut child = MemoryManager::new_detached(self.memory.clone());
         child.vmas = self.vmas.clone();
         child.page_sources.clone_from(&self.page_sources);
+        child.names.clone_from(&self.names);
         child.mmap_base = self.mmap_base;
         child.brk_start = self.brk_start;
         child.brk = self.brk;

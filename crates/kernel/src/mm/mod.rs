@@ -97,6 +97,9 @@ pub trait PageSource: Send + Sync {
 /// thread that will run it has made its stub): it works as usual, only nothing is mapped
 /// anywhere until [`MemoryManager::attach`] maps every PMA at once.
 pub struct MemoryManager {
+    /// The names `/proc/PID/maps` shows for ranges mapped from files (the program, its
+    /// interpreter, mmap'd files): start -> (end, absolute path).
+    names: BTreeMap<u64, (u64, Arc<[u8]>)>,
     /// The files of shared file mappings, by (dev, ino).
     page_sources: std::collections::HashMap<(u64, u64), Arc<dyn PageSource>>,
     memory: Arc<MemoryFile>,
@@ -128,6 +131,7 @@ impl MemoryManager {
             aspace: None,
             vmas: BTreeMap::new(),
             pmas: BTreeMap::new(),
+            names: BTreeMap::new(),
             page_sources: std::collections::HashMap::new(),
             mmap_base: USER_MAX,
             brk_start: 0,
@@ -401,7 +405,45 @@ impl MemoryManager {
 
     /// Remove every VMA and PMA in `[start, end)`, releasing the backing memory.
     fn remove_range(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        self.forget_names(start, end);
         self.detach_range(start, end, true)
+    }
+
+    /// Name `[start, end)` after the file mapped there (`/proc/PID/maps`).
+    pub fn name_range(&mut self, start: u64, end: u64, name: &[u8]) {
+        self.forget_names(start, end);
+        self.names.insert(start, (end, Arc::from(name)));
+    }
+
+    /// The file name shown for the mapping at `addr`, if any.
+    pub fn name_at(&self, addr: u64) -> Option<&[u8]> {
+        let (_, (end, name)) = self.names.range(..=addr).next_back()?;
+        (addr < *end).then_some(&**name)
+    }
+
+    /// Drop the names of `[start, end)`, keeping the parts of named ranges outside it.
+    fn forget_names(&mut self, start: u64, end: u64) {
+        let first = self
+            .names
+            .range(..start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        let hit: Vec<u64> = self
+            .names
+            .range(first..end)
+            .filter(|(_, (e, _))| *e > start)
+            .map(|(&s, _)| s)
+            .collect();
+        for s in hit {
+            if let Some((e, name)) = self.names.remove(&s) {
+                if s < start {
+                    self.names.insert(s, (start, name.clone()));
+                }
+                if e > end {
+                    self.names.insert(end, (e, name));
+                }
+            }
+        }
     }
 
     /// Remove `[start, end)` from the tables and the stub; free the backing only if `free`.

@@ -167,12 +167,14 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
     let tid = kernel.tree.guard().allocate_pid().ok_or(Errno::EAGAIN)?;
 
     // Memory: the same address space with a new thread in it, or a copy-on-write fork.
-    let (mm, thread) = if flags & CLONE_VM != 0 {
+    let (mm, thread, aspace) = if flags & CLONE_VM != 0 {
         let seed = task.mm.guard().new_thread().map_err(|_| Errno::EAGAIN)?;
-        (task.mm.clone(), Some(seed))
+        (task.mm.clone(), Some(seed), None)
     } else {
-        let child = task.mm.guard().fork()?;
-        (Arc::new(Mutex::new(child)), None)
+        // Tables and the copy of the stub in one step (one lock): another thread may not
+        // change the parent's mappings in between.
+        let (child, copy) = task.mm.guard().fork_with_copy()?;
+        (Arc::new(Mutex::new(child)), None, copy)
     };
     let files = if flags & CLONE_FILES != 0 {
         task.files.clone()
@@ -211,6 +213,7 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
         regs,
         mm,
         thread,
+        aspace,
         files,
         fs,
         creds: task.creds.clone(),

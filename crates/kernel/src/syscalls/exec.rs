@@ -56,7 +56,14 @@ fn read_strings(task: &Task, addr: u64, total: &mut usize) -> Result<Vec<Vec<u8>
 }
 
 /// Read the file a path names for exec: it must be a regular file the caller may execute.
-fn read_program(task: &Task, dirfd: i32, path: &[u8], follow: bool) -> Result<Vec<u8>, Errno> {
+/// Returns the file's bytes and its absolute path with every symlink resolved (what
+/// `/proc/PID/exe` shows, and what ld.so's `$ORIGIN` is computed from).
+fn read_program(
+    task: &Task,
+    dirfd: i32,
+    path: &[u8],
+    follow: bool,
+) -> Result<(Vec<u8>, Vec<u8>), Errno> {
     let target = if path.is_empty() {
         let file = task.files.guard().get(dirfd)?;
         file.path().cloned().ok_or(Errno::EACCES)?
@@ -64,6 +71,7 @@ fn read_program(task: &Task, dirfd: i32, path: &[u8], follow: bool) -> Result<Ve
         let start = task.start_dir(dirfd)?;
         task.resolver().path(&start, path, follow)?
     };
+    let real = target.absolute(&task.fs.guard().root);
     let st = target.inode().stat()?;
     if target.inode().kind() == FileKind::Directory
         || st.st_mode & libc::S_IFMT != libc::S_IFREG
@@ -92,7 +100,7 @@ fn read_program(task: &Task, dirfd: i32, path: &[u8], follow: bool) -> Result<Ve
         }
     }
     out.truncate(done);
-    Ok(out)
+    Ok((out, real))
 }
 
 /// A `#!` line: the interpreter and its optional single argument.
@@ -151,7 +159,7 @@ fn do_execve(
     let mut argv = read_strings(task, argv_addr, &mut total)?;
     let envp = read_strings(task, envp_addr, &mut total)?;
     let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
-    let mut image = read_program(task, dirfd, &path, follow).map_err(|e| {
+    let (mut image, mut real_path) = read_program(task, dirfd, &path, follow).map_err(|e| {
         if e == Errno::ELOOP && !follow {
             Errno::ELOOP
         } else {
@@ -180,7 +188,7 @@ fn do_execve(
         new_argv.push(filename.clone());
         new_argv.extend(argv.into_iter().skip(1));
         argv = new_argv;
-        image = read_program(task, libc::AT_FDCWD, &interp, true)?;
+        (image, real_path) = read_program(task, libc::AT_FDCWD, &interp, true)?;
         filename = interp;
     }
     if !image.starts_with(b"\x7fELF") {
@@ -189,10 +197,14 @@ fn do_execve(
 
     // Load into a fresh address space; a failure leaves the caller as it was.
     let kernel = task.kernel.clone();
-    let (aspace, context) = kernel
-        .platform
-        .new_address_space(&kernel.memory)
-        .map_err(|_| Errno::ENOMEM)?;
+    let copied = task.mm.guard().empty_copy()?;
+    let (aspace, context) = match copied {
+        Some(fresh) => fresh,
+        None => kernel
+            .platform
+            .new_address_space(&kernel.memory)
+            .map_err(|_| Errno::ENOMEM)?,
+    };
     let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
     mm.limit_as = task.limit(libc::RLIMIT_AS);
     mm.limit_data = task.limit(libc::RLIMIT_DATA);
@@ -204,6 +216,7 @@ fn do_execve(
     let req = ExecRequest {
         image: &image,
         filename: &filename,
+        path: &real_path,
         argv: &argv,
         envp: &envp,
         aux: &aux,
@@ -274,12 +287,9 @@ fn do_execve(
     *task.handle.creds.guard() = task.creds.clone();
     *task.handle.name.guard() = crate::task::comm_of(&filename);
     {
-        let fs = task.fs.guard().clone();
-        let cwd = fs.cwd.absolute(&fs.root);
-        let exe = crate::absolute_exe(&cwd, &filename);
         let mut tree = kernel.tree.guard();
         if let Some(node) = tree.process_mut(task.tgid) {
-            node.exe = exe;
+            node.exe.clone_from(&real_path);
             node.execed = true;
             node.argv = argv;
             node.envp = envp;

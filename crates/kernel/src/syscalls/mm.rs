@@ -124,9 +124,11 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 base: offset.wrapping_sub(start),
             },
         );
+        name_mapping(task, file.as_ref().map(|(f, _, _)| &**f), start, len);
         return Ok(start);
     }
     let start = task.mm.guard().map_anonymous(place, len, prot, kind)?;
+    name_mapping(task, file.as_ref().map(|(f, _, _)| &**f), start, len);
     if let Some((file, st, _)) = file {
         // Fix the VMA's file base now that the address is known, then copy the file's bytes in.
         task.mm.guard().set_kind(
@@ -158,6 +160,16 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         let _ = task.mm.guard().populate_range(start, len);
     }
     Ok(start)
+}
+
+/// Name a file mapping after its file's path (`/proc/PID/maps`).
+fn name_mapping(task: &Task, file: Option<&crate::fs::OpenFile>, start: u64, len: u64) {
+    if let Some(path) = file.and_then(|f| f.path().cloned()) {
+        let root = task.fs.guard().root.clone();
+        task.mm
+            .guard()
+            .name_range(start, start + len, &path.absolute(&root));
+    }
 }
 
 fn addr_of(place: Placement) -> u64 {

@@ -226,7 +226,7 @@ pub fn pwrite64(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 /// Copy in and validate an iovec array: `EINVAL` for a bad count or a total past `SSIZE_MAX`.
-fn iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<Iovec>, Errno> {
+pub(crate) fn iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<Iovec>, Errno> {
     let count = int(count);
     if !(0..=IOV_MAX).contains(&count) {
         return Err(Errno::EINVAL);

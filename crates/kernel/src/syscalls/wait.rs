@@ -201,7 +201,7 @@ pub fn waitid(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         P_ALL => Which::Any,
         P_PID if id > 0 => Which::Pid(id),
         P_PGID if id >= 0 => Which::Group(id),
-        P_PIDFD => return Err(Errno::EINVAL),
+        P_PIDFD => Which::Pid(super::signalfd::pidfd_process(task, id)?),
         _ => return Err(Errno::EINVAL),
     };
     let found = wait_for(task, which, options)?;

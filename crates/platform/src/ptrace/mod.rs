@@ -45,7 +45,7 @@ use std::time::Duration;
 use moat_abi::Regs;
 use moat_memory::MemoryFile;
 
-use crate::seccomp::{stub_filter, STUB_CLONE_FLAGS, STUB_MEMFD_FD};
+use crate::seccomp::{stub_filter, STUB_CLONE_FLAGS, STUB_FORK_FLAGS, STUB_MEMFD_FD};
 use crate::{
     AddressSpace, Context, Interrupter, NewAddressSpace, Platform, PlatformError, Prot, ThreadSeed,
     Trap,
@@ -732,6 +732,14 @@ impl AddressSpace for PtraceAddressSpace {
         Ok(Box::new(self.new_seed()?))
     }
 
+    fn fork(&mut self) -> Result<Option<Box<dyn crate::AddressSpaceSeed>>, PlatformError> {
+        let pid = self.clone_stub(STUB_FORK_FLAGS)?;
+        Ok(Some(Box::new(ForkSeed {
+            pid: Some(pid),
+            template: self.stub.template,
+        })))
+    }
+
     fn cpu_time(&self) -> Result<Duration, PlatformError> {
         process_cpu_time(self.stub.pid)
     }
@@ -739,6 +747,17 @@ impl AddressSpace for PtraceAddressSpace {
 
 impl PtraceAddressSpace {
     fn new_seed(&mut self) -> Result<PtraceSeed, PlatformError> {
+        let tid = self.clone_stub(STUB_CLONE_FLAGS)?;
+        Ok(PtraceSeed {
+            stub: self.stub.clone(),
+            tid: Some(tid),
+        })
+    }
+
+    /// Inject `clone(flags)` at the clone gadget through the caller's stub thread: the child
+    /// (a thread, or a copy of the stub process) waits in the gadget's loop, every signal
+    /// blocked, until a host thread seizes it. Returns its tid.
+    fn clone_stub(&mut self, flags: u64) -> Result<libc::pid_t, PlatformError> {
         let parent = self.stub.caller()?;
         // The child inherits the parent's signal mask: block everything around the clone so
         // that it waits with every signal blocked. Untraced, it must not take any: the
@@ -750,17 +769,73 @@ impl PtraceAddressSpace {
             &self.stub.template,
             stub::clone_gadget_address(),
             libc::SYS_clone,
-            [STUB_CLONE_FLAGS, 0, 0, 0, 0, 0],
+            [flags, 0, 0, 0, 0, 0],
         );
         let restored = parent.set_sigmask(0);
         let tid = check_injected("clone", cloned?)? as libc::pid_t;
-        // From here on the seed's drop ends the thread if anything fails.
-        let seed = PtraceSeed {
-            stub: self.stub.clone(),
-            tid: Some(tid),
-        };
-        restored?;
-        Ok(seed)
+        if let Err(e) = restored {
+            // The child waits untraced: end it rather than leave it behind.
+            // SAFETY: tgkill on a thread we just created; SIGKILL ends its whole process
+            // only for a copy of the stub, which is what we want then too.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    if flags == STUB_FORK_FLAGS {
+                        tid
+                    } else {
+                        self.stub.pid
+                    },
+                    tid,
+                    libc::SIGKILL,
+                );
+            }
+            return Err(e);
+        }
+        Ok(tid)
+    }
+}
+
+/// A copy of a stub process made by [`AddressSpace::fork`], waiting in the clone gadget's
+/// loop until its task's host thread attaches.
+struct ForkSeed {
+    /// The new stub process, until it is attached.
+    pid: Option<libc::pid_t>,
+    template: Regs,
+}
+
+impl crate::AddressSpaceSeed for ForkSeed {
+    fn attach(mut self: Box<Self>) -> Result<NewAddressSpace, PlatformError> {
+        let pid = self.pid.take().expect("a seed is attached once");
+        let leader = Arc::new(StubThread::new(pid, pid));
+        let stub = Arc::new(Stub {
+            pid,
+            template: self.template,
+            leader: leader.clone(),
+            tracees: Mutex::new(HashMap::new()),
+        });
+        // From here on the stub's drop kills and reaps the process if anything fails.
+        leader.seize(&stub.template)?;
+        if let Some(cpu) = pin_to_current_cpu() {
+            pin(pid, cpu);
+        }
+        let context = PtraceContext::new(stub.clone(), leader);
+        context.thread.set_sigmask(0)?;
+        Ok((Box::new(PtraceAddressSpace { stub }), Box::new(context)))
+    }
+}
+
+impl Drop for ForkSeed {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            // Never attached: the copy is our child (CLONE_PARENT), end and reap it.
+            // SAFETY: kill and waitpid on our own child; the status is discarded.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                while libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) < 0
+                    && errno().raw_os_error() == Some(libc::EINTR)
+                {}
+            }
+        }
     }
 }
 
@@ -1129,6 +1204,51 @@ mod tests {
             assert_eq!(regs.rip, CODE + COUNTER.len() as u64);
             assert_eq!(regs.rbx, counter);
         }
+    }
+
+    /// A copy of an address space (`fork`) runs on another host thread with every mapping
+    /// the original had, and the two are independent afterwards.
+    #[test]
+    fn forked_copy_keeps_the_mappings() {
+        let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+        let (mut aspace, mut ctx) = PtracePlatform.new_address_space(&memory).unwrap();
+        let code = memory.allocate(4096).unwrap();
+        // `mov $39, %eax; syscall`.
+        memory.write(code.offset, &[0xb8, 39, 0, 0, 0, 0x0f, 0x05]);
+        aspace
+            .map(
+                0x40_0000,
+                4096,
+                Prot(Prot::READ.0 | Prot::EXEC.0),
+                code.offset,
+            )
+            .unwrap();
+        let seed = aspace
+            .fork()
+            .unwrap()
+            .expect("ptrace copies address spaces");
+        let child = std::thread::spawn(move || {
+            let (mut copy, mut copy_ctx) = seed.attach().unwrap();
+            let mut regs = user_regs(0x40_0000);
+            assert_eq!(
+                copy_ctx.switch(&mut regs).unwrap(),
+                Trap::Syscall,
+                "code inherited"
+            );
+            // Unmapping in the copy leaves the original alone.
+            copy.unmap(0x40_0000, 4096).unwrap();
+            let mut regs = user_regs(0x40_0000);
+            assert!(matches!(
+                copy_ctx.switch(&mut regs).unwrap(),
+                Trap::Fault {
+                    signo: libc::SIGSEGV,
+                    ..
+                }
+            ));
+        });
+        child.join().unwrap();
+        let mut regs = user_regs(0x40_0000);
+        assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Syscall);
     }
 
     /// Two host threads run two stub threads of one address space at the same time; the
