@@ -49,6 +49,40 @@ fn restore(task: &mut Task, buf: Vec<u8>) {
     task.io_buffer = buf;
 }
 
+/// A blocking read or write of a donated host stream (a terminal, a pipe) would block on the
+/// host, where no signal can interrupt it: wait for the host fd to be ready here instead,
+/// interruptibly, looking again every 10 ms (host readiness cannot wake a task).
+fn wait_for_host(task: &mut Task, file: &OpenFile, events: u32) -> Result<(), Errno> {
+    if file.nonblocking() || file.ops().seekable() {
+        return Ok(());
+    }
+    let Some(fd) = file.ops().host_fd() else {
+        return Ok(());
+    };
+    let flags = rustix::event::PollFlags::from_bits_truncate(events as u16)
+        | rustix::event::PollFlags::ERR
+        | rustix::event::PollFlags::HUP;
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        let mut fds = [rustix::event::PollFd::from_borrowed_fd(fd, flags)];
+        match rustix::event::poll(&mut fds, Some(&zero)) {
+            Ok(n) if n > 0 => return Ok(()),
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            // Let the read or write itself report the error.
+            Err(_) => return Ok(()),
+        }
+        let slice = std::time::Instant::now() + std::time::Duration::from_millis(10);
+        match task.block_on(&[], Some(slice), |_| Ok(None::<()>)) {
+            Err(Errno::ETIMEDOUT) => {}
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+    }
+}
+
 /// Read from a stream, sleeping while it has nothing to give unless the description is
 /// `O_NONBLOCK` (files that never wait just return what they have).
 pub(crate) fn read_stream(
@@ -57,6 +91,7 @@ pub(crate) fn read_stream(
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
     use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN};
+    wait_for_host(task, file, POLLIN)?;
     loop {
         match file.read(buf) {
             Err(Errno::EAGAIN) if !file.nonblocking() => {
@@ -76,6 +111,7 @@ pub(crate) fn read_stream(
 /// (a signal then ends it with what was written so far); `EPIPE` also raises `SIGPIPE`.
 pub(crate) fn write_stream(task: &mut Task, file: &OpenFile, data: &[u8]) -> Result<usize, Errno> {
     use crate::fs::pipe::{POLLERR, POLLOUT};
+    wait_for_host(task, file, POLLOUT)?;
     let mut done = 0;
     loop {
         match file.write(&data[done..]) {
@@ -390,6 +426,16 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     if input.ops().is_directory() {
         return Err(Errno::EISDIR);
+    }
+    // A blocking stream input (a pipe, the terminal) waits for data first, interruptibly.
+    if start.is_none() && !input.ops().seekable() && !input.nonblocking() {
+        use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN};
+        wait_for_host(task, &input, POLLIN)?;
+        if let Some(queue) = input.ops().wait_queue() {
+            task.block_on(&[queue], None, |_| {
+                Ok((input.ops().poll(&input) & (POLLIN | POLLHUP | POLLERR) != 0).then_some(()))
+            })?;
+        }
     }
     let (done, unwritten) = transfer(
         task,
