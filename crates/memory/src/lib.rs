@@ -354,6 +354,40 @@ impl MemoryFile {
     }
 
     /// Copy `len` bytes from one place in the file to another (the ranges may overlap).
+    /// Read up to `len` bytes of host file `fd` at `pos` straight into the file at `offset`
+    /// (one copy, by the host); returns the count, 0 at the end of the file.
+    ///
+    /// # Panics
+    /// If the range is outside the file (a kernel bug, as for [`MemoryFile::read`]).
+    pub fn read_from_fd(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        pos: u64,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        self.check(offset, len);
+        loop {
+            // SAFETY: the destination is inside our live, writable mapping (checked above);
+            // the host writes into it directly and no Rust reference to those bytes exists.
+            let n = unsafe {
+                libc::pread(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    self.base.add(offset as usize).cast(),
+                    len,
+                    pos as libc::off_t,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err);
+            }
+        }
+    }
+
     pub fn copy_within(&self, from: u64, to: u64, len: u64) {
         self.check(from, len as usize);
         self.check(to, len as usize);

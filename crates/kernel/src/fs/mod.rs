@@ -58,6 +58,17 @@ pub trait FileOps: Send + Sync {
         Err(Errno::EBADF)
     }
 
+    /// Read at `offset` straight into memory-file `pieces` (an application buffer) with one
+    /// copy, for files that can: `None` means "use `read`" (the caller stages the data).
+    fn read_to_memory(
+        &self,
+        _memory: &moat_memory::MemoryFile,
+        _pieces: &[(u64, usize)],
+        _offset: u64,
+    ) -> Option<Result<usize, Errno>> {
+        None
+    }
+
     /// Whether `pread`/`pwrite`/`lseek` make sense (`ESPIPE` otherwise).
     fn seekable(&self) -> bool;
 
@@ -282,6 +293,30 @@ impl OpenFile {
         let n = self.ops.write(self, buf, Some(*offset))?;
         *offset += n as u64;
         Ok(n)
+    }
+
+    /// `read`/`pread` straight into application memory (see `FileOps::read_to_memory`), at
+    /// `offset` or the description's position; `None` if the file cannot.
+    pub fn read_to_memory(
+        &self,
+        memory: &moat_memory::MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: Option<u64>,
+    ) -> Option<Result<usize, Errno>> {
+        if self.ops.is_directory() || !self.ops.own_offset() {
+            return None;
+        }
+        match offset {
+            Some(o) => self.ops.read_to_memory(memory, pieces, o),
+            None => {
+                let mut pos = lock(&self.offset);
+                let r = self.ops.read_to_memory(memory, pieces, *pos)?;
+                if let Ok(n) = r {
+                    *pos += n as u64;
+                }
+                Some(r)
+            }
+        }
     }
 
     /// `pread`/`pwrite` positions.

@@ -193,6 +193,42 @@ impl TmpfsInode {
         n
     }
 
+    /// Copy file bytes at `offset` into memory-file `pieces` (an application buffer); holes
+    /// read as zeros. Returns the count (0 at or past the end).
+    pub fn copy_to_memory(
+        &self,
+        memory: &MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: u64,
+    ) -> usize {
+        let content = lock(&self.content);
+        let Content::File { pages, size } = &*content else {
+            return 0;
+        };
+        if offset >= *size {
+            return 0;
+        }
+        let wanted: usize = pieces.iter().map(|p| p.1).sum();
+        let n = (wanted as u64).min(size - offset) as usize;
+        let mut done = 0;
+        for &(at, len) in pieces {
+            let mut k0 = 0;
+            while k0 < len && done < n {
+                let pos = offset + done as u64;
+                let (index, within) = (pos / PAGE, pos % PAGE);
+                let k = ((PAGE - within) as usize).min(len - k0).min(n - done);
+                let dst = at + k0 as u64;
+                match pages.get(&index) {
+                    Some(&page) => memory.copy_within(page + within, dst, k as u64),
+                    None => memory.zero(dst, k as u64),
+                }
+                k0 += k;
+                done += k;
+            }
+        }
+        n
+    }
+
     /// Write `data` at `offset`, growing the file.
     pub fn write_at(&self, data: &[u8], offset: u64) -> Result<usize, Errno> {
         let end = offset
@@ -684,6 +720,16 @@ impl FileOps for TmpfsFile {
 
     fn read(&self, _file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         Ok(self.inode.read_at(buf, offset.unwrap_or(0)))
+    }
+
+    /// File pages and application pages are both memory-file pages: one copy between them.
+    fn read_to_memory(
+        &self,
+        memory: &MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: u64,
+    ) -> Option<Result<usize, Errno>> {
+        Some(Ok(self.inode.copy_to_memory(memory, pieces, offset)))
     }
 
     fn write(&self, _file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {

@@ -998,6 +998,22 @@ impl MemoryManager {
         }
     }
 
+    /// Run `f` with the memory-file pieces `(offset, len)` of the application buffer
+    /// `[addr, addr+len)`, checked writable and made the address space's own (copy-on-write
+    /// broken), while the tables cannot change: a file can then be read straight into
+    /// application memory.
+    pub fn with_write_pieces<R>(
+        &mut self,
+        addr: u64,
+        len: usize,
+        f: impl FnOnce(&MemoryFile, &[(u64, usize)]) -> R,
+    ) -> Result<R, Errno> {
+        self.check_access(addr, len as u64, true)?;
+        let mut pieces = Vec::new();
+        self.for_each_piece(addr, len, |off, r| pieces.push((off, r.len())));
+        Ok(f(&self.memory, &pieces))
+    }
+
     /// Copy application memory into `buf`.
     pub fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.check_access(addr, buf.len() as u64, false)?;

@@ -158,6 +158,19 @@ fn read_into(
     offset: Option<u64>,
 ) -> SyscallResult {
     let len = len.min(MAX_RW_COUNT).min(CHUNK);
+    // Files that can (tmpfs, the gofer's files) read straight into application memory, with
+    // the memory manager locked so the pages stay the application's meanwhile.
+    if file.ops().seekable() && !file.ops().is_directory() {
+        let direct = task
+            .mm
+            .guard()
+            .with_write_pieces(addr, len as usize, |memory, pieces| {
+                file.read_to_memory(memory, pieces, offset)
+            })?;
+        if let Some(r) = direct {
+            return r.map(|n| n as u64);
+        }
+    }
     task.mm.guard().check_access(addr, len, true)?;
     let mut buf = staging(task, len as usize);
     let read = match offset {
