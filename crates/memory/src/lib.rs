@@ -388,6 +388,40 @@ impl MemoryFile {
         }
     }
 
+    /// Write `len` bytes of the file at `offset` to host file `fd` at `pos` (one copy, by the
+    /// host); returns the count written.
+    ///
+    /// # Panics
+    /// If the range is outside the file (a kernel bug, as for [`MemoryFile::read`]).
+    pub fn write_to_fd(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        pos: u64,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        self.check(offset, len);
+        loop {
+            // SAFETY: the source is inside our live mapping (checked above); the host only
+            // reads it and no Rust reference to those bytes exists.
+            let n = unsafe {
+                libc::pwrite(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    self.base.add(offset as usize).cast(),
+                    len,
+                    pos as libc::off_t,
+                )
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err);
+            }
+        }
+    }
+
     pub fn copy_within(&self, from: u64, to: u64, len: u64) {
         self.check(from, len as usize);
         self.check(to, len as usize);

@@ -350,6 +350,31 @@ impl FileOps for GoferFile {
         Some(Ok(done))
     }
 
+    /// The host writes the donated fd straight from application memory.
+    fn write_from_memory(
+        &self,
+        memory: &moat_memory::MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: u64,
+    ) -> Option<Result<usize, Errno>> {
+        use std::os::fd::AsFd;
+        self.stale.store(true, Ordering::Relaxed);
+        let mut done = 0usize;
+        for &(at, len) in pieces {
+            match memory.write_to_fd(self.fd.as_fd(), offset + done as u64, at, len) {
+                Ok(n) => {
+                    done += n;
+                    if n < len {
+                        break;
+                    }
+                }
+                Err(_) if done > 0 => break,
+                Err(e) => return Some(Err(Errno(e.raw_os_error().unwrap_or(libc::EIO)))),
+            }
+        }
+        Some(Ok(done))
+    }
+
     fn write(&self, _file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
         loop {
             self.stale.store(true, Ordering::Relaxed);

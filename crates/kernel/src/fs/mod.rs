@@ -69,6 +69,17 @@ pub trait FileOps: Send + Sync {
         None
     }
 
+    /// Write at `offset` straight from memory-file `pieces` (an application buffer) with one
+    /// copy, for files that can: `None` means "use `write`".
+    fn write_from_memory(
+        &self,
+        _memory: &moat_memory::MemoryFile,
+        _pieces: &[(u64, usize)],
+        _offset: u64,
+    ) -> Option<Result<usize, Errno>> {
+        None
+    }
+
     /// Whether `pread`/`pwrite`/`lseek` make sense (`ESPIPE` otherwise).
     fn seekable(&self) -> bool;
 
@@ -311,6 +322,37 @@ impl OpenFile {
             None => {
                 let mut pos = lock(&self.offset);
                 let r = self.ops.read_to_memory(memory, pieces, *pos)?;
+                if let Ok(n) = r {
+                    *pos += n as u64;
+                }
+                Some(r)
+            }
+        }
+    }
+
+    /// `write`/`pwrite` straight from application memory (see `FileOps::write_from_memory`),
+    /// at `offset` or the description's position (the end with `O_APPEND`); `None` if the
+    /// file cannot.
+    pub fn write_from_memory(
+        &self,
+        memory: &moat_memory::MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: Option<u64>,
+    ) -> Option<Result<usize, Errno>> {
+        if !self.ops.own_offset() {
+            return None;
+        }
+        match offset {
+            Some(o) => self.ops.write_from_memory(memory, pieces, o),
+            None => {
+                let mut pos = lock(&self.offset);
+                if self.flags() & libc::O_APPEND as u32 != 0 {
+                    match self.stat() {
+                        Ok(st) => *pos = st.st_size as u64,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                let r = self.ops.write_from_memory(memory, pieces, *pos)?;
                 if let Ok(n) = r {
                     *pos += n as u64;
                 }

@@ -229,6 +229,58 @@ impl TmpfsInode {
         n
     }
 
+    /// Copy memory-file `pieces` (an application buffer) into the file at `offset`, growing
+    /// it; returns the count (short only when the sandbox's memory runs out).
+    pub fn copy_from_memory(
+        &self,
+        memory: &MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: u64,
+    ) -> Result<usize, Errno> {
+        let total: usize = pieces.iter().map(|p| p.1).sum();
+        let end = offset
+            .checked_add(total as u64)
+            .filter(|&e| e <= MAX_FILE_SIZE)
+            .ok_or(Errno::EFBIG)?;
+        let mut done = 0usize;
+        {
+            let mut content = lock(&self.content);
+            let Content::File { pages, size } = &mut *content else {
+                return Err(Errno::EINVAL);
+            };
+            'pieces: for &(at, len) in pieces {
+                let mut k0 = 0;
+                while k0 < len {
+                    let pos = offset + done as u64;
+                    let (index, within) = (pos / PAGE, pos % PAGE);
+                    let k = ((PAGE - within) as usize).min(len - k0);
+                    let page = match pages.get(&index) {
+                        Some(&p) => p,
+                        None => match memory.allocate(PAGE) {
+                            Ok(range) => {
+                                pages.insert(index, range.offset);
+                                range.offset
+                            }
+                            Err(_) if done > 0 => break 'pieces,
+                            Err(_) => return Err(Errno::ENOSPC),
+                        },
+                    };
+                    memory.copy_within(at + k0 as u64, page + within, k as u64);
+                    k0 += k;
+                    done += k;
+                }
+            }
+            let written_end = if done == total {
+                end
+            } else {
+                offset + done as u64
+            };
+            *size = (*size).max(written_end);
+        }
+        self.touch_modified();
+        Ok(done)
+    }
+
     /// Write `data` at `offset`, growing the file.
     pub fn write_at(&self, data: &[u8], offset: u64) -> Result<usize, Errno> {
         let end = offset
@@ -720,6 +772,16 @@ impl FileOps for TmpfsFile {
 
     fn read(&self, _file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
         Ok(self.inode.read_at(buf, offset.unwrap_or(0)))
+    }
+
+    /// One copy from the application's memory-file pages into the file's.
+    fn write_from_memory(
+        &self,
+        memory: &MemoryFile,
+        pieces: &[(u64, usize)],
+        offset: u64,
+    ) -> Option<Result<usize, Errno>> {
+        Some(self.inode.copy_from_memory(memory, pieces, offset))
     }
 
     /// File pages and application pages are both memory-file pages: one copy between them.

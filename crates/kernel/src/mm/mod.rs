@@ -1014,6 +1014,21 @@ impl MemoryManager {
         Ok(f(&self.memory, &pieces))
     }
 
+    /// Run `f` with the memory-file pieces `(offset, len)` of the application buffer
+    /// `[addr, addr+len)`, checked readable, while the tables cannot change: a file can then be
+    /// written straight from application memory.
+    pub fn with_read_pieces<R>(
+        &mut self,
+        addr: u64,
+        len: usize,
+        f: impl FnOnce(&MemoryFile, &[(u64, usize)]) -> R,
+    ) -> Result<R, Errno> {
+        self.check_access(addr, len as u64, false)?;
+        let mut pieces = Vec::new();
+        self.for_each_piece(addr, len, |off, r| pieces.push((off, r.len())));
+        Ok(f(&self.memory, &pieces))
+    }
+
     /// Copy application memory into `buf`.
     pub fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Errno> {
         self.check_access(addr, buf.len() as u64, false)?;

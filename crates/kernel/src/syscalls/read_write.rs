@@ -197,6 +197,37 @@ fn write_from(
     offset: Option<u64>,
 ) -> SyscallResult {
     let len = len.min(MAX_RW_COUNT);
+    // Files that can (tmpfs, the gofer's files) are written straight from application
+    // memory, a chunk at a time with the memory manager locked.
+    if file.ops().seekable() && !file.ops().is_directory() {
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            let at = offset.map(|o| o + done);
+            let direct =
+                task.mm
+                    .guard()
+                    .with_read_pieces(addr + done, n as usize, |memory, pieces| {
+                        file.write_from_memory(memory, pieces, at)
+                    });
+            match direct {
+                Ok(Some(Ok(w))) => {
+                    done += w as u64;
+                    if (w as u64) < n {
+                        return Ok(done);
+                    }
+                }
+                Ok(Some(Err(e))) | Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+                Ok(None) => break,
+            }
+        }
+        if done == len {
+            return Ok(done);
+        }
+        if done > 0 {
+            return Ok(done);
+        }
+    }
     let mut done = 0u64;
     while done < len {
         let n = (len - done).min(CHUNK);
