@@ -34,4 +34,30 @@
     } while (0)
 
 #define BAD_PTR ((void *)1)
+
+#include <sys/wait.h>
+
+/* Run `f` in a forked child, which must exit 0. */
+static inline void in_child(void (*f)(void)) {
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        f();
+        exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* A pid that no process has any more (a reaped child's). */
+static inline pid_t gone_pid(void) {
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    return pid;
+}
 #endif

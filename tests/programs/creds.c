@@ -55,28 +55,6 @@ static void res_gid(gid_t r, gid_t e, gid_t s) {
     }
 }
 
-/* Run `f` in a forked child, which must exit 0. */
-static void in_child(void (*f)(void)) {
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        f();
-        exit(0);
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-static pid_t gone_pid(void) {
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) _exit(0);
-    CHECK(waitpid(pid, NULL, 0) == pid);
-    return pid;
-}
-
 static struct caps root_caps;
 
 /* The capability calls' version handling and errors. */

@@ -26,27 +26,6 @@ static int has_cap(int cap) {
     return (d[cap / 32].effective >> (cap % 32)) & 1;
 }
 
-static void in_child(void (*f)(void)) {
-    fflush(stdout);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        f();
-        exit(0);
-    }
-    int st;
-    CHECK(waitpid(pid, &st, 0) == pid);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-}
-
-static pid_t gone_pid(void) {
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) _exit(0);
-    CHECK(waitpid(pid, NULL, 0) == pid);
-    return pid;
-}
-
 /* Drop root for good, with no real-time or nice allowance. */
 static void drop_root(uid_t uid) {
     struct rlimit zero = {0, 0};

@@ -281,15 +281,20 @@ impl Task {
 
     fn run_loop(&mut self) -> Result<(), KernelError> {
         loop {
-            self.handle_signals();
             if self.exiting.is_some() {
                 return Ok(());
             }
-            // Announce that we run application code, then look once more for news: a
-            // sender sets its news before checking `in_app`, so one of us sees the other.
+            // Announce that we run application code, then look for news: a sender sets its
+            // news before checking `in_app`, so one of us sees the other. Only with news (or
+            // an interrupted call to settle) does the task go through signal handling.
             self.handle.in_app.store(true, Ordering::SeqCst);
-            if self.handle.interrupted() || self.stop_pending() {
+            if self.restart.is_some()
+                || self.saved_mask.is_some()
+                || self.handle.interrupted()
+                || self.stop_pending()
+            {
                 self.handle.in_app.store(false, Ordering::SeqCst);
+                self.handle_signals();
                 continue;
             }
             let trap = self.context.switch(&mut self.regs);
@@ -319,18 +324,17 @@ impl Task {
         self.last_fault = (addr, self.regs.rip);
         // An instruction fetch from memory that is not executable is the application's
         // fault; ptrace does not say which access faulted, but a fetch faults at `rip`.
-        let fetch_denied = addr == self.regs.rip
-            && self
-                .mm
-                .guard()
-                .find_vma(addr)
-                .is_some_and(|(_, v)| !v.prot.executable());
-        if signo == libc::SIGSEGV
-            && !fetch_denied
-            && !(repeated && self.fault_repeats >= MAX_FAULT_REPEATS)
+        let rip = self.regs.rip;
+        let resolved = signo == libc::SIGSEGV
             && matches!(code, SEGV_MAPERR | SEGV_ACCERR)
-            && self.mm.guard().handle_fault(addr, code == SEGV_ACCERR)
-        {
+            && !(repeated && self.fault_repeats >= MAX_FAULT_REPEATS)
+            && {
+                let mut mm = self.mm.guard();
+                let fetch_denied =
+                    addr == rip && mm.find_vma(addr).is_some_and(|(_, v)| !v.prot.executable());
+                !fetch_denied && mm.handle_fault(addr, code == SEGV_ACCERR)
+            };
+        if resolved {
             self.fault_repeats = if repeated { self.fault_repeats + 1 } else { 0 };
             return;
         }

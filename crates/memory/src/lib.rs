@@ -366,26 +366,11 @@ impl MemoryFile {
         offset: u64,
         len: usize,
     ) -> std::io::Result<usize> {
-        self.check(offset, len);
-        loop {
-            // SAFETY: the destination is inside our live, writable mapping (checked above);
-            // the host writes into it directly and no Rust reference to those bytes exists.
-            let n = unsafe {
-                libc::pread(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    self.base.add(offset as usize).cast(),
-                    len,
-                    pos as libc::off_t,
-                )
-            };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(err);
-            }
-        }
+        self.host_io(offset, len, |at| {
+            // SAFETY: `at` is `len` writable bytes of our live mapping (`host_io` checked);
+            // the host writes them and no Rust reference to them exists.
+            unsafe { libc::pread(fd.as_raw_fd(), at.cast(), len, pos as libc::off_t) }
+        })
     }
 
     /// Write `len` bytes of the file at `offset` to host file `fd` at `pos` (one copy, by the
@@ -400,18 +385,25 @@ impl MemoryFile {
         offset: u64,
         len: usize,
     ) -> std::io::Result<usize> {
+        self.host_io(offset, len, |at| {
+            // SAFETY: `at` is `len` readable bytes of our live mapping (`host_io` checked);
+            // the host only reads them.
+            unsafe { libc::pwrite(fd.as_raw_fd(), at.cast(), len, pos as libc::off_t) }
+        })
+    }
+
+    /// A host read or write of `[offset, offset+len)` of the mapping, retried on `EINTR`.
+    fn host_io(
+        &self,
+        offset: u64,
+        len: usize,
+        io: impl Fn(*mut u8) -> isize,
+    ) -> std::io::Result<usize> {
         self.check(offset, len);
+        // SAFETY: inside our live mapping (checked above).
+        let at = unsafe { self.base.add(offset as usize) };
         loop {
-            // SAFETY: the source is inside our live mapping (checked above); the host only
-            // reads it and no Rust reference to those bytes exists.
-            let n = unsafe {
-                libc::pwrite(
-                    std::os::fd::AsRawFd::as_raw_fd(&fd),
-                    self.base.add(offset as usize).cast(),
-                    len,
-                    pos as libc::off_t,
-                )
-            };
+            let n = io(at);
             if n >= 0 {
                 return Ok(n as usize);
             }

@@ -69,13 +69,7 @@ impl FileOps for EventFd {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0xd,
-            st_nlink: 1,
-            st_mode: 0o600,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(super::anon_inode_stat())
     }
 
     fn seekable(&self) -> bool {

@@ -36,9 +36,33 @@ pub use fd_table::FdTable;
 pub const SETFL_MASK: u32 =
     (libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME) as u32;
 
+/// `fstat` of a file that is no file in any tree (eventfd, epoll, signalfd, timerfd, pidfd):
+/// Linux's anonymous inode.
+pub fn anon_inode_stat() -> Stat {
+    Stat {
+        st_dev: 0xd,
+        st_nlink: 1,
+        st_mode: 0o600,
+        st_blksize: 4096,
+        ..Stat::default()
+    }
+}
+
+/// Any value as `dyn Any`: what lets a system call find the kind of file it needs behind an
+/// fd (`F_SETPIPE_SZ` a pipe, `epoll_ctl` an epoll instance) with [`OpenFile::ops_as`].
+pub trait AsAny {
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl<T: std::any::Any> AsAny for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 /// What a kind of open file does. Offsets are `Some` for files that keep a position (the
 /// description's offset, or `pread`/`pwrite`'s) and `None` for streams.
-pub trait FileOps: Send + Sync {
+pub trait FileOps: Send + Sync + AsAny {
     fn read(&self, file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno>;
     fn write(&self, file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno>;
 
@@ -118,36 +142,6 @@ pub trait FileOps: Send + Sync {
     /// The queue notified when the file's readiness may have changed; `None` for files that
     /// never make a reader or writer wait.
     fn wait_queue(&self) -> Option<&crate::wait::WaitQueue> {
-        None
-    }
-
-    /// This file as a pipe end (`F_GETPIPE_SZ`, `F_SETPIPE_SZ`).
-    fn as_pipe(&self) -> Option<&pipe::PipeEnd> {
-        None
-    }
-
-    /// This file as a signalfd (`signalfd4` on an existing one changes its mask).
-    fn as_signalfd(&self) -> Option<&signalfd::SignalFd> {
-        None
-    }
-
-    /// This file as a unix socket (the socket calls).
-    fn as_unix(&self) -> Option<&unix::UnixSocket> {
-        None
-    }
-
-    /// This file as a pidfd (`pidfd_send_signal`, `waitid(P_PIDFD)`).
-    fn as_pidfd(&self) -> Option<&pidfd::PidFd> {
-        None
-    }
-
-    /// This file as a timerfd (`timerfd_settime`, `timerfd_gettime`).
-    fn as_timerfd(&self) -> Option<&timerfd::TimerFd> {
-        None
-    }
-
-    /// This file as an epoll instance (`epoll_ctl`, `epoll_wait`).
-    fn as_epoll(&self) -> Option<&crate::syscalls::epoll::Epoll> {
         None
     }
 }
@@ -231,6 +225,12 @@ impl OpenFile {
 
     pub fn ops(&self) -> &dyn FileOps {
         &*self.ops
+    }
+
+    /// The file's operations as a `T` (a pipe end, an epoll instance...), if that is its kind.
+    pub fn ops_as<T: FileOps + 'static>(&self) -> Option<&T> {
+        let ops: &dyn FileOps = &*self.ops;
+        AsAny::as_any(ops).downcast_ref::<T>()
     }
 
     pub fn path(&self) -> Option<&VfsPath> {

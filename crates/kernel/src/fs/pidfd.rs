@@ -30,13 +30,7 @@ impl FileOps for PidFd {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0xd,
-            st_nlink: 1,
-            st_mode: 0o600,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(super::anon_inode_stat())
     }
 
     fn seekable(&self) -> bool {
@@ -53,9 +47,5 @@ impl FileOps for PidFd {
 
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.group.exited)
-    }
-
-    fn as_pidfd(&self) -> Option<&PidFd> {
-        Some(self)
     }
 }

@@ -252,8 +252,4 @@ impl FileOps for PipeEnd {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.pipe.queue)
     }
-
-    fn as_pipe(&self) -> Option<&PipeEnd> {
-        Some(self)
-    }
 }

@@ -125,13 +125,7 @@ impl FileOps for SignalFd {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0xd,
-            st_nlink: 1,
-            st_mode: 0o600,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(super::anon_inode_stat())
     }
 
     fn seekable(&self) -> bool {
@@ -147,9 +141,5 @@ impl FileOps for SignalFd {
 
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.group.signal_events)
-    }
-
-    fn as_signalfd(&self) -> Option<&SignalFd> {
-        Some(self)
     }
 }

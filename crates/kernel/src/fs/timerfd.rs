@@ -144,13 +144,7 @@ impl FileOps for TimerFd {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0xd,
-            st_nlink: 1,
-            st_mode: 0o600,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(super::anon_inode_stat())
     }
 
     fn seekable(&self) -> bool {
@@ -169,9 +163,5 @@ impl FileOps for TimerFd {
 
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.shared.queue)
-    }
-
-    fn as_timerfd(&self) -> Option<&TimerFd> {
-        Some(self)
     }
 }

@@ -244,8 +244,4 @@ impl FileOps for UnixSocket {
     fn wait_queue(&self) -> Option<&WaitQueue> {
         Some(&self.pair.queue)
     }
-
-    fn as_unix(&self) -> Option<&UnixSocket> {
-        Some(self)
-    }
 }

@@ -57,13 +57,7 @@ impl FileOps for Epoll {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0xd,
-            st_nlink: 1,
-            st_mode: 0o600,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(crate::fs::anon_inode_stat())
     }
 
     fn seekable(&self) -> bool {
@@ -85,10 +79,6 @@ impl FileOps for Epoll {
         } else {
             0
         }
-    }
-
-    fn as_epoll(&self) -> Option<&Epoll> {
-        Some(self)
     }
 }
 
@@ -168,14 +158,14 @@ pub fn epoll_ctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (epfd, op, fd) = (int(a[0]), int(a[1]), int(a[2]));
     let ep_file = task.file(epfd)?;
     let target = task.file(fd)?;
-    let epoll = ep_file.ops().as_epoll().ok_or(Errno::EINVAL)?;
+    let epoll = ep_file.ops_as::<Epoll>().ok_or(Errno::EINVAL)?;
     if fd == epfd {
         return Err(Errno::EINVAL);
     }
     // Files that never wait (regular files, directories) cannot be watched.
     if target.ops().wait_queue().is_none()
         && target.ops().host_fd().is_none()
-        && target.ops().as_epoll().is_none()
+        && target.ops_as::<Epoll>().is_none()
     {
         return Err(Errno::EPERM);
     }
@@ -237,7 +227,7 @@ fn do_wait(
         return Err(Errno::EINVAL);
     }
     let ep_file = task.file(epfd)?;
-    let epoll = ep_file.ops().as_epoll().ok_or(Errno::EINVAL)?;
+    let epoll = ep_file.ops_as::<Epoll>().ok_or(Errno::EINVAL)?;
     task.mm
         .guard()
         .check_access(events_addr, max as u64 * EVENT_SIZE as u64, true)?;

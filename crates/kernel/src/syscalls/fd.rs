@@ -91,9 +91,14 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         | libc::F_OFD_GETLK
         | libc::F_OFD_SETLK
         | libc::F_OFD_SETLKW) => super::locks::record_lock(task, fd, cmd, a[2]),
-        libc::F_GETPIPE_SZ => Ok(file.ops().as_pipe().ok_or(Errno::EBADF)?.capacity() as u64),
+        libc::F_GETPIPE_SZ => Ok(file
+            .ops_as::<crate::fs::pipe::PipeEnd>()
+            .ok_or(Errno::EBADF)?
+            .capacity() as u64),
         libc::F_SETPIPE_SZ => {
-            let pipe = file.ops().as_pipe().ok_or(Errno::EBADF)?;
+            let pipe = file
+                .ops_as::<crate::fs::pipe::PipeEnd>()
+                .ok_or(Errno::EBADF)?;
             Ok(pipe.set_capacity(u64::from(a[2] as u32))? as u64)
         }
         cmd @ (libc::F_GETOWN

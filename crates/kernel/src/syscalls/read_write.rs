@@ -90,21 +90,27 @@ pub(crate) fn read_stream(
     file: &OpenFile,
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
-    use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN};
+    use crate::fs::pipe::POLLIN;
     wait_for_host(task, file, POLLIN)?;
     loop {
         match file.read(buf) {
-            Err(Errno::EAGAIN) if !file.nonblocking() => {
-                let Some(queue) = file.ops().wait_queue() else {
-                    return Err(Errno::EAGAIN);
-                };
-                task.block_on(&[queue], None, |_| {
-                    Ok((file.ops().poll(file) & (POLLIN | POLLHUP | POLLERR) != 0).then_some(()))
-                })?;
+            Err(Errno::EAGAIN) if !file.nonblocking() && file.ops().wait_queue().is_some() => {
+                wait_readable(task, file)?;
             }
             r => return r,
         }
     }
+}
+
+/// Sleep until a stream in the kernel has something to read (or its end, or an error).
+fn wait_readable(task: &mut Task, file: &OpenFile) -> Result<(), Errno> {
+    use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN};
+    let Some(queue) = file.ops().wait_queue() else {
+        return Ok(());
+    };
+    task.block_on(&[queue], None, |_| {
+        Ok((file.ops().poll(file) & (POLLIN | POLLHUP | POLLERR) != 0).then_some(()))
+    })
 }
 
 /// Write to a stream: a blocking description waits for room until everything is written
@@ -473,13 +479,8 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
     // A blocking stream input (a pipe, the terminal) waits for data first, interruptibly.
     if start.is_none() && !input.ops().seekable() && !input.nonblocking() {
-        use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN};
-        wait_for_host(task, &input, POLLIN)?;
-        if let Some(queue) = input.ops().wait_queue() {
-            task.block_on(&[queue], None, |_| {
-                Ok((input.ops().poll(&input) & (POLLIN | POLLHUP | POLLERR) != 0).then_some(()))
-            })?;
-        }
+        wait_for_host(task, &input, crate::fs::pipe::POLLIN)?;
+        wait_readable(task, &input)?;
     }
     let (done, unwritten) = transfer(
         task,

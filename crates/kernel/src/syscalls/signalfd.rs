@@ -29,7 +29,7 @@ pub fn signalfd4(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let mask: u64 = task.mm.guard().read_obj::<u64>(a[1])? & !UNBLOCKABLE;
     if fd != -1 {
         let file = task.file(fd)?;
-        let sfd = file.ops().as_signalfd().ok_or(Errno::EINVAL)?;
+        let sfd = file.ops_as::<SignalFd>().ok_or(Errno::EINVAL)?;
         sfd.set_mask(mask);
         return Ok(fd as u64);
     }
@@ -76,7 +76,7 @@ pub fn pidfd_open(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 /// The process a pidfd names (`EBADF` for another kind of file).
 pub(crate) fn pidfd_process(task: &Task, fd: i32) -> Result<i32, Errno> {
     let file = task.file(fd)?;
-    let pidfd = file.ops().as_pidfd().ok_or(Errno::EBADF)?;
+    let pidfd = file.ops_as::<PidFd>().ok_or(Errno::EBADF)?;
     Ok(pidfd.group.tgid)
 }
 
@@ -87,7 +87,7 @@ pub fn pidfd_send_signal(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let file = task.file(fd)?;
-    let group = file.ops().as_pidfd().ok_or(Errno::EBADF)?.group.clone();
+    let group = file.ops_as::<PidFd>().ok_or(Errno::EBADF)?.group.clone();
     if !(0..=64).contains(&sig) {
         return Err(Errno::EINVAL);
     }

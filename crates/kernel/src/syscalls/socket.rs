@@ -77,14 +77,14 @@ pub fn socketpair(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 /// The socket open at `fd`: `ENOTSOCK` for other files.
 fn socket(task: &Task, fd: u64) -> Result<Arc<OpenFile>, Errno> {
     let file = task.file(int(fd))?;
-    if file.ops().as_unix().is_none() {
+    if file.ops_as::<UnixSocket>().is_none() {
         return Err(Errno::ENOTSOCK);
     }
     Ok(file)
 }
 
 fn unix(file: &OpenFile) -> &UnixSocket {
-    file.ops().as_unix().expect("checked by socket()")
+    file.ops_as::<UnixSocket>().expect("checked by socket()")
 }
 
 /// Receive into `buf`, waiting unless non-blocking; `MSG_WAITALL` keeps a stream waiting

@@ -65,7 +65,7 @@ pub fn timerfd_settime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let file = task.file(int(a[0]))?;
-    let timer = file.ops().as_timerfd().ok_or(Errno::EINVAL)?;
+    let timer = file.ops_as::<TimerFd>().ok_or(Errno::EINVAL)?;
     // struct itimerspec: interval, then value.
     let spec: [Timespec; 2] = task.mm.guard().read_obj(a[2])?;
     let (interval, value) = (duration(&spec[0])?, duration(&spec[1])?);
@@ -89,7 +89,7 @@ pub fn timerfd_settime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 pub fn timerfd_gettime(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let file = task.file(int(a[0]))?;
-    let timer = file.ops().as_timerfd().ok_or(Errno::EINVAL)?;
+    let timer = file.ops_as::<TimerFd>().ok_or(Errno::EINVAL)?;
     let (left, interval) = timer.get();
     task.mm
         .guard()
