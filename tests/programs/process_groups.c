@@ -273,6 +273,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     CHECK(argc == 1);
+    /* The session we were started in may belong to another pid namespace (getsid then says 0,
+     * as in a CI container), so the checks run in a child that leads a session of its own. */
+    pid_t leader = fork();
+    CHECK(leader >= 0);
+    if (leader > 0) {
+        int st;
+        CHECK(waitpid(leader, &st, 0) == leader);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    CHECK(setsid() == getpid());
     ids();
     set_groups();
     wait_by_group();
