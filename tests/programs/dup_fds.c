@@ -1,6 +1,8 @@
-// dup, dup2, dup3, close: lowest free fd, shared descriptions, FD_CLOEXEC, errors.
+// dup, dup2, dup3, close: lowest free fd, shared descriptions, FD_CLOEXEC, errors; the ioctls
+// every fd answers (FIOCLEX, FIONCLEX, FIONBIO).
 #include "check.h"
 #include <fcntl.h>
+#include <sys/ioctl.h>
 int main(void) {
     int a = dup(1);
     CHECK(a == 3);
@@ -33,6 +35,20 @@ int main(void) {
     CHECK_ERR(dup3(-1, -1, 0), EINVAL);
     CHECK_ERR(dup2(-1, -1), EBADF);
     CHECK(close(10) == 0 && close(11) == 0 && close(3) == 0);
+    /* ioctls that act on the fd or its description, whatever the file. */
+    int p[2];
+    CHECK(pipe(p) == 0);
+    CHECK(ioctl(p[0], FIOCLEX) == 0 && fcntl(p[0], F_GETFD) == FD_CLOEXEC);
+    CHECK(ioctl(p[0], FIONCLEX) == 0 && fcntl(p[0], F_GETFD) == 0);
+    int on = 1, off = 0;
+    CHECK(ioctl(p[0], FIONBIO, &on) == 0 && (fcntl(p[0], F_GETFL) & O_NONBLOCK));
+    char c;
+    CHECK_ERR(read(p[0], &c, 1), EAGAIN);
+    CHECK(ioctl(p[0], FIONBIO, &off) == 0 && !(fcntl(p[0], F_GETFL) & O_NONBLOCK));
+    CHECK_ERR(ioctl(p[0], FIONBIO, BAD_PTR), EFAULT);
+    CHECK_ERR(ioctl(99, FIOCLEX), EBADF);
+    close(p[0]);
+    close(p[1]);
     printf("dup ok\n");
     return 0;
 }

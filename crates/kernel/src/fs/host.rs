@@ -127,7 +127,7 @@ impl FileOps for HostFile {
 
     fn ioctl(
         &self,
-        file: &OpenFile,
+        _file: &OpenFile,
         mm: &mut MemoryManager,
         request: u32,
         arg: u64,
@@ -147,13 +147,6 @@ impl FileOps for HostFile {
                     ws_ypixel: w.ws_ypixel,
                 };
                 mm.write_obj(arg, &w)?;
-                Ok(0)
-            }
-            libc::FIONBIO => {
-                let on: i32 = mm.read_obj(arg)?;
-                let flags = file.flags() & super::SETFL_MASK;
-                let nb = libc::O_NONBLOCK as u32;
-                file.set_status_flags(if on != 0 { flags | nb } else { flags & !nb });
                 Ok(0)
             }
             _ => Err(Errno::ENOTTY),

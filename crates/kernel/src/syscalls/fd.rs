@@ -122,10 +122,38 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
 }
 
+/// `ioctl` requests every file answers (Linux's `do_vfs_ioctl`), before the file's own.
+const FIONCLEX: u32 = 0x5450;
+const FIOCLEX: u32 = 0x5451;
+const FIONBIO: u32 = 0x5421;
+const FIOASYNC: u32 = 0x5452;
+
 pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let file = task.files.guard().get(int(a[0]))?;
-    file.ops()
-        .ioctl(&file, &mut task.mm.guard(), a[1] as u32, a[2])
+    let fd = int(a[0]);
+    let file = task.files.guard().get(fd)?;
+    let request = a[1] as u32;
+    match request {
+        FIOCLEX | FIONCLEX => {
+            task.files.guard().set_cloexec(fd, request == FIOCLEX)?;
+            Ok(0)
+        }
+        FIONBIO | FIOASYNC => {
+            let on: i32 = task.mm.guard().read_obj(a[2])?;
+            let bit = if request == FIONBIO {
+                libc::O_NONBLOCK
+            } else {
+                libc::O_ASYNC
+            } as u32;
+            let flags = if on != 0 {
+                file.flags() | bit
+            } else {
+                file.flags() & !bit
+            };
+            file.set_status_flags(flags);
+            Ok(0)
+        }
+        _ => file.ops().ioctl(&file, &mut task.mm.guard(), request, a[2]),
+    }
 }
 
 /// `pipe2`: a new pipe, its read end at `fds[0]` and its write end at `fds[1]`.
