@@ -128,13 +128,33 @@ impl Task {
                 e,
             ))
         })?;
-        let exe_path = crate::real_path(&fs, &config.creds, &config.filename)
-            .unwrap_or_else(|| crate::absolute_exe(&config.cwd, &config.filename));
+        // A `#!` script runs its interpreter, as execve would.
+        let (mut image, mut filename, mut argv) =
+            (image, config.filename.clone(), config.argv.clone());
+        for _ in 0..crate::syscalls::exec::MAX_INTERP_DEPTH {
+            let Some((interp, arg)) = crate::syscalls::exec::shebang(&image) else {
+                break;
+            };
+            let mut new_argv = vec![interp.clone()];
+            new_argv.extend(arg);
+            new_argv.push(filename.clone());
+            new_argv.extend(argv.into_iter().skip(1));
+            argv = new_argv;
+            image = crate::read_executable(&fs, &config.creds, &interp).map_err(|e| {
+                KernelError::Load(loader::LoadError::Open(
+                    String::from_utf8_lossy(&interp).into_owned(),
+                    e,
+                ))
+            })?;
+            filename = interp;
+        }
+        let exe_path = crate::real_path(&fs, &config.creds, &filename)
+            .unwrap_or_else(|| crate::absolute_exe(&config.cwd, &filename));
         let req = ExecRequest {
             image: &image,
-            filename: &config.filename,
+            filename: &filename,
             path: &exe_path,
-            argv: &config.argv,
+            argv: &argv,
             envp: &config.envp,
             aux: &config.aux,
             stack_size: config.limits[libc::RLIMIT_STACK as usize].cur,

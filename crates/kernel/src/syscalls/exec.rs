@@ -22,7 +22,7 @@ use crate::vfs::{permitted, FileKind, MAY_EXEC};
 const MAX_ARG_STRLEN: usize = 32 * 4096;
 const MAX_ARGS_TOTAL: usize = 2 << 20;
 /// How many `#!` interpreters may chain (Linux allows 4 levels).
-const MAX_INTERP_DEPTH: usize = 4;
+pub(crate) const MAX_INTERP_DEPTH: usize = 4;
 
 /// Read a NULL-terminated array of strings (argv or envp); a null array is empty.
 fn read_strings(task: &Task, addr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
@@ -104,7 +104,7 @@ fn read_program(
 }
 
 /// A `#!` line: the interpreter and its optional single argument.
-fn shebang(image: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+pub(crate) fn shebang(image: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let rest = image.strip_prefix(b"#!")?;
     // Linux reads at most 256 bytes of the line (BINPRM_BUF_SIZE).
     let line = &rest[..rest.len().min(254)];
