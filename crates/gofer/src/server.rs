@@ -467,10 +467,12 @@ impl Server {
         let file_type = match mode & libc::S_IFMT {
             0 | libc::S_IFREG => FileType::RegularFile,
             libc::S_IFIFO => FileType::Fifo,
-            // Device nodes and sockets on the host are never made for the sandbox.
-            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFSOCK | libc::S_IFDIR => {
-                return Err(Errno::PERM)
-            }
+            // A socket bound in the sandbox leaves a socket file, as on Linux. Made by mknod,
+            // the host's node is inert: no host socket is bound to it, so a host process that
+            // connects is refused (the sandbox's own sockets live in Moat's kernel).
+            libc::S_IFSOCK => FileType::Socket,
+            // Device nodes on the host are never made for the sandbox.
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFDIR => return Err(Errno::PERM),
             _ => return Err(Errno::INVAL),
         };
         let perm = mode & 0o7777;

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod futex;
 pub mod loader;
 pub mod mm;
+pub mod net;
 pub mod process;
 pub mod signal;
 pub mod strace;
@@ -140,6 +141,8 @@ pub struct Kernel {
     pub aux: AuxFacts,
     /// Deadlines that send signals (`alarm`, `setitimer`).
     pub timers: Arc<timer::Timers>,
+    /// Bound unix sockets, by socket file and by abstract name.
+    pub unix_names: Arc<net::unix::UnixNames>,
 }
 
 impl Kernel {
@@ -368,6 +371,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         ended: task::Completion::default(),
         aux: config.aux.clone(),
         timers: Arc::new(timer::Timers::default()),
+        unix_names: Arc::new(net::unix::UnixNames::default()),
     });
     let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {

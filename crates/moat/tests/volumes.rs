@@ -188,3 +188,48 @@ fn symlinks_and_dotdot_in_a_volume_cannot_reach_host_files_outside_it() {
     // The links themselves are untouched on the host.
     assert_eq!(std::fs::read_link(dir.join("abs")).unwrap(), victim);
 }
+
+#[test]
+fn a_socket_bound_in_a_volume_leaves_an_inert_socket_file_on_the_host() {
+    // The sandbox's socket lives in Moat's kernel; the host gets only the file, as Linux
+    // leaves one, and nothing on the host answers at it.
+    let dir = scratch("socket");
+    let v = volume(&dir, "");
+    let script = "import socket, os\n\
+        s = socket.socket(socket.AF_UNIX); s.bind('/work/sock'); s.listen()\n\
+        c = socket.socket(socket.AF_UNIX); c.connect('/work/sock')\n\
+        a, _ = s.accept(); c.sendall(b'over a volume'); print(a.recv(64).decode())\n";
+    let out = moat(&["-v", &v, "/usr/bin/python3", "-c", script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over a volume\n");
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::symlink_metadata(dir.join("sock")).unwrap();
+    assert!(meta.file_type().is_socket());
+    let err = std::os::unix::net::UnixStream::connect(dir.join("sock")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn a_script_runs_as_the_first_program() {
+    // `moat do ./script` follows the `#!` line as execve does (pyenv's shims are scripts).
+    let dir = scratch("script");
+    let script = dir.join("hello");
+    std::fs::write(&script, "#!/bin/sh -e\necho \"$0 says $1\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = script.to_str().unwrap();
+    let out = moat(&[path, "hi"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{path} says hi\n")
+    );
+}

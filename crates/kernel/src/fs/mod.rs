@@ -20,7 +20,6 @@ pub mod signalfd;
 pub mod sys;
 pub mod timerfd;
 pub mod tmpfs;
-pub mod unix;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -137,6 +136,11 @@ pub trait FileOps: Send + Sync + AsAny {
     /// readiness never changes are always ready, as regular files are on Linux.
     fn poll(&self, _file: &OpenFile) -> u32 {
         pipe::POLLIN | pipe::POLLOUT | pipe::POLLRDNORM | pipe::POLLWRNORM
+    }
+
+    /// The socket behind this file, for the socket calls (`ENOTSOCK` for the rest).
+    fn as_socket(&self) -> Option<&dyn crate::net::Socket> {
+        None
     }
 
     /// The queue notified when the file's readiness may have changed; `None` for files that

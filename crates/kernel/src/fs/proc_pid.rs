@@ -193,6 +193,9 @@ fn fd_entries(kernel: &Weak<Kernel>, tid: i32, owner: (u32, u32), info: bool) ->
                     Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFIFO => {
                         format!("pipe:[{}]", st.st_ino).into_bytes()
                     }
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
+                        format!("socket:[{}]", st.st_ino).into_bytes()
+                    }
                     Ok(st) => format!("anon_inode:[{}]", st.st_ino).into_bytes(),
                     Err(_) => b"anon_inode:[unknown]".to_vec(),
                 },

@@ -10,7 +10,12 @@ use crate::task::Task;
 use crate::vfs::{FileKind, NewNode, VfsPath, RENAME_EXCHANGE, RENAME_NOREPLACE};
 
 /// Create `name` in `dir` after the checks every creating call shares.
-fn create_in(task: &Task, dir: &VfsPath, name: &[u8], node: &NewNode) -> Result<(), Errno> {
+pub(crate) fn create_in(
+    task: &Task,
+    dir: &VfsPath,
+    name: &[u8],
+    node: &NewNode,
+) -> Result<(), Errno> {
     if name == b"." || name == b".." {
         return Err(Errno::EEXIST);
     }

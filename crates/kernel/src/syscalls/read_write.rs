@@ -91,6 +91,9 @@ pub(crate) fn read_stream(
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
     use crate::fs::pipe::POLLIN;
+    if file.ops().as_socket().is_some() {
+        return super::socket::read_socket(task, file, buf);
+    }
     wait_for_host(task, file, POLLIN)?;
     loop {
         match file.read(buf) {
@@ -117,6 +120,9 @@ fn wait_readable(task: &mut Task, file: &OpenFile) -> Result<(), Errno> {
 /// (a signal then ends it with what was written so far); `EPIPE` also raises `SIGPIPE`.
 pub(crate) fn write_stream(task: &mut Task, file: &OpenFile, data: &[u8]) -> Result<usize, Errno> {
     use crate::fs::pipe::{POLLERR, POLLOUT};
+    if file.ops().as_socket().is_some() {
+        return super::socket::write_socket(task, file, data);
+    }
     wait_for_host(task, file, POLLOUT)?;
     let mut done = 0;
     loop {

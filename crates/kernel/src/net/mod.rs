@@ -1,0 +1,126 @@
+//! Sockets. Every socket is a Moat object behind the [`Socket`] trait; the system calls in
+//! `syscalls/socket.rs` decode the application's arguments (addresses, iovecs, control
+//! messages) and hand a socket plain values. Unix domain sockets are in [`unix`]; the
+//! network families come with the network stack (issue 7).
+
+pub mod unix;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moat_abi::Errno;
+
+use crate::fs::{FileOps, OpenFile};
+use crate::task::Task;
+
+/// `struct ucred`: who sent a message, or who is at the other end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ucred {
+    pub pid: i32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Ucred {
+    /// What Linux reports for a socket with no peer: pid 0, IDs -1.
+    pub const NOBODY: Ucred = Ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&self.pid.to_le_bytes());
+        b[4..8].copy_from_slice(&self.uid.to_le_bytes());
+        b[8..].copy_from_slice(&self.gid.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Option<Ucred> {
+        let word = |i: usize| -> Option<[u8; 4]> { b.get(i..i + 4)?.try_into().ok() };
+        Some(Ucred {
+            pid: i32::from_le_bytes(word(0)?),
+            uid: u32::from_le_bytes(word(4)?),
+            gid: u32::from_le_bytes(word(8)?),
+        })
+    }
+}
+
+/// What `sendmsg` gives a socket.
+#[derive(Default)]
+pub struct Outgoing {
+    pub data: Vec<u8>,
+    /// Files passed with `SCM_RIGHTS`.
+    pub fds: Vec<Arc<OpenFile>>,
+    /// Credentials given with `SCM_CREDENTIALS` (already checked against the sender's).
+    pub creds: Option<Ucred>,
+}
+
+/// What a socket gives `recvmsg`.
+#[derive(Default)]
+pub struct Incoming {
+    pub data: Vec<u8>,
+    /// The whole message's length (larger than `data` for a truncated datagram).
+    pub whole: usize,
+    /// The sender's address as a `sockaddr`, if it has one.
+    pub from: Option<Vec<u8>>,
+    pub fds: Vec<Arc<OpenFile>>,
+    /// The sender's credentials, when the receiver asked for them (`SO_PASSCRED`).
+    pub creds: Option<Ucred>,
+}
+
+/// How a send or receive may wait.
+#[derive(Clone, Copy, Debug)]
+pub struct Blocking {
+    pub nonblocking: bool,
+    /// `SO_SNDTIMEO`/`SO_RCVTIMEO`: give up with `EAGAIN` after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// A socket, whatever its family. Calls that may wait get the task (they sleep in
+/// `Task::block_on`, so signals interrupt them).
+pub trait Socket: Send + Sync {
+    /// `SO_DOMAIN`: the address family.
+    fn domain(&self) -> i32;
+    /// `SO_TYPE`: `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
+    fn kind(&self) -> i32;
+    fn bind(&self, task: &mut Task, addr: &[u8]) -> Result<(), Errno>;
+    fn listen(&self, task: &mut Task, backlog: i32) -> Result<(), Errno>;
+    fn connect(&self, task: &mut Task, addr: &[u8], nonblocking: bool) -> Result<(), Errno>;
+    /// A connection from the backlog, and the peer's address.
+    fn accept(
+        &self,
+        task: &mut Task,
+        nonblocking: bool,
+    ) -> Result<(Box<dyn FileOps>, Vec<u8>), Errno>;
+    /// Send `msg` (to `to`, for datagrams); returns the bytes taken. `EPIPE` is returned as
+    /// is: the caller raises `SIGPIPE`.
+    fn send(
+        &self,
+        task: &mut Task,
+        msg: Outgoing,
+        to: Option<&[u8]>,
+        how: Blocking,
+    ) -> Result<usize, Errno>;
+    /// Receive up to `len` bytes; `peek` leaves them queued, `wait_all` keeps a stream
+    /// waiting for all of them.
+    fn receive(
+        &self,
+        task: &mut Task,
+        len: usize,
+        peek: bool,
+        wait_all: bool,
+        how: Blocking,
+    ) -> Result<Incoming, Errno>;
+    fn shutdown(&self, how: i32) -> Result<(), Errno>;
+    /// `getsockname`: the socket's own address.
+    fn local_name(&self) -> Vec<u8>;
+    /// `getpeername`: `ENOTCONN` without a peer.
+    fn peer_name(&self) -> Result<Vec<u8>, Errno>;
+    /// A `SOL_SOCKET` option's value, as the bytes `getsockopt` copies out.
+    fn get_option(&self, name: i32) -> Result<Vec<u8>, Errno>;
+    fn set_option(&self, name: i32, value: &[u8]) -> Result<(), Errno>;
+    /// The send and receive time-outs (`SO_SNDTIMEO`, `SO_RCVTIMEO`).
+    fn timeouts(&self) -> (Option<Duration>, Option<Duration>);
+}
