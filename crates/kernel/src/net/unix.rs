@@ -1002,12 +1002,16 @@ impl Socket for UnixSocket {
             match r {
                 Ok(n) => {
                     done += n;
-                    if done == data.len() || how.nonblocking || target.is_some() {
+                    if done == data.len()
+                        || how.nonblocking
+                        || target.is_some()
+                        || self.ep.kind != libc::SOCK_STREAM
+                    {
                         return Ok(done);
                     }
-                    if self.ep.kind != libc::SOCK_STREAM {
-                        return Ok(done);
-                    }
+                    // Part went: try the rest at once (a full queue then lists us as a
+                    // writer to wake, which a wait without that would never get).
+                    continue;
                 }
                 Err(Errno::EAGAIN) if done > 0 && how.nonblocking => return Ok(done),
                 Err(Errno::EAGAIN) if !how.nonblocking => {}
