@@ -19,6 +19,7 @@ pub mod strace;
 pub mod syscalls;
 pub mod task;
 pub mod timer;
+pub mod vdso;
 pub mod vfs;
 pub mod wait;
 
@@ -143,6 +144,8 @@ pub struct Kernel {
     pub timers: Arc<timer::Timers>,
     /// Bound unix sockets, by socket file and by abstract name.
     pub unix_names: Arc<net::unix::UnixNames>,
+    /// The vDSO every program gets, and the clock line it reads.
+    pub vdso: Arc<vdso::Vdso>,
 }
 
 impl Kernel {
@@ -356,6 +359,8 @@ pub fn read_executable(
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     use process::Guard;
     let memory = Arc::new(MemoryFile::new(config.memory_size)?);
+    let vdso = Arc::new(vdso::Vdso::new(memory.clone())?);
+    vdso.start_clock();
     let kernel = Arc::new(Kernel {
         memory: memory.clone(),
         platform: config.platform.clone(),
@@ -372,6 +377,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         aux: config.aux.clone(),
         timers: Arc::new(timer::Timers::default()),
         unix_names: Arc::new(net::unix::UnixNames::default()),
+        vdso,
     });
     let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {
@@ -397,6 +403,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
             None => break,
         }
     }
+    kernel.vdso.stop_clock();
     result?;
     let status = kernel.exit_status.guard().unwrap_or(ExitStatus::Signaled {
         signo: libc::SIGKILL,

@@ -78,6 +78,8 @@ pub struct ExecRequest<'a> {
     pub argv: &'a [Vec<u8>],
     pub envp: &'a [Vec<u8>],
     pub aux: &'a AuxFacts,
+    /// The vDSO to map (`AT_SYSINFO_EHDR`), if any.
+    pub vdso: Option<&'a std::sync::Arc<crate::vdso::Vdso>>,
     pub stack_size: u64,
 }
 
@@ -306,11 +308,16 @@ pub fn load(
         }
         None => (0, entry),
     };
+    let vdso = match req.vdso {
+        Some(v) => v.map_into(mm).map_err(LoadError::Memory)?,
+        None => 0,
+    };
     let aux = Aux {
         phdr: phdr_addr.unwrap_or(0),
         phnum: u64::from(hdr.e_phnum),
         entry,
         base: interp_base,
+        vdso,
     };
     let sp = build_stack(mm, req, stack_top, &aux, random)?;
     Ok(Loaded {
@@ -325,6 +332,8 @@ struct Aux {
     entry: u64,
     /// Where the interpreter was loaded (0 for static programs).
     base: u64,
+    /// Where the vDSO's ELF header is (0: none).
+    vdso: u64,
 }
 
 // Auxiliary vector keys (linux/auxvec.h).
@@ -347,6 +356,7 @@ const AT_SECURE: u64 = 23;
 const AT_RANDOM: u64 = 25;
 const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
+const AT_SYSINFO_EHDR: u64 = 33;
 const AT_MINSIGSTKSZ: u64 = 51;
 
 /// Lay out strings, then the auxv, envp, argv and argc below them; returns the stack pointer.
@@ -397,7 +407,11 @@ fn build_stack(
     let at_random = push_bytes(mm, &rand_bytes)?;
 
     let f = req.aux;
-    let auxv: Vec<(u64, u64)> = vec![
+    let mut auxv: Vec<(u64, u64)> = Vec::new();
+    if aux.vdso != 0 {
+        auxv.push((AT_SYSINFO_EHDR, aux.vdso));
+    }
+    auxv.extend([
         (AT_HWCAP, f.hwcap),
         (AT_PAGESZ, PAGE),
         (AT_CLKTCK, 100),
@@ -421,7 +435,7 @@ fn build_stack(
         (AT_PLATFORM, platform),
         (AT_MINSIGSTKSZ, f.minsigstksz),
         (AT_NULL, 0),
-    ];
+    ]);
     let mut words: Vec<u64> = Vec::new();
     words.push(argv.len() as u64);
     words.extend(&argv);

@@ -158,6 +158,7 @@ impl Task {
             envp: &config.envp,
             aux: &config.aux,
             stack_size: config.limits[libc::RLIMIT_STACK as usize].cur,
+            vdso: Some(&kernel.vdso),
         };
         let creds = config.creds.clone();
         let mut read_interp = |name: &[u8]| {

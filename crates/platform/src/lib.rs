@@ -207,3 +207,14 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Platform>> {
 
 /// Names accepted by [`by_name`].
 pub const PLATFORMS: &[&str] = &["ptrace"];
+
+/// The CPU's time-stamp counter, read after earlier instructions complete (`lfence; rdtsc`):
+/// the clock Moat's vDSO reads in the application, so the kernel reads the same one.
+pub fn read_tsc() -> u64 {
+    // SAFETY: `lfence` and `rdtsc` only read processor state; x86-64 Linux leaves `rdtsc`
+    // enabled in user mode unless a process asks otherwise (PR_SET_TSC), which Moat never does.
+    unsafe {
+        std::arch::x86_64::_mm_lfence();
+        std::arch::x86_64::_rdtsc()
+    }
+}

@@ -404,17 +404,25 @@ fn maps(v: &View) -> Result<Vec<u8>, Errno> {
     let mut s = String::new();
     for (start, vma) in mm.vmas() {
         let p = vma.prot;
+        let file_name = mm
+            .name_at(start)
+            .map(|n| String::from_utf8_lossy(n).into_owned());
+        // The kernel's own mappings (`[vdso]`, `[vvar]`) show as private and fileless, as
+        // Linux's special mappings do, however Moat backs them.
+        let special = file_name.as_deref().is_some_and(|n| n.starts_with('['));
         let perms = format!(
             "{}{}{}{}",
             if p.readable() { 'r' } else { '-' },
             if p.writable() { 'w' } else { '-' },
             if p.executable() { 'x' } else { '-' },
-            if vma.kind.is_shared() { 's' } else { 'p' }
+            if vma.kind.is_shared() && !special {
+                's'
+            } else {
+                'p'
+            }
         );
-        let file_name = mm
-            .name_at(start)
-            .map(|n| String::from_utf8_lossy(n).into_owned());
         let (offset, dev, ino, name) = match vma.kind {
+            _ if special => (0, 0, 0, file_name.clone().unwrap_or_default()),
             crate::mm::VmaKind::File { dev, ino, base }
             | crate::mm::VmaKind::SharedFile { dev, ino, base } => (
                 base.wrapping_add(start),

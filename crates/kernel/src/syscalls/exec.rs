@@ -221,6 +221,7 @@ fn do_execve(
         envp: &envp,
         aux: &aux,
         stack_size: task.limit(libc::RLIMIT_STACK),
+        vdso: Some(&kernel.vdso),
     };
     let fs = task.fs.guard().clone();
     let creds = task.creds.clone();

@@ -75,6 +75,21 @@ fn tai_now() -> Timespec {
 }
 
 fn now(task: &mut Task, c: Clock) -> Result<Timespec, Errno> {
+    // The clocks the vDSO serves come from its line here too, so that a program sees one
+    // clock whichever way it asks.
+    let line = match c {
+        Clock::Host(ClockId::Monotonic | ClockId::MonotonicCoarse) => {
+            Some(crate::vdso::LineClock::Monotonic)
+        }
+        Clock::Host(ClockId::Realtime | ClockId::RealtimeCoarse) => {
+            Some(crate::vdso::LineClock::Realtime)
+        }
+        Clock::Host(ClockId::Boottime) => Some(crate::vdso::LineClock::Boottime),
+        _ => None,
+    };
+    if let Some(t) = line.and_then(|l| task.kernel.vdso.now(l)) {
+        return Ok(t);
+    }
     match c {
         Clock::Host(id) => {
             let t = rustix::time::clock_gettime(id);
@@ -120,9 +135,23 @@ pub fn clock_getres(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
+/// `CLOCK_REALTIME` now, from the vDSO's line once there is one.
+fn realtime(task: &Task) -> Timespec {
+    task.kernel
+        .vdso
+        .now(crate::vdso::LineClock::Realtime)
+        .unwrap_or_else(|| {
+            let t = rustix::time::clock_gettime(ClockId::Realtime);
+            Timespec {
+                tv_sec: t.tv_sec,
+                tv_nsec: t.tv_nsec,
+            }
+        })
+}
+
 pub fn gettimeofday(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if a[0] != 0 {
-        let t = rustix::time::clock_gettime(ClockId::Realtime);
+        let t = realtime(task);
         let tv = Timeval {
             tv_sec: t.tv_sec,
             tv_usec: t.tv_nsec / 1000,
@@ -136,7 +165,7 @@ pub fn gettimeofday(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 }
 
 pub fn time(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let secs = rustix::time::clock_gettime(ClockId::Realtime).tv_sec;
+    let secs = realtime(task).tv_sec;
     if a[0] != 0 {
         task.mm.guard().write_obj(a[0], &secs)?;
     }
