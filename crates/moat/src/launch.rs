@@ -297,3 +297,20 @@ pub fn seccomp_list(markdown: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/SECURITY.md's allowlists must be what the code installs: regenerate the section
+    /// between its `seccomp-list` markers with `moat seccomp-list --markdown`.
+    #[test]
+    fn security_md_lists_the_allowlists_as_installed() {
+        let doc = include_str!("../../../docs/SECURITY.md");
+        let begin = "<!-- seccomp-list begin -->\n";
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let end = doc.find("<!-- seccomp-list end -->").expect("end marker");
+        assert!(
+            doc[start..end] == super::seccomp_list(true),
+            "docs/SECURITY.md is stale: put `moat seccomp-list --markdown` between its markers"
+        );
+    }
+}
