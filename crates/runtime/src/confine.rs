@@ -204,8 +204,9 @@ fn unescape(field: &str) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
-/// Mount points below `under` whose filesystem is one of [`DETACHED_FILESYSTEMS`], deepest
-/// first, from a mountinfo text.
+/// Mount points below `under` whose filesystem is one of [`DETACHED_FILESYSTEMS`] and that
+/// no other such mount point contains (detaching a mount takes its submounts with it, and
+/// each detach costs the host an RCU grace period), from a mountinfo text.
 fn kernel_filesystems_below(mountinfo: &str, under: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = mountinfo
         .lines()
@@ -217,8 +218,15 @@ fn kernel_filesystems_below(mountinfo: &str, under: &Path) -> Vec<PathBuf> {
             (point.starts_with(under) && DETACHED_FILESYSTEMS.contains(fstype)).then_some(point)
         })
         .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found
+    found.sort();
+    found.dedup();
+    let mut topmost: Vec<PathBuf> = Vec::new();
+    for point in found {
+        if !topmost.iter().any(|t| point.starts_with(t)) {
+            topmost.push(point);
+        }
+    }
+    topmost
 }
 
 /// Confine the gofer's view of the host's files to the trees it serves; returns their paths
@@ -280,8 +288,8 @@ pub fn gofer_root(served: &[Served]) -> Result<Vec<Served>, RuntimeError> {
         if point == proc_at {
             continue;
         }
-        // A parent detached first took its children with it: EINVAL is fine.
-        let _ = rustix::mount::unmount(&point, UnmountFlags::DETACH);
+        rustix::mount::unmount(&point, UnmountFlags::DETACH)
+            .map_err(step("detaching a host kernel filesystem"))?;
     }
     pivot_into(staging)?;
     seal_root()?;
@@ -331,7 +339,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kernel_filesystems_are_found_deepest_first() {
+    fn only_the_topmost_kernel_filesystems_are_detached() {
         let info = "\
 22 27 0:21 / /tmp/0/proc rw,relatime - proc proc rw
 27 1 254:0 / /tmp/0 ro,relatime - ext4 /dev/vda rw
@@ -343,9 +351,7 @@ mod tests {
         let found = kernel_filesystems_below(info, Path::new("/tmp"));
         assert_eq!(
             found,
-            ["/tmp/0/dev/pts", "/tmp/0/proc", "/tmp/0/dev"]
-                .map(PathBuf::from)
-                .to_vec()
+            ["/tmp/0/dev", "/tmp/0/proc"].map(PathBuf::from).to_vec()
         );
         assert_eq!(unescape("/a\\040b"), PathBuf::from("/a b"));
     }
