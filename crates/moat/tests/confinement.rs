@@ -239,6 +239,11 @@ fn host_processes_cannot_be_signalled_or_seen() {
         format!("kill -0 {pid}"),
         format!("cat /proc/{pid}/status"),
         format!("ls /proc/{pid}"),
+        // The host's procfs is not behind any path: `..`, a symlink, a process's root.
+        format!("cat /proc/1/root/proc/{pid}/environ"),
+        format!("cat /proc/self/root/../../proc/{pid}/cmdline"),
+        format!("ln -s /proc/{pid} /tmp/p && cat /tmp/p/status"),
+        format!("cat /proc/1/root/../proc/1/root/proc/{pid}/status"),
     ] {
         let out = moat(&[BUSYBOX, "sh", "-c", &script]);
         assert!(!out.status.success(), "`{script}` succeeded");

@@ -296,8 +296,11 @@ pub fn gofer_root(served: &[Served]) -> Result<Vec<Served>, RuntimeError> {
     Ok(moved)
 }
 
-/// Drop every capability but `keep` from every set, and set NO_NEW_PRIVS.
+/// Drop every capability but `keep` (those of it the process has) from every set, and set
+/// NO_NEW_PRIVS.
 pub fn drop_privileges(keep: CapabilitySet) -> Result<(), RuntimeError> {
+    let held = rustix::thread::capabilities(None).map_err(step("reading capabilities"))?;
+    let keep = keep & held.permitted;
     for cap in 0..64 {
         let set = CapabilitySet::from_bits_retain(1 << cap);
         if keep.contains(set) {
