@@ -58,6 +58,7 @@ pub struct Credentials {
 }
 
 /// A bind mount of a directory the gofer serves.
+#[derive(Clone, Debug)]
 pub struct Volume {
     /// Where it appears in the sandbox (absolute).
     pub path: Vec<u8>,

@@ -1,8 +1,7 @@
 //! `moat do`: gather what the sandbox inherits from the caller (program, arguments,
-//! environment, stdio, working directory, credentials, limits) and run the kernel.
-//!
-//! This is the runtime side: the one place before the sandbox starts where Moat reads a host
-//! file (the program). From issue "Filesystems" on, the gofer serves files instead.
+//! environment, stdio, working directory, credentials, limits) and start the sandbox's gofer
+//! and kernel processes (`moat_runtime`), which confine themselves; this front process stays
+//! outside, owns the terminal, passes host signals on and relays the exit status.
 
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
@@ -11,19 +10,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use moat_abi::Rlimit;
-use moat_kernel::{
-    AuxFacts, Credentials, ExitStatus, KernelError, LoadError, SandboxConfig, RLIMIT_COUNT,
-};
+use moat_kernel::{AuxFacts, Credentials, RLIMIT_COUNT};
+use moat_runtime::confine::Served;
+use moat_runtime::launch::{EXIT_MOAT_FAILED, EXIT_NOT_FOUND};
+use moat_runtime::{Confinement, KernelSpec};
 
 use crate::DoArgs;
 
-/// Exit codes, following the shell: 126 found but cannot run, 127 not found, 125 Moat failed.
-const EXIT_CANNOT_RUN: u8 = 126;
-const EXIT_NOT_FOUND: u8 = 127;
-const EXIT_MOAT_FAILED: u8 = 125;
-
 /// Default size of the memory file's range: the ceiling on the sandbox's memory.
 const MEMORY_FILE_SIZE: u64 = 64 << 30;
+
+/// Set in `moat do`'s environment (by a test), makes the confined kernel process issue a
+/// host system call its seccomp allowlist refuses, to show that the filter kills it. Read
+/// only here, in the front: nothing inside the sandbox can set it for a running kernel.
+const SECCOMP_PROBE_ENV: &str = "MOAT_TEST_SECCOMP_PROBE";
 
 fn fail(code: u8, msg: &str) -> ExitCode {
     eprintln!("moat: {msg}");
@@ -40,26 +40,6 @@ fn resolve(program: &Path) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-}
-
-fn init_logging(args: &DoArgs) -> Result<(), String> {
-    use tracing_subscriber::fmt;
-    match &args.debug_log {
-        Some(path) => {
-            let file =
-                std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            fmt()
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false)
-                .with_max_level(tracing::Level::DEBUG)
-                .init();
-        }
-        None => fmt()
-            .with_writer(std::io::stderr)
-            .with_max_level(tracing::Level::ERROR)
-            .init(),
-    }
-    Ok(())
 }
 
 fn host_limits() -> [Rlimit; RLIMIT_COUNT] {
@@ -111,49 +91,9 @@ fn cpu_mask() -> Vec<u8> {
     mask
 }
 
-fn stdio() -> Vec<OwnedFd> {
-    // Donate duplicates: the kernel owns them; a closed host fd is simply absent in the sandbox.
-    let mut fds = Vec::new();
-    for fd in [
-        rustix::stdio::stdin(),
-        rustix::stdio::stdout(),
-        rustix::stdio::stderr(),
-    ] {
-        match rustix::io::fcntl_dupfd_cloexec(fd, 3) {
-            Ok(owned) => fds.push(owned),
-            Err(_) => break,
-        }
-    }
-    fds
-}
-
-/// Start the gofer for the host's root as a separate process: `moat gofer`, re-executed from
-/// our own binary with its end of a `SOCK_SEQPACKET` pair as stdin.
-fn start_gofer(
-    mounts: &[String],
-) -> Result<(std::process::Child, std::sync::Arc<moat_gofer::GoferClient>), String> {
-    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-    let (ours, theirs) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| e.to_string())?;
-    let child = std::process::Command::new("/proc/self/exe")
-        .arg("gofer")
-        .args(mounts.iter().flat_map(|m| ["--mount", m.as_str()]))
-        .stdin(std::process::Stdio::from(theirs))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let client = moat_gofer::GoferClient::connect(ours).map_err(|e| e.to_string())?;
-    Ok((child, std::sync::Arc::new(client)))
-}
-
 /// `--volume HOST:SANDBOX[:ro]` options: the kernel's bind mounts (gofer mounts 1, 2, ...)
 /// and the gofer's `--mount` arguments for them.
-fn parse_volumes(specs: &[String]) -> Result<(Vec<moat_kernel::Volume>, Vec<String>), String> {
+fn parse_volumes(specs: &[String]) -> Result<(Vec<moat_kernel::Volume>, Vec<Served>), String> {
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
@@ -179,13 +119,9 @@ fn parse_volumes(specs: &[String]) -> Result<(Vec<moat_kernel::Volume>, Vec<Stri
                 host.display()
             ));
         }
-        let host = host
-            .to_str()
-            .ok_or_else(|| format!("--volume {spec}: path is not UTF-8"))?;
-        mounts.push(if read_only {
-            format!("{host}:ro")
-        } else {
-            host.to_string()
+        mounts.push(Served {
+            host_path: host,
+            read_only,
         });
         volumes.push(moat_kernel::Volume {
             path: sandbox.as_bytes().to_vec(),
@@ -196,41 +132,26 @@ fn parse_volumes(specs: &[String]) -> Result<(Vec<moat_kernel::Volume>, Vec<Stri
     Ok((volumes, mounts))
 }
 
-/// `moat gofer`: serve the mounts on the socket that is our stdin until the kernel hangs up.
-pub fn run_gofer(mounts: &[String]) -> ExitCode {
-    let mounts: Vec<moat_gofer::Mount> = mounts
-        .iter()
-        .map(|m| match m.strip_suffix(":ro") {
-            Some(path) => moat_gofer::Mount {
-                host_path: PathBuf::from(path),
-                read_only: true,
-            },
-            None => moat_gofer::Mount {
-                host_path: PathBuf::from(m),
-                read_only: false,
-            },
-        })
-        .collect();
-    // Every file the kernel has cached holds one of our fds: allow as many as the host lets
-    // us (the kernel prunes its cache well below that).
-    let mut nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    nofile.current = nofile.maximum;
-    let _ = rustix::process::setrlimit(rustix::process::Resource::Nofile, nofile);
-    let sock = match rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3) {
-        Ok(fd) => fd,
-        Err(e) => return fail(EXIT_MOAT_FAILED, &format!("gofer: no socket on stdin: {e}")),
-    };
-    match moat_gofer::serve(&sock, &mounts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(EXIT_MOAT_FAILED, &format!("gofer: {e}")),
+/// Open the debug log before the sandbox starts (its kernel could not open it later).
+fn open_debug_log(args: &DoArgs) -> Result<Option<OwnedFd>, String> {
+    match &args.debug_log {
+        Some(path) => std::fs::File::create(path)
+            .map(|f| Some(f.into()))
+            .map_err(|e| format!("{}: {e}", path.display())),
+        None => Ok(None),
     }
 }
 
 /// `moat do`.
 pub fn run_do(args: &DoArgs) -> ExitCode {
-    if let Err(e) = init_logging(args) {
-        return fail(EXIT_MOAT_FAILED, &format!("cannot open the debug log {e}"));
-    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::ERROR)
+        .init();
+    let log = match open_debug_log(args) {
+        Ok(log) => log,
+        Err(e) => return fail(EXIT_MOAT_FAILED, &format!("cannot open the debug log {e}")),
+    };
     let program = PathBuf::from(&args.command[0]);
     let shown = program.display().to_string();
     let Some(path) = resolve(&program) else {
@@ -240,17 +161,34 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         );
     };
     // Whether it exists is the sandbox's question (a volume or --cwd may change the answer).
-    let (volumes, mut gofer_mounts) = match parse_volumes(&args.volumes) {
+    let (volumes, mut served) = match parse_volumes(&args.volumes) {
         Ok(v) => v,
         Err(e) => return fail(2, &e),
     };
-    gofer_mounts.insert(0, "/:ro".to_string());
-    let (gofer, client) = match start_gofer(&gofer_mounts) {
-        Ok(g) => g,
-        Err(e) => return fail(EXIT_MOAT_FAILED, &format!("cannot start the gofer: {e}")),
-    };
-    let Some(platform) = moat_platform::by_name(&args.platform) else {
+    served.insert(
+        0,
+        Served {
+            host_path: PathBuf::from("/"),
+            read_only: true,
+        },
+    );
+    if moat_platform::by_name(&args.platform).is_none() {
         return fail(2, &format!("unknown platform {}", args.platform));
+    }
+    let confinement = if args.no_confine {
+        eprintln!(
+            "moat: WARNING: --no-confine: the sandbox's kernel and gofer run with your full \
+             privileges and no seccomp filter; this is NOT a security boundary"
+        );
+        Confinement::None
+    } else if args.seccomp_log {
+        eprintln!(
+            "moat: WARNING: --seccomp-log: host system calls outside the allowlists are \
+             allowed (and logged by the host); this is NOT a security boundary"
+        );
+        Confinement::LogSeccomp
+    } else {
+        Confinement::Full
     };
 
     let (hwcap, hwcap2) = rustix::param::linux_hwcap();
@@ -281,10 +219,9 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
     let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(umask);
 
-    let config = SandboxConfig {
-        platform,
+    let spec = KernelSpec {
+        platform: args.platform.clone(),
         filename: path.as_os_str().as_bytes().to_vec(),
-        gofer: Some(client.clone()),
         argv: args.command.iter().map(|a| a.as_bytes().to_vec()).collect(),
         envp: std::env::vars_os()
             .map(|(k, v)| {
@@ -294,7 +231,6 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
                 kv.into_vec()
             })
             .collect(),
-        stdio: stdio(),
         cwd: match &args.cwd {
             Some(dir) => dir.as_os_str().as_bytes().to_vec(),
             None => std::env::current_dir()
@@ -313,69 +249,68 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         strace: args.strace,
         memory_size: MEMORY_FILE_SIZE,
         cpu_mask: cpu_mask(),
-        forwarded_signals: forward_signals(),
+        confinement,
+        debug_log: log.is_some(),
+        probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
     };
-
-    let result = moat_kernel::run(config);
-    // The sandbox is over: hang up on the gofer, which then exits.
-    client.hang_up();
-    let mut gofer = gofer;
-    let _ = gofer.wait();
-    match result {
-        Ok(ExitStatus::Exited(code)) => ExitCode::from(code as u8),
-        Ok(ExitStatus::Signaled { signo, .. }) => ExitCode::from(128 + signo as u8),
-        Err(KernelError::Load(e @ LoadError::Dynamic(_))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}"))
-        }
-        Err(KernelError::Load(LoadError::NotExecutable | LoadError::Malformed(_))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: Exec format error"))
-        }
-        Err(KernelError::Load(LoadError::TooBig)) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: Argument list too long"))
-        }
-        Err(KernelError::Load(LoadError::Open(_, e))) if e == moat_abi::Errno::ENOENT => fail(
-            EXIT_NOT_FOUND,
-            &format!("{shown}: No such file or directory"),
-        ),
-        Err(KernelError::Load(LoadError::Open(_, e))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: {}", strerror(e)))
-        }
-        Err(KernelError::Cwd(e)) => {
-            let dir = args.cwd.as_deref().unwrap_or(Path::new("."));
-            fail(
-                EXIT_MOAT_FAILED,
-                &format!("cannot change to {}: {}", dir.display(), strerror(e)),
-            )
-        }
-        Err(e) => fail(EXIT_MOAT_FAILED, &format!("sandbox failed: {e}")),
+    match moat_runtime::run_sandbox(&spec, &served, log) {
+        Ok(code) => code,
+        Err(e) => fail(EXIT_MOAT_FAILED, &format!("cannot start the sandbox: {e}")),
     }
 }
 
-/// The C library's wording for an errno, as a shell would print it.
-/// Catch the signals a user or a supervisor sends to `moat` (^C, `kill`, a hang-up) and hand
-/// them to the kernel, which passes them to the sandbox's init: the program decides, as it
-/// would natively. (A second ^C while init ignores it does nothing; SIGKILL still ends Moat.)
-fn forward_signals() -> Option<std::sync::mpsc::Receiver<i32>> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGWINCH};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGWINCH])
-            .ok()?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("moat-host-signals".into())
-        .spawn(move || {
-            for signo in signals.forever() {
-                if tx.send(signo).is_err() {
-                    return;
-                }
-            }
+/// `moat seccomp-list`: both allowlists, as text or as docs/SECURITY.md's section.
+pub fn seccomp_list(markdown: bool) -> String {
+    use moat_runtime::seccomp;
+    use std::fmt::Write;
+    let mut out = String::new();
+    let lists: Vec<(String, Vec<moat_platform::HostSyscall>)> = moat_platform::PLATFORMS
+        .iter()
+        .filter_map(|name| {
+            let platform = moat_platform::by_name(name)?;
+            Some((
+                format!("kernel process, {name} platform"),
+                seccomp::kernel_allowlist(platform.as_ref()),
+            ))
         })
-        .ok()?;
-    Some(rx)
+        .chain(std::iter::once((
+            "gofer process".to_string(),
+            seccomp::gofer_allowlist(),
+        )))
+        .collect();
+    for (title, list) in lists {
+        if markdown {
+            let _ = write!(
+                out,
+                "### The {title}: {} system calls\n\n```\n{}```\n\n",
+                seccomp::count(&list),
+                seccomp::listing(&list)
+            );
+        } else {
+            let _ = write!(
+                out,
+                "# {title}: {} system calls\n{}",
+                seccomp::count(&list),
+                seccomp::listing(&list)
+            );
+        }
+    }
+    out
 }
 
-fn strerror(e: moat_abi::Errno) -> String {
-    let text = std::io::Error::from_raw_os_error(e.0).to_string();
-    // "No such file or directory (os error 2)" → "No such file or directory"
-    text.split(" (os error").next().unwrap_or(&text).to_string()
+#[cfg(test)]
+mod tests {
+    /// docs/SECURITY.md's allowlists must be what the code installs: regenerate the section
+    /// between its `seccomp-list` markers with `moat seccomp-list --markdown`.
+    #[test]
+    fn security_md_lists_the_allowlists_as_installed() {
+        let doc = include_str!("../../../docs/SECURITY.md");
+        let begin = "<!-- seccomp-list begin -->\n";
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let end = doc.find("<!-- seccomp-list end -->").expect("end marker");
+        assert!(
+            doc[start..end] == super::seccomp_list(true),
+            "docs/SECURITY.md is stale: put `moat seccomp-list --markdown` between its markers"
+        );
+    }
 }

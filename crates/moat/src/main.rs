@@ -31,6 +31,12 @@ enum Command {
     /// Serve files to a sandbox's kernel over the socket on stdin (started by Moat itself).
     #[command(hide = true)]
     Gofer(GoferArgs),
+    /// Run a sandbox's kernel, confined (started by `moat do` in new namespaces).
+    #[command(hide = true)]
+    Kernel,
+    /// Print the seccomp allowlists of Moat's kernel and gofer processes (docs/SECURITY.md).
+    #[command(hide = true, name = "seccomp-list")]
+    SeccompList(SeccompListArgs),
 }
 
 /// Arguments of the internal `moat gofer`.
@@ -39,6 +45,17 @@ struct GoferArgs {
     /// A host directory to serve, `PATH` or `PATH:ro`; the first is the root.
     #[arg(long = "mount", required = true)]
     mounts: Vec<String>,
+    /// How the gofer confines itself: full, log-seccomp or none.
+    #[arg(long, default_value = "full", value_parser = ["full", "log-seccomp", "none"])]
+    confine: String,
+}
+
+/// Arguments of the internal `moat seccomp-list`.
+#[derive(Args, Debug)]
+struct SeccompListArgs {
+    /// Print the lists as docs/SECURITY.md shows them.
+    #[arg(long)]
+    markdown: bool,
 }
 
 /// Arguments of `moat do`.
@@ -62,6 +79,15 @@ pub struct DoArgs {
     /// has it, else `/`).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+    /// Debugging Moat only: run the kernel and the gofer unconfined (no namespaces, own root,
+    /// capability drop or seccomp filter). The sandbox is then NOT a security boundary.
+    #[arg(long)]
+    pub no_confine: bool,
+    /// Debugging Moat only: confine, but let host system calls outside the seccomp
+    /// allowlists through, logged by the host (`dmesg`: audit type=1326 lines). For finding
+    /// the calls a new platform or feature makes.
+    #[arg(long, hide = true, conflicts_with = "no_confine")]
+    pub seccomp_log: bool,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,
@@ -82,7 +108,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Do(args) => launch::run_do(&args),
-        Command::Gofer(args) => launch::run_gofer(&args.mounts),
+        Command::Gofer(args) => moat_runtime::gofer_main(
+            &args.mounts,
+            moat_runtime::launch::parse_confinement(&args.confine)
+                .unwrap_or(moat_runtime::Confinement::Full),
+        ),
+        Command::Kernel => moat_runtime::kernel_main(),
+        Command::SeccompList(args) => {
+            print!("{}", launch::seccomp_list(args.markdown));
+            ExitCode::SUCCESS
+        }
         Command::Syscalls(args) => {
             let text = if args.markdown {
                 compat::markdown()

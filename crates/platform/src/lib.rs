@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub use moat_abi::Regs;
 use moat_memory::MemoryFile;
 
+pub mod confine;
 pub mod ptrace;
 mod seccomp;
 
@@ -117,6 +118,73 @@ pub trait Platform: Send + Sync {
     /// [`AddressSpace::new_thread`].
     fn new_address_space(&self, memory: &Arc<MemoryFile>)
         -> Result<NewAddressSpace, PlatformError>;
+
+    /// The host system calls this platform makes from Moat's kernel process (and from its
+    /// stubs, which inherit the kernel's seccomp filter under their own), beyond the
+    /// platform-independent set the runtime allows: its section of the kernel's allowlist.
+    fn host_syscalls(&self) -> &'static [HostSyscall];
+}
+
+/// One entry of a seccomp allowlist: a host system call, and the argument values it may
+/// have. `when` lists alternatives, each a conjunction of [`ArgIs`]; empty means any
+/// arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostSyscall {
+    pub nr: u32,
+    pub when: &'static [&'static [ArgIs]],
+}
+
+impl HostSyscall {
+    /// Allowed with any arguments.
+    pub const fn any(nr: i64) -> HostSyscall {
+        HostSyscall {
+            nr: nr as u32,
+            when: &[],
+        }
+    }
+
+    /// Allowed when the arguments match one of `when`.
+    pub const fn when(nr: i64, when: &'static [&'static [ArgIs]]) -> HostSyscall {
+        HostSyscall {
+            nr: nr as u32,
+            when,
+        }
+    }
+}
+
+/// A condition on one argument of a system call: `(args[index] & mask) == value`, on all
+/// 64 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgIs {
+    pub index: u8,
+    pub mask: u64,
+    pub value: u64,
+}
+
+impl ArgIs {
+    /// Argument `index` equals `value`.
+    pub const fn eq(index: u8, value: u64) -> ArgIs {
+        ArgIs {
+            index,
+            mask: u64::MAX,
+            value,
+        }
+    }
+
+    /// Argument `index`, a C `int` (the host ignores the upper half of its register),
+    /// equals `value`.
+    pub const fn int(index: u8, value: u32) -> ArgIs {
+        ArgIs {
+            index,
+            mask: 0xffff_ffff,
+            value: value as u64,
+        }
+    }
+
+    /// The bits of `mask` in argument `index` equal those of `value`.
+    pub const fn masked(index: u8, mask: u64, value: u64) -> ArgIs {
+        ArgIs { index, mask, value }
+    }
 }
 
 /// An application address space: what the application's page tables contain.

@@ -47,8 +47,8 @@ use moat_memory::MemoryFile;
 
 use crate::seccomp::{stub_filter, STUB_CLONE_FLAGS, STUB_FORK_FLAGS, STUB_MEMFD_FD};
 use crate::{
-    AddressSpace, Context, Interrupter, NewAddressSpace, Platform, PlatformError, Prot, ThreadSeed,
-    Trap,
+    AddressSpace, ArgIs, Context, HostSyscall, Interrupter, NewAddressSpace, Platform,
+    PlatformError, Prot, ThreadSeed, Trap,
 };
 
 /// The signal that kicks a stub thread out of application code.
@@ -88,7 +88,79 @@ impl Platform for PtracePlatform {
         let (aspace, context) = PtracePlatform::spawn(memory)?;
         Ok((Box::new(aspace), Box::new(context)))
     }
+
+    fn host_syscalls(&self) -> &'static [HostSyscall] {
+        HOST_SYSCALLS
+    }
 }
+
+/// The ptrace platform's section of the kernel's seccomp allowlist: what driving stubs
+/// costs in host calls, from the kernel and from the stubs (which inherit the kernel's
+/// filter under their own, `seccomp.rs`).
+const HOST_SYSCALLS: &[HostSyscall] = &[
+    // Driving stubs: requests, stops, the interrupt signal, killing a stub.
+    HostSyscall::any(libc::SYS_ptrace),
+    HostSyscall::any(libc::SYS_wait4),
+    // SIGKILL ends a stub, SIGSTOP is a new stub's first stop.
+    HostSyscall::when(
+        libc::SYS_kill,
+        &[
+            &[ArgIs::int(1, libc::SIGKILL as u32)],
+            &[ArgIs::int(1, libc::SIGSTOP as u32)],
+        ],
+    ),
+    HostSyscall::when(
+        libc::SYS_tgkill,
+        &[
+            &[ArgIs::int(2, INTERRUPT_SIGNAL as u32)],
+            &[ArgIs::int(2, libc::SIGKILL as u32)],
+        ],
+    ),
+    // A new stub: fork (glibc's flags), and in the child the set-up before its filter.
+    HostSyscall::when(
+        libc::SYS_clone,
+        &[
+            &[ArgIs::eq(
+                0,
+                (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64,
+            )],
+            // Inside a stub: a thread, or a copy of the stub (its own filter checks more).
+            &[ArgIs::eq(0, STUB_CLONE_FLAGS)],
+            &[ArgIs::eq(0, STUB_FORK_FLAGS)],
+        ],
+    ),
+    HostSyscall::any(libc::SYS_getppid),
+    HostSyscall::any(libc::SYS_setsid),
+    HostSyscall::any(libc::SYS_dup2),
+    HostSyscall::any(libc::SYS_close_range),
+    HostSyscall::when(libc::SYS_rseq, &[&[ArgIs::int(2, RSEQ_FLAG_UNREGISTER)]]),
+    HostSyscall::any(libc::SYS_seccomp),
+    HostSyscall::when(
+        libc::SYS_prctl,
+        &[
+            &[ArgIs::int(0, libc::PR_SET_PDEATHSIG as u32)],
+            &[ArgIs::int(0, libc::PR_SET_NO_NEW_PRIVS as u32)],
+        ],
+    ),
+    // The stub's own calls: injected map changes, a new thread's wait, a thread's end.
+    HostSyscall::any(libc::SYS_pause),
+    HostSyscall::any(libc::SYS_exit),
+    // Pinning a tracer and its stub to one CPU.
+    HostSyscall::any(libc::SYS_getcpu),
+    HostSyscall::any(libc::SYS_sched_setaffinity),
+    // CPU time: the stub process's CPU clock, a stub thread's schedstat.
+    HostSyscall::any(libc::SYS_clock_gettime),
+    // Read-only opens (of schedstat files, through the procfs fd).
+    HostSyscall::when(
+        libc::SYS_openat,
+        &[&[ArgIs::masked(
+            2,
+            (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64,
+            libc::O_RDONLY as u64,
+        )]],
+    ),
+    HostSyscall::any(libc::SYS_pread64),
+];
 
 impl PtracePlatform {
     fn spawn(memory: &MemoryFile) -> Result<(PtraceAddressSpace, PtraceContext), PlatformError> {
@@ -458,6 +530,35 @@ fn check_injected(op: &'static str, r: i64) -> Result<i64, PlatformError> {
         });
     }
     Ok(r)
+}
+
+/// The host's `/proc` for a kernel process that has none in its root (see [`set_proc_dir`]).
+static PROC_DIR: std::sync::OnceLock<std::os::fd::OwnedFd> = std::sync::OnceLock::new();
+
+/// Read stub threads' scheduler statistics through `dir`, a procfs directory opened before
+/// the kernel process was confined (its root is then empty). Without it, `/proc` is used.
+/// Only the first call counts.
+pub fn set_proc_dir(dir: std::os::fd::OwnedFd) {
+    let _ = PROC_DIR.set(dir);
+}
+
+/// Open `PID/task/TID/schedstat` of the host's (or the kernel's pid namespace's) procfs.
+fn open_schedstat(pid: libc::pid_t, tid: libc::pid_t) -> std::io::Result<File> {
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC;
+    let fd = match PROC_DIR.get() {
+        Some(dir) => rustix::fs::openat(
+            dir,
+            format!("{pid}/task/{tid}/schedstat"),
+            flags,
+            rustix::fs::Mode::empty(),
+        )?,
+        None => rustix::fs::open(
+            format!("/proc/{pid}/task/{tid}/schedstat"),
+            flags,
+            rustix::fs::Mode::empty(),
+        )?,
+    };
+    Ok(File::from(fd))
 }
 
 /// CPU time of a whole host process (all its threads, the exited ones included).
@@ -935,10 +1036,9 @@ impl PtraceContext {
     fn thread_cpu_time(&mut self) -> Result<Duration, std::io::Error> {
         let file = match &self.schedstat {
             Some(file) => file,
-            None => self.schedstat.insert(File::open(format!(
-                "/proc/{}/task/{}/schedstat",
-                self.stub.pid, self.thread.tid
-            ))?),
+            None => self
+                .schedstat
+                .insert(open_schedstat(self.stub.pid, self.thread.tid)?),
         };
         let mut buf = [0u8; 96];
         let n = file.read_at(&mut buf, 0)?;

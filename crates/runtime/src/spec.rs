@@ -1,0 +1,327 @@
+//! What the front process (`moat do`) tells the kernel process it starts: everything of
+//! [`moat_kernel::SandboxConfig`] that is data (the fds travel apart), in a small binary
+//! encoding sent down a pipe. The front is trusted, but the decoder still checks every length.
+
+use moat_abi::Rlimit;
+use moat_kernel::{AuxFacts, Credentials, Volume, RLIMIT_COUNT};
+
+use crate::RuntimeError;
+
+/// The kernel process's instructions.
+#[derive(Debug)]
+pub struct KernelSpec {
+    pub platform: String,
+    pub filename: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub cwd_required: bool,
+    pub volumes: Vec<Volume>,
+    pub creds: Credentials,
+    pub umask: u32,
+    pub limits: [Rlimit; RLIMIT_COUNT],
+    pub hostname: String,
+    pub aux: AuxFacts,
+    pub strace: bool,
+    pub memory_size: u64,
+    pub cpu_mask: Vec<u8>,
+    /// How the kernel process confines itself.
+    pub confinement: Confinement,
+    /// Write the debug log (to the fd the front opened) rather than errors on stderr.
+    pub debug_log: bool,
+    /// Test hook: once confined, make a host system call the allowlist refuses. Set only by
+    /// the front (from its own environment, see `launch`), never by anything in the sandbox.
+    pub probe_seccomp: bool,
+}
+
+/// How much of the confinement applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confinement {
+    /// Namespaces, an empty root, no capabilities, NO_NEW_PRIVS, the seccomp allowlist.
+    Full,
+    /// As `Full`, but calls outside the allowlist are only logged by the host (`--seccomp-log`).
+    LogSeccomp,
+    /// Nothing (`--no-confine`, for debugging Moat itself).
+    None,
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn bool(&mut self, v: bool) {
+        self.0.push(u8::from(v));
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u64(v.len() as u64);
+        self.0.extend_from_slice(v);
+    }
+    fn list(&mut self, v: &[Vec<u8>]) {
+        self.u64(v.len() as u64);
+        for item in v {
+            self.bytes(item);
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], RuntimeError> {
+        if self.0.len() < n {
+            return Err(RuntimeError::Spec("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u64(&mut self) -> Result<u64, RuntimeError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, RuntimeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+    fn bool(&mut self) -> Result<bool, RuntimeError> {
+        match self.take(1)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(RuntimeError::Spec("bad boolean")),
+        }
+    }
+    fn len(&mut self) -> Result<usize, RuntimeError> {
+        let n = usize::try_from(self.u64()?).map_err(|_| RuntimeError::Spec("bad length"))?;
+        // Every element takes at least one byte: a length past what is left is a lie.
+        if n > self.0.len() {
+            return Err(RuntimeError::Spec("bad length"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, RuntimeError> {
+        let n = self.len()?;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn string(&mut self) -> Result<String, RuntimeError> {
+        String::from_utf8(self.bytes()?).map_err(|_| RuntimeError::Spec("bad string"))
+    }
+    fn list(&mut self) -> Result<Vec<Vec<u8>>, RuntimeError> {
+        let n = self.len()?;
+        (0..n).map(|_| self.bytes()).collect()
+    }
+}
+
+impl KernelSpec {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.bytes(self.platform.as_bytes());
+        w.bytes(&self.filename);
+        w.list(&self.argv);
+        w.list(&self.envp);
+        w.bytes(&self.cwd);
+        w.bool(self.cwd_required);
+        w.u64(self.volumes.len() as u64);
+        for v in &self.volumes {
+            w.bytes(&v.path);
+            w.u64(v.mount);
+            w.bool(v.read_only);
+        }
+        let c = &self.creds;
+        for id in [
+            c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.fsuid, c.fsgid,
+        ] {
+            w.u32(id);
+        }
+        w.u64(c.groups.len() as u64);
+        for &g in &c.groups {
+            w.u32(g);
+        }
+        w.u32(self.umask);
+        for l in &self.limits {
+            w.u64(l.cur);
+            w.u64(l.max);
+        }
+        w.bytes(self.hostname.as_bytes());
+        let a = &self.aux;
+        for v in [a.hwcap, a.hwcap2, a.minsigstksz] {
+            w.u64(v);
+        }
+        for id in [a.uid, a.euid, a.gid, a.egid] {
+            w.u32(id);
+        }
+        w.bool(self.strace);
+        w.u64(self.memory_size);
+        w.bytes(&self.cpu_mask);
+        w.0.push(match self.confinement {
+            Confinement::Full => 0,
+            Confinement::LogSeccomp => 1,
+            Confinement::None => 2,
+        });
+        w.bool(self.debug_log);
+        w.bool(self.probe_seccomp);
+        w.0
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<KernelSpec, RuntimeError> {
+        let mut r = Reader(bytes);
+        let platform = r.string()?;
+        let filename = r.bytes()?;
+        let argv = r.list()?;
+        let envp = r.list()?;
+        let cwd = r.bytes()?;
+        let cwd_required = r.bool()?;
+        let n = r.len()?;
+        let mut volumes = Vec::with_capacity(n);
+        for _ in 0..n {
+            volumes.push(Volume {
+                path: r.bytes()?,
+                mount: r.u64()?,
+                read_only: r.bool()?,
+            });
+        }
+        let mut ids = [0u32; 8];
+        for id in &mut ids {
+            *id = r.u32()?;
+        }
+        let n = r.len()?;
+        let groups = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+        let creds = Credentials {
+            uid: ids[0],
+            euid: ids[1],
+            suid: ids[2],
+            gid: ids[3],
+            egid: ids[4],
+            sgid: ids[5],
+            fsuid: ids[6],
+            fsgid: ids[7],
+            groups,
+        };
+        let umask = r.u32()?;
+        let mut limits = [Rlimit::default(); RLIMIT_COUNT];
+        for l in &mut limits {
+            l.cur = r.u64()?;
+            l.max = r.u64()?;
+        }
+        let hostname = r.string()?;
+        let aux = AuxFacts {
+            hwcap: r.u64()?,
+            hwcap2: r.u64()?,
+            minsigstksz: r.u64()?,
+            uid: r.u32()?,
+            euid: r.u32()?,
+            gid: r.u32()?,
+            egid: r.u32()?,
+        };
+        let strace = r.bool()?;
+        let memory_size = r.u64()?;
+        let cpu_mask = r.bytes()?;
+        let confinement = match r.take(1)?[0] {
+            0 => Confinement::Full,
+            1 => Confinement::LogSeccomp,
+            2 => Confinement::None,
+            _ => return Err(RuntimeError::Spec("bad confinement")),
+        };
+        let debug_log = r.bool()?;
+        let probe_seccomp = r.bool()?;
+        if !r.0.is_empty() {
+            return Err(RuntimeError::Spec("trailing bytes"));
+        }
+        Ok(KernelSpec {
+            platform,
+            filename,
+            argv,
+            envp,
+            cwd,
+            cwd_required,
+            volumes,
+            creds,
+            umask,
+            limits,
+            hostname,
+            aux,
+            strace,
+            memory_size,
+            cpu_mask,
+            confinement,
+            debug_log,
+            probe_seccomp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> KernelSpec {
+        KernelSpec {
+            platform: "ptrace".into(),
+            filename: b"/bin/true".to_vec(),
+            argv: vec![b"true".to_vec(), vec![0xff, 0]],
+            envp: vec![b"A=B".to_vec()],
+            cwd: b"/".to_vec(),
+            cwd_required: true,
+            volumes: vec![Volume {
+                path: b"/work".to_vec(),
+                mount: 1,
+                read_only: true,
+            }],
+            creds: Credentials {
+                uid: 1,
+                euid: 2,
+                suid: 3,
+                gid: 4,
+                egid: 5,
+                sgid: 6,
+                fsuid: 7,
+                fsgid: 8,
+                groups: vec![9, 10],
+            },
+            umask: 0o22,
+            limits: [Rlimit { cur: 11, max: 12 }; RLIMIT_COUNT],
+            hostname: "host".into(),
+            aux: AuxFacts {
+                hwcap: 13,
+                hwcap2: 14,
+                minsigstksz: 15,
+                uid: 16,
+                euid: 17,
+                gid: 18,
+                egid: 19,
+            },
+            strace: true,
+            memory_size: 1 << 30,
+            cpu_mask: vec![3],
+            confinement: Confinement::LogSeccomp,
+            debug_log: true,
+            probe_seccomp: false,
+        }
+    }
+
+    #[test]
+    fn a_spec_survives_the_trip() {
+        let spec = sample();
+        let bytes = spec.encode();
+        let back = KernelSpec::decode(&bytes).unwrap();
+        assert_eq!(format!("{spec:?}"), format!("{back:?}"));
+    }
+
+    #[test]
+    fn truncated_or_padded_specs_are_errors() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(KernelSpec::decode(&bytes[..n]).is_err(), "{n}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(KernelSpec::decode(&long).is_err());
+        let mut huge = bytes;
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(KernelSpec::decode(&huge).is_err());
+    }
+}
