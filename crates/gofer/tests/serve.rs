@@ -577,7 +577,7 @@ fn creates_files_directories_links_and_fifos() {
         Some(libc::ENAMETOOLONG)
     );
 
-    // Mknod: FIFOs and regular files only.
+    // Mknod: FIFOs, sockets and regular files only.
     let (fifo, attr) = c
         .mknod(dir, b"fifo", libc::S_IFIFO | 0o620, 0, uid, gid)
         .unwrap();
@@ -593,7 +593,13 @@ fn creates_files_directories_links_and_fifos() {
     assert_eq!((attr.mode, attr.size), (libc::S_IFREG | 0o604, 0));
     let (_, attr) = c.mknod(dir, b"plain0", 0o600, 0, uid, gid).unwrap();
     assert_eq!(attr.mode, libc::S_IFREG | 0o600);
-    for dev in [libc::S_IFCHR, libc::S_IFBLK, libc::S_IFSOCK, libc::S_IFDIR] {
+    // A socket node (left by a sandboxed bind): inert on the host, and never opened.
+    let (sock, attr) = c
+        .mknod(dir, b"sock", libc::S_IFSOCK | 0o755, 0, uid, gid)
+        .unwrap();
+    assert_eq!(attr.mode, libc::S_IFSOCK | 0o755);
+    assert!(c.open(sock, 0).is_err(), "host sockets are never opened");
+    for dev in [libc::S_IFCHR, libc::S_IFBLK, libc::S_IFDIR] {
         assert_eq!(
             c.mknod(dir, b"dev", dev | 0o666, 0x0103, uid, gid).err(),
             Some(libc::EPERM)
