@@ -334,6 +334,11 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
         ],
     );
 
+    // The sandbox's boot in seconds since the epoch (`btime`), fixed once: `ps` adds process
+    // start times (ticks since boot) to it.
+    let btime = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.saturating_sub(started.elapsed()).as_secs());
     let k = kernel.clone();
     let loadavg = move || {
         let (tasks, last) = k.upgrade().map_or((1, 1), |k| {
@@ -376,6 +381,13 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
             }),
         ),
         ("loadavg", file(0o444, root, loadavg)),
+        ("stat", {
+            let cpus = cpus.clone();
+            let k = kernel.clone();
+            file(0o444, root, move || {
+                system_stat(&cpus, started, btime, &k).into_bytes()
+            })
+        }),
         ("mounts", symlink(root, b"self/mounts")),
         ("sys", sys),
     ];
@@ -413,6 +425,36 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
         }
         out
     })
+}
+
+/// `/proc/stat`: the sandbox's CPUs, all idle but for what it does not account yet (the
+/// per-CPU busy times are zero), its boot time and its process counts.
+fn system_stat(
+    cpus: &[usize],
+    started: Instant,
+    btime: u64,
+    kernel: &std::sync::Weak<crate::Kernel>,
+) -> String {
+    use std::fmt::Write;
+    let ticks = started.elapsed().as_millis() as u64 / 10;
+    let (running, last) = kernel.upgrade().map_or((1, 1), |k| {
+        let tree = k.tree.guard();
+        (
+            tree.tasks.len(),
+            tree.tasks.keys().max().copied().unwrap_or(1),
+        )
+    });
+    let n = cpus.len().max(1) as u64;
+    let mut s = format!("cpu  0 0 0 {} 0 0 0 0 0 0\n", ticks * n);
+    for c in cpus {
+        let _ = writeln!(s, "cpu{c} 0 0 0 {ticks} 0 0 0 0 0 0");
+    }
+    let _ = write!(
+        s,
+        "intr 0\nctxt 0\nbtime {btime}\nprocesses {last}\nprocs_running {running}\n\
+         procs_blocked 0\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n"
+    );
+    s
 }
 
 /// CPU numbers as a Linux list (`0-3,6`).
