@@ -147,6 +147,8 @@ pub struct Kernel {
     pub unix_names: Arc<net::unix::UnixNames>,
     /// The vDSO every program gets, and the clock line it reads.
     pub vdso: Arc<vdso::Vdso>,
+    /// Pseudo-terminals (`/dev/ptmx`, `/dev/pts`).
+    pub ptys: Arc<fs::pty::PtyTable>,
 }
 
 impl Kernel {
@@ -235,13 +237,18 @@ pub fn sandbox_fs(
         vfs::Mount::new_at(&sys_dir, sysfs, "sysfs", true).map_err(KernelError::Root)?;
     }
     if let Some(dev) = ensure_dir(&root_path, b"dev", 0o755, 0, 0) {
-        vfs::Mount::new_at(
+        let devfs = vfs::Mount::new_at(
             &dev,
             fs::dev::new_devfs(kernel.memory.clone()),
             "devtmpfs",
             false,
         )
         .map_err(KernelError::Root)?;
+        // devpts on /dev/pts, inside the devtmpfs just mounted.
+        if let Some(pts) = ensure_dir(&vfs::VfsPath::root_of(&devfs), b"pts", 0o755, 0, 0) {
+            let devpts = fs::pty::PtsDir::root(kernel.ptys.clone());
+            vfs::Mount::new_at(&pts, devpts, "devpts", false).map_err(KernelError::Root)?;
+        }
     }
     for volume in &config.volumes {
         let client = config
@@ -379,7 +386,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         timers: Arc::new(timer::Timers::default()),
         unix_names: Arc::new(net::unix::UnixNames::default()),
         vdso,
+        ptys: Arc::new(fs::pty::PtyTable::default()),
     });
+    kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {
         forward_signals(&kernel, signals);

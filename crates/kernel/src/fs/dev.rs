@@ -80,6 +80,8 @@ pub fn new_devfs(memory: Arc<moat_memory::MemoryFile>) -> Arc<dyn Inode> {
         (b"full", FULL),
         (b"random", RANDOM),
         (b"urandom", URANDOM),
+        // The controlling terminal: opened by the open call itself, which knows the caller.
+        (b"tty", super::pty::TTY_DEV),
     ] {
         let _ = root.create(
             name,
@@ -96,6 +98,7 @@ pub fn new_devfs(memory: Arc<moat_memory::MemoryFile>) -> Arc<dyn Inode> {
         (b"stdin", b"/proc/self/fd/0"),
         (b"stdout", b"/proc/self/fd/1"),
         (b"stderr", b"/proc/self/fd/2"),
+        (b"ptmx", b"pts/ptmx"),
     ] {
         let _ = root.create(
             name,

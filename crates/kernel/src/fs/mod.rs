@@ -16,6 +16,7 @@ pub mod pidfd;
 pub mod pipe;
 pub mod proc;
 pub mod proc_pid;
+pub mod pty;
 pub mod signalfd;
 pub mod sys;
 pub mod timerfd;

@@ -152,9 +152,47 @@ pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             file.set_status_flags(flags);
             Ok(0)
         }
-        _ => file.ops().ioctl(&file, &mut task.mm.guard(), request, a[2]),
+        _ => {
+            // Terminal calls about sessions and process groups need the caller.
+            let caller = super::open::session_of(task);
+            let arg_value = match request {
+                // TIOCSPGRP's argument points at the group; TIOCSCTTY's is a value.
+                0x5410 => u64::from(task.mm.guard().read_obj::<u32>(a[2])?),
+                _ => a[2],
+            };
+            let kernel = task.kernel.clone();
+            let in_session = |pgrp: i32, sid: i32| {
+                let tree = kernel.tree.guard();
+                tree.processes
+                    .values()
+                    .any(|n| n.pgid == pgrp && n.sid == sid && n.zombie.is_none())
+            };
+            if let Some(r) =
+                crate::fs::pty::session_ioctl(&file, request, arg_value, caller, in_session)
+            {
+                if let Some(v) = r? {
+                    task.mm.guard().write_obj(a[2], &v)?;
+                }
+                return Ok(0);
+            }
+            if request == TIOCGPTPEER {
+                if let Some(peer) = crate::fs::pty::open_peer(&file) {
+                    let flags = int(a[2]) as u32;
+                    let status = (flags & (libc::O_ACCMODE | libc::O_NONBLOCK) as u32)
+                        | libc::O_LARGEFILE as u32;
+                    let limit = nofile(task);
+                    let peer = Arc::new(OpenFile::new(peer?, status));
+                    let cloexec = flags & libc::O_CLOEXEC as u32 != 0;
+                    return Ok(task.files.guard().install(peer, cloexec, 0, limit)? as u64);
+                }
+            }
+            file.ops().ioctl(&file, &mut task.mm.guard(), request, a[2])
+        }
     }
 }
+
+/// `TIOCGPTPEER`: a pty master opens its terminal end as a new fd.
+const TIOCGPTPEER: u32 = 0x5441;
 
 /// `pipe2`: a new pipe, its read end at `fds[0]` and its write end at `fds[1]`.
 pub fn pipe2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -171,7 +171,19 @@ fn do_open(task: &mut Task, dirfd: i32, path_addr: u64, flags: u32, mode: u32) -
         if wants_write || (flags & libc::O_TRUNC as u32 != 0 && kind == FileKind::Regular) {
             writable_mount(&target)?;
         }
-        inode.open(flags)?
+        let (_, sid, pgid) = session_of(task);
+        let ops = if kind == FileKind::CharDevice && st.st_rdev == crate::fs::pty::TTY_DEV {
+            // `/dev/tty`: the caller's controlling terminal.
+            task.kernel.ptys.open_controlling(sid)?
+        } else {
+            inode.open(flags)?
+        };
+        if flags & libc::O_NOCTTY as u32 == 0 {
+            task.kernel
+                .ptys
+                .maybe_acquire(ops.as_ref(), task.tgid, sid, pgid);
+        }
+        ops
     };
     // Linux reports O_LARGEFILE on every description opened by a 64-bit program.
     let kept = (flags & STATUS_KEPT) | libc::O_LARGEFILE as u32;
@@ -181,6 +193,13 @@ fn do_open(task: &mut Task, dirfd: i32, path_addr: u64, flags: u32, mode: u32) -
         .files
         .guard()
         .install(file, flags & libc::O_CLOEXEC as u32 != 0, 0, limit)? as u64)
+}
+
+/// The caller's (tgid, session, process group).
+pub(crate) fn session_of(task: &Task) -> (i32, i32, i32) {
+    let tree = task.kernel.tree.guard();
+    tree.process(task.tgid)
+        .map_or((task.tgid, 0, 0), |p| (task.tgid, p.sid, p.pgid))
 }
 
 pub fn open(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
