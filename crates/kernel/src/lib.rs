@@ -196,7 +196,8 @@ pub fn sandbox_fs(
     let (root, fs_type): (vfs::InodeRef, _) = match &config.gofer {
         Some(client) => {
             let lower =
-                fs::gofer::GoferInode::root(client.clone(), 0, false).map_err(KernelError::Root)?;
+                fs::gofer::GoferInode::root(client.clone(), kernel.memory.clone(), 0, false)
+                    .map_err(KernelError::Root)?;
             (fs::overlay::OverlayFs::new_root(lower, upper), "overlay")
         }
         None => (upper, "tmpfs"),
@@ -261,8 +262,13 @@ pub fn sandbox_fs(
             at = ensure_dir(&at, part, 0o755, 0, 0)
                 .ok_or(KernelError::Root(moat_abi::Errno::ENOTDIR))?;
         }
-        let root = fs::gofer::GoferInode::root(client.clone(), volume.mount, !volume.read_only)
-            .map_err(KernelError::Root)?;
+        let root = fs::gofer::GoferInode::root(
+            client.clone(),
+            kernel.memory.clone(),
+            volume.mount,
+            !volume.read_only,
+        )
+        .map_err(KernelError::Root)?;
         vfs::Mount::new_at(&at, root, "bind", volume.read_only).map_err(KernelError::Root)?;
     }
     let resolver = vfs::Resolve {

@@ -233,3 +233,63 @@ fn a_script_runs_as_the_first_program() {
         format!("{path} says hi\n")
     );
 }
+
+#[test]
+fn shared_writable_mappings_of_volume_files_reach_the_host() {
+    // MAP_SHARED|PROT_WRITE of a host file (sqlite's WAL index does this): the mapping, write()
+    // and a second process agree, and the host file has the bytes once the file is closed.
+    let dir = scratch("mmap");
+    std::fs::write(dir.join("data"), vec![b'.'; 8192]).unwrap();
+    let v = volume(&dir, "");
+    let script = "import mmap, os\n\
+        fd = os.open('/work/data', os.O_RDWR)\n\
+        m = mmap.mmap(fd, 8192, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)\n\
+        m[0:5] = b'hello'\n\
+        os.pwrite(fd, b'WORLD', 4096)\n\
+        print(m[4096:4101].decode())\n\
+        pid = os.fork()\n\
+        if pid == 0:\n\
+        \x20   m[10:15] = b'child'\n\
+        \x20   os._exit(0)\n\
+        os.waitpid(pid, 0)\n\
+        print(os.pread(fd, 15, 0).decode())\n\
+        m.close(); os.close(fd)\n";
+    let out = moat(&["-v", &v, "/usr/bin/python3", "-c", script]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "WORLD\nhello.....child\n"
+    );
+    let host = std::fs::read(dir.join("data")).unwrap();
+    assert_eq!(host.len(), 8192);
+    assert_eq!(&host[..15], b"hello.....child");
+    assert_eq!(&host[4096..4101], b"WORLD");
+}
+
+#[test]
+fn sqlite_in_wal_mode_works_on_a_volume() {
+    let dir = scratch("sqlite");
+    let v = volume(&dir, "");
+    let sqlite = "/usr/bin/sqlite3";
+    if !Path::new(sqlite).exists() {
+        eprintln!("skipped: {sqlite} is not installed");
+        return;
+    }
+    let out = moat(&[
+        "-v",
+        &v,
+        sqlite,
+        "/work/t.db",
+        "pragma journal_mode=wal; create table t(x); insert into t values (1), (2); select count(*) from t;",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "wal\n2\n");
+}

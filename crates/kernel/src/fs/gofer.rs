@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use moat_abi::{Errno, Stat};
 use moat_gofer::{Attr, GoferClient};
 
+use super::gofer_cache::{write_back_logged, CacheCell};
 use super::{FileOps, OpenFile};
 use crate::vfs::{DirEntry, FileKind, Inode, InodeRef, NewNode, SetAttr};
 
@@ -30,6 +31,9 @@ pub struct GoferInode {
     /// (a write through an open file, a new name in a directory...). The next use fetches
     /// them again; until then the cache is used, as on the read-only root.
     stale: Arc<AtomicBool>,
+    /// The file's pages while it is mapped shared (writable volumes' regular files).
+    cache: Arc<CacheCell>,
+    memory: Arc<moat_memory::MemoryFile>,
 }
 
 impl GoferInode {
@@ -37,25 +41,40 @@ impl GoferInode {
     /// The root of mount `mount` of the gofer.
     pub fn root(
         client: Arc<GoferClient>,
+        memory: Arc<moat_memory::MemoryFile>,
         mount: u64,
         writable: bool,
     ) -> Result<Arc<GoferInode>, Errno> {
         let attr = client.stat(mount).map_err(Errno)?;
-        Ok(Self::new(client, mount, attr, writable))
+        Ok(Self::new(client, memory, mount, attr, writable))
     }
 
-    fn new(client: Arc<GoferClient>, fid: u64, attr: Attr, writable: bool) -> Arc<GoferInode> {
+    fn new(
+        client: Arc<GoferClient>,
+        memory: Arc<moat_memory::MemoryFile>,
+        fid: u64,
+        attr: Attr,
+        writable: bool,
+    ) -> Arc<GoferInode> {
         Arc::new(GoferInode {
+            cache: Arc::new(CacheCell::new(memory.clone(), client.clone(), fid)),
             client,
             fid,
             attr: Mutex::new(attr),
             writable,
             stale: Arc::default(),
+            memory,
         })
     }
 
     fn child(&self, fid: u64, attr: Attr) -> Arc<GoferInode> {
-        Self::new(self.client.clone(), fid, attr, self.writable)
+        Self::new(
+            self.client.clone(),
+            self.memory.clone(),
+            fid,
+            attr,
+            self.writable,
+        )
     }
 
     fn attr(&self) -> Attr {
@@ -96,6 +115,8 @@ impl GoferInode {
 
 impl Drop for GoferInode {
     fn drop(&mut self) {
+        // Pages written through shared mappings reach the host before the fid goes.
+        write_back_logged(&self.cache);
         if self.fid >= moat_gofer::protocol::FIRST_WALKED_FID {
             self.client.clunk(self.fid);
         }
@@ -125,7 +146,7 @@ impl Inode for GoferInode {
             st_uid: a.uid,
             st_gid: a.gid,
             st_rdev: a.rdev,
-            st_size: a.size as i64,
+            st_size: self.cache.size().unwrap_or(a.size) as i64,
             st_blksize: a.blksize as i64,
             st_blocks: a.blocks as i64,
             st_atime: a.atime.0,
@@ -238,9 +259,13 @@ impl Inode for GoferInode {
                 // mode (and the truncation, done once here).
                 let host_flags = access | (flags & libc::O_TRUNC as u32);
                 let fd = self.client.open(self.fid, host_flags).map_err(Errno)?;
+                if flags & libc::O_TRUNC as u32 != 0 {
+                    self.cache.truncate(0)?;
+                }
                 Ok(Box::new(GoferFile {
                     fd,
                     stale: self.stale.clone(),
+                    cache: self.cache.clone(),
                 }))
             }
             FileKind::CharDevice => super::dev::open_char_device(self.attr().rdev),
@@ -282,6 +307,9 @@ impl Inode for GoferInode {
             mtime: time(attr.mtime),
         };
         let fresh = self.client.set_attr(self.fid, &request).map_err(Errno)?;
+        if let Some(size) = attr.size {
+            self.cache.truncate(size)?;
+        }
         *self
             .attr
             .lock()
@@ -292,6 +320,14 @@ impl Inode for GoferInode {
     fn id(&self) -> (u64, u64) {
         let a = self.attr();
         (a.dev, a.ino)
+    }
+
+    /// A writable volume's regular file is shared through its cache (`gofer_cache.rs`).
+    fn memory_backed(&self) -> Option<Arc<crate::fs::tmpfs::TmpfsInode>> {
+        if !self.writable || self.kind() != FileKind::Regular {
+            return None;
+        }
+        self.cache.get_or_fill().ok()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -308,15 +344,32 @@ struct GoferFile {
     fd: OwnedFd,
     /// The inode's staleness flag: a write changes size and times.
     stale: Arc<AtomicBool>,
+    /// The inode's page cache, used while the file is mapped shared.
+    cache: Arc<CacheCell>,
+}
+
+impl Drop for GoferFile {
+    /// Closing a file that is mapped shared writes its pages back, as `close` after
+    /// `munmap` leaves the data in the file on Linux.
+    fn drop(&mut self) {
+        if self.cache.get().is_some() {
+            write_back_logged(&self.cache);
+        }
+    }
 }
 
 impl FileOps for GoferFile {
-    /// A volume's file: sync the host file through the donated fd.
+    /// A volume's file: write back what shared mappings changed, then sync the host file
+    /// through the donated fd.
     fn sync(&self) -> Result<(), Errno> {
+        self.cache.write_back()?;
         rustix::fs::fsync(&self.fd).map_err(|e| Errno(e.raw_os_error()))
     }
 
     fn read(&self, _file: &OpenFile, buf: &mut [u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if let Some(cache) = self.cache.get() {
+            return Ok(cache.read_at(buf, offset.unwrap_or(0)));
+        }
         loop {
             match rustix::io::pread(&self.fd, &mut *buf, offset.unwrap_or(0)) {
                 Ok(n) => return Ok(n),
@@ -334,6 +387,9 @@ impl FileOps for GoferFile {
         offset: u64,
     ) -> Option<Result<usize, Errno>> {
         use std::os::fd::AsFd;
+        if self.cache.get().is_some() {
+            return None;
+        }
         let mut done = 0usize;
         for &(at, len) in pieces {
             match memory.read_from_fd(self.fd.as_fd(), offset + done as u64, at, len) {
@@ -358,6 +414,9 @@ impl FileOps for GoferFile {
         offset: u64,
     ) -> Option<Result<usize, Errno>> {
         use std::os::fd::AsFd;
+        if self.cache.get().is_some() {
+            return None;
+        }
         self.stale.store(true, Ordering::Relaxed);
         let mut done = 0usize;
         for &(at, len) in pieces {
@@ -376,6 +435,10 @@ impl FileOps for GoferFile {
     }
 
     fn write(&self, _file: &OpenFile, buf: &[u8], offset: Option<u64>) -> Result<usize, Errno> {
+        if let Some(cache) = self.cache.get() {
+            // Write-through: the mappings see it at once, the host as usual.
+            cache.write_at(buf, offset.unwrap_or(0))?;
+        }
         loop {
             self.stale.store(true, Ordering::Relaxed);
             match rustix::io::pwrite(&self.fd, buf, offset.unwrap_or(0)) {

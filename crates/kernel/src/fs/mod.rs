@@ -9,6 +9,7 @@ pub mod dir;
 pub mod eventfd;
 pub mod fd_table;
 pub mod gofer;
+pub mod gofer_cache;
 pub mod host;
 pub mod locks;
 pub mod overlay;

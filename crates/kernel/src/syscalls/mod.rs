@@ -93,7 +93,7 @@ syscall_table! {
     SELECT => poll::select, [Int, Ptr, Ptr, Ptr, Ptr], FULL;
     PSELECT6 => poll::pselect6, [Int, Ptr, Ptr, Ptr, Ptr, Ptr], FULL;
     LSEEK => open::lseek, [Int, Int, Int], FULL;
-    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("writable MAP_SHARED only of files in memory (tmpfs, memfd, /dev/shm); not of host files");
+    MMAP => mm::mmap, [Ptr, Uint, Hex, Hex, Int, Hex], Support::Partial("writable MAP_SHARED of host files only on writable volumes (a page cache written back at fsync and close)");
     MPROTECT => mm::mprotect, [Ptr, Uint, Hex], FULL;
     MUNMAP => mm::munmap, [Ptr, Uint], FULL;
     BRK => mm::brk, [Ptr], FULL;
