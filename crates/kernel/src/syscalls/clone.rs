@@ -13,6 +13,9 @@ use super::SyscallResult;
 use crate::process::{Guard, ProcessNode, ThreadGroup};
 use crate::task::{self, Completion, Task, TaskSeed};
 
+/// The most tasks (threads) a sandbox may have at once.
+pub const MAX_TASKS: usize = 8192;
+
 const CLONE_VM: u64 = 0x100;
 const CLONE_FS: u64 = 0x200;
 const CLONE_FILES: u64 = 0x400;
@@ -164,7 +167,28 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
     }
     let _ = (CLONE_PTRACE, CLONE_UNTRACED, CLONE_IO, CLONE_SYSVSEM);
     let kernel = task.kernel.clone();
-    let tid = kernel.tree.guard().allocate_pid().ok_or(Errno::EAGAIN)?;
+    let tid = {
+        let mut tree = kernel.tree.guard();
+        // Every task costs the host two threads (the task's and its stub's): the sandbox as a
+        // whole stops at MAX_TASKS whoever asks, so a fork bomb cannot exhaust the host.
+        if tree.tasks.len() >= MAX_TASKS {
+            return Err(Errno::EAGAIN);
+        }
+        // RLIMIT_NPROC counts the tasks of the caller's real user; privilege ignores it.
+        let nproc = task.limit(libc::RLIMIT_NPROC);
+        if !super::creds::privileged(&task.creds) && nproc != u64::MAX {
+            let uid = task.creds.uid;
+            let mine = tree
+                .tasks
+                .values()
+                .filter(|h| h.creds.guard().uid == uid)
+                .count() as u64;
+            if mine >= nproc {
+                return Err(Errno::EAGAIN);
+            }
+        }
+        tree.allocate_pid().ok_or(Errno::EAGAIN)?
+    };
 
     // Memory: the same address space with a new thread in it, or a copy-on-write fork.
     let (mm, thread, aspace) = if flags & CLONE_VM != 0 {
