@@ -176,6 +176,9 @@ const DETACHED_FILESYSTEMS: &[&str] = &[
     "rpc_pipefs",
 ];
 
+/// How many mounts deep the host's kernel filesystems may be stacked on one point.
+const MAX_DETACH_PASSES: usize = 16;
+
 /// Undo the octal escapes (`\040`) of a mountinfo path.
 fn unescape(field: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
@@ -278,18 +281,33 @@ pub fn gofer_root(served: &[Served]) -> Result<Vec<Served>, RuntimeError> {
     }
     let proc_at = PathBuf::from(staging).join("proc");
     mount_own_proc(&proc_at).map_err(step("mounting the gofer's procfs"))?;
-    let mountinfo = std::fs::read_to_string(proc_at.join("self/mountinfo")).map_err(|source| {
-        RuntimeError::Confine {
-            step: "reading the gofer's mounts",
-            source,
+    // Mounts may be stacked on one point (a container's /proc over the host's): detaching the
+    // top one reveals the next, so look again until none is left.
+    for pass in 0.. {
+        let mountinfo =
+            std::fs::read_to_string(proc_at.join("self/mountinfo")).map_err(|source| {
+                RuntimeError::Confine {
+                    step: "reading the gofer's mounts",
+                    source,
+                }
+            })?;
+        let points: Vec<PathBuf> = kernel_filesystems_below(&mountinfo, Path::new(staging))
+            .into_iter()
+            .filter(|p| *p != proc_at)
+            .collect();
+        if points.is_empty() {
+            break;
         }
-    })?;
-    for point in kernel_filesystems_below(&mountinfo, Path::new(staging)) {
-        if point == proc_at {
-            continue;
+        if pass == MAX_DETACH_PASSES {
+            return Err(RuntimeError::Confine {
+                step: "detaching host kernel filesystems (too deeply stacked)",
+                source: std::io::Error::from_raw_os_error(libc::ELOOP),
+            });
         }
-        rustix::mount::unmount(&point, UnmountFlags::DETACH)
-            .map_err(step("detaching a host kernel filesystem"))?;
+        for point in points {
+            rustix::mount::unmount(&point, UnmountFlags::DETACH)
+                .map_err(step("detaching a host kernel filesystem"))?;
+        }
     }
     pivot_into(staging)?;
     seal_root()?;
