@@ -111,6 +111,23 @@ static void controlling(void) {
         struct stat a;
         CHECK(fstat(tty, &a) == 0 && a.st_rdev == makedev(5, 0));
         CHECK(write(tty, "via tty\n", 8) == 8);
+        /* A background group of the session: reading is SIGTTIN (stops it by default), or
+         * EIO while that is ignored; writing is allowed without TOSTOP. */
+        pid_t bg = fork();
+        CHECK(bg >= 0);
+        if (bg == 0) {
+            CHECK(setpgid(0, 0) == 0);
+            char c;
+            signal(SIGTTIN, SIG_IGN);
+            CHECK(read(t, &c, 1) < 0 && errno == EIO);
+            CHECK(write(t, "", 0) == 0);
+            signal(SIGTTIN, SIG_DFL);
+            read(t, &c, 1); /* stopped here by SIGTTIN */
+            _exit(3);
+        }
+        int bst;
+        CHECK(waitpid(bg, &bst, WUNTRACED) == bg && WIFSTOPPED(bst) && WSTOPSIG(bst) == SIGTTIN);
+        CHECK(kill(bg, SIGKILL) == 0 && waitpid(bg, &bst, 0) == bg);
         sigset_t set;
         sigemptyset(&set);
         sigaddset(&set, SIGINT);
@@ -132,7 +149,7 @@ static void controlling(void) {
     CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     close(s);
     close(m);
-    printf("controlling terminal: acquired on open by a session leader, /dev/tty, ^C to the foreground group\n");
+    printf("controlling terminal: acquired on open by a session leader, /dev/tty, ^C to the foreground group, SIGTTIN for the background\n");
 }
 
 int main(void) {

@@ -12,7 +12,9 @@
 //!
 //! A terminal belongs to at most one session (its controlling terminal) and names that
 //! session's foreground process group; hanging up the master sends `SIGHUP` and `SIGCONT` to
-//! it. Reads by background process groups (`SIGTTIN`) are not policed yet.
+//! it. A background process group that reads its controlling terminal gets `SIGTTIN` (or
+//! `EIO` if it ignores or blocks it); one that writes with `TOSTOP` set, or changes the
+//! terminal's settings, gets `SIGTTOU` unless it ignores or blocks it ([`job_control`]).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -842,6 +844,57 @@ pub fn session_ioctl(
         }
         _ => return None,
     })
+}
+
+const TOSTOP: u32 = 0o400;
+
+/// What a terminal access is, for job control.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    /// Changing the terminal's settings (`tcsetattr`, `TIOCSPGRP`...).
+    Configure,
+}
+
+/// Job control: a process of a background group of the session whose controlling terminal
+/// `file` is may not read it (`SIGTTIN` to its group, or `EIO` when that signal is ignored or
+/// blocked), nor write it with `TOSTOP` set or configure it (`SIGTTOU`, unless ignored or
+/// blocked). `Err(ERESTARTSYS)` after a signal was sent: the call restarts once it is handled.
+pub fn job_control(task: &crate::task::Task, file: &OpenFile, access: Access) -> Result<(), Errno> {
+    let Some(slave) = file.ops_as::<PtySlave>() else {
+        return Ok(());
+    };
+    let (_, sid, pgid) = crate::syscalls::open::session_of(task);
+    let (session, foreground, tostop) = {
+        let s = slave.pty.state.guard();
+        (s.session, s.foreground, s.termios.lflag & TOSTOP != 0)
+    };
+    if session != Some(sid) || foreground == pgid || foreground <= 0 {
+        return Ok(());
+    }
+    let signo = match access {
+        Access::Read => libc::SIGTTIN,
+        Access::Write if !tostop => return Ok(()),
+        Access::Write | Access::Configure => libc::SIGTTOU,
+    };
+    let bit = 1u64 << (signo - 1);
+    let blocked = task.handle.signals.guard().mask & bit != 0;
+    let ignored = task.handle.group.signals.guard().actions[(signo - 1) as usize].handler
+        == crate::signal::SIG_IGN;
+    if blocked || ignored {
+        return if access == Access::Read {
+            Err(Errno::EIO)
+        } else {
+            Ok(())
+        };
+    }
+    let tree = task.kernel.tree.guard();
+    for pid in tree.group_members(pgid) {
+        let info = SigInfo::from_process(signo, moat_abi::SI_KERNEL, 0, 0);
+        crate::signal::send_to_process_locked(&tree, pid, info);
+    }
+    Err(Errno::ERESTARTSYS)
 }
 
 /// Open the terminal end a master names (`TIOCGPTPEER`).

@@ -160,6 +160,13 @@ pub fn ioctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 0x5410 => u64::from(task.mm.guard().read_obj::<u32>(a[2])?),
                 _ => a[2],
             };
+            // Changing a terminal's settings from a background group: SIGTTOU.
+            if matches!(
+                request,
+                0x5402..=0x5404 | 0x5410 | 0x5414 | 0x402c_542b..=0x402c_542d
+            ) {
+                crate::fs::pty::job_control(task, &file, crate::fs::pty::Access::Configure)?;
+            }
             let kernel = task.kernel.clone();
             let in_session = |pgrp: i32, sid: i32| {
                 let tree = kernel.tree.guard();

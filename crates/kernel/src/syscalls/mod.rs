@@ -14,7 +14,7 @@ mod itimer;
 mod locks;
 mod mm;
 pub(crate) mod names;
-mod open;
+pub(crate) mod open;
 pub(crate) mod path;
 mod poll;
 pub(crate) mod posix_timer;

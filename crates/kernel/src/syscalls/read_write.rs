@@ -94,6 +94,7 @@ pub(crate) fn read_stream(
     if file.ops().as_socket().is_some() {
         return super::socket::read_socket(task, file, buf);
     }
+    crate::fs::pty::job_control(task, file, crate::fs::pty::Access::Read)?;
     wait_for_host(task, file, POLLIN)?;
     loop {
         match file.read(buf) {
@@ -123,6 +124,7 @@ pub(crate) fn write_stream(task: &mut Task, file: &OpenFile, data: &[u8]) -> Res
     if file.ops().as_socket().is_some() {
         return super::socket::write_socket(task, file, data);
     }
+    crate::fs::pty::job_control(task, file, crate::fs::pty::Access::Write)?;
     wait_for_host(task, file, POLLOUT)?;
     let mut done = 0;
     loop {
