@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub use moat_abi::Regs;
 use moat_memory::MemoryFile;
 
+mod host;
 pub mod ptrace;
 mod seccomp;
 
