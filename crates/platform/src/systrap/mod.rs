@@ -68,7 +68,9 @@ use std::time::{Duration, Instant};
 use moat_abi::Regs;
 use moat_memory::{FileRange, MemoryFile};
 
-use crate::host::{errno, gettid, is_fault, pin, pin_to_current_cpu, process_cpu_time};
+use crate::host::{
+    errno, gettid, is_fault, pin as pin_thread, pin_to_current_cpu, process_cpu_time,
+};
 use crate::{
     AddressSpace, AddressSpaceSeed, Context, Interrupter, NewAddressSpace, Platform, PlatformError,
     Prot, ThreadSeed, Trap, STUB_AREA_BASE, STUB_BASE, STUB_LEN, STUB_SLOTS, STUB_SLOT_SIZE,
@@ -98,6 +100,12 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 /// across CPUs here) while the kernel usually answers within a few microseconds.
 const MIN_SPIN_NS: u64 = 1_000;
 const MIN_STUB_SPIN_NS: u64 = 5_000;
+/// Adaptive pinning: a wait or a service longer than this is long, and a pair decides once
+/// per this many round trips, and stays pinned at most this many windows before it tries
+/// again (see [`Channel::observe`]).
+const LONG_NS: u64 = 20_000;
+const PIN_WINDOW: u32 = 64;
+const MAX_PIN_WINDOWS: u32 = 256;
 const DEFAULT_MAX_SPIN_NS: u64 = 50_000;
 
 /// `ucontext` layout (x86-64): where the general registers start, the FP state pointer, the
@@ -132,6 +140,10 @@ pub struct SystrapStats {
     pub stub_spins: u64,
     /// Stub waits that slept on the futex (idem).
     pub stub_sleeps: u64,
+    /// Times a host thread and its stub thread were pinned to one CPU, or set free again
+    /// (adaptive pinning, see the module's documentation).
+    pub pinned: u64,
+    pub unpinned: u64,
 }
 
 static ANSWERS: AtomicU64 = AtomicU64::new(0);
@@ -139,6 +151,8 @@ static KERNEL_SPINS: AtomicU64 = AtomicU64::new(0);
 static KERNEL_SLEEPS: AtomicU64 = AtomicU64::new(0);
 static STUB_SPINS: AtomicU64 = AtomicU64::new(0);
 static STUB_SLEEPS: AtomicU64 = AtomicU64::new(0);
+static PINNED: AtomicU64 = AtomicU64::new(0);
+static UNPINNED: AtomicU64 = AtomicU64::new(0);
 
 /// The wait counters so far (see [`SystrapStats`]).
 pub fn stats() -> SystrapStats {
@@ -148,20 +162,36 @@ pub fn stats() -> SystrapStats {
         kernel_sleeps: KERNEL_SLEEPS.load(Ordering::Relaxed),
         stub_spins: STUB_SPINS.load(Ordering::Relaxed),
         stub_sleeps: STUB_SLEEPS.load(Ordering::Relaxed),
+        pinned: PINNED.load(Ordering::Relaxed),
+        unpinned: UNPINNED.load(Ordering::Relaxed),
     }
+}
+
+/// Whether a host thread and its stub thread share one CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pinning {
+    /// Each pair decides from what it sees (see [`Channel::observe`]).
+    Adaptive,
+    /// Always on one CPU, never spinning (as ptrace does).
+    Always,
+    /// Never pinned: always free to spin on two CPUs.
+    Never,
 }
 
 /// How the platform waits and traps, fixed when it is created.
 #[derive(Clone, Copy, Debug)]
 struct Tuning {
-    /// Pin each host thread and its stub thread to one CPU (and never spin).
-    pin: bool,
+    pinning: Pinning,
+    /// The CPUs Moat may use (its affinity when the platform was made): a pair that stops
+    /// being pinned gets them back.
+    cpus: [u64; 16],
     /// Turn on Syscall User Dispatch in stub threads (seccomp stays the boundary).
     dispatch: bool,
-    /// The kernel side's longest spin, 0 for none.
-    max_spin_ns: u64,
-    /// How long one round of the stub's spin loop takes, in picoseconds.
-    round_ps: u64,
+    /// The longest spin, in time-stamp counter ticks; 0 for none.
+    max_spin: u64,
+    /// Time-stamp counter ticks per microsecond, and per round of the stub's spin loop.
+    ticks_per_us: u64,
+    round_ticks: u64,
     /// The host lets user code use `rdfsbase` and friends.
     fsgsbase: bool,
 }
@@ -169,21 +199,47 @@ struct Tuning {
 impl Tuning {
     fn from_env() -> Tuning {
         let flag = |name: &str| std::env::var(name).ok().map(|v| v != "0" && !v.is_empty());
-        let pin = flag("MOAT_SYSTRAP_PIN").unwrap_or(false);
+        let mut cpus = [0u64; 16];
+        // SAFETY: sched_getaffinity writes at most `size_of(cpus)` bytes into it.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_sched_getaffinity,
+                0,
+                std::mem::size_of_val(&cpus),
+                cpus.as_mut_ptr(),
+            )
+        };
+        let count = if got > 0 {
+            cpus.iter().map(|w| w.count_ones() as usize).sum()
+        } else {
+            1
+        };
+        let pinning = match flag("MOAT_SYSTRAP_PIN") {
+            _ if count < 2 => Pinning::Always,
+            Some(true) => Pinning::Always,
+            Some(false) => Pinning::Never,
+            None => Pinning::Adaptive,
+        };
         let dispatch = flag("MOAT_SYSTRAP_DISPATCH").unwrap_or(true) && dispatch_available();
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let max_spin_ns = std::env::var("MOAT_SYSTRAP_SPIN_US")
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(DEFAULT_MAX_SPIN_NS, |us| us.saturating_mul(1000));
-        let max_spin_ns = if pin || cpus < 2 { 0 } else { max_spin_ns };
+        let max_spin_ns = if pinning == Pinning::Always {
+            0
+        } else {
+            max_spin_ns
+        };
+        let (ticks_per_us, round_ticks) = calibrate();
         // SAFETY: getauxval has no preconditions.
         let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
         Tuning {
-            pin,
+            pinning,
+            cpus,
             dispatch,
-            max_spin_ns,
-            round_ps: spin_round_ps(),
+            max_spin: max_spin_ns.saturating_mul(ticks_per_us) / 1000,
+            ticks_per_us,
+            round_ticks,
             fsgsbase: hwcap2 & 2 != 0,
         }
     }
@@ -200,27 +256,57 @@ impl Tuning {
         flags
     }
 
-    /// The stub's spin budget in rounds of its loop.
-    fn stub_rounds(&self, ns: u64) -> u64 {
-        ns.saturating_mul(1000) / self.round_ps.max(1)
+    /// The stub's spin budget (ticks) in rounds of its loop.
+    fn stub_rounds(&self, ticks: u64) -> u64 {
+        ticks / self.round_ticks.max(1)
+    }
+
+    /// `ns` in ticks.
+    fn ticks(&self, ns: u64) -> u64 {
+        ns.saturating_mul(self.ticks_per_us) / 1000
+    }
+
+    /// Let host thread `tid` (0: the caller) run on every CPU Moat may use.
+    fn unpin(&self, tid: libc::pid_t) {
+        // SAFETY: sched_setaffinity only reads the mask we own.
+        unsafe {
+            libc::syscall(
+                libc::SYS_sched_setaffinity,
+                tid,
+                std::mem::size_of_val(&self.cpus),
+                self.cpus.as_ptr(),
+            );
+        }
     }
 }
 
-/// How long one round of a `pause` spin loop takes here, in picoseconds (measured once).
-fn spin_round_ps() -> u64 {
-    static ROUND: OnceLock<u64> = OnceLock::new();
-    *ROUND.get_or_init(|| {
-        const ROUNDS: u32 = 2_000;
-        let mut best = u64::MAX;
+/// The time-stamp counter: the clock of the spin budgets (a few cycles to read, where the
+/// system clock costs a vDSO call).
+fn ticks() -> u64 {
+    // SAFETY: rdtsc only reads the counter (the host lets user code read it on x86-64).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Time-stamp counter ticks per microsecond, and ticks per round of a `pause` spin loop
+/// (measured once: best of three short runs).
+fn calibrate() -> (u64, u64) {
+    static CALIBRATION: OnceLock<(u64, u64)> = OnceLock::new();
+    *CALIBRATION.get_or_init(|| {
+        const ROUNDS: u64 = 2_000;
+        let mut best = (0, u64::MAX);
         for _ in 0..3 {
-            let start = Instant::now();
+            let (start, t0) = (Instant::now(), ticks());
             for _ in 0..ROUNDS {
                 std::hint::spin_loop();
             }
-            let ps = start.elapsed().as_nanos() as u64 * 1000 / u64::from(ROUNDS);
-            best = best.min(ps);
+            let (elapsed, t1) = (start.elapsed(), ticks());
+            let ns = (elapsed.as_nanos() as u64).max(1);
+            let spent = t1.wrapping_sub(t0);
+            if spent / ROUNDS < best.1 {
+                best = (spent.saturating_mul(1000) / ns, spent / ROUNDS);
+            }
         }
-        best.clamp(1_000, 200_000)
+        (best.0.max(1), best.1.max(1))
     })
 }
 
@@ -302,7 +388,7 @@ impl Platform for SystrapPlatform {
 fn init_header(memory: &MemoryFile, offset: u64, tuning: &Tuning) {
     memory.zero(offset, STACK_OFF);
     memory.write(offset + H_FLAGS, &tuning.flags().to_ne_bytes());
-    let rounds = tuning.stub_rounds(tuning.max_spin_ns);
+    let rounds = tuning.stub_rounds(tuning.max_spin);
     memory.write(offset + H_SPIN, &rounds.to_ne_bytes());
     memory
         .atomic_u32(offset + H_STATE)
@@ -475,8 +561,14 @@ impl Stub {
             addr: STUB_AREA_BASE + index as u64 * STUB_SLOT_SIZE,
             offset: range.offset,
             thread,
-            spin_ns: AtomicU64::new(self.tuning.max_spin_ns),
-            stub_spin_ns: AtomicU64::new(self.tuning.max_spin_ns),
+            spin: AtomicU64::new(self.tuning.max_spin),
+            stub_spin: AtomicU64::new(self.tuning.max_spin),
+            max_spin: AtomicU64::new(self.tuning.max_spin),
+            pinned: AtomicBool::new(false),
+            window: AtomicU32::new(0),
+            longs: AtomicU32::new(0),
+            hold: AtomicU32::new(1),
+            left: AtomicU32::new(0),
             tuning: self.tuning,
         }
     }
@@ -591,10 +683,21 @@ struct Channel {
     /// Where the slot is in the memory file.
     offset: u64,
     thread: Arc<StubThread>,
-    /// The kernel's spin budget (ns), adapted per wait.
-    spin_ns: AtomicU64,
-    /// The stub's spin budget (ns), adapted from how long the kernel takes to answer.
-    stub_spin_ns: AtomicU64,
+    /// The kernel's spin budget (ticks), adapted per wait.
+    spin: AtomicU64,
+    /// The stub's spin budget (ticks), adapted from how long the kernel takes to answer.
+    stub_spin: AtomicU64,
+    /// The longest spin now: the tuning's, or 0 while pinned.
+    max_spin: AtomicU64,
+    /// Whether the host thread and the stub thread are pinned to one CPU.
+    pinned: AtomicBool,
+    /// Waits and services seen in the current window of [`PIN_WINDOW`], and how many of
+    /// them were long.
+    window: AtomicU32,
+    longs: AtomicU32,
+    /// How many windows the pair stays pinned next time, and how many are left now.
+    hold: AtomicU32,
+    left: AtomicU32,
     tuning: Tuning,
 }
 
@@ -625,14 +728,17 @@ impl Channel {
     /// the thread ended (the host zeroes the word at a thread's end).
     fn wait(&self, what: Await) -> Result<u32, PlatformError> {
         let word = self.state();
-        let started = Instant::now();
+        let tuning = &self.tuning;
+        let started = ticks();
         let answered = |s: u32| {
             ANSWERS.fetch_add(1, Ordering::Relaxed);
-            let next = next_budget(started.elapsed(), self.tuning.max_spin_ns);
-            self.spin_ns.store(next, Ordering::Relaxed);
+            let took = ticks().wrapping_sub(started);
+            let max = self.max_spin.load(Ordering::Relaxed);
+            let next = next_budget(took, tuning.ticks(MIN_SPIN_NS), max);
+            self.spin.store(next, Ordering::Relaxed);
             s & 0xff
         };
-        let budget = self.spin_ns.load(Ordering::Relaxed);
+        let budget = self.spin.load(Ordering::Relaxed);
         if budget > 0 {
             let mut rounds = 0u32;
             loop {
@@ -643,12 +749,13 @@ impl Channel {
                 }
                 std::hint::spin_loop();
                 rounds = rounds.wrapping_add(1);
-                if rounds % 32 == 0 && started.elapsed().as_nanos() as u64 >= budget {
+                if rounds % 16 == 0 && ticks().wrapping_sub(started) >= budget {
                     break;
                 }
             }
         }
         let interrupts = self.thread.interrupts.load(Ordering::SeqCst);
+        let slept = Instant::now();
         let mut kicked: Option<Instant> = None;
         loop {
             let s = word.load(Ordering::Acquire);
@@ -669,7 +776,7 @@ impl Channel {
             // A quiet period: is the stub still there, and still answering?
             self.thread.check_alive()?;
             let overdue = match what {
-                Await::Answer => started.elapsed() >= ANSWER_LIMIT,
+                Await::Answer => slept.elapsed() >= ANSWER_LIMIT,
                 Await::App => {
                     self.thread.interrupts.load(Ordering::SeqCst) != interrupts
                         && kicked.get_or_insert_with(Instant::now).elapsed() >= ANSWER_LIMIT
@@ -719,11 +826,90 @@ impl Channel {
     }
 
     /// Let the stub spin about as long as the kernel took to answer, within bounds.
-    fn adapt_stub_spin(&self, served: Duration) {
-        let max = self.tuning.max_spin_ns;
-        let next = next_budget(served, max).max(MIN_STUB_SPIN_NS.min(max));
-        if next != self.stub_spin_ns.swap(next, Ordering::Relaxed) {
-            self.write_u64(H_SPIN, self.tuning.stub_rounds(next));
+    fn adapt_stub_spin(&self, served: u64) {
+        let tuning = &self.tuning;
+        let least = tuning.ticks(MIN_STUB_SPIN_NS);
+        let next = next_budget(served, least, self.max_spin.load(Ordering::Relaxed));
+        if next != self.stub_spin.swap(next, Ordering::Relaxed) {
+            self.write_u64(H_SPIN, tuning.stub_rounds(next));
+        }
+    }
+
+    /// Adaptive pinning: note how long the kernel served a trap and how long the application
+    /// then ran until the next (ticks).
+    ///
+    /// A pair whose waits are mostly short is best free on two CPUs, each side spinning for
+    /// the other (a getpid loop: about 2.5 µs a round trip here, against 5.5 µs pinned). A
+    /// pair that often waits long (it blocks in the kernel, or computes) is best pinned to one
+    /// CPU without spinning: handing over costs a same-CPU wake-up, and the other CPU stays
+    /// free for the threads it woke (a futex ping-pong between two threads: 10 µs pinned,
+    /// 30 to 60 µs spinning on two CPUs). Only a free pair can tell (pinned, the ping-pong's
+    /// waits are short too): so a free pair that saw more than a quarter long waits in a
+    /// window of [`PIN_WINDOW`] round trips pins itself for a number of windows, then tries
+    /// again free; the number doubles each time the try fails (up to [`MAX_PIN_WINDOWS`]) and
+    /// halves each time a free window goes well.
+    fn observe(&self, served: u64, ran: u64) {
+        if self.tuning.pinning != Pinning::Adaptive {
+            return;
+        }
+        let long = self.tuning.ticks(LONG_NS);
+        let longs = self.longs.fetch_add(
+            u32::from(served > long) + u32::from(ran > long),
+            Ordering::Relaxed,
+        ) + u32::from(served > long)
+            + u32::from(ran > long);
+        let seen = self.window.fetch_add(1, Ordering::Relaxed) + 1;
+        if seen < PIN_WINDOW {
+            return;
+        }
+        self.window.store(0, Ordering::Relaxed);
+        self.longs.store(0, Ordering::Relaxed);
+        let hold = self.hold.load(Ordering::Relaxed);
+        if self.pinned.load(Ordering::Relaxed) {
+            let left = self.left.load(Ordering::Relaxed).saturating_sub(1);
+            self.left.store(left, Ordering::Relaxed);
+            if left == 0 {
+                self.set_pinned(false);
+            }
+        } else if longs * 4 > PIN_WINDOW * 2 {
+            // Two observations per round trip: more than a quarter were long.
+            tracing::trace!(
+                "stub thread {}: {longs} of {} waits long: pinned for {hold} windows",
+                self.thread.tid,
+                PIN_WINDOW * 2
+            );
+            self.left.store(hold, Ordering::Relaxed);
+            self.hold
+                .store((hold * 2).min(MAX_PIN_WINDOWS), Ordering::Relaxed);
+            self.set_pinned(true);
+        } else {
+            self.hold.store((hold / 2).max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Pin the calling host thread and the stub thread to the CPU the host thread runs on
+    /// (and stop spinning), or set both free on Moat's CPUs (and spin again).
+    fn set_pinned(&self, pin: bool) {
+        let tid = self.thread.tid;
+        if pin {
+            if let Some(cpu) = pin_to_current_cpu() {
+                pin_thread(tid, cpu);
+            }
+            self.max_spin.store(0, Ordering::Relaxed);
+            self.spin.store(0, Ordering::Relaxed);
+            self.stub_spin.store(0, Ordering::Relaxed);
+            self.write_u64(H_SPIN, 0);
+        } else {
+            self.tuning.unpin(0);
+            self.tuning.unpin(tid);
+            let max = self.tuning.max_spin;
+            self.max_spin.store(max, Ordering::Relaxed);
+            self.spin.store(max, Ordering::Relaxed);
+            self.stub_spin.store(max, Ordering::Relaxed);
+            self.write_u64(H_SPIN, self.tuning.stub_rounds(max));
+        }
+        if self.pinned.swap(pin, Ordering::Relaxed) != pin {
+            if pin { &PINNED } else { &UNPINNED }.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -734,18 +920,16 @@ impl Channel {
     }
 }
 
-/// The next spin budget (ns) after an answer that took `took`: twice that, within bounds,
-/// so that the next answer like it is caught spinning; an answer that took longer than the
-/// longest spin is not worth spinning for (the shortest spin still sees a quick change).
-fn next_budget(took: Duration, max: u64) -> u64 {
-    if max == 0 {
-        return 0;
-    }
-    let took = took.as_nanos() as u64;
+/// The next spin budget after an answer that took `took` (all in ticks): twice that, within
+/// `[least, max]`, so that the next answer like it is caught spinning; an answer that took
+/// longer than the longest spin is not worth spinning for (the shortest spin still catches a
+/// quick one, and so finds out when answers get quick again).
+fn next_budget(took: u64, least: u64, max: u64) -> u64 {
+    let least = least.min(max);
     if took > max {
-        MIN_SPIN_NS.min(max)
+        least
     } else {
-        took.saturating_mul(2).clamp(MIN_SPIN_NS.min(max), max)
+        took.saturating_mul(2).clamp(least, max)
     }
 }
 
@@ -974,8 +1158,12 @@ struct SystrapContext {
     uc: u64,
     /// Segment selectors the kernel keeps in `Regs` (a signal frame has no room for them).
     selectors: [u64; 4],
-    /// When the last trap arrived (to adapt the stub's spin).
-    trapped_at: Instant,
+    /// When the last trap arrived, in ticks (to adapt the stub's spin).
+    trapped_at: u64,
+    /// The frame's general registers (and `cs..ss`) and the FS and GS bases as the trap left
+    /// them: a return writes back only what the kernel changed.
+    frame: [u64; 19],
+    bases: [u64; 2],
     /// Whether this context still counts in `Stub::threads` and owns its thread.
     live: bool,
     schedstat: Option<File>,
@@ -999,11 +1187,9 @@ impl SystrapContext {
         channel: Channel,
         register: bool,
     ) -> Result<SystrapContext, PlatformError> {
-        if stub.tuning.pin {
-            if let Some(cpu) = pin_to_current_cpu() {
-                pin(channel.thread.tid, cpu);
-            }
-        }
+        // A host thread inherits its creator's pin, a stub thread its parent's: start the
+        // pair as the tuning says (adaptive pairs start pinned, see `Channel::observe`).
+        channel.set_pinned(stub.tuning.pinning != Pinning::Never);
         let channel = Arc::new(channel);
         let mut context = SystrapContext {
             stub: stub.clone(),
@@ -1011,7 +1197,9 @@ impl SystrapContext {
             host_tid: gettid(),
             uc: 0,
             selectors: [0; 4],
-            trapped_at: Instant::now(),
+            trapped_at: ticks(),
+            frame: [0; 19],
+            bases: [0; 2],
             live: true,
             schedstat: None,
         };
@@ -1046,7 +1234,7 @@ impl SystrapContext {
     /// Read the trap the stub reported into `regs` (the frame checked first).
     fn take_trap(&mut self, regs: &mut Regs) -> Result<Trap, PlatformError> {
         let ch = &self.channel;
-        self.trapped_at = Instant::now();
+        self.trapped_at = ticks();
         let mut head = [0u8; 0x28];
         ch.memory.read(ch.offset + H_SIGNO, &mut head);
         let u32_at = |at: usize| u32::from_ne_bytes(head[at..at + 4].try_into().expect("4"));
@@ -1066,7 +1254,11 @@ impl SystrapContext {
         self.uc = uc;
         let mut g = [0u8; 19 * 8];
         ch.memory.read(ch.offset + uc + UC_GREGS, &mut g);
-        let r = |i: usize| u64::from_ne_bytes(g[8 * i..8 * i + 8].try_into().expect("8"));
+        for (i, word) in self.frame.iter_mut().enumerate() {
+            *word = u64::from_ne_bytes(g[8 * i..8 * i + 8].try_into().expect("8"));
+        }
+        self.bases = [fs_base, gs_base];
+        let r = |i: usize| self.frame[i];
         let csgsfs = r(18);
         *regs = Regs {
             r8: r(0),
@@ -1146,17 +1338,22 @@ impl SystrapContext {
             // cs, gs, fs, ss: always 64-bit user segments.
             USER_CS | (USER_SS << 48),
         ];
-        let mut g = [0u8; 19 * 8];
-        for (i, v) in gregs.iter().enumerate() {
-            g[8 * i..8 * i + 8].copy_from_slice(&v.to_ne_bytes());
+        // Only what changed since the trap: every line written here is a line the stub's CPU
+        // must fetch back for rt_sigreturn. (The frame's signal mask, nothing blocked when
+        // the host wrote it, is left as it is: the application could block host signals in
+        // its stub threads anyway, and the interrupt watchdog in `wait` copes with that.)
+        for (i, (&new, old)) in gregs.iter().zip(self.frame.iter_mut()).enumerate() {
+            if new != *old {
+                ch.write_u64(self.uc + UC_GREGS + 8 * i as u64, new);
+                *old = new;
+            }
         }
-        ch.memory.write(ch.offset + self.uc + UC_GREGS, &g);
-        // The host signal mask the thread returns with: nothing blocked.
-        ch.write_u64(self.uc + UC_SIGMASK, 0);
-        let mut bases = [0u8; 16];
-        bases[..8].copy_from_slice(&regs.fs_base.to_ne_bytes());
-        bases[8..].copy_from_slice(&regs.gs_base.to_ne_bytes());
-        ch.memory.write(ch.offset + H_FSBASE, &bases);
+        let bases = [regs.fs_base, regs.gs_base];
+        if bases != self.bases {
+            ch.write_u64(H_FSBASE, bases[0]);
+            ch.write_u64(H_GSBASE, bases[1]);
+            self.bases = bases;
+        }
         self.selectors = [regs.ds, regs.es, regs.fs, regs.gs];
         Ok(())
     }
@@ -1205,9 +1402,13 @@ impl Context for SystrapContext {
             return Err(self.thread().died("the stub was killed"));
         }
         self.put_regs(regs)?;
-        self.channel.adapt_stub_spin(self.trapped_at.elapsed());
+        let posted = ticks();
+        let served = posted.wrapping_sub(self.trapped_at);
+        self.channel.adapt_stub_spin(served);
         self.channel.post(K_RUN);
-        match self.channel.wait(Await::App)? {
+        let answer = self.channel.wait(Await::App)?;
+        self.channel.observe(served, ticks().wrapping_sub(posted));
+        match answer {
             ST_TRAP => self.take_trap(regs),
             0 => Err(self.thread().died("the thread has ended")),
             s => Err(self

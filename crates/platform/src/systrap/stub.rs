@@ -179,6 +179,9 @@ core::arch::global_asm!(
     "    lea {h_gsbase}(%rbx), %rsi",
     "    syscall",
     "2:",
+    // Keep the bases the application had: most resumptions leave them alone.
+    "    pushq {h_fsbase}(%rbx)",
+    "    pushq {h_gsbase}(%rbx)",
     "    mov ${st_trap}, %eax",
     // Publish the state in %eax; wake the kernel if it sleeps.
     ".Lmoat_st_report:",
@@ -226,7 +229,15 @@ core::arch::global_asm!(
     "    and $0xff, %eax",
     "    cmp ${k_cmd}, %eax",
     "    je .Lmoat_st_command",
-    // K_RUN (or anything else): back to the application.
+    // K_RUN (or anything else): back to the application, with the kernel's FS and GS bases
+    // if they changed.
+    "    mov {h_fsbase}(%rbx), %rax",
+    "    cmp 8(%rsp), %rax",
+    "    jne 7f",
+    "    mov {h_gsbase}(%rbx), %rax",
+    "    cmp (%rsp), %rax",
+    "    je 6f",
+    "7:",
     "    testq ${f_fsgsbase}, {h_flags}(%rbx)",
     "    jz 5f",
     "    mov {h_fsbase}(%rbx), %rax",
@@ -360,7 +371,7 @@ core::arch::global_asm!(
     "    cmp %r14, %rax",
     "    jne .Lmoat_st_exit",
     "    testq ${f_dispatch}, {h_flags}(%r12)",
-    "    jz 7f",
+    "    jz 8f",
     // prctl(PR_SET_SYSCALL_USER_DISPATCH, ON, STUB_BASE, STUB_LEN, NULL)
     "    mov $157, %eax",
     "    mov ${sud}, %edi",
@@ -371,7 +382,7 @@ core::arch::global_asm!(
     "    syscall",
     "    test %rax, %rax",
     "    jnz .Lmoat_st_exit",
-    "7:",
+    "8:",
     // rt_sigprocmask(SIG_SETMASK, &empty, NULL, 8)
     "    movq $0, {h_mask}(%r12)",
     "    mov $14, %eax",

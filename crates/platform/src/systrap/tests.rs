@@ -658,3 +658,52 @@ fn round_trip() {
     drop(ctx);
     eprintln!("{:?}", stats());
 }
+
+/// What a thread costs (`cargo test -p moat-platform --release thread_cost -- --ignored
+/// --nocapture`): start, attach on another host thread, one round trip, end.
+#[test]
+#[ignore = "a measurement"]
+fn thread_cost() {
+    let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+    let (mut aspace, mut ctx) = platform().spawn(&memory).unwrap();
+    aspace
+        .map(CODE, 4096, RX, page(&memory, 0, COUNTER))
+        .unwrap();
+    aspace.map(DATA, 4096, RW, page(&memory, 0, &[])).unwrap();
+    count(&mut ctx, DATA, 1);
+    let (mut seeding, mut attaching, mut first, mut ending) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let n = 300u32;
+    for _ in 0..n {
+        let t = Instant::now();
+        let seed = aspace.new_seed().unwrap();
+        seeding += t.elapsed();
+        let (a, f, e) = std::thread::spawn(move || {
+            let t = Instant::now();
+            let mut ctx = Box::new(seed).attach().unwrap();
+            let a = t.elapsed();
+            let t = Instant::now();
+            count(&mut *ctx, DATA + 8, 1);
+            let f = t.elapsed();
+            let t = Instant::now();
+            drop(ctx);
+            (a, f, t.elapsed())
+        })
+        .join()
+        .unwrap();
+        attaching += a;
+        first += f;
+        ending += e;
+    }
+    eprintln!(
+        "per thread: new_thread {:?}, attach {:?}, first round trip {:?}, end {:?}",
+        seeding / n,
+        attaching / n,
+        first / n,
+        ending / n
+    );
+}
