@@ -317,6 +317,14 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
     };
 
     let result = moat_kernel::run(config);
+    if args.platform == "systrap" {
+        // How the platform's waits ended: spinning or sleeping (see `moat_platform::systrap`).
+        let stats = moat_platform::systrap::stats();
+        tracing::info!("systrap waits: {stats:?}");
+        if std::env::var_os("MOAT_SYSTRAP_STATS").is_some() {
+            eprintln!("moat: systrap waits: {stats:?}");
+        }
+    }
     // The sandbox is over: hang up on the gofer, which then exits.
     client.hang_up();
     let mut gofer = gofer;
