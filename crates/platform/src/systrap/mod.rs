@@ -18,12 +18,13 @@
 //! # Waiting
 //! Each side waits for the other on the state word: it spins for a while when an answer is
 //! likely soon, then sleeps with `FUTEX_WAIT` after setting the word's waiter bit, which tells
-//! the other side to `FUTEX_WAKE` it. The kernel's spin budget adapts per thread (it doubles
-//! when an answer came while spinning, halves when it did not) and so does the budget it gives
-//! the stub (from how long the kernel took to serve the last trap). Nothing spins when only
-//! one CPU is usable, or in pinned mode (`MOAT_SYSTRAP_PIN=1`: host thread and stub thread on
-//! one CPU, as ptrace does), where spinning would only delay the other side. [`stats`] counts
-//! the answers that came while spinning and the sleeps.
+//! the other side to `FUTEX_WAKE` it. The kernel's spin budget adapts per thread (twice its
+//! last wait, within bounds) and so does the budget it gives the stub (from how long the
+//! kernel took to serve the last trap). A host thread and its stub thread are pinned to one
+//! CPU, where nothing spins, or free on all CPUs, spinning, as [`Channel::observe`] decides
+//! from what the pair sees (`MOAT_SYSTRAP_PIN=1` or `0` forces either). Nothing spins when
+//! only one CPU is usable. [`stats`] counts the answers that came while spinning, the sleeps,
+//! and the pins.
 //!
 //! # Changing the address space
 //! The kernel changes a stub's mappings through the stub thread of the calling host thread,
@@ -53,8 +54,10 @@
 //! signal, and signal 0 to check a stub thread is alive), `waitid` (`WNOHANG|WNOWAIT`, to see a
 //! stub process end without reaping it), `wait4` (reaping), `kill` (`SIGKILL` to a stub),
 //! `getsid`, `getpid`, `gettid`, `fork` (in the stub maker thread only; the child then makes
-//! the calls of [`factory`]), `clock_gettime`, `sched_getcpu` and `sched_setaffinity` (pinned
-//! mode), `openat`/`pread64` of `/proc/PID/task/TID/schedstat` (CPU time, as ptrace does).
+//! the calls of [`factory`]), `clock_gettime`, `sched_getcpu`, `sched_getaffinity` and
+//! `sched_setaffinity` (pinning), `prctl(PR_SET_SYSCALL_USER_DISPATCH, OFF)` (once, to learn
+//! whether the host has it), `openat`/`read` of `/proc/PID/task/TID/schedstat` (CPU time, as
+//! ptrace does). The time-stamp counter (`rdtsc`) times the spins.
 
 mod factory;
 mod stub;
@@ -100,12 +103,11 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(10);
 /// across CPUs here) while the kernel usually answers within a few microseconds.
 const MIN_SPIN_NS: u64 = 1_000;
 const MIN_STUB_SPIN_NS: u64 = 5_000;
-/// Adaptive pinning: a wait or a service longer than this is long, and a pair decides once
-/// per this many round trips, and stays pinned at most this many windows before it tries
-/// again (see [`Channel::observe`]).
-const LONG_NS: u64 = 20_000;
+/// Adaptive pinning (see [`SystrapContext::observe`]): a window is this many round trips; a
+/// pair keeps its way of waiting for between these many windows before it tries the other.
 const PIN_WINDOW: u32 = 64;
-const MAX_PIN_WINDOWS: u32 = 256;
+const MIN_HOLD: u32 = 8;
+const MAX_HOLD: u32 = 256;
 const DEFAULT_MAX_SPIN_NS: u64 = 50_000;
 
 /// `ucontext` layout (x86-64): where the general registers start, the FP state pointer, the
@@ -565,10 +567,6 @@ impl Stub {
             stub_spin: AtomicU64::new(self.tuning.max_spin),
             max_spin: AtomicU64::new(self.tuning.max_spin),
             pinned: AtomicBool::new(false),
-            window: AtomicU32::new(0),
-            longs: AtomicU32::new(0),
-            hold: AtomicU32::new(1),
-            left: AtomicU32::new(0),
             tuning: self.tuning,
         }
     }
@@ -691,13 +689,6 @@ struct Channel {
     max_spin: AtomicU64,
     /// Whether the host thread and the stub thread are pinned to one CPU.
     pinned: AtomicBool,
-    /// Waits and services seen in the current window of [`PIN_WINDOW`], and how many of
-    /// them were long.
-    window: AtomicU32,
-    longs: AtomicU32,
-    /// How many windows the pair stays pinned next time, and how many are left now.
-    hold: AtomicU32,
-    left: AtomicU32,
     tuning: Tuning,
 }
 
@@ -832,58 +823,6 @@ impl Channel {
         let next = next_budget(served, least, self.max_spin.load(Ordering::Relaxed));
         if next != self.stub_spin.swap(next, Ordering::Relaxed) {
             self.write_u64(H_SPIN, tuning.stub_rounds(next));
-        }
-    }
-
-    /// Adaptive pinning: note how long the kernel served a trap and how long the application
-    /// then ran until the next (ticks).
-    ///
-    /// A pair whose waits are mostly short is best free on two CPUs, each side spinning for
-    /// the other (a getpid loop: about 2.5 µs a round trip here, against 5.5 µs pinned). A
-    /// pair that often waits long (it blocks in the kernel, or computes) is best pinned to one
-    /// CPU without spinning: handing over costs a same-CPU wake-up, and the other CPU stays
-    /// free for the threads it woke (a futex ping-pong between two threads: 10 µs pinned,
-    /// 30 to 60 µs spinning on two CPUs). Only a free pair can tell (pinned, the ping-pong's
-    /// waits are short too): so a free pair that saw more than a quarter long waits in a
-    /// window of [`PIN_WINDOW`] round trips pins itself for a number of windows, then tries
-    /// again free; the number doubles each time the try fails (up to [`MAX_PIN_WINDOWS`]) and
-    /// halves each time a free window goes well.
-    fn observe(&self, served: u64, ran: u64) {
-        if self.tuning.pinning != Pinning::Adaptive {
-            return;
-        }
-        let long = self.tuning.ticks(LONG_NS);
-        let longs = self.longs.fetch_add(
-            u32::from(served > long) + u32::from(ran > long),
-            Ordering::Relaxed,
-        ) + u32::from(served > long)
-            + u32::from(ran > long);
-        let seen = self.window.fetch_add(1, Ordering::Relaxed) + 1;
-        if seen < PIN_WINDOW {
-            return;
-        }
-        self.window.store(0, Ordering::Relaxed);
-        self.longs.store(0, Ordering::Relaxed);
-        let hold = self.hold.load(Ordering::Relaxed);
-        if self.pinned.load(Ordering::Relaxed) {
-            let left = self.left.load(Ordering::Relaxed).saturating_sub(1);
-            self.left.store(left, Ordering::Relaxed);
-            if left == 0 {
-                self.set_pinned(false);
-            }
-        } else if longs * 4 > PIN_WINDOW * 2 {
-            // Two observations per round trip: more than a quarter were long.
-            tracing::trace!(
-                "stub thread {}: {longs} of {} waits long: pinned for {hold} windows",
-                self.thread.tid,
-                PIN_WINDOW * 2
-            );
-            self.left.store(hold, Ordering::Relaxed);
-            self.hold
-                .store((hold * 2).min(MAX_PIN_WINDOWS), Ordering::Relaxed);
-            self.set_pinned(true);
-        } else {
-            self.hold.store((hold / 2).max(1), Ordering::Relaxed);
         }
     }
 
@@ -1167,6 +1106,21 @@ struct SystrapContext {
     /// Whether this context still counts in `Stub::threads` and owns its thread.
     live: bool,
     schedstat: Option<File>,
+    adapt: Adapt,
+}
+
+/// Adaptive pinning's state (see [`SystrapContext::observe`]).
+struct Adapt {
+    /// Round trips so far in this window, and when it started (ticks).
+    window: u32,
+    start: u64,
+    /// Windows to keep the current way before trying the other, and how many are left.
+    hold: u32,
+    left: u32,
+    /// This window tries the other way.
+    trying: bool,
+    /// The mean round trip (ticks) of the last window free, and pinned.
+    mean: [u64; 2],
 }
 
 impl SystrapContext {
@@ -1202,6 +1156,14 @@ impl SystrapContext {
             bases: [0; 2],
             live: true,
             schedstat: None,
+            adapt: Adapt {
+                window: 0,
+                start: ticks(),
+                hold: MIN_HOLD,
+                left: MIN_HOLD,
+                trying: false,
+                mean: [0; 2],
+            },
         };
         // From here on the context's drop ends the thread if anything fails.
         match channel.wait(Await::Answer)? {
@@ -1229,6 +1191,69 @@ impl SystrapContext {
 
     fn thread(&self) -> &StubThread {
         &self.channel.thread
+    }
+
+    /// Adaptive pinning, once per round trip.
+    ///
+    /// A host thread and its stub thread either share one CPU, where neither spins and a
+    /// hand-over is a same-CPU wake-up (as under ptrace), or run free on all CPUs, each
+    /// spinning for the other. Which is faster depends on the thread and on the machine: a
+    /// `getpid` loop takes about 2.3 µs a round trip free against 4.4 µs pinned on an idle
+    /// machine, but 10 µs free when other processes keep the CPUs busy; a futex ping-pong
+    /// between two threads takes 9-13 µs pinned against 17-60 µs free. So the pair measures:
+    /// it keeps its way for `hold` windows of [`PIN_WINDOW`] round trips, then tries the other
+    /// way for one window, and keeps that one only if its mean round trip was at least 10%
+    /// shorter; `hold` doubles (up to [`MAX_HOLD`]) each time the try loses and is back to
+    /// [`MIN_HOLD`] when it wins. A pair starts pinned: most threads and processes live short,
+    /// and pinned is never far from the best.
+    fn observe(&mut self) {
+        if self.stub.tuning.pinning != Pinning::Adaptive {
+            return;
+        }
+        let a = &mut self.adapt;
+        a.window += 1;
+        if a.window < PIN_WINDOW {
+            return;
+        }
+        let now = ticks();
+        let mean = now.wrapping_sub(a.start) / u64::from(PIN_WINDOW);
+        a.window = 0;
+        a.start = now;
+        let pinned = self.channel.pinned.load(Ordering::Relaxed);
+        a.mean[usize::from(pinned)] = mean;
+        let switch = if a.trying {
+            // The window that tried this way is over: keep it if it was clearly faster.
+            a.trying = false;
+            let before = a.mean[usize::from(!pinned)];
+            let keep = mean.saturating_mul(10) < before.saturating_mul(9);
+            a.hold = if keep {
+                MIN_HOLD
+            } else {
+                (a.hold * 2).min(MAX_HOLD)
+            };
+            a.left = a.hold;
+            !keep
+        } else if a.left <= 1 {
+            a.trying = true;
+            true
+        } else {
+            a.left -= 1;
+            false
+        };
+        if switch {
+            tracing::trace!(
+                "stub thread {}: {} ns a round trip {}: {}",
+                self.channel.thread.tid,
+                mean * 1000 / self.stub.tuning.ticks_per_us.max(1),
+                if pinned { "pinned" } else { "free" },
+                if a.trying {
+                    "trying the other way"
+                } else {
+                    "going back"
+                }
+            );
+            self.channel.set_pinned(!pinned);
+        }
     }
 
     /// Read the trap the stub reported into `regs` (the frame checked first).
@@ -1402,12 +1427,11 @@ impl Context for SystrapContext {
             return Err(self.thread().died("the stub was killed"));
         }
         self.put_regs(regs)?;
-        let posted = ticks();
-        let served = posted.wrapping_sub(self.trapped_at);
-        self.channel.adapt_stub_spin(served);
+        self.channel
+            .adapt_stub_spin(ticks().wrapping_sub(self.trapped_at));
         self.channel.post(K_RUN);
         let answer = self.channel.wait(Await::App)?;
-        self.channel.observe(served, ticks().wrapping_sub(posted));
+        self.observe();
         match answer {
             ST_TRAP => self.take_trap(regs),
             0 => Err(self.thread().died("the thread has ended")),
