@@ -707,3 +707,64 @@ fn thread_cost() {
         ending / n
     );
 }
+
+/// Every way the platform can be tuned traps and returns the same: with or without the
+/// `rdfsbase` family (older hosts), with seccomp alone or Syscall User Dispatch in front,
+/// pinned or free.
+#[test]
+fn every_tuning_works() {
+    let base = Tuning::from_env();
+    for fsgsbase in [false, base.fsgsbase] {
+        for dispatch in [false, base.dispatch] {
+            for pinning in [Pinning::Always, Pinning::Never, Pinning::Adaptive] {
+                let tuning = Tuning {
+                    fsgsbase,
+                    dispatch,
+                    pinning,
+                    max_spin: if pinning == Pinning::Always {
+                        0
+                    } else {
+                        base.max_spin
+                    },
+                    ..base
+                };
+                let what = format!("fsgsbase {fsgsbase}, dispatch {dispatch}, {pinning:?}");
+                let memory = Arc::new(MemoryFile::new(1 << 24).unwrap());
+                let (mut aspace, mut ctx) = SystrapPlatform { tuning }.spawn(&memory).unwrap();
+                // `mov %fs:8, %rax; mov $39, %ecx... `: `mov %fs:8, %rbx; mov $39, %eax;
+                // syscall; ud2`
+                let code = [
+                    0x64, 0x48, 0x8b, 0x1c, 0x25, 8, 0, 0, 0, // mov %fs:8, %rbx
+                    0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x0f, 0x0b,
+                ];
+                aspace.map(CODE, 4096, RX, page(&memory, 0, &code)).unwrap();
+                let data = page(&memory, 8, &0xabcd_u64.to_ne_bytes());
+                aspace.map(DATA, 4096, RW, data).unwrap();
+                for round in 0..200 {
+                    let mut regs = user_regs(CODE);
+                    regs.fs_base = DATA;
+                    regs.gs_base = 0x1234_5000 + round;
+                    assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Syscall, "{what}");
+                    assert_eq!((regs.orig_rax, regs.rbx), (39, 0xabcd), "{what}");
+                    assert_eq!((regs.fs_base, regs.gs_base), (DATA, 0x1234_5000 + round));
+                    assert!(matches!(
+                        ctx.switch(&mut regs).unwrap(),
+                        Trap::Fault {
+                            signo: libc::SIGILL,
+                            ..
+                        }
+                    ));
+                }
+                let seed = aspace.fork().unwrap().unwrap();
+                let child = std::thread::spawn(move || {
+                    let (_copy, mut ctx) = seed.attach().unwrap();
+                    let mut regs = user_regs(CODE);
+                    regs.fs_base = DATA;
+                    assert_eq!(ctx.switch(&mut regs).unwrap(), Trap::Syscall);
+                    regs.rbx
+                });
+                assert_eq!(child.join().unwrap(), 0xabcd, "{what}");
+            }
+        }
+    }
+}
