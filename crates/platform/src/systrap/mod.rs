@@ -21,7 +21,7 @@
 //! the other side to `FUTEX_WAKE` it. The kernel's spin budget adapts per thread (twice its
 //! last wait, within bounds) and so does the budget it gives the stub (from how long the
 //! kernel took to serve the last trap). A host thread and its stub thread are pinned to one
-//! CPU, where nothing spins, or free on all CPUs, spinning, as [`Channel::observe`] decides
+//! CPU, where nothing spins, or apart on two CPUs, spinning, as [`SystrapContext::observe`] decides
 //! from what the pair sees (`MOAT_SYSTRAP_PIN=1` or `0` forces either). Nothing spins when
 //! only one CPU is usable. [`stats`] counts the answers that came while spinning, the sleeps,
 //! and the pins.
@@ -142,7 +142,7 @@ pub struct SystrapStats {
     pub stub_spins: u64,
     /// Stub waits that slept on the futex (idem).
     pub stub_sleeps: u64,
-    /// Times a host thread and its stub thread were pinned to one CPU, or set free again
+    /// Times a host thread and its stub thread were pinned to one CPU, or set apart again
     /// (adaptive pinning, see the module's documentation).
     pub pinned: u64,
     pub unpinned: u64,
@@ -266,6 +266,14 @@ impl Tuning {
     /// `ns` in ticks.
     fn ticks(&self, ns: u64) -> u64 {
         ns.saturating_mul(self.ticks_per_us) / 1000
+    }
+
+    /// The next CPU after `cpu` (round) that Moat may use, if there is another.
+    fn other_cpu(&self, cpu: usize) -> Option<usize> {
+        let bits = self.cpus.len() * 64;
+        (1..bits)
+            .map(|i| (cpu + i) % bits)
+            .find(|&c| self.cpus[c / 64] & (1 << (c % 64)) != 0)
     }
 
     /// Let host thread `tid` (0: the caller) run on every CPU Moat may use.
@@ -827,7 +835,8 @@ impl Channel {
     }
 
     /// Pin the calling host thread and the stub thread to the CPU the host thread runs on
-    /// (and stop spinning), or set both free on Moat's CPUs (and spin again).
+    /// (and stop spinning), or apart on two (and spin again; with `Pinning::Never`, free on
+    /// Moat's CPUs).
     fn set_pinned(&self, pin: bool) {
         let tid = self.thread.tid;
         if pin {
@@ -839,8 +848,20 @@ impl Channel {
             self.stub_spin.store(0, Ordering::Relaxed);
             self.write_u64(H_SPIN, 0);
         } else {
-            self.tuning.unpin(0);
-            self.tuning.unpin(tid);
+            // Adaptive pairs go apart explicitly: freed together, the two would go on sharing
+            // one CPU (spinning!) until the host's load balancer moved one, which can take
+            // milliseconds.
+            let apart = (self.tuning.pinning == Pinning::Adaptive)
+                .then(pin_to_current_cpu)
+                .flatten()
+                .and_then(|cpu| self.tuning.other_cpu(cpu));
+            match apart {
+                Some(cpu) => pin_thread(tid, cpu),
+                None => {
+                    self.tuning.unpin(0);
+                    self.tuning.unpin(tid);
+                }
+            }
             let max = self.tuning.max_spin;
             self.max_spin.store(max, Ordering::Relaxed);
             self.spin.store(max, Ordering::Relaxed);
@@ -1119,7 +1140,7 @@ struct Adapt {
     left: u32,
     /// This window tries the other way.
     trying: bool,
-    /// The mean round trip (ticks) of the last window free, and pinned.
+    /// The mean round trip (ticks) of the last window apart, and pinned.
     mean: [u64; 2],
 }
 
@@ -1196,11 +1217,11 @@ impl SystrapContext {
     /// Adaptive pinning, once per round trip.
     ///
     /// A host thread and its stub thread either share one CPU, where neither spins and a
-    /// hand-over is a same-CPU wake-up (as under ptrace), or run free on all CPUs, each
+    /// hand-over is a same-CPU wake-up (as under ptrace), or run apart on two CPUs, each
     /// spinning for the other. Which is faster depends on the thread and on the machine: a
-    /// `getpid` loop takes about 2.3 µs a round trip free against 4.4 µs pinned on an idle
-    /// machine, but 10 µs free when other processes keep the CPUs busy; a futex ping-pong
-    /// between two threads takes 9-13 µs pinned against 17-60 µs free. So the pair measures:
+    /// `getpid` loop takes about 2.3 µs a round trip apart against 4.4 µs pinned on an idle
+    /// machine, but 10 µs apart when other processes keep the CPUs busy; a futex ping-pong
+    /// between two threads takes 9-13 µs pinned against 17-60 µs apart. So the pair measures:
     /// it keeps its way for `hold` windows of [`PIN_WINDOW`] round trips, then tries the other
     /// way for one window, and keeps that one only if its mean round trip was at least 10%
     /// shorter; `hold` doubles (up to [`MAX_HOLD`]) each time the try loses and is back to
@@ -1245,7 +1266,7 @@ impl SystrapContext {
                 "stub thread {}: {} ns a round trip {}: {}",
                 self.channel.thread.tid,
                 mean * 1000 / self.stub.tuning.ticks_per_us.max(1),
-                if pinned { "pinned" } else { "free" },
+                if pinned { "pinned" } else { "apart" },
                 if a.trying {
                     "trying the other way"
                 } else {
