@@ -296,8 +296,33 @@ impl Task {
         crate::process::set_current(self.tgid, self.tid);
         self.publish_resources();
         let result = self.run_loop();
+        if result.is_err() {
+            self.kill_process();
+        }
         self.exit_thread();
         result
+    }
+
+    /// The platform failed under this task (its stub died, or the stub's shared memory held
+    /// garbage): the process cannot go on, and ends as if killed (`SIGKILL`).
+    fn kill_process(&mut self) {
+        let status = ExitStatus::Signaled {
+            signo: libc::SIGKILL,
+            core: false,
+        };
+        self.handle.group.start_exit(status);
+        let tree = self.kernel.tree.guard();
+        for tid in tree
+            .process(self.tgid)
+            .map(|n| n.threads.clone())
+            .unwrap_or_default()
+        {
+            if let Some(t) = tree.task(tid) {
+                t.notify();
+            }
+        }
+        drop(tree);
+        self.exiting = Some(status);
     }
 
     fn run_loop(&mut self) -> Result<(), KernelError> {

@@ -339,6 +339,23 @@ impl MemoryFile {
         }
     }
 
+    /// The 32-bit word at `offset` (4-byte aligned) as an atomic, for words the kernel shares
+    /// with a stub through the file (the systrap platform's futex words). Only atomic
+    /// operations may touch it; the other side may change it at any moment.
+    ///
+    /// # Panics
+    /// If the word is outside the file or misaligned (a kernel bug: callers check).
+    pub fn atomic_u32(&self, offset: u64) -> &std::sync::atomic::AtomicU32 {
+        self.check(offset, 4);
+        assert!(offset % 4 == 0, "misaligned atomic access at {offset:#x}");
+        // SAFETY: the word is inside our live, writable shared mapping (checked above), which
+        // lasts as long as `self` (the lifetime of the reference), and 4-byte aligned. Other
+        // processes may access it concurrently, with atomic instructions or plain moves;
+        // hardware keeps aligned 32-bit accesses whole, so every access through this
+        // reference is atomic as Rust requires.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.base.add(offset as usize).cast()) }
+    }
+
     /// Fill `len` bytes at `offset` with zeros.
     pub fn zero(&self, offset: u64, len: u64) {
         self.check(offset, len as usize);

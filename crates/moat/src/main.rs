@@ -61,8 +61,9 @@ struct SeccompListArgs {
 /// Arguments of `moat do`.
 #[derive(Args, Debug)]
 pub struct DoArgs {
-    /// How application code runs: ptrace.
-    #[arg(long, default_value = "ptrace", value_parser = clap::builder::PossibleValuesParser::new(moat_platform::PLATFORMS))]
+    /// How application code runs: systrap (system calls trap to a signal handler in the stub,
+    /// which hands them to Moat through shared memory) or ptrace (slower; a reference).
+    #[arg(long, default_value = "systrap", value_parser = clap::builder::PossibleValuesParser::new(moat_platform::PLATFORMS))]
     pub platform: String,
     /// Print every system call, strace-style, on stderr.
     #[arg(long)]

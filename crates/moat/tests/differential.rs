@@ -13,7 +13,10 @@
 //!
 //! Every run has stdin = /dev/null, stdout a pipe, and its own empty working directory; it is
 //! killed (with its whole process group) after `MOAT_DIFFERENTIAL_TIMEOUT` seconds (default 60).
-//! `MOAT_DIFFERENTIAL_BIN` runs another `moat` binary than the one Cargo built.
+//! `MOAT_DIFFERENTIAL_BIN` runs another `moat` binary than the one Cargo built;
+//! `MOAT_TEST_PLATFORM` picks the platform (`moat do --platform`).
+
+mod common;
 
 use std::fmt;
 use std::io::Read;
@@ -319,6 +322,7 @@ fn differential(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
         "moat",
         moat()
             .arg("do")
+            .args(common::platform_args())
             .arg("--")
             .arg(&exe)
             .args(&program.args)
@@ -393,6 +397,7 @@ fn sandbox_only(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
         "moat",
         moat()
             .arg("do")
+            .args(common::platform_args())
             .arg("--debug-log")
             .arg(&log)
             .arg("--")

@@ -2,6 +2,8 @@
 //! decides what ^C does (here: print and exit 3), and one that does not dies of it, reported
 //! as 128+N like a shell. Uses busybox-static (installed by scripts/setup).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -10,7 +12,9 @@ use std::process::{Command, Stdio};
 /// code.
 fn signalled(script: &str, signo: i32) -> (String, Option<i32>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["do", "/bin/busybox", "sh", "-c", script])
+        .arg("do")
+        .args(common::platform_args())
+        .args(["/bin/busybox", "sh", "-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

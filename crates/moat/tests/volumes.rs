@@ -2,6 +2,8 @@
 //! `--volume` bind mount does (through the gofer), and `:ro` refuses writes with EROFS.
 //! Uses busybox-static (installed by scripts/setup) for the file commands.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -10,6 +12,7 @@ const BUSYBOX: &str = "/bin/busybox";
 fn moat(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_moat"))
         .arg("do")
+        .args(common::platform_args())
         .args(args)
         .output()
         .expect("run moat")

@@ -2,10 +2,13 @@
 //!
 //! A platform gives the kernel address spaces (into which ranges of the memory file are
 //! mapped) and thread contexts (which run application code until it traps: a system call, a
-//! fault, a signal). The kernel never learns how: `ptrace` today, `systrap` later (issue 5).
+//! fault, a signal). The kernel never learns how: [`ptrace`] (`PTRACE_SYSEMU`) or [`systrap`]
+//! (seccomp `SECCOMP_RET_TRAP` and a signal handler in the stub, talking to the kernel through
+//! shared memory).
 //!
-//! This crate talks to the host (fork, ptrace, seccomp, mmap injected into stubs): it is one of
-//! the three places where `unsafe` is allowed, each block with a `// SAFETY:` comment.
+//! This crate talks to the host (fork, ptrace, seccomp, signal handlers and mmap in stubs): it
+//! is one of the three places where `unsafe` is allowed, each block with a `// SAFETY:`
+//! comment.
 
 use std::sync::Arc;
 
@@ -13,8 +16,10 @@ pub use moat_abi::Regs;
 use moat_memory::MemoryFile;
 
 pub mod confine;
+mod host;
 pub mod ptrace;
 mod seccomp;
+pub mod systrap;
 
 /// The highest address (exclusive) the host lets a process map with 4-level paging.
 pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
@@ -23,10 +28,24 @@ pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 pub const STUB_BASE: u64 = TASK_SIZE - STUB_LEN;
 /// Size of the stub's code region.
 pub const STUB_LEN: u64 = 0x1000;
+/// Size of one thread's slot in the stub area (systrap: the page the thread shares with the
+/// kernel, then its signal stack). A power of two, so that a stub thread finds its slot from
+/// its stack pointer.
+pub const STUB_SLOT_SIZE: u64 = 0x1_0000;
+/// How many slots the stub area holds: at most this many threads per address space (systrap).
+pub const STUB_SLOTS: u64 = 8192;
+/// The stub area, below the stub's code page: systrap's per-thread slots. Reserved on every
+/// platform, so that applications see the same address space whichever runs them.
+pub const STUB_AREA_BASE: u64 = (STUB_BASE - STUB_SLOTS * STUB_SLOT_SIZE) & !(STUB_SLOT_SIZE - 1);
+/// Size of the stub area.
+pub const STUB_AREA_LEN: u64 = STUB_SLOTS * STUB_SLOT_SIZE;
 /// Lowest address an application may map (Linux's default `vm.mmap_min_addr`).
 pub const USER_MIN: u64 = 0x10000;
-/// One past the highest address an application may map.
-pub const USER_MAX: u64 = STUB_BASE;
+/// One past the highest address an application may map: the stub area starts there.
+pub const USER_MAX: u64 = STUB_AREA_BASE;
+
+const _: () = assert!(STUB_AREA_BASE + STUB_AREA_LEN <= STUB_BASE);
+const _: () = assert!(STUB_SLOT_SIZE.is_power_of_two());
 
 /// Memory protection of a mapping, as `PROT_*` bits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -101,6 +120,24 @@ pub enum PlatformError {
     /// stub thread of it), so it cannot change it.
     #[error("this host thread has no thread in the address space")]
     NotAttached,
+    /// A systrap stub thread left something the kernel cannot accept in the memory it shares
+    /// with the kernel (the application can write there: a broken or hostile program).
+    #[error("stub thread {tid} of stub {pid} broke the systrap protocol: {what}")]
+    Protocol { pid: i32, tid: i32, what: String },
+    /// Floating-point state the host would refuse to load (bad XSAVE header, reserved MXCSR
+    /// bits, wrong size).
+    #[error("invalid floating-point state: {0}")]
+    InvalidFpState(&'static str),
+    /// The address space has no free thread slot left (systrap: [`STUB_SLOTS`]).
+    #[error("too many threads in one address space")]
+    TooManyThreads,
+    /// A host call the platform makes on its own behalf failed.
+    #[error("{op}: {source}")]
+    Host {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A new address space and the context of its first thread.
@@ -269,12 +306,13 @@ pub trait AddressSpaceSeed: Send {
 pub fn by_name(name: &str) -> Option<Arc<dyn Platform>> {
     match name {
         "ptrace" => Some(Arc::new(ptrace::PtracePlatform)),
+        "systrap" => Some(Arc::new(systrap::SystrapPlatform::new())),
         _ => None,
     }
 }
 
 /// Names accepted by [`by_name`].
-pub const PLATFORMS: &[&str] = &["ptrace"];
+pub const PLATFORMS: &[&str] = &["ptrace", "systrap"];
 
 /// The CPU's time-stamp counter, read after earlier instructions complete (`lfence; rdtsc`):
 /// the clock Moat's vDSO reads in the application, so the kernel reads the same one.

@@ -403,7 +403,16 @@ fn start_kernel(
         cpu_mask: spec.cpu_mask,
         forwarded_signals,
     };
+    let platform = spec.platform.clone();
     let result = moat_kernel::run(config);
+    if platform == "systrap" {
+        // How the platform's waits ended: spinning or sleeping (see `moat_platform::systrap`).
+        let stats = moat_platform::systrap::stats();
+        tracing::info!("systrap waits: {stats:?}");
+        if std::env::var_os("MOAT_SYSTRAP_STATS").is_some() {
+            eprintln!("moat: systrap waits: {stats:?}");
+        }
+    }
     // The sandbox is over: hang up on the gofer, which then exits.
     client.hang_up();
     Ok(exit_code(result, &shown, &cwd_shown))

@@ -1,0 +1,488 @@
+//! The systrap stub's code: one page of position-independent instructions that a freshly
+//! forked child copies to [`STUB_BASE`], and that every stub thread then runs when it traps.
+//!
+//! # Slots
+//! Every stub thread owns a slot of [`STUB_SLOT_SIZE`] bytes in the stub area (slot `i` at
+//! `STUB_AREA_BASE + i * STUB_SLOT_SIZE`), mapped from pages of the memory file that the
+//! kernel also has mapped: the first page is the *header* the thread shares with the kernel
+//! (offsets `H_*` below), the rest its signal stack (`sigaltstack`). A signal is delivered on
+//! that stack, so the handler finds its slot by rounding its stack pointer down, and the
+//! signal frame the host writes there — the application's registers, FP/XSAVE state included
+//! — is itself in memory the kernel reads and writes.
+//!
+//! # The handler
+//! Every catchable signal has the same handler (`SA_SIGINFO | SA_ONSTACK`, all signals blocked
+//! while it runs): a system call trapped by seccomp (`SIGSYS`), a fault, the kernel's
+//! interrupt, anything. It
+//! 1. records the signal number, `si_code`, `si_addr`, the address of the `ucontext` and the FS
+//!    and GS bases in the header;
+//! 2. publishes `ST_TRAP` in the header's state word (waking the kernel with `FUTEX_WAKE` if the
+//!    kernel said it sleeps, bit 31);
+//! 3. waits for the kernel: spins for `H_SPIN` rounds, then sleeps with `FUTEX_WAIT` after
+//!    setting bit 31;
+//! 4. on `K_CMD` runs the command in the header (a system call, or a new thread, or a copy of
+//!    the process), stores the result, publishes `ST_DONE` and waits again;
+//! 5. on `K_RUN` loads the FS and GS bases from the header and returns into application code
+//!    with `rt_sigreturn` through the (kernel-edited) signal frame.
+//!
+//! The handler keeps what it trusts in registers: its slot (from its stack pointer) and the
+//! frame's address (from the host). Everything else it reads from the header, which the
+//! application can write too: at worst that makes the thread run one of the calls the filter
+//! allows, which the application could make itself by jumping here.
+//!
+//! # Thread start
+//! A new thread (the first one, one made by `CMD_CLONE_THREAD`, or the only thread of a copy
+//! made by `CMD_FORK`) starts at `thread_start` with its slot in `%r12` and Moat's pid in
+//! `%r14`, every signal blocked and no stack: it points `sigaltstack` at its slot, makes its
+//! state word its `clear_child_tid` (so that its end zeroes the word and wakes the kernel),
+//! asks to be killed when Moat dies (`PR_SET_PDEATHSIG`; its parent is the platform's
+//! stub-maker thread, which lives as long as Moat) and checks Moat is still its parent,
+//! turns on Syscall User Dispatch if the header says so, unblocks signals, and executes
+//! `int3`: the handler reports that trap, and the kernel's first switch gives the thread its
+//! registers through `rt_sigreturn`.
+
+use crate::seccomp::{
+    PR_SET_PDEATHSIG, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, STUB_CLONE_FLAGS,
+    STUB_FORK_FLAGS, STUB_MEMFD_FD,
+};
+use crate::{STUB_AREA_BASE, STUB_AREA_LEN, STUB_BASE, STUB_LEN, STUB_SLOT_SIZE};
+
+/// Header: the state word, the futex both sides wait on.
+pub(super) const H_STATE: u64 = 0x00;
+/// Header, written by the stub at a trap: signal number (u32), `si_code` (i32), `si_addr`,
+/// address of the `ucontext`, FS base, GS base.
+pub(super) const H_SIGNO: u64 = 0x08;
+pub(super) const H_UC: u64 = 0x18;
+pub(super) const H_FSBASE: u64 = 0x20;
+pub(super) const H_GSBASE: u64 = 0x28;
+/// Header, written by the kernel: the command (a system call number, or `CMD_*`) and its six
+/// arguments; the stub writes the raw result.
+pub(super) const H_CMD: u64 = 0x40;
+pub(super) const H_ARGS: u64 = 0x48;
+pub(super) const H_RESULT: u64 = 0x78;
+/// Header, written by the kernel: how many rounds the stub spins before it sleeps, and
+/// `F_*` flags.
+pub(super) const H_SPIN: u64 = 0x80;
+pub(super) const H_FLAGS: u64 = 0x88;
+/// Header, counted by the stub (statistics only): waits that ended while spinning, sleeps.
+pub(super) const H_SPIN_OK: u64 = 0xc0;
+pub(super) const H_SLEEPS: u64 = 0xc8;
+/// Header, scratch for the thread start: its `stack_t`, an empty signal mask.
+const H_SS: u64 = 0x100;
+const H_MASK: u64 = 0x120;
+/// Where the signal stack starts in a slot.
+pub(super) const STACK_OFF: u64 = 0x1000;
+
+/// States of the state word. The stub publishes `ST_*` (the kernel's turn), the kernel `K_*`
+/// (the stub's turn); 0 is what the host writes when the thread ends (`clear_child_tid`).
+pub(super) const ST_TRAP: u32 = 0x01;
+pub(super) const ST_DONE: u32 = 0x02;
+pub(super) const K_RUN: u32 = 0x10;
+pub(super) const K_CMD: u32 = 0x11;
+/// Set in the state word by the side that sleeps on it, so that the other side wakes it.
+pub(super) const WAITER: u32 = 0x8000_0000;
+
+/// Commands other than a plain system call (whose number is the command).
+pub(super) const CMD_CLONE_THREAD: u64 = 0x1_0000;
+pub(super) const CMD_FORK: u64 = 0x1_0001;
+
+/// `H_FLAGS`: use the `rdfsbase` family (the host enabled `FSGSBASE`), else `arch_prctl`.
+pub(super) const F_FSGSBASE: u64 = 1;
+/// `H_FLAGS`: a new thread turns on Syscall User Dispatch for everything outside the page.
+pub(super) const F_DISPATCH: u64 = 2;
+
+const MAP_SHARED_FIXED: u32 = (libc::MAP_SHARED | libc::MAP_FIXED) as u32;
+
+core::arch::global_asm!(
+    ".pushsection .text.moat_systrap, \"ax\"",
+    ".p2align 12",
+    ".globl moat_systrap_start",
+    "moat_systrap_start:",
+    // Entry from the forked child, still in Moat's text: %rdi = the seccomp sock_fprog,
+    // %rsi = slot 0's offset in the memory file, %rdx = Moat's pid; every signal blocked.
+    "    mov %rdi, %r15",
+    "    mov %rsi, %r13",
+    "    mov %rdx, %r14",
+    // mmap(STUB_BASE, STUB_LEN, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)
+    "    mov $9, %eax",
+    "    movabs ${base}, %rdi",
+    "    mov ${len}, %esi",
+    "    mov $3, %edx",
+    "    mov $0x32, %r10d",
+    "    mov $-1, %r8",
+    "    xor %r9d, %r9d",
+    "    syscall",
+    "    movabs ${base}, %rdi",
+    "    cmp %rdi, %rax",
+    "    jne .Lmoat_st_setup_failed",
+    "    lea moat_systrap_start(%rip), %rsi",
+    "    mov $(moat_systrap_end - moat_systrap_start), %ecx",
+    "    rep movsb",
+    // mprotect(STUB_BASE, STUB_LEN, PROT_READ|PROT_EXEC)
+    "    mov $10, %eax",
+    "    movabs ${base}, %rdi",
+    "    mov ${len}, %esi",
+    "    mov $5, %edx",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_setup_failed",
+    "    movabs ${base} + (.Lmoat_st_moved - moat_systrap_start), %rax",
+    "    jmp *%rax",
+    ".Lmoat_st_moved:",
+    // seccomp(SECCOMP_SET_MODE_FILTER, 0, fprog)
+    "    mov $317, %eax",
+    "    mov $1, %edi",
+    "    xor %esi, %esi",
+    "    mov %r15, %rdx",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_setup_failed",
+    // munmap(0, STUB_BASE): drop every mapping inherited from Moat.
+    "    mov $11, %eax",
+    "    xor %edi, %edi",
+    "    movabs ${base}, %rsi",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    "    movabs ${area}, %r12",
+    "    jmp .Lmoat_st_map_slot",
+    ".Lmoat_st_setup_failed:",
+    "    ud2",
+    //
+    // The signal handler: %rdi = signal, %rsi = siginfo, %rdx = ucontext, on the slot's stack.
+    ".globl moat_systrap_handler",
+    "moat_systrap_handler:",
+    "    mov %rsp, %rbx",
+    "    and $-{slot_size}, %rbx",
+    "    mov %rdx, %r15",
+    "    mov %edi, {h_signo}(%rbx)",
+    "    mov 8(%rsi), %eax",
+    "    mov %eax, {h_signo}+4(%rbx)",
+    "    mov 16(%rsi), %rax",
+    "    mov %rax, {h_signo}+8(%rbx)",
+    "    mov %rdx, {h_uc}(%rbx)",
+    "    testq ${f_fsgsbase}, {h_flags}(%rbx)",
+    "    jz 1f",
+    "    rdfsbase %rax",
+    "    mov %rax, {h_fsbase}(%rbx)",
+    "    rdgsbase %rax",
+    "    mov %rax, {h_gsbase}(%rbx)",
+    "    jmp 2f",
+    "1:",
+    // arch_prctl(ARCH_GET_FS, &fsbase), arch_prctl(ARCH_GET_GS, &gsbase)
+    "    mov $158, %eax",
+    "    mov $0x1003, %edi",
+    "    lea {h_fsbase}(%rbx), %rsi",
+    "    syscall",
+    "    mov $158, %eax",
+    "    mov $0x1004, %edi",
+    "    lea {h_gsbase}(%rbx), %rsi",
+    "    syscall",
+    "2:",
+    // Keep the bases the application had: most resumptions leave them alone.
+    "    pushq {h_fsbase}(%rbx)",
+    "    pushq {h_gsbase}(%rbx)",
+    "    mov ${st_trap}, %eax",
+    // Publish the state in %eax; wake the kernel if it sleeps.
+    ".Lmoat_st_report:",
+    "    xchg %eax, {h_state}(%rbx)",
+    "    test %eax, %eax",
+    "    jns .Lmoat_st_wait",
+    // futex(&state, FUTEX_WAKE, 1)
+    "    mov $202, %eax",
+    "    lea {h_state}(%rbx), %rdi",
+    "    mov $1, %esi",
+    "    mov $1, %edx",
+    "    syscall",
+    ".Lmoat_st_wait:",
+    "    mov {h_spin}(%rbx), %rcx",
+    "3:",
+    "    mov {h_state}(%rbx), %eax",
+    "    test ${k_bit}, %eax",
+    "    jnz 4f",
+    "    test %rcx, %rcx",
+    "    jz .Lmoat_st_sleep",
+    "    dec %rcx",
+    "    pause",
+    "    jmp 3b",
+    "4:",
+    "    incq {h_spin_ok}(%rbx)",
+    "    jmp .Lmoat_st_go",
+    ".Lmoat_st_sleep:",
+    "    mov {h_state}(%rbx), %eax",
+    "    test ${k_bit}, %eax",
+    "    jnz .Lmoat_st_go",
+    "    mov %eax, %edx",
+    "    or ${waiter}, %edx",
+    "    lock cmpxchg %edx, {h_state}(%rbx)",
+    "    jne .Lmoat_st_sleep",
+    "    incq {h_sleeps}(%rbx)",
+    // futex(&state, FUTEX_WAIT, state | WAITER, NULL): every signal is blocked, so only
+    // the kernel's wake (or a spurious one) ends it.
+    "    mov $202, %eax",
+    "    lea {h_state}(%rbx), %rdi",
+    "    xor %esi, %esi",
+    "    xor %r10d, %r10d",
+    "    syscall",
+    "    jmp .Lmoat_st_sleep",
+    ".Lmoat_st_go:",
+    "    and $0xff, %eax",
+    "    cmp ${k_cmd}, %eax",
+    "    je .Lmoat_st_command",
+    // K_RUN (or anything else): back to the application, with the kernel's FS and GS bases
+    // if they changed.
+    "    mov {h_fsbase}(%rbx), %rax",
+    "    cmp 8(%rsp), %rax",
+    "    jne 7f",
+    "    mov {h_gsbase}(%rbx), %rax",
+    "    cmp (%rsp), %rax",
+    "    je 6f",
+    "7:",
+    "    testq ${f_fsgsbase}, {h_flags}(%rbx)",
+    "    jz 5f",
+    "    mov {h_fsbase}(%rbx), %rax",
+    "    wrfsbase %rax",
+    "    mov {h_gsbase}(%rbx), %rax",
+    "    wrgsbase %rax",
+    "    jmp 6f",
+    "5:",
+    // arch_prctl(ARCH_SET_FS, fsbase), arch_prctl(ARCH_SET_GS, gsbase)
+    "    mov $158, %eax",
+    "    mov $0x1002, %edi",
+    "    mov {h_fsbase}(%rbx), %rsi",
+    "    syscall",
+    "    mov $158, %eax",
+    "    mov $0x1001, %edi",
+    "    mov {h_gsbase}(%rbx), %rsi",
+    "    syscall",
+    "6:",
+    // rt_sigreturn with the frame the host wrote (and the kernel edited).
+    "    mov %r15, %rsp",
+    "    mov $15, %eax",
+    "    syscall",
+    "    ud2",
+    //
+    ".Lmoat_st_command:",
+    "    mov {h_cmd}(%rbx), %rax",
+    "    cmp ${cmd_clone}, %rax",
+    "    je .Lmoat_st_clone",
+    "    cmp ${cmd_fork}, %rax",
+    "    je .Lmoat_st_fork",
+    "    mov {h_args}(%rbx), %rdi",
+    "    mov {h_args}+8(%rbx), %rsi",
+    "    mov {h_args}+16(%rbx), %rdx",
+    "    mov {h_args}+24(%rbx), %r10",
+    "    mov {h_args}+32(%rbx), %r8",
+    "    mov {h_args}+40(%rbx), %r9",
+    "    syscall",
+    ".Lmoat_st_done:",
+    "    mov %rax, {h_result}(%rbx)",
+    "    mov ${st_done}, %eax",
+    "    jmp .Lmoat_st_report",
+    // A new thread: map its slot (shared with this one by CLONE_VM), then clone.
+    ".Lmoat_st_clone:",
+    "    mov {h_args}(%rbx), %r12",
+    "    mov {h_args}+8(%rbx), %r13",
+    "    mov {h_args}+16(%rbx), %r14",
+    // mmap(slot, STUB_SLOT_SIZE, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED, memfd, offset)
+    "    mov $9, %eax",
+    "    mov %r12, %rdi",
+    "    mov ${slot_size}, %esi",
+    "    mov $3, %edx",
+    "    mov ${map_shared_fixed}, %r10d",
+    "    mov ${memfd}, %r8d",
+    "    mov %r13, %r9",
+    "    syscall",
+    "    cmp %r12, %rax",
+    "    jne .Lmoat_st_done",
+    "    mov $56, %eax",
+    "    mov ${clone_flags}, %edi",
+    "    xor %esi, %esi",
+    "    xor %edx, %edx",
+    "    xor %r10d, %r10d",
+    "    xor %r8d, %r8d",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jz .Lmoat_st_thread_start",
+    "    jmp .Lmoat_st_done",
+    // A copy of this process, whose only thread maps a slot of its own.
+    ".Lmoat_st_fork:",
+    "    mov {h_args}(%rbx), %r12",
+    "    mov {h_args}+8(%rbx), %r13",
+    "    mov {h_args}+16(%rbx), %r14",
+    "    mov $56, %eax",
+    "    mov ${fork_flags}, %edi",
+    "    xor %esi, %esi",
+    "    xor %edx, %edx",
+    "    xor %r10d, %r10d",
+    "    xor %r8d, %r8d",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_done",
+    // The copy: it must not touch its parent's slots (they are the parent's threads' pages,
+    // its own stack among them), so registers only until they are gone.
+    "    mov $11, %eax",
+    "    movabs ${area}, %rdi",
+    "    mov ${area_len}, %esi",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    // Map the slot at %r12 from offset %r13 (the first thread and a copy's).
+    ".Lmoat_st_map_slot:",
+    "    mov $9, %eax",
+    "    mov %r12, %rdi",
+    "    mov ${slot_size}, %esi",
+    "    mov $3, %edx",
+    "    mov ${map_shared_fixed}, %r10d",
+    "    mov ${memfd}, %r8d",
+    "    mov %r13, %r9",
+    "    syscall",
+    "    cmp %r12, %rax",
+    "    jne .Lmoat_st_exit",
+    //
+    // Thread start: %r12 = the slot, %r14 = Moat's pid; every signal blocked.
+    ".Lmoat_st_thread_start:",
+    "    xor %esp, %esp",
+    "    lea {stack_off}(%r12), %rax",
+    "    mov %rax, {h_ss}(%r12)",
+    "    movq $0, {h_ss}+8(%r12)",
+    "    movq ${stack_len}, {h_ss}+16(%r12)",
+    // sigaltstack(&ss, NULL)
+    "    mov $131, %eax",
+    "    lea {h_ss}(%r12), %rdi",
+    "    xor %esi, %esi",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    // set_tid_address(&state)
+    "    mov $218, %eax",
+    "    lea {h_state}(%r12), %rdi",
+    "    syscall",
+    // prctl(PR_SET_PDEATHSIG, SIGKILL)
+    "    mov $157, %eax",
+    "    mov ${pdeathsig}, %edi",
+    "    mov $9, %esi",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    // getppid() == Moat: else Moat died before the death signal was armed.
+    "    mov $110, %eax",
+    "    syscall",
+    "    cmp %r14, %rax",
+    "    jne .Lmoat_st_exit",
+    "    testq ${f_dispatch}, {h_flags}(%r12)",
+    "    jz 8f",
+    // prctl(PR_SET_SYSCALL_USER_DISPATCH, ON, STUB_BASE, STUB_LEN, NULL)
+    "    mov $157, %eax",
+    "    mov ${sud}, %edi",
+    "    mov ${sud_on}, %esi",
+    "    movabs ${base}, %rdx",
+    "    mov ${len}, %r10d",
+    "    xor %r8d, %r8d",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    "8:",
+    // rt_sigprocmask(SIG_SETMASK, &empty, NULL, 8)
+    "    movq $0, {h_mask}(%r12)",
+    "    mov $14, %eax",
+    "    mov $2, %edi",
+    "    lea {h_mask}(%r12), %rsi",
+    "    xor %edx, %edx",
+    "    mov $8, %r10d",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    // Ready: the handler reports this trap and waits for the first switch.
+    "    int3",
+    "    ud2",
+    ".Lmoat_st_exit:",
+    "    mov $60, %eax",
+    "    mov $1, %edi",
+    "    syscall",
+    "    ud2",
+    //
+    ".globl moat_systrap_restorer",
+    "moat_systrap_restorer:",
+    "    mov $15, %eax",
+    "    syscall",
+    "    ud2",
+    ".globl moat_systrap_end",
+    "moat_systrap_end:",
+    ".popsection",
+    base = const STUB_BASE,
+    len = const STUB_LEN,
+    area = const STUB_AREA_BASE,
+    area_len = const STUB_AREA_LEN,
+    slot_size = const STUB_SLOT_SIZE,
+    stack_off = const STACK_OFF,
+    stack_len = const STUB_SLOT_SIZE - STACK_OFF,
+    h_state = const H_STATE,
+    h_signo = const H_SIGNO,
+    h_uc = const H_UC,
+    h_fsbase = const H_FSBASE,
+    h_gsbase = const H_GSBASE,
+    h_cmd = const H_CMD,
+    h_args = const H_ARGS,
+    h_result = const H_RESULT,
+    h_spin = const H_SPIN,
+    h_flags = const H_FLAGS,
+    h_spin_ok = const H_SPIN_OK,
+    h_sleeps = const H_SLEEPS,
+    h_ss = const H_SS,
+    h_mask = const H_MASK,
+    st_trap = const ST_TRAP,
+    st_done = const ST_DONE,
+    k_bit = const K_RUN,
+    k_cmd = const K_CMD,
+    waiter = const WAITER,
+    cmd_clone = const CMD_CLONE_THREAD,
+    cmd_fork = const CMD_FORK,
+    f_fsgsbase = const F_FSGSBASE,
+    f_dispatch = const F_DISPATCH,
+    clone_flags = const STUB_CLONE_FLAGS,
+    fork_flags = const STUB_FORK_FLAGS,
+    pdeathsig = const PR_SET_PDEATHSIG,
+    sud = const PR_SET_SYSCALL_USER_DISPATCH,
+    sud_on = const PR_SYS_DISPATCH_ON,
+    map_shared_fixed = const MAP_SHARED_FIXED,
+    memfd = const STUB_MEMFD_FD,
+    options(att_syntax)
+);
+
+// SAFETY: the labels are defined by the `global_asm!` above, in this crate; Moat only takes
+// their addresses (safe), never reads through them as `u8`.
+unsafe extern "C" {
+    static moat_systrap_start: u8;
+    static moat_systrap_handler: u8;
+    static moat_systrap_restorer: u8;
+    static moat_systrap_end: u8;
+}
+
+fn offset_of(label: *const u8) -> u64 {
+    (label as usize - &raw const moat_systrap_start as usize) as u64
+}
+
+/// Address of the stub's entry in Moat's own text (where the forked child jumps).
+pub(super) fn entry() -> usize {
+    &raw const moat_systrap_start as usize
+}
+
+/// Size of the stub's code; it must fit its page.
+pub(super) fn code_len() -> u64 {
+    offset_of(&raw const moat_systrap_end)
+}
+
+/// The handler's address in the stub.
+pub(super) fn handler_address() -> u64 {
+    STUB_BASE + offset_of(&raw const moat_systrap_handler)
+}
+
+/// The `rt_sigreturn` trampoline's address in the stub (`SA_RESTORER` is mandatory on
+/// x86-64; the handler returns by itself, so this is never used).
+pub(super) fn restorer_address() -> u64 {
+    STUB_BASE + offset_of(&raw const moat_systrap_restorer)
+}
+
+const _: () = assert!(STUB_LEN == 0x1000);
+const _: () = assert!(STUB_AREA_LEN < 1 << 31 && STUB_SLOT_SIZE < 1 << 31);
