@@ -42,7 +42,7 @@ pub const RLIMIT_COUNT: usize = 16;
 /// Capabilities are all-or-nothing: a task whose effective UID is 0 holds every capability,
 /// any other holds none (Linux's behaviour for root without file capabilities or securebits);
 /// the filesystem ones follow the filesystem UID (`syscalls/creds.rs`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: u32,
     pub euid: u32,
@@ -67,6 +67,25 @@ pub struct Volume {
     pub read_only: bool,
 }
 
+/// A fresh tmpfs mounted in the sandbox (an OCI `tmpfs` mount).
+#[derive(Clone, Debug)]
+pub struct TmpfsMount {
+    /// Where it appears in the sandbox (absolute).
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub read_only: bool,
+}
+
+/// A file written into the root's overlay before the program starts: an OCI bind mount of a
+/// single host file arrives as a copy (the gofer serves directories, not single files).
+#[derive(Clone, Debug)]
+pub struct SeedFile {
+    /// Where it appears in the sandbox (absolute).
+    pub path: Vec<u8>,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
 /// Everything needed to start a sandbox with one program in it.
 pub struct SandboxConfig {
     pub platform: Arc<dyn Platform>,
@@ -84,6 +103,18 @@ pub struct SandboxConfig {
     pub cwd_required: bool,
     /// Host directories the gofer serves as mounts 1, 2, ... bind-mounted into the tree.
     pub volumes: Vec<Volume>,
+    /// The root is mounted read-only (an OCI bundle's `root.readonly`).
+    pub root_read_only: bool,
+    /// Fresh tmpfs mounts, made after the volumes.
+    pub tmpfs_mounts: Vec<TmpfsMount>,
+    /// Files written into the root's overlay before the program starts.
+    pub seed_files: Vec<SeedFile>,
+    /// Look a `filename` without '/' up in the `PATH` of `envp`, inside the sandbox's tree
+    /// (as `execvp` does; an OCI `process.args[0]` is such a name).
+    pub search_path: bool,
+    /// Called once init is loaded, just before its first instruction runs (an OCI `start`
+    /// learns that the program was found and loaded).
+    pub on_start: Option<Box<dyn FnOnce() + Send>>,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -97,7 +128,15 @@ pub struct SandboxConfig {
     pub cpu_mask: Vec<u8>,
     /// Signals sent to `moat` itself (^C on the terminal, `kill`), to pass on to the
     /// sandbox's init as if sent from outside the sandbox.
-    pub forwarded_signals: Option<std::sync::mpsc::Receiver<i32>>,
+    pub forwarded_signals: Option<std::sync::mpsc::Receiver<HostSignal>>,
+}
+
+/// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostSignal {
+    pub signo: i32,
+    /// To every process of the sandbox (`moat kill --all`), not just init.
+    pub all: bool,
 }
 
 /// Failures that end the sandbox (the application's own errors are errnos, never these).
@@ -199,7 +238,7 @@ pub fn sandbox_fs(
         }
         None => (upper, "tmpfs"),
     };
-    let mount = vfs::Mount::new_root(root, fs_type, false);
+    let mount = vfs::Mount::new_root(root, fs_type, config.root_read_only);
     let root_path = vfs::VfsPath::root_of(&mount);
     let ctx = vfs::FsContext {
         root: root_path.clone(),
@@ -257,6 +296,50 @@ pub fn sandbox_fs(
         let root = fs::gofer::GoferInode::root(client.clone(), volume.mount, !volume.read_only)
             .map_err(KernelError::Root)?;
         vfs::Mount::new_at(&at, root, "bind", volume.read_only).map_err(KernelError::Root)?;
+    }
+    let make_dirs = |path: &[u8]| -> Result<vfs::VfsPath, KernelError> {
+        let mut at = root_path.clone();
+        for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            at = ensure_dir(&at, part, 0o755, 0, 0)
+                .ok_or(KernelError::Root(moat_abi::Errno::ENOTDIR))?;
+        }
+        Ok(at)
+    };
+    for mount in &config.tmpfs_mounts {
+        let at = make_dirs(&mount.path)?;
+        let tmpfs = fs::tmpfs::Tmpfs::new_root_in(kernel.memory.clone(), mount.mode, 0, 0);
+        vfs::Mount::new_at(&at, tmpfs, "tmpfs", mount.read_only).map_err(KernelError::Root)?;
+    }
+    for file in &config.seed_files {
+        let Some(split) = file.path.iter().rposition(|&b| b == b'/') else {
+            return Err(KernelError::Root(moat_abi::Errno::EINVAL));
+        };
+        let (dir, name) = (&file.path[..split], &file.path[split + 1..]);
+        let at = make_dirs(dir)?;
+        let inode = match at.dentry.child(name) {
+            Ok(d) => d.inode(),
+            Err(_) => {
+                let inode = at
+                    .inode()
+                    .create(name, &vfs::NewNode::File { mode: file.mode }, 0, 0)
+                    .map_err(KernelError::Root)?;
+                at.dentry.add_child(name, inode.clone());
+                inode
+            }
+        };
+        let open = fs::OpenFile::new(
+            inode
+                .open((libc::O_WRONLY | libc::O_TRUNC) as u32)
+                .map_err(KernelError::Root)?,
+            libc::O_WRONLY as u32,
+        );
+        let mut done = 0;
+        while done < file.contents.len() {
+            match open.write_at(&file.contents[done..], done as u64) {
+                Ok(0) | Err(_) => return Err(KernelError::Root(moat_abi::Errno::EIO)),
+                Ok(n) => done += n,
+            }
+        }
     }
     let resolver = vfs::Resolve {
         root: ctx.root.clone(),
@@ -384,7 +467,13 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     if let Some(signals) = config.forwarded_signals.take() {
         forward_signals(&kernel, signals);
     }
-    let result = task::Task::start(kernel.clone(), config).and_then(|mut init| init.run());
+    let on_start = config.on_start.take();
+    let result = task::Task::start(kernel.clone(), config).and_then(|mut init| {
+        if let Some(f) = on_start {
+            f();
+        }
+        init.run()
+    });
     if result.is_err() {
         exit::kill_all(&kernel.tree.guard());
     } else {
@@ -415,13 +504,13 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
 
 /// Pass signals that reach Moat on to init (pid 1), sent from outside the sandbox (`si_pid` 0,
 /// as Linux shows a sender in an ancestor pid namespace). The thread ends with the sandbox.
-fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<i32>) {
+fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<HostSignal>) {
     use process::Guard;
     let weak = Arc::downgrade(kernel);
     let _ = std::thread::Builder::new()
         .name("moat-signals".into())
         .spawn(move || {
-            while let Ok(signo) = signals.recv() {
+            while let Ok(HostSignal { signo, all }) = signals.recv() {
                 let Some(kernel) = weak.upgrade() else {
                     return;
                 };
@@ -429,9 +518,47 @@ fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<i32>
                     continue;
                 }
                 let info = moat_abi::SigInfo::from_process(signo, moat_abi::SI_USER, 0, 0);
-                signal::send_to_process_locked(&kernel.tree.guard(), 1, info);
+                let tree = kernel.tree.guard();
+                let targets: Vec<i32> = if all {
+                    // Init last: its death kills the rest before they see the signal.
+                    let mut all: Vec<i32> = tree.processes.keys().copied().collect();
+                    all.sort_by_key(|&p| (p == 1, p));
+                    all
+                } else {
+                    vec![1]
+                };
+                for tgid in targets {
+                    signal::send_to_process_locked(&tree, tgid, info);
+                }
             }
         });
+}
+
+/// Find a program named without '/' in the `PATH` of `envp` (the default search path of
+/// `execvp` if none), as `execvp` does: the first directory with an executable file of that
+/// name wins; `EACCES` if only non-executable ones were found, else `ENOENT`.
+pub fn search_path(
+    fs: &vfs::FsContext,
+    creds: &Credentials,
+    envp: &[Vec<u8>],
+    name: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), moat_abi::Errno> {
+    let path = envp
+        .iter()
+        .find_map(|kv| kv.strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut error = moat_abi::Errno::ENOENT;
+    for dir in path.split(|&b| b == b':') {
+        let mut candidate = if dir.is_empty() { b".".to_vec() } else { dir.to_vec() };
+        candidate.push(b'/');
+        candidate.extend_from_slice(name);
+        match read_executable(fs, creds, &candidate) {
+            Ok(image) => return Ok((image, candidate)),
+            Err(moat_abi::Errno::EACCES) => error = moat_abi::Errno::EACCES,
+            Err(_) => {}
+        }
+    }
+    Err(error)
 }
 
 /// The absolute path of a program named relative to `cwd`.

@@ -122,15 +122,20 @@ impl Task {
         mm.limit_as = config.limits[libc::RLIMIT_AS as usize].cur;
         mm.limit_data = config.limits[libc::RLIMIT_DATA as usize].cur;
         let fs = crate::sandbox_fs(&config, &kernel)?;
-        let image = crate::read_executable(&fs, &config.creds, &config.filename).map_err(|e| {
+        let (image, found) = if config.search_path && !config.filename.contains(&b'/') {
+            crate::search_path(&fs, &config.creds, &config.envp, &config.filename)
+        } else {
+            crate::read_executable(&fs, &config.creds, &config.filename)
+                .map(|image| (image, config.filename.clone()))
+        }
+        .map_err(|e| {
             KernelError::Load(loader::LoadError::Open(
                 String::from_utf8_lossy(&config.filename).into_owned(),
                 e,
             ))
         })?;
         // A `#!` script runs its interpreter, as execve would.
-        let (mut image, mut filename, mut argv) =
-            (image, config.filename.clone(), config.argv.clone());
+        let (mut image, mut filename, mut argv) = (image, found, config.argv.clone());
         for _ in 0..crate::syscalls::exec::MAX_INTERP_DEPTH {
             let Some((interp, arg)) = crate::syscalls::exec::shebang(&image) else {
                 break;

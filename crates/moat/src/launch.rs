@@ -238,6 +238,10 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         },
         cwd_required: args.cwd.is_some(),
         volumes,
+        root_read_only: false,
+        tmpfs_mounts: Vec::new(),
+        seed_files: Vec::new(),
+        search_path: false,
         creds,
         umask: umask.as_raw_mode(),
         limits: host_limits(),
@@ -252,6 +256,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         confinement,
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
+        wait_for_start: false,
     };
     match moat_runtime::run_sandbox(&spec, &served, log) {
         Ok(code) => code,

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod confine;
+pub mod control;
 pub mod launch;
 pub mod seccomp;
 pub mod spec;
