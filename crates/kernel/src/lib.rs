@@ -549,7 +549,11 @@ pub fn search_path(
         .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let mut error = moat_abi::Errno::ENOENT;
     for dir in path.split(|&b| b == b':') {
-        let mut candidate = if dir.is_empty() { b".".to_vec() } else { dir.to_vec() };
+        let mut candidate = if dir.is_empty() {
+            b".".to_vec()
+        } else {
+            dir.to_vec()
+        };
         candidate.push(b'/');
         candidate.extend_from_slice(name);
         match read_executable(fs, creds, &candidate) {

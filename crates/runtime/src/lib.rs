@@ -17,7 +17,9 @@
 
 pub mod confine;
 pub mod control;
+pub mod host;
 pub mod launch;
+pub mod oci;
 pub mod seccomp;
 pub mod spec;
 
