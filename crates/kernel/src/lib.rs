@@ -129,14 +129,42 @@ pub struct SandboxConfig {
     /// Signals sent to `moat` itself (^C on the terminal, `kill`), to pass on to the
     /// sandbox's init as if sent from outside the sandbox.
     pub forwarded_signals: Option<std::sync::mpsc::Receiver<HostSignal>>,
+    /// Processes to start in the running sandbox (OCI `exec`).
+    pub exec_calls: Option<std::sync::mpsc::Receiver<ExecCall>>,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostSignal {
     pub signo: i32,
-    /// To every process of the sandbox (`moat kill --all`), not just init.
-    pub all: bool,
+    pub target: SignalTarget,
+}
+
+/// Whom a [`HostSignal`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalTarget {
+    Init,
+    /// Every process of the sandbox (`moat kill --all`).
+    All,
+    /// One process (an exec'd one, by its pid in the sandbox).
+    Process(i32),
+}
+
+/// A process to start in the running sandbox from outside (OCI `exec`).
+pub struct ExecCall {
+    pub filename: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub creds: Credentials,
+    pub umask: u32,
+    pub search_path: bool,
+    /// Host fds donated as its fds 0, 1 and 2.
+    pub stdio: Vec<OwnedFd>,
+    /// Told the new process's pid once it is loaded, or why it could not start.
+    pub started: Option<Box<dyn FnOnce(Result<i32, KernelError>) + Send>>,
+    /// Told its status when it ends.
+    pub exited: Option<Box<dyn FnOnce(ExitStatus) + Send>>,
 }
 
 /// Failures that end the sandbox (the application's own errors are errnos, never these).
@@ -186,7 +214,14 @@ pub struct Kernel {
     pub unix_names: Arc<net::unix::UnixNames>,
     /// The vDSO every program gets, and the clock line it reads.
     pub vdso: Arc<vdso::Vdso>,
+    /// The root of the sandbox's file tree (set when init starts; exec'd processes share it).
+    pub root: Mutex<Option<vfs::VfsPath>>,
+    /// Processes started from outside (OCI `exec`), by pid: whom to tell of their end.
+    pub exec_watchers: Mutex<std::collections::HashMap<i32, ExecWatcher>>,
 }
+
+/// Told the status of a process started from outside when it ends.
+pub type ExecWatcher = Box<dyn FnOnce(ExitStatus) + Send>;
 
 impl Kernel {
     /// Log an unimplemented system call (or variant) the first time it is seen.
@@ -462,10 +497,15 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         timers: Arc::new(timer::Timers::default()),
         unix_names: Arc::new(net::unix::UnixNames::default()),
         vdso,
+        root: Mutex::new(None),
+        exec_watchers: Mutex::new(std::collections::HashMap::new()),
     });
     let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {
         forward_signals(&kernel, signals);
+    }
+    if let Some(calls) = config.exec_calls.take() {
+        serve_exec_calls(&kernel, calls);
     }
     let on_start = config.on_start.take();
     let result = task::Task::start(kernel.clone(), config).and_then(|mut init| {
@@ -510,7 +550,7 @@ fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<Host
     let _ = std::thread::Builder::new()
         .name("moat-signals".into())
         .spawn(move || {
-            while let Ok(HostSignal { signo, all }) = signals.recv() {
+            while let Ok(HostSignal { signo, target }) = signals.recv() {
                 let Some(kernel) = weak.upgrade() else {
                     return;
                 };
@@ -519,13 +559,15 @@ fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<Host
                 }
                 let info = moat_abi::SigInfo::from_process(signo, moat_abi::SI_USER, 0, 0);
                 let tree = kernel.tree.guard();
-                let targets: Vec<i32> = if all {
-                    // Init last: its death kills the rest before they see the signal.
-                    let mut all: Vec<i32> = tree.processes.keys().copied().collect();
-                    all.sort_by_key(|&p| (p == 1, p));
-                    all
-                } else {
-                    vec![1]
+                let targets: Vec<i32> = match target {
+                    SignalTarget::All => {
+                        // Init last: its death kills the rest before they see the signal.
+                        let mut all: Vec<i32> = tree.processes.keys().copied().collect();
+                        all.sort_by_key(|&p| (p == 1, p));
+                        all
+                    }
+                    SignalTarget::Init => vec![1],
+                    SignalTarget::Process(pid) => vec![pid],
                 };
                 for tgid in targets {
                     signal::send_to_process_locked(&tree, tgid, info);
@@ -563,6 +605,53 @@ pub fn search_path(
         }
     }
     Err(error)
+}
+
+/// Start each process asked for from outside on a host thread of its own (ptrace binds a
+/// task to the thread that created its address space), until the sandbox ends.
+fn serve_exec_calls(kernel: &Arc<Kernel>, calls: std::sync::mpsc::Receiver<ExecCall>) {
+    use process::Guard;
+    let weak = Arc::downgrade(kernel);
+    let _ = std::thread::Builder::new()
+        .name("moat-exec".into())
+        .spawn(move || {
+            while let Ok(mut call) = calls.recv() {
+                let Some(kernel) = weak.upgrade() else {
+                    return;
+                };
+                if kernel.ended.is_done() {
+                    if let Some(started) = call.started.take() {
+                        started(Err(KernelError::Root(moat_abi::Errno::ESRCH)));
+                    }
+                    continue;
+                }
+                let k = kernel.clone();
+                let thread = std::thread::Builder::new()
+                    .name("task-exec".into())
+                    .stack_size(1 << 20)
+                    .spawn(move || {
+                        let started = call.started.take();
+                        match task::Task::start_exec(k.clone(), &mut call) {
+                            Ok(mut task) => {
+                                if let Some(f) = started {
+                                    f(Ok(task.tgid));
+                                }
+                                if let Err(e) = task.run() {
+                                    tracing::error!("exec'd task: {e}");
+                                }
+                            }
+                            Err(e) => {
+                                if let Some(f) = started {
+                                    f(Err(e));
+                                }
+                            }
+                        }
+                    });
+                if let Ok(handle) = thread {
+                    kernel.threads.guard().push(handle);
+                }
+            }
+        });
 }
 
 /// The absolute path of a program named relative to `cwd`.

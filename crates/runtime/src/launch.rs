@@ -15,7 +15,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use moat_kernel::{ExitStatus, HostSignal, KernelError, LoadError, SandboxConfig};
+use moat_kernel::{
+    ExecCall, ExitStatus, HostSignal, KernelError, LoadError, SandboxConfig, SignalTarget,
+};
 use rustix::process::{Pid, WaitOptions};
 
 use crate::confine::{self, Served};
@@ -264,6 +266,62 @@ enum BeforeStart {
 struct Routes {
     before_start: Mutex<Option<std::sync::mpsc::Sender<BeforeStart>>>,
     signals: std::sync::mpsc::Sender<HostSignal>,
+    execs: std::sync::mpsc::Sender<ExecCall>,
+    /// The sandbox pid of each running exec'd process, by the front's exec number.
+    exec_pids: Arc<Mutex<std::collections::HashMap<u64, i32>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An exec request from the front, as the kernel's call: its start and end are reported
+/// back on the control socket.
+fn exec_call(
+    id: u64,
+    spec: control::ExecSpec,
+    stdio: Vec<OwnedFd>,
+    control: &Arc<OwnedFd>,
+    pids: &Arc<Mutex<std::collections::HashMap<u64, i32>>>,
+) -> ExecCall {
+    let shown = String::from_utf8_lossy(&spec.filename).into_owned();
+    let cwd = String::from_utf8_lossy(&spec.cwd).into_owned();
+    let (on_start, on_exit) = (control.clone(), control.clone());
+    let (pids_start, pids_exit) = (pids.clone(), pids.clone());
+    ExecCall {
+        filename: spec.filename,
+        argv: spec.argv,
+        envp: spec.envp,
+        cwd: spec.cwd,
+        creds: spec.creds,
+        umask: spec.umask,
+        search_path: spec.search_path,
+        stdio,
+        started: Some(Box::new(move |result| {
+            let m = match result {
+                Ok(pid) => {
+                    lock(&pids_start).insert(id, pid);
+                    Message::ExecStarted { id, pid }
+                }
+                Err(e) => Message::ExecFailed {
+                    id,
+                    message: match outcome(Err(e), &shown, &cwd) {
+                        Err((_, message)) => message,
+                        Ok(_) => "exec failed".into(),
+                    },
+                },
+            };
+            let _ = control::send(&*on_start, &m, &[]);
+        })),
+        exited: Some(Box::new(move |status| {
+            lock(&pids_exit).remove(&id);
+            let status = match status {
+                ExitStatus::Exited(code) => Status::Exited(code),
+                ExitStatus::Signaled { signo, .. } => Status::Signaled(signo),
+            };
+            let _ = control::send(&*on_exit, &Message::ExecExited { id, status }, &[]);
+        })),
+    }
 }
 
 /// Read the front's messages on the control socket until it hangs up.
@@ -271,19 +329,15 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
     let _ = std::thread::Builder::new()
         .name("moat-control".into())
         .spawn(move || loop {
-            let message = match control::recv(&*control) {
-                Ok(Some((message, _fds))) => message,
+            let (message, fds) = match control::recv(&*control) {
+                Ok(Some(got)) => got,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!("control socket: {e}");
                     continue;
                 }
             };
-            let before = routes
-                .before_start
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            let before = lock(&routes.before_start).clone();
             match (message, before) {
                 (Message::Start, Some(tx)) => {
                     let _ = tx.send(BeforeStart::Start);
@@ -292,7 +346,29 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
                     let _ = tx.send(BeforeStart::Signal(signo));
                 }
                 (Message::Signal { signo, all }, None) => {
-                    let _ = routes.signals.send(HostSignal { signo, all });
+                    let target = if all {
+                        SignalTarget::All
+                    } else {
+                        SignalTarget::Init
+                    };
+                    let _ = routes.signals.send(HostSignal { signo, target });
+                }
+                (Message::Exec { id, .. }, Some(_)) => {
+                    let m = Message::ExecFailed {
+                        id,
+                        message: "the container has not started".into(),
+                    };
+                    let _ = control::send(&*control, &m, &[]);
+                }
+                (Message::Exec { id, spec }, None) => {
+                    let call = exec_call(id, spec, fds, &control, &routes.exec_pids);
+                    let _ = routes.execs.send(call);
+                }
+                (Message::ExecSignal { id, signo }, _) => {
+                    if let Some(&pid) = lock(&routes.exec_pids).get(&id) {
+                        let target = SignalTarget::Process(pid);
+                        let _ = routes.signals.send(HostSignal { signo, target });
+                    }
                 }
                 (other, _) => tracing::warn!("control socket: unexpected {other:?}"),
             }
@@ -439,9 +515,12 @@ fn start_kernel(
         );
     let (signals_tx, signals_rx) = std::sync::mpsc::channel();
     let (start_tx, start_rx) = std::sync::mpsc::channel();
+    let (execs_tx, execs_rx) = std::sync::mpsc::channel();
     let routes = Arc::new(Routes {
         before_start: Mutex::new(spec.wait_for_start.then_some(start_tx)),
         signals: signals_tx,
+        execs: execs_tx,
+        exec_pids: Arc::default(),
     });
     read_control(control.clone(), routes.clone());
     // Names that tell Moat's processes apart in `ps` and in the host's audit log.
@@ -484,10 +563,7 @@ fn start_kernel(
                 }
             }
         }
-        *routes
-            .before_start
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *lock(&routes.before_start) = None;
     }
     let started = control.clone();
     let shown = String::from_utf8_lossy(spec.argv.first().map_or(&b"?"[..], |a| a)).into_owned();
@@ -518,6 +594,7 @@ fn start_kernel(
         memory_size: spec.memory_size,
         cpu_mask: spec.cpu_mask,
         forwarded_signals: Some(signals_rx),
+        exec_calls: Some(execs_rx),
     };
     let result = moat_kernel::run(config);
     // The sandbox is over: hang up on the gofer, which then exits.
