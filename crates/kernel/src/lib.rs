@@ -162,7 +162,7 @@ pub struct ExecCall {
     /// Host fds donated as its fds 0, 1 and 2.
     pub stdio: Vec<OwnedFd>,
     /// Told the new process's pid once it is loaded, or why it could not start.
-    pub started: Option<Box<dyn FnOnce(Result<i32, KernelError>) + Send>>,
+    pub started: Option<ExecStarted>,
     /// Told its status when it ends.
     pub exited: Option<Box<dyn FnOnce(ExitStatus) + Send>>,
 }
@@ -219,6 +219,9 @@ pub struct Kernel {
     /// Processes started from outside (OCI `exec`), by pid: whom to tell of their end.
     pub exec_watchers: Mutex<std::collections::HashMap<i32, ExecWatcher>>,
 }
+
+/// Told the pid of a process started from outside once it is loaded, or why it could not.
+pub type ExecStarted = Box<dyn FnOnce(Result<i32, KernelError>) + Send>;
 
 /// Told the status of a process started from outside when it ends.
 pub type ExecWatcher = Box<dyn FnOnce(ExitStatus) + Send>;
@@ -631,7 +634,7 @@ fn serve_exec_calls(kernel: &Arc<Kernel>, calls: std::sync::mpsc::Receiver<ExecC
                     .stack_size(1 << 20)
                     .spawn(move || {
                         let started = call.started.take();
-                        match task::Task::start_exec(k.clone(), &mut call) {
+                        match task::Task::start_exec(&k, &mut call) {
                             Ok(mut task) => {
                                 if let Some(f) = started {
                                     f(Ok(task.tgid));

@@ -149,7 +149,7 @@ impl Task {
     /// working directory `call.cwd` (which must exist), init's limits. Its end is reported
     /// to `exited` rather than to a parent.
     pub fn start_exec(
-        kernel: Arc<Kernel>,
+        kernel: &Arc<Kernel>,
         call: &mut crate::ExecCall,
     ) -> Result<Task, KernelError> {
         let root = kernel

@@ -186,7 +186,7 @@ pub struct PsArgs {
     pub id: String,
     /// ps(1) options (accepted, ignored).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub ps_args: Vec<String>,
+    pub options: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -206,7 +206,7 @@ pub fn wait_sandbox(sandbox: &Sandbox, reported: Option<Status>) -> Result<Statu
         eprintln!("moat: the gofer was killed by seccomp (a disallowed host system call)");
     }
     if let Some(code) = status.and_then(rustix::process::WaitStatus::exit_status) {
-        return Ok(reported.unwrap_or(Status::Exited(code as i32)));
+        return Ok(reported.unwrap_or(Status::Exited(code)));
     }
     Err(
         match status.and_then(rustix::process::WaitStatus::terminating_signal) {

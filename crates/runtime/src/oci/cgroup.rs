@@ -99,13 +99,19 @@ fn limits(dir: &Path, controller: &str, r: &LinuxResources, warnings: &mut Vec<S
     let memory = r
         .memory()
         .as_ref()
-        .and_then(|m| m.limit())
+        .and_then(oci_spec::runtime::LinuxMemory::limit)
         .filter(|&l| l > 0);
     let cpu = r.cpu().as_ref();
-    let quota = cpu.and_then(|c| c.quota()).filter(|&q| q > 0);
-    let period = cpu.and_then(|c| c.period());
-    let shares = cpu.and_then(|c| c.shares());
-    let pids = r.pids().as_ref().map(|p| p.limit()).filter(|&l| l > 0);
+    let quota = cpu
+        .and_then(oci_spec::runtime::LinuxCpu::quota)
+        .filter(|&q| q > 0);
+    let period = cpu.and_then(oci_spec::runtime::LinuxCpu::period);
+    let shares = cpu.and_then(oci_spec::runtime::LinuxCpu::shares);
+    let pids = r
+        .pids()
+        .as_ref()
+        .map(oci_spec::runtime::LinuxPids::limit)
+        .filter(|&l| l > 0);
     match controller {
         "" => {
             if let Some(l) = memory {

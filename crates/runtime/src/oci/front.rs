@@ -78,9 +78,9 @@ impl FrontSpec {
         let mut served = Vec::with_capacity(n);
         for _ in 0..n {
             served.push(Served {
-                host_path: PathBuf::from(std::ffi::OsString::from(
+                host_path: PathBuf::from(
                     <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(r.bytes()?),
-                )),
+                ),
                 read_only: r.bool()?,
             });
         }
@@ -199,12 +199,12 @@ fn read_kernel(front: &Front) {
 }
 
 /// Serve one client of the control socket.
-fn serve(front: &Arc<Front>, conn: OwnedFd) {
-    let Ok(Some((request, fds))) = control::recv(&conn) else {
+fn serve(front: &Arc<Front>, conn: &OwnedFd) {
+    let Ok(Some((request, fds))) = control::recv(conn) else {
         return;
     };
     let reply = |m: &Message| {
-        let _ = control::send(&conn, m, &[]);
+        let _ = control::send(conn, m, &[]);
     };
     match request {
         Message::Start => {
@@ -228,7 +228,7 @@ fn serve(front: &Arc<Front>, conn: OwnedFd) {
                 reply(&Message::Failed("container not running".into()));
             }
         }
-        Message::Exec { spec, .. } => exec(front, &conn, spec, &fds),
+        Message::Exec { spec, .. } => exec(front, conn, spec, &fds),
         other => reply(&Message::Failed(format!("unexpected request {other:?}"))),
     }
 }
@@ -365,7 +365,7 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
                         let front = front.clone();
                         let _ = std::thread::Builder::new()
                             .name("moat-client".into())
-                            .spawn(move || serve(&front, conn));
+                            .spawn(move || serve(&front, &conn));
                     }
                     Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => {}
                     Err(_) => return,

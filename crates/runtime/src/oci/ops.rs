@@ -693,9 +693,8 @@ pub fn exec_front_main(socket: &Path, sync_fd: i32, log: &Log) -> std::process::
         return std::process::ExitCode::from(crate::launch::EXIT_MOAT_FAILED);
     };
     let _ = rustix::process::setsid();
-    let spec = match control::recv(&sync) {
-        Ok(Some((Message::Exec { spec, .. }, _))) => spec,
-        _ => return std::process::ExitCode::from(crate::launch::EXIT_MOAT_FAILED),
+    let Ok(Some((Message::Exec { spec, .. }, _))) = control::recv(&sync) else {
+        return std::process::ExitCode::from(crate::launch::EXIT_MOAT_FAILED);
     };
     // Our stdio is the exec'd process's (a terminal's slave, or the caller's).
     let conn = match exec_start(socket, &spec, None) {
