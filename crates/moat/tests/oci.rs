@@ -387,3 +387,146 @@ fn a_terminal_goes_over_the_console_socket() {
     assert!(eventually(5, || status(&root, "t1").as_deref() == Some("stopped")));
     assert!(moat(&root, &["delete", "t1"]).status.success());
 }
+
+#[test]
+fn hooks_run_with_the_state_and_errors_reach_the_json_log() {
+    let s = Scratch::new("oci-hooks");
+    let b = bundle(&s.path().join("b"), &["true"], false);
+    let marks = s.path().join("marks");
+    let hook = |stage: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("read -r state; echo {stage} $state >> {}", marks.display())]
+        })
+    };
+    edit_config(&b, |c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")]
+        });
+        c["annotations"] = serde_json::json!({"org.example.k": "v"});
+    });
+    let root = s.path().join("root");
+    let out = s.path().join("out");
+    create(&root, &b, "h1", &out);
+    assert!(moat(&root, &["start", "h1"]).status.success());
+    assert!(eventually(5, || status(&root, "h1").as_deref() == Some("stopped")));
+    assert!(moat(&root, &["delete", "h1"]).status.success());
+    let marks = std::fs::read_to_string(&marks).unwrap();
+    let stages: Vec<&str> = marks
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["createRuntime", "poststart", "poststop"],
+        "{marks}"
+    );
+    assert!(
+        marks.contains("\"id\":\"h1\"") && marks.contains("org.example.k"),
+        "{marks}"
+    );
+    assert!(
+        marks
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"status\":\"stopped\""),
+        "{marks}"
+    );
+
+    // A failing createRuntime hook fails create, as a JSON error line in --log.
+    edit_config(&b, |c| {
+        c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/false"}]});
+    });
+    let log = s.path().join("log.json");
+    let o = Command::new(MOAT)
+        .arg("--root")
+        .arg(&root)
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "create", "--bundle"])
+        .arg(&b)
+        .arg("h2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(
+        last["msg"].as_str().unwrap().contains("createRuntime hook"),
+        "{last}"
+    );
+    assert_eq!(status(&root, "h2"), None);
+}
+
+/// Limits land in the container's cgroup, below the test's own, and the sandbox's host
+/// processes are in it; `delete` removes it.
+#[test]
+fn resources_are_applied_in_the_container_s_cgroup() {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(memory) = own.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, list, path) = (p.next(), p.next()?, p.next()?);
+        list.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    }) else {
+        println!("SKIP: no cgroup v1 memory controller here");
+        return;
+    };
+    let base = Path::new("/sys/fs/cgroup/memory").join(memory.trim_start_matches('/'));
+    if std::fs::create_dir(base.join("moat-probe"))
+        .and_then(|()| std::fs::remove_dir(base.join("moat-probe")))
+        .is_err()
+    {
+        println!(
+            "SKIP: the memory cgroup {} is not writable here",
+            base.display()
+        );
+        return;
+    }
+    let s = Scratch::new("oci-cgroup");
+    let b = bundle(&s.path().join("b"), &["sleep", "30"], false);
+    let name = format!("moat-test-{}", std::process::id());
+    edit_config(&b, |c| {
+        c["linux"]["cgroupsPath"] = format!("/{name}/c1").into();
+        c["linux"]["resources"] = serde_json::json!({
+            "memory": {"limit": 268435456},
+            "pids": {"limit": 100}
+        });
+    });
+    let root = s.path().join("root");
+    let pid = create(&root, &b, "c1", &s.path().join("out"));
+    let dir = base.join(&name).join("c1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim(),
+        "268435456"
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
+    // The gofer and the kernel (started after the front joined) are in it too.
+    assert!(procs.lines().count() >= 3, "{procs}");
+    assert!(moat(&root, &["start", "c1"]).status.success());
+    assert!(moat(&root, &["pause", "c1"]).status.success());
+    assert_eq!(status(&root, "c1").as_deref(), Some("paused"));
+    assert!(moat(&root, &["resume", "c1"]).status.success());
+    assert_eq!(status(&root, "c1").as_deref(), Some("running"));
+    assert!(moat(&root, &["delete", "--force", "c1"]).status.success());
+    assert!(!dir.exists());
+    let _ = std::fs::remove_dir(base.join(&name));
+    for c in ["cpu", "cpuacct", "pids", "blkio", "freezer"] {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(&name));
+    }
+}

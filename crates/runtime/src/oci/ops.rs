@@ -275,7 +275,7 @@ pub fn start(g: &Globals, id: &str) -> Result<(), OciError> {
     let mut c = Container::open(&g.root, id)?;
     match c.status() {
         Status::Created => {}
-        Status::Running => {
+        Status::Running | Status::Paused => {
             return Err(OciError::WrongState(
                 "cannot start an already running container".into(),
             ))
@@ -409,10 +409,24 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), OciError> {
     match c.status() {
         Status::Stopped => {}
         Status::Created => kill_front(&c),
-        Status::Running if force => kill_front(&c),
-        Status::Running => {
+        Status::Running | Status::Paused if force => {
+            // A frozen front cannot die: thaw it first.
+            if c.status() == Status::Paused {
+                if let Some(f) = cgroup::freezer(&c.record.cgroups) {
+                    let thawed = if f.ends_with("cgroup.freeze") {
+                        "0"
+                    } else {
+                        "THAWED"
+                    };
+                    let _ = std::fs::write(f, thawed);
+                }
+            }
+            kill_front(&c);
+        }
+        s @ (Status::Running | Status::Paused) => {
             return Err(OciError::WrongState(format!(
-                "cannot delete container {id} that is not stopped: running"
+                "cannot delete container {id} that is not stopped: {}",
+                s.as_str()
             )))
         }
     }
@@ -497,8 +511,15 @@ pub fn ps(g: &Globals, id: &str) -> Result<Vec<i32>, OciError> {
 /// host process of the sandbox stops where it is).
 pub fn freeze(g: &Globals, id: &str, freeze: bool) -> Result<(), OciError> {
     let c = Container::open(&g.root, id)?;
-    if c.status() != Status::Running {
-        return Err(OciError::WrongState("container not running".into()));
+    match (c.status(), freeze) {
+        (Status::Running, true) | (Status::Paused, false) => {}
+        (Status::Paused, true) => {
+            return Err(OciError::WrongState("container already paused".into()))
+        }
+        (Status::Running, false) => {
+            return Err(OciError::WrongState("container not paused".into()))
+        }
+        _ => return Err(OciError::WrongState("container not running".into())),
     }
     let Some(file) = cgroup::freezer(&c.record.cgroups) else {
         return Err(OciError::Unsupported(
@@ -534,6 +555,11 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<u8, OciError> {
         let c = Container::open(&g.root, &o.id)?;
         match c.status() {
             Status::Running => {}
+            Status::Paused => {
+                return Err(OciError::WrongState(
+                    "cannot exec in a paused container".into(),
+                ))
+            }
             Status::Created => {
                 return Err(OciError::WrongState(
                     "cannot exec in a created container: start it first".into(),

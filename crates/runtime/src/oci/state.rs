@@ -49,6 +49,8 @@ pub struct Record {
 pub enum Status {
     Created,
     Running,
+    /// Frozen by `pause` (its freezer cgroup).
+    Paused,
     Stopped,
 }
 
@@ -57,6 +59,7 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -170,7 +173,14 @@ impl Container {
     pub fn status(&self) -> Status {
         if self.record.pid > 0 && alive(self.record.pid, self.record.pid_start) {
             if self.record.status == "running" {
-                Status::Running
+                let frozen = super::cgroup::freezer(&self.record.cgroups)
+                    .and_then(|f| std::fs::read_to_string(f).ok())
+                    .is_some_and(|v| matches!(v.trim(), "FROZEN" | "FREEZING" | "1"));
+                if frozen {
+                    Status::Paused
+                } else {
+                    Status::Running
+                }
             } else {
                 Status::Created
             }
