@@ -1,10 +1,11 @@
 //! The real clients drive Moat as their runtime, with runc beside it as the reference, in one
 //! test each (shared/clients/NOTES.md says how they run on these machines): `ctr` under a
-//! containerd the test starts, and `podman`. Every daemon runs from a scratch directory and
+//! containerd the test starts, `podman`, and `docker` under a dockerd the test starts with a
+//! `runtimes` entry for Moat. Every daemon runs from a scratch directory and
 //! is stopped at the end. A client that cannot run here (not installed, no cgroups, a daemon
 //! that does not come up) makes its test print `SKIP: why` and pass; where it can, it runs.
 //!
-//! Packages: scripts/setup installs containerd, podman, runc, umoci and skopeo.
+//! Packages: scripts/setup installs containerd, podman, docker.io, runc, umoci and skopeo.
 
 mod common;
 
@@ -44,7 +45,12 @@ struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        // SIGTERM first: dockerd then stops the containerd it started.
+        let pid = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        if !eventually(15, || matches!(self.0.try_wait(), Ok(Some(_)))) {
+            let _ = self.0.kill();
+        }
         let _ = self.0.wait();
     }
 }
@@ -438,5 +444,158 @@ fn podman_runs_containers_with_moat_as_with_runc() {
         assert!(with(&["rm", &c]).status.success());
     }
     let _ = podman(&["rm", "-af"]);
+    unmount_below(d);
+}
+
+#[test]
+fn docker_runs_containers_with_moat_as_with_runc() {
+    if !have("dockerd") || !Path::new("/usr/bin/docker").exists() {
+        return skip(
+            "dockerd or /usr/bin/docker is not installed (scripts/setup installs docker.io)",
+        );
+    }
+    let s = Scratch::new("docker");
+    let d = s.path();
+    std::fs::write(
+        d.join("daemon.json"),
+        serde_json::json!({"runtimes": {"moat": {"path": MOAT}}}).to_string(),
+    )
+    .unwrap();
+    let sock = d.join("docker.sock");
+    let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
+    let daemon = Daemon(
+        Command::new("dockerd")
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("docker.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--config-file")
+            .arg(d.join("daemon.json"))
+            .args([
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--ip-masq=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd"),
+    );
+    // Debian's client, which matches the daemon (another on PATH may not).
+    let docker = |args: &[&str]| -> Output {
+        run(Command::new("/usr/bin/docker")
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args))
+    };
+    if !eventually(30, || docker(&["version"]).status.success()) {
+        let log = std::fs::read_to_string(d.join("dockerd.log")).unwrap_or_default();
+        drop(daemon);
+        unmount_below(d);
+        return skip(&format!("dockerd did not come up: {log}"));
+    }
+    let rootfs = d.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let tar = d.join("rootfs.tar");
+    assert!(run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))
+    .status
+    .success());
+    let out = docker(&["import", tar.to_str().unwrap(), "local/busybox:latest"]);
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+    let image = "local/busybox:latest";
+    let tag = std::process::id();
+    for runtime in ["runc", "moat"] {
+        let name = runtime;
+        let rt = format!("--runtime={runtime}");
+        let out = docker(&[
+            "run",
+            "--rm",
+            "--network=none",
+            &rt,
+            image,
+            "sh",
+            "-c",
+            "echo hi; exit 3",
+        ]);
+        assert_eq!(
+            seen(&out),
+            Seen {
+                stdout: "hi\n".into(),
+                code: Some(3)
+            },
+            "{name}: {}",
+            text(&out.stderr)
+        );
+        let out = docker(&[
+            "run",
+            "--rm",
+            "-t",
+            "--network=none",
+            &rt,
+            image,
+            "sh",
+            "-c",
+            "test -t 1 && echo tty-ok",
+        ]);
+        assert!(
+            text(&out.stdout).contains("tty-ok"),
+            "{name}: -t: {}",
+            text(&out.stderr)
+        );
+        let c = format!("{name}-long-{tag}");
+        let out = docker(&[
+            "run",
+            "-d",
+            "--name",
+            &c,
+            "--network=none",
+            &rt,
+            image,
+            "sh",
+            "-c",
+            "trap 'exit 9' TERM; echo ready > /tmp/ready; while :; do sleep 0.05; done",
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: run -d: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            eventually(10, || docker(&["exec", &c, "cat", "/tmp/ready"]).stdout
+                == b"ready\n"),
+            "{name}: exec never saw the container's file"
+        );
+        let out = docker(&["exec", &c, "sh", "-c", "echo in exec; exit 6"]);
+        assert_eq!(
+            seen(&out),
+            Seen {
+                stdout: "in exec\n".into(),
+                code: Some(6)
+            },
+            "{name}: exec: {}",
+            text(&out.stderr)
+        );
+        assert!(docker(&["kill", "--signal", "TERM", &c]).status.success());
+        let out = docker(&["wait", &c]);
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "9",
+            "{name}: wait: {}",
+            text(&out.stderr)
+        );
+        assert!(docker(&["rm", &c]).status.success());
+    }
+    drop(daemon);
     unmount_below(d);
 }

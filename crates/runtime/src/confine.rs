@@ -284,12 +284,15 @@ pub fn gofer_root(served: &[Served]) -> Result<Vec<Served>, RuntimeError> {
             source,
         }
     })?;
-    for point in kernel_filesystems_below(&mountinfo, Path::new(staging)) {
-        if point == proc_at {
-            continue;
+    // Only below the served trees: the staging directory's old contents (other mounts of
+    // the host's, say a container's /proc under /tmp) are hidden under the staging tmpfs,
+    // out of reach, and leave with the old root.
+    for i in 0..moved.len() {
+        let tree = PathBuf::from(staging).join(i.to_string());
+        for point in kernel_filesystems_below(&mountinfo, &tree) {
+            rustix::mount::unmount(&point, UnmountFlags::DETACH)
+                .map_err(step("detaching a host kernel filesystem"))?;
         }
-        rustix::mount::unmount(&point, UnmountFlags::DETACH)
-            .map_err(step("detaching a host kernel filesystem"))?;
     }
     pivot_into(staging)?;
     seal_root()?;

@@ -96,29 +96,51 @@ impl FrontSpec {
     }
 }
 
-/// A connected `SOCK_SEQPACKET` socket to `path`.
-pub fn connect(path: &Path) -> std::io::Result<OwnedFd> {
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let sock = rustix::net::socket_with(
+/// A unix socket address for `path`, which may be longer than an address holds (107
+/// bytes; docker's state directories are deeper): then the name is reached through an
+/// `O_PATH` fd of its directory, `/proc/self/fd/N/NAME`, the fd kept open alongside.
+fn socket_addr(path: &Path) -> std::io::Result<(rustix::net::SocketAddrUnix, Option<OwnedFd>)> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().as_bytes().len() < 100 {
+        return Ok((rustix::net::SocketAddrUnix::new(path)?, None));
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    };
+    let dir = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    Ok((rustix::net::SocketAddrUnix::new(short)?, Some(dir)))
+}
+
+fn seqpacket() -> std::io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    Ok(rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
         SocketFlags::CLOEXEC,
         None,
-    )?;
-    rustix::net::connect(&sock, &SocketAddrUnix::new(path)?)?;
+    )?)
+}
+
+/// A connected `SOCK_SEQPACKET` socket to `path`.
+pub fn connect(path: &Path) -> std::io::Result<OwnedFd> {
+    let sock = seqpacket()?;
+    let (addr, _dir) = socket_addr(path)?;
+    rustix::net::connect(&sock, &addr)?;
     Ok(sock)
 }
 
 fn listen(path: &Path) -> std::io::Result<OwnedFd> {
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
-    let sock = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let sock = seqpacket()?;
     let _ = std::fs::remove_file(path);
-    rustix::net::bind(&sock, &SocketAddrUnix::new(path)?)?;
+    let (addr, _dir) = socket_addr(path)?;
+    rustix::net::bind(&sock, &addr)?;
     rustix::net::listen(&sock, 64)?;
     Ok(sock)
 }
