@@ -419,3 +419,54 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
 pub const PLAN_FILE: &str = "plan";
 /// The control socket's name in the state directory.
 pub const CONTROL_SOCKET: &str = super::state::CONTROL_SOCKET;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_survives_the_trip_and_malformed_ones_are_errors() {
+        let dir = std::env::temp_dir().join(format!("moat-front-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::json!({
+                "ociVersion": "1.0.2",
+                "root": {"path": "rootfs"},
+                "process": {"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}}
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let (spec, raw) = super::super::bundle::load(&dir).unwrap();
+        let plan = super::super::bundle::plan(&dir, &spec, &raw, "ptrace").unwrap();
+        let front = FrontSpec {
+            kernel: plan.spec,
+            served: plan.served,
+            terminal: true,
+        };
+        let bytes = front.encode();
+        let back = FrontSpec::decode(&bytes).unwrap();
+        assert_eq!(format!("{front:?}"), format!("{back:?}"));
+        for n in 0..bytes.len() {
+            assert!(FrontSpec::decode(&bytes[..n]).is_err(), "cut at {n}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn long_socket_paths_go_through_the_directory_fd() {
+        let deep = std::env::temp_dir()
+            .join(format!("moat-deep-{}", std::process::id()))
+            .join("a".repeat(60))
+            .join("b".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join(CONTROL_SOCKET);
+        let listener = listen(&path).unwrap();
+        let client = connect(&path).unwrap();
+        let server = rustix::net::accept(&listener).unwrap();
+        control::send(&client, &Message::Done, &[]).unwrap();
+        assert_eq!(control::recv(&server).unwrap().unwrap().0, Message::Done);
+        let _ = std::fs::remove_dir_all(deep.parent().unwrap().parent().unwrap());
+    }
+}
