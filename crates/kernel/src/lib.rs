@@ -109,6 +109,8 @@ pub struct SandboxConfig {
     pub tmpfs_mounts: Vec<TmpfsMount>,
     /// Files written into the root's overlay before the program starts.
     pub seed_files: Vec<SeedFile>,
+    /// Start init with NO_NEW_PRIVS set (OCI `process.noNewPrivileges`).
+    pub no_new_privs: bool,
     /// Look a `filename` without '/' up in the `PATH` of `envp`, inside the sandbox's tree
     /// (as `execvp` does; an OCI `process.args[0]` is such a name).
     pub search_path: bool,
@@ -159,6 +161,7 @@ pub struct ExecCall {
     pub creds: Credentials,
     pub umask: u32,
     pub search_path: bool,
+    pub no_new_privs: bool,
     /// Host fds donated as its fds 0, 1 and 2.
     pub stdio: Vec<OwnedFd>,
     /// Told the new process's pid once it is loaded, or why it could not start.

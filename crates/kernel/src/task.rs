@@ -121,6 +121,7 @@ struct Program<'a> {
     cwd: &'a [u8],
     creds: &'a Credentials,
     search_path: bool,
+    no_new_privs: bool,
     limits: &'a [Rlimit; RLIMIT_COUNT],
     stdio: Vec<std::os::fd::OwnedFd>,
 }
@@ -138,6 +139,7 @@ impl Task {
             cwd: &config.cwd,
             creds: &config.creds,
             search_path: config.search_path,
+            no_new_privs: config.no_new_privs,
             limits: &config.limits,
             stdio: config.stdio,
         };
@@ -191,6 +193,7 @@ impl Task {
             cwd: &call.cwd,
             creds: &call.creds,
             search_path: call.search_path,
+            no_new_privs: call.no_new_privs,
             limits: &limits,
             stdio: std::mem::take(&mut call.stdio),
         };
@@ -287,6 +290,9 @@ impl Task {
         let group = ThreadGroup::new(pid, [SigAction::default(); 64], *program.limits);
         let handle = new_handle(pid, group.clone(), program.creds, comm_of(program.filename));
         *handle.interrupter.guard() = Some(context.interrupter());
+        handle
+            .no_new_privs
+            .store(program.no_new_privs, Ordering::Relaxed);
         {
             let mut tree = kernel.tree.guard();
             tree.tasks.insert(pid, handle.clone());

@@ -182,6 +182,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         tmpfs_mounts: Vec::new(),
         seed_files: Vec::new(),
         search_path: false,
+        no_new_privs: false,
         creds,
         umask,
         limits: moat_runtime::host::limits(),

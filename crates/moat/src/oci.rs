@@ -158,7 +158,7 @@ pub struct ExecArgs {
     /// Extra group ids.
     #[arg(long, short = 'g')]
     pub additional_gids: Vec<u32>,
-    /// Accepted for compatibility (ignored).
+    /// Run the process with NO_NEW_PRIVS.
     #[arg(long)]
     pub no_new_privs: bool,
     /// Accepted for compatibility (ignored).
@@ -442,6 +442,9 @@ fn exec(g: &Globals, a: ExecArgs) -> Result<ExitCode, OciError> {
                 };
                 p.user_mut().set_uid(parse(uid)?);
                 p.user_mut().set_gid(parse(gid)?);
+            }
+            if a.no_new_privs {
+                p.set_no_new_privileges(Some(true));
             }
             if !a.additional_gids.is_empty() {
                 p.user_mut()

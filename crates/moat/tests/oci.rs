@@ -19,7 +19,7 @@ fn run_relays_stdout_stderr_and_the_exit_status() {
         &[
             "sh",
             "-c",
-            "echo out; echo err >&2; hostname; id -u; pwd; exit 7",
+            "echo out; echo err >&2; hostname; id -u; pwd; grep NoNewPrivs /proc/self/status; exit 7",
         ],
         false,
     );
@@ -37,7 +37,7 @@ fn run_relays_stdout_stderr_and_the_exit_status() {
         .arg("r1")
         .output()
         .unwrap();
-    assert_eq!(text(&out.stdout), "out\nbox\n1000\n/tmp\n");
+    assert_eq!(text(&out.stdout), "out\nbox\n1000\n/tmp\nNoNewPrivs:\t1\n");
     assert!(text(&out.stderr).contains("err\n"), "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(7));
     // `run` deletes what it created.

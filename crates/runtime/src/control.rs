@@ -43,6 +43,7 @@ pub struct ExecSpec {
     pub umask: u32,
     /// Look `filename` up in `PATH` when it has no '/'.
     pub search_path: bool,
+    pub no_new_privs: bool,
 }
 
 /// One control message.
@@ -125,6 +126,7 @@ impl Message {
                 w.creds(&spec.creds);
                 w.u32(spec.umask);
                 w.bool(spec.search_path);
+                w.bool(spec.no_new_privs);
             }
             Message::ExecStarted { id, pid } => {
                 w.0.push(8);
@@ -172,6 +174,7 @@ impl Message {
                     creds: r.creds()?,
                     umask: r.u32()?,
                     search_path: r.bool()?,
+                    no_new_privs: r.bool()?,
                 },
             },
             8 => Message::ExecStarted {
@@ -296,6 +299,7 @@ mod tests {
                     },
                     umask: 0o22,
                     search_path: true,
+                    no_new_privs: true,
                 },
             },
             Message::ExecStarted { id: 7, pid: 12 },

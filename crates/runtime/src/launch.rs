@@ -296,6 +296,7 @@ fn exec_call(
         creds: spec.creds,
         umask: spec.umask,
         search_path: spec.search_path,
+        no_new_privs: spec.no_new_privs,
         stdio,
         started: Some(Box::new(move |result| {
             let m = match result {
@@ -582,6 +583,7 @@ fn start_kernel(
         tmpfs_mounts: spec.tmpfs_mounts,
         seed_files: spec.seed_files,
         search_path: spec.search_path,
+        no_new_privs: spec.no_new_privs,
         on_start: Some(Box::new(move || {
             let _ = control::send(&*started, &Message::Started, &[]);
         })),

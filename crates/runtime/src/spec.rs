@@ -23,6 +23,8 @@ pub struct KernelSpec {
     pub seed_files: Vec<SeedFile>,
     /// Look `filename` up in the sandbox's `PATH` when it has no '/'.
     pub search_path: bool,
+    /// Start the program with NO_NEW_PRIVS (OCI `process.noNewPrivileges`).
+    pub no_new_privs: bool,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -184,6 +186,7 @@ impl KernelSpec {
             w.u32(f.mode);
         }
         w.bool(self.search_path);
+        w.bool(self.no_new_privs);
         w.creds(&self.creds);
         w.u32(self.umask);
         for l in &self.limits {
@@ -249,6 +252,7 @@ impl KernelSpec {
             });
         }
         let search_path = r.bool()?;
+        let no_new_privs = r.bool()?;
         let creds = r.creds()?;
         let umask = r.u32()?;
         let mut limits = [Rlimit::default(); RLIMIT_COUNT];
@@ -293,6 +297,7 @@ impl KernelSpec {
             tmpfs_mounts,
             seed_files,
             search_path,
+            no_new_privs,
             creds,
             umask,
             limits,
@@ -338,6 +343,7 @@ mod tests {
                 mode: 0o644,
             }],
             search_path: true,
+            no_new_privs: true,
             creds: Credentials {
                 uid: 1,
                 euid: 2,

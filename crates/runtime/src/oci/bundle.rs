@@ -339,6 +339,7 @@ pub fn exec_spec(process: &Process, path: &Path) -> Result<ExecSpec, OciError> {
         creds: credentials(process),
         umask: process.user().umask().unwrap_or(0o022),
         search_path: true,
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
     })
 }
 
@@ -516,6 +517,7 @@ pub fn plan(
         tmpfs_mounts,
         seed_files,
         search_path: true,
+        no_new_privs: exec.no_new_privs,
         aux: crate::host::aux(&creds),
         creds,
         umask: exec.umask,
