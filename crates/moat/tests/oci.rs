@@ -311,6 +311,37 @@ fn exec_runs_another_process_in_the_container() {
     assert_eq!(std::fs::read_to_string(&exec_out).unwrap(), "detached\n");
     let e = moat(&root, &["exec", "e1", "no-such-program"]);
     assert!(!e.status.success());
+    // SIGKILL to a detached exec's process (as a shim kills it) ends the exec'd process too.
+    let marker = s.path().join("exec2.out");
+    let st = Command::new(MOAT)
+        .arg("--root")
+        .arg(&root)
+        .args(["exec", "--detach", "--pid-file"])
+        .arg(&pid_file)
+        .args(["e1", "sh", "-c", "while :; do echo tick; sleep 0.05; done"])
+        .stdout(std::fs::File::create(&marker).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    assert!(eventually(5, || std::fs::read_to_string(&marker)
+        .unwrap()
+        .contains("tick")));
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let len = std::fs::metadata(&marker).unwrap().len();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        std::fs::metadata(&marker).unwrap().len(),
+        len,
+        "the exec'd process still runs"
+    );
     assert!(moat(&root, &["delete", "--force", "e1"]).status.success());
 }
 

@@ -273,7 +273,8 @@ fn exec(front: &Arc<Front>, conn: &OwnedFd, spec: control::ExecSpec, fds: &[Owne
         );
         return;
     }
-    // Signals from the exec process, until it hangs up.
+    // Signals from the exec process, until it hangs up. An exec process that goes away
+    // (killed with SIGKILL, as a shim kills runc's exec'd process) takes its process with it.
     if let Ok(reader) = rustix::io::fcntl_dupfd_cloexec(conn, 3) {
         let front = front.clone();
         let _ = std::thread::Builder::new()
@@ -281,6 +282,10 @@ fn exec(front: &Arc<Front>, conn: &OwnedFd, spec: control::ExecSpec, fds: &[Owne
             .spawn(move || {
                 while let Ok(Some((Message::ExecSignal { signo, .. }, _))) = control::recv(&reader)
                 {
+                    front.to_kernel(&Message::ExecSignal { id, signo }, &[]);
+                }
+                if front.routes().execs.contains_key(&id) {
+                    let signo = libc::SIGKILL;
                     front.to_kernel(&Message::ExecSignal { id, signo }, &[]);
                 }
             });
