@@ -100,6 +100,17 @@ fn leave_tree(
         }
     }
 
+    if parent == 0 && tgid != 1 {
+        // A process started from outside (OCI `exec`): no one in the sandbox waits for it;
+        // whoever started it hears of its end.
+        tree.processes.remove(&tgid);
+        drop(tree);
+        let watcher = kernel.exec_watchers.guard().remove(&tgid);
+        if let Some(watcher) = watcher {
+            watcher(status);
+        }
+        return;
+    }
     if parent == 0 {
         drop(tree);
         end_sandbox(kernel, status);

@@ -42,7 +42,7 @@ pub const RLIMIT_COUNT: usize = 16;
 /// Capabilities are all-or-nothing: a task whose effective UID is 0 holds every capability,
 /// any other holds none (Linux's behaviour for root without file capabilities or securebits);
 /// the filesystem ones follow the filesystem UID (`syscalls/creds.rs`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: u32,
     pub euid: u32,
@@ -67,6 +67,25 @@ pub struct Volume {
     pub read_only: bool,
 }
 
+/// A fresh tmpfs mounted in the sandbox (an OCI `tmpfs` mount).
+#[derive(Clone, Debug)]
+pub struct TmpfsMount {
+    /// Where it appears in the sandbox (absolute).
+    pub path: Vec<u8>,
+    pub mode: u32,
+    pub read_only: bool,
+}
+
+/// A file written into the root's overlay before the program starts: an OCI bind mount of a
+/// single host file arrives as a copy (the gofer serves directories, not single files).
+#[derive(Clone, Debug)]
+pub struct SeedFile {
+    /// Where it appears in the sandbox (absolute).
+    pub path: Vec<u8>,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
 /// Everything needed to start a sandbox with one program in it.
 pub struct SandboxConfig {
     pub platform: Arc<dyn Platform>,
@@ -84,6 +103,20 @@ pub struct SandboxConfig {
     pub cwd_required: bool,
     /// Host directories the gofer serves as mounts 1, 2, ... bind-mounted into the tree.
     pub volumes: Vec<Volume>,
+    /// The root is mounted read-only (an OCI bundle's `root.readonly`).
+    pub root_read_only: bool,
+    /// Fresh tmpfs mounts, made after the volumes.
+    pub tmpfs_mounts: Vec<TmpfsMount>,
+    /// Files written into the root's overlay before the program starts.
+    pub seed_files: Vec<SeedFile>,
+    /// Start init with NO_NEW_PRIVS set (OCI `process.noNewPrivileges`).
+    pub no_new_privs: bool,
+    /// Look a `filename` without '/' up in the `PATH` of `envp`, inside the sandbox's tree
+    /// (as `execvp` does; an OCI `process.args[0]` is such a name).
+    pub search_path: bool,
+    /// Called once init is loaded, just before its first instruction runs (an OCI `start`
+    /// learns that the program was found and loaded).
+    pub on_start: Option<Box<dyn FnOnce() + Send>>,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -97,7 +130,44 @@ pub struct SandboxConfig {
     pub cpu_mask: Vec<u8>,
     /// Signals sent to `moat` itself (^C on the terminal, `kill`), to pass on to the
     /// sandbox's init as if sent from outside the sandbox.
-    pub forwarded_signals: Option<std::sync::mpsc::Receiver<i32>>,
+    pub forwarded_signals: Option<std::sync::mpsc::Receiver<HostSignal>>,
+    /// Processes to start in the running sandbox (OCI `exec`).
+    pub exec_calls: Option<std::sync::mpsc::Receiver<ExecCall>>,
+}
+
+/// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostSignal {
+    pub signo: i32,
+    pub target: SignalTarget,
+}
+
+/// Whom a [`HostSignal`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignalTarget {
+    Init,
+    /// Every process of the sandbox (`moat kill --all`).
+    All,
+    /// One process (an exec'd one, by its pid in the sandbox).
+    Process(i32),
+}
+
+/// A process to start in the running sandbox from outside (OCI `exec`).
+pub struct ExecCall {
+    pub filename: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    pub envp: Vec<Vec<u8>>,
+    pub cwd: Vec<u8>,
+    pub creds: Credentials,
+    pub umask: u32,
+    pub search_path: bool,
+    pub no_new_privs: bool,
+    /// Host fds donated as its fds 0, 1 and 2.
+    pub stdio: Vec<OwnedFd>,
+    /// Told the new process's pid once it is loaded, or why it could not start.
+    pub started: Option<ExecStarted>,
+    /// Told its status when it ends.
+    pub exited: Option<Box<dyn FnOnce(ExitStatus) + Send>>,
 }
 
 /// Failures that end the sandbox (the application's own errors are errnos, never these).
@@ -149,7 +219,17 @@ pub struct Kernel {
     pub vdso: Arc<vdso::Vdso>,
     /// Pseudo-terminals (`/dev/ptmx`, `/dev/pts`).
     pub ptys: Arc<fs::pty::PtyTable>,
+    /// The root of the sandbox's file tree (set when init starts; exec'd processes share it).
+    pub root: Mutex<Option<vfs::VfsPath>>,
+    /// Processes started from outside (OCI `exec`), by pid: whom to tell of their end.
+    pub exec_watchers: Mutex<std::collections::HashMap<i32, ExecWatcher>>,
 }
+
+/// Told the pid of a process started from outside once it is loaded, or why it could not.
+pub type ExecStarted = Box<dyn FnOnce(Result<i32, KernelError>) + Send>;
+
+/// Told the status of a process started from outside when it ends.
+pub type ExecWatcher = Box<dyn FnOnce(ExitStatus) + Send>;
 
 impl Kernel {
     /// Log an unimplemented system call (or variant) the first time it is seen.
@@ -202,7 +282,7 @@ pub fn sandbox_fs(
         }
         None => (upper, "tmpfs"),
     };
-    let mount = vfs::Mount::new_root(root, fs_type, false);
+    let mount = vfs::Mount::new_root(root, fs_type, config.root_read_only);
     let root_path = vfs::VfsPath::root_of(&mount);
     let ctx = vfs::FsContext {
         root: root_path.clone(),
@@ -270,6 +350,50 @@ pub fn sandbox_fs(
         )
         .map_err(KernelError::Root)?;
         vfs::Mount::new_at(&at, root, "bind", volume.read_only).map_err(KernelError::Root)?;
+    }
+    let make_dirs = |path: &[u8]| -> Result<vfs::VfsPath, KernelError> {
+        let mut at = root_path.clone();
+        for part in path.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+            at = ensure_dir(&at, part, 0o755, 0, 0)
+                .ok_or(KernelError::Root(moat_abi::Errno::ENOTDIR))?;
+        }
+        Ok(at)
+    };
+    for mount in &config.tmpfs_mounts {
+        let at = make_dirs(&mount.path)?;
+        let tmpfs = fs::tmpfs::Tmpfs::new_root_in(kernel.memory.clone(), mount.mode, 0, 0);
+        vfs::Mount::new_at(&at, tmpfs, "tmpfs", mount.read_only).map_err(KernelError::Root)?;
+    }
+    for file in &config.seed_files {
+        let Some(split) = file.path.iter().rposition(|&b| b == b'/') else {
+            return Err(KernelError::Root(moat_abi::Errno::EINVAL));
+        };
+        let (dir, name) = (&file.path[..split], &file.path[split + 1..]);
+        let at = make_dirs(dir)?;
+        let inode = match at.dentry.child(name) {
+            Ok(d) => d.inode(),
+            Err(_) => {
+                let inode = at
+                    .inode()
+                    .create(name, &vfs::NewNode::File { mode: file.mode }, 0, 0)
+                    .map_err(KernelError::Root)?;
+                at.dentry.add_child(name, inode.clone());
+                inode
+            }
+        };
+        let open = fs::OpenFile::new(
+            inode
+                .open((libc::O_WRONLY | libc::O_TRUNC) as u32)
+                .map_err(KernelError::Root)?,
+            libc::O_WRONLY as u32,
+        );
+        let mut done = 0;
+        while done < file.contents.len() {
+            match open.write_at(&file.contents[done..], done as u64) {
+                Ok(0) | Err(_) => return Err(KernelError::Root(moat_abi::Errno::EIO)),
+                Ok(n) => done += n,
+            }
+        }
     }
     let resolver = vfs::Resolve {
         root: ctx.root.clone(),
@@ -393,13 +517,24 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         unix_names: Arc::new(net::unix::UnixNames::default()),
         vdso,
         ptys: Arc::new(fs::pty::PtyTable::default()),
+        root: Mutex::new(None),
+        exec_watchers: Mutex::new(std::collections::HashMap::new()),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {
         forward_signals(&kernel, signals);
     }
-    let result = task::Task::start(kernel.clone(), config).and_then(|mut init| init.run());
+    if let Some(calls) = config.exec_calls.take() {
+        serve_exec_calls(&kernel, calls);
+    }
+    let on_start = config.on_start.take();
+    let result = task::Task::start(kernel.clone(), config).and_then(|mut init| {
+        if let Some(f) = on_start {
+            f();
+        }
+        init.run()
+    });
     if result.is_err() {
         exit::kill_all(&kernel.tree.guard());
     } else {
@@ -430,13 +565,13 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
 
 /// Pass signals that reach Moat on to init (pid 1), sent from outside the sandbox (`si_pid` 0,
 /// as Linux shows a sender in an ancestor pid namespace). The thread ends with the sandbox.
-fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<i32>) {
+fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<HostSignal>) {
     use process::Guard;
     let weak = Arc::downgrade(kernel);
     let _ = std::thread::Builder::new()
         .name("moat-signals".into())
         .spawn(move || {
-            while let Ok(signo) = signals.recv() {
+            while let Ok(HostSignal { signo, target }) = signals.recv() {
                 let Some(kernel) = weak.upgrade() else {
                     return;
                 };
@@ -444,7 +579,98 @@ fn forward_signals(kernel: &Arc<Kernel>, signals: std::sync::mpsc::Receiver<i32>
                     continue;
                 }
                 let info = moat_abi::SigInfo::from_process(signo, moat_abi::SI_USER, 0, 0);
-                signal::send_to_process_locked(&kernel.tree.guard(), 1, info);
+                let tree = kernel.tree.guard();
+                let targets: Vec<i32> = match target {
+                    SignalTarget::All => {
+                        // Init last: its death kills the rest before they see the signal.
+                        let mut all: Vec<i32> = tree.processes.keys().copied().collect();
+                        all.sort_by_key(|&p| (p == 1, p));
+                        all
+                    }
+                    SignalTarget::Init => vec![1],
+                    SignalTarget::Process(pid) => vec![pid],
+                };
+                for tgid in targets {
+                    signal::send_to_process_locked(&tree, tgid, info);
+                }
+            }
+        });
+}
+
+/// Find a program named without '/' in the `PATH` of `envp` (the default search path of
+/// `execvp` if none), as `execvp` does: the first directory with an executable file of that
+/// name wins; `EACCES` if only non-executable ones were found, else `ENOENT`.
+pub fn search_path(
+    fs: &vfs::FsContext,
+    creds: &Credentials,
+    envp: &[Vec<u8>],
+    name: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), moat_abi::Errno> {
+    let path = envp
+        .iter()
+        .find_map(|kv| kv.strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut error = moat_abi::Errno::ENOENT;
+    for dir in path.split(|&b| b == b':') {
+        let mut candidate = if dir.is_empty() {
+            b".".to_vec()
+        } else {
+            dir.to_vec()
+        };
+        candidate.push(b'/');
+        candidate.extend_from_slice(name);
+        match read_executable(fs, creds, &candidate) {
+            Ok(image) => return Ok((image, candidate)),
+            Err(moat_abi::Errno::EACCES) => error = moat_abi::Errno::EACCES,
+            Err(_) => {}
+        }
+    }
+    Err(error)
+}
+
+/// Start each process asked for from outside on a host thread of its own (ptrace binds a
+/// task to the thread that created its address space), until the sandbox ends.
+fn serve_exec_calls(kernel: &Arc<Kernel>, calls: std::sync::mpsc::Receiver<ExecCall>) {
+    use process::Guard;
+    let weak = Arc::downgrade(kernel);
+    let _ = std::thread::Builder::new()
+        .name("moat-exec".into())
+        .spawn(move || {
+            while let Ok(mut call) = calls.recv() {
+                let Some(kernel) = weak.upgrade() else {
+                    return;
+                };
+                if kernel.ended.is_done() {
+                    if let Some(started) = call.started.take() {
+                        started(Err(KernelError::Root(moat_abi::Errno::ESRCH)));
+                    }
+                    continue;
+                }
+                let k = kernel.clone();
+                let thread = std::thread::Builder::new()
+                    .name("task-exec".into())
+                    .stack_size(1 << 20)
+                    .spawn(move || {
+                        let started = call.started.take();
+                        match task::Task::start_exec(&k, &mut call) {
+                            Ok(mut task) => {
+                                if let Some(f) = started {
+                                    f(Ok(task.tgid));
+                                }
+                                if let Err(e) = task.run() {
+                                    tracing::error!("exec'd task: {e}");
+                                }
+                            }
+                            Err(e) => {
+                                if let Some(f) = started {
+                                    f(Err(e));
+                                }
+                            }
+                        }
+                    });
+                if let Ok(handle) = thread {
+                    kernel.threads.guard().push(handle);
+                }
             }
         });
 }

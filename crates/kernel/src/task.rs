@@ -113,24 +113,127 @@ pub struct TaskSeed {
     pub fp_state: Option<Vec<u8>>,
 }
 
+/// What [`Task::load`] starts.
+struct Program<'a> {
+    filename: &'a [u8],
+    argv: &'a [Vec<u8>],
+    envp: &'a [Vec<u8>],
+    cwd: &'a [u8],
+    creds: &'a Credentials,
+    search_path: bool,
+    no_new_privs: bool,
+    limits: &'a [Rlimit; RLIMIT_COUNT],
+    stdio: Vec<std::os::fd::OwnedFd>,
+}
+
 impl Task {
     /// Create the sandbox's first task (init, pid 1) on this host thread: an address space
     /// with the program loaded, stdio installed.
     pub fn start(kernel: Arc<Kernel>, config: SandboxConfig) -> Result<Task, KernelError> {
+        let fs = crate::sandbox_fs(&config, &kernel)?;
+        *kernel.root.guard() = Some(fs.root.clone());
+        let program = Program {
+            filename: &config.filename,
+            argv: &config.argv,
+            envp: &config.envp,
+            cwd: &config.cwd,
+            creds: &config.creds,
+            search_path: config.search_path,
+            no_new_privs: config.no_new_privs,
+            limits: &config.limits,
+            stdio: config.stdio,
+        };
+        Task::load(kernel, fs, program, 1, 0)
+    }
+
+    /// Start a process in the running sandbox on this host thread, from outside it (OCI
+    /// `exec`): a new session with no parent in the sandbox, the root of init's tree, the
+    /// working directory `call.cwd` (which must exist), init's limits. Its end is reported
+    /// to `exited` rather than to a parent.
+    pub fn start_exec(
+        kernel: &Arc<Kernel>,
+        call: &mut crate::ExecCall,
+    ) -> Result<Task, KernelError> {
+        let root = kernel
+            .root
+            .guard()
+            .clone()
+            .ok_or(KernelError::Root(Errno::ESRCH))?;
+        let cwd = Resolve {
+            root: root.clone(),
+            creds: &call.creds,
+        }
+        .path(&root, &call.cwd, true)
+        .map_err(KernelError::Cwd)?;
+        if cwd.inode().kind() != crate::vfs::FileKind::Directory {
+            return Err(KernelError::Cwd(Errno::ENOTDIR));
+        }
+        let fs = FsContext {
+            root,
+            cwd,
+            umask: call.umask,
+        };
+        let limits = {
+            let tree = kernel.tree.guard();
+            let limits = tree
+                .process(1)
+                .map(|n| *n.group.limits.guard())
+                .ok_or(KernelError::Root(Errno::ESRCH))?;
+            limits
+        };
+        let pid = kernel
+            .tree
+            .guard()
+            .allocate_pid()
+            .ok_or(KernelError::Root(Errno::EAGAIN))?;
+        let program = Program {
+            filename: &call.filename,
+            argv: &call.argv,
+            envp: &call.envp,
+            cwd: &call.cwd,
+            creds: &call.creds,
+            search_path: call.search_path,
+            no_new_privs: call.no_new_privs,
+            limits: &limits,
+            stdio: std::mem::take(&mut call.stdio),
+        };
+        if let Some(exited) = call.exited.take() {
+            kernel.exec_watchers.guard().insert(pid, exited);
+        }
+        let task = Task::load(kernel.clone(), fs, program, pid, 0);
+        if task.is_err() {
+            kernel.exec_watchers.guard().remove(&pid);
+        }
+        task
+    }
+
+    /// Load `program` into a new address space as process `pid` (its own session and
+    /// process group) with `parent`, and enter it in the process tree.
+    fn load(
+        kernel: Arc<Kernel>,
+        fs: FsContext,
+        program: Program<'_>,
+        pid: i32,
+        parent: i32,
+    ) -> Result<Task, KernelError> {
         let (aspace, context) = kernel.platform.new_address_space(&kernel.memory)?;
         let mut mm = MemoryManager::new(kernel.memory.clone(), aspace);
-        mm.limit_as = config.limits[libc::RLIMIT_AS as usize].cur;
-        mm.limit_data = config.limits[libc::RLIMIT_DATA as usize].cur;
-        let fs = crate::sandbox_fs(&config, &kernel)?;
-        let image = crate::read_executable(&fs, &config.creds, &config.filename).map_err(|e| {
+        mm.limit_as = program.limits[libc::RLIMIT_AS as usize].cur;
+        mm.limit_data = program.limits[libc::RLIMIT_DATA as usize].cur;
+        let (image, found) = if program.search_path && !program.filename.contains(&b'/') {
+            crate::search_path(&fs, program.creds, program.envp, program.filename)
+        } else {
+            crate::read_executable(&fs, program.creds, program.filename)
+                .map(|image| (image, program.filename.to_vec()))
+        }
+        .map_err(|e| {
             KernelError::Load(loader::LoadError::Open(
-                String::from_utf8_lossy(&config.filename).into_owned(),
+                String::from_utf8_lossy(program.filename).into_owned(),
                 e,
             ))
         })?;
         // A `#!` script runs its interpreter, as execve would.
-        let (mut image, mut filename, mut argv) =
-            (image, config.filename.clone(), config.argv.clone());
+        let (mut image, mut filename, mut argv) = (image, found, program.argv.to_vec());
         for _ in 0..crate::syscalls::exec::MAX_INTERP_DEPTH {
             let Some((interp, arg)) = crate::syscalls::exec::shebang(&image) else {
                 break;
@@ -140,7 +243,7 @@ impl Task {
             new_argv.push(filename.clone());
             new_argv.extend(argv.into_iter().skip(1));
             argv = new_argv;
-            image = crate::read_executable(&fs, &config.creds, &interp).map_err(|e| {
+            image = crate::read_executable(&fs, program.creds, &interp).map_err(|e| {
                 KernelError::Load(loader::LoadError::Open(
                     String::from_utf8_lossy(&interp).into_owned(),
                     e,
@@ -148,19 +251,19 @@ impl Task {
             })?;
             filename = interp;
         }
-        let exe_path = crate::real_path(&fs, &config.creds, &filename)
-            .unwrap_or_else(|| crate::absolute_exe(&config.cwd, &filename));
+        let exe_path = crate::real_path(&fs, program.creds, &filename)
+            .unwrap_or_else(|| crate::absolute_exe(program.cwd, &filename));
         let req = ExecRequest {
             image: &image,
             filename: &filename,
             path: &exe_path,
             argv: &argv,
-            envp: &config.envp,
-            aux: &config.aux,
-            stack_size: config.limits[libc::RLIMIT_STACK as usize].cur,
+            envp: program.envp,
+            aux: &kernel.aux,
+            stack_size: program.limits[libc::RLIMIT_STACK as usize].cur,
             vdso: Some(&kernel.vdso),
         };
-        let creds = config.creds.clone();
+        let creds = program.creds.clone();
         let mut read_interp = |name: &[u8]| {
             crate::read_executable(&fs, &creds, name)
                 .map_err(|_| loader::LoadError::Dynamic(String::from_utf8_lossy(name).into_owned()))
@@ -168,7 +271,7 @@ impl Task {
         let loaded = loader::load(&mut mm, &req, &mut read_interp, &mut crate::random_u64)?;
 
         let mut files = FdTable::default();
-        for (i, fd) in config.stdio.into_iter().enumerate() {
+        for (i, fd) in program.stdio.into_iter().enumerate() {
             let (host, mode) = HostFile::new(fd).map_err(KernelError::Stdio)?;
             let file = Arc::new(OpenFile::new(Box::new(host), mode));
             files
@@ -184,29 +287,32 @@ impl Task {
             eflags: 0x202,
             ..Regs::default()
         };
-        let group = ThreadGroup::new(1, [SigAction::default(); 64], config.limits);
-        let handle = new_handle(1, group.clone(), &config.creds, comm_of(&config.filename));
+        let group = ThreadGroup::new(pid, [SigAction::default(); 64], *program.limits);
+        let handle = new_handle(pid, group.clone(), program.creds, comm_of(program.filename));
         *handle.interrupter.guard() = Some(context.interrupter());
+        handle
+            .no_new_privs
+            .store(program.no_new_privs, Ordering::Relaxed);
         {
             let mut tree = kernel.tree.guard();
-            tree.tasks.insert(1, handle.clone());
+            tree.tasks.insert(pid, handle.clone());
             tree.processes.insert(
-                1,
+                pid,
                 ProcessNode {
                     group,
-                    parent: 0,
+                    parent,
                     children: std::collections::BTreeSet::new(),
-                    pgid: 1,
-                    sid: 1,
-                    threads: [1].into(),
+                    pgid: pid,
+                    sid: pid,
+                    threads: [pid].into(),
                     exit_signal: libc::SIGCHLD,
                     zombie: None,
                     event: None,
                     subreaper: false,
                     execed: false,
                     exe: exe_path.clone(),
-                    argv: config.argv.clone(),
-                    envp: config.envp.clone(),
+                    argv: program.argv.to_vec(),
+                    envp: program.envp.to_vec(),
                     cpu_exited: std::time::Duration::ZERO,
                     cpu_children: std::time::Duration::ZERO,
                 },
@@ -215,13 +321,13 @@ impl Task {
         Ok(Task {
             kernel,
             handle,
-            tid: 1,
-            tgid: 1,
+            tid: pid,
+            tgid: pid,
             regs,
             context,
             mm: Arc::new(Mutex::new(mm)),
             files: Arc::new(Mutex::new(files)),
-            creds: config.creds,
+            creds: program.creds.clone(),
             fs: Arc::new(Mutex::new(fs)),
             altstack: AltStack::default(),
             clear_child_tid: 0,

@@ -9,8 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use moat_abi::Rlimit;
-use moat_kernel::{AuxFacts, Credentials, RLIMIT_COUNT};
+use moat_kernel::Credentials;
 use moat_runtime::confine::Served;
 use moat_runtime::launch::{EXIT_MOAT_FAILED, EXIT_NOT_FOUND};
 use moat_runtime::{Confinement, KernelSpec};
@@ -40,55 +39,6 @@ fn resolve(program: &Path) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-}
-
-fn host_limits() -> [Rlimit; RLIMIT_COUNT] {
-    use rustix::process::Resource as R;
-    let resources = [
-        R::Cpu,
-        R::Fsize,
-        R::Data,
-        R::Stack,
-        R::Core,
-        R::Rss,
-        R::Nproc,
-        R::Nofile,
-        R::Memlock,
-        R::As,
-        R::Locks,
-        R::Sigpending,
-        R::Msgqueue,
-        R::Nice,
-        R::Rtprio,
-        R::Rttime,
-    ];
-    let mut limits = [Rlimit::default(); RLIMIT_COUNT];
-    for (i, r) in resources.into_iter().enumerate() {
-        let l = rustix::process::getrlimit(r);
-        limits[i] = Rlimit {
-            cur: l.current.unwrap_or(u64::MAX),
-            max: l.maximum.unwrap_or(u64::MAX),
-        };
-    }
-    limits
-}
-
-fn cpu_mask() -> Vec<u8> {
-    let set = rustix::thread::sched_getaffinity(None).unwrap_or_else(|_| {
-        let mut s = rustix::thread::CpuSet::new();
-        s.set(0);
-        s
-    });
-    let cpus: Vec<usize> = (0..rustix::thread::CpuSet::MAX_CPU)
-        .filter(|&i| set.is_set(i))
-        .collect();
-    let highest = cpus.last().copied().unwrap_or(0);
-    // Whole 64-bit words, as Linux's cpumask is.
-    let mut mask = vec![0u8; (highest / 64 + 1) * 8];
-    for c in cpus {
-        mask[c / 8] |= 1 << (c % 8);
-    }
-    mask
 }
 
 /// `--volume HOST:SANDBOX[:ro]` options: the kernel's bind mounts (gofer mounts 1, 2, ...)
@@ -191,7 +141,6 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         Confinement::Full
     };
 
-    let (hwcap, hwcap2) = rustix::param::linux_hwcap();
     let creds = Credentials {
         uid: rustix::process::getuid().as_raw(),
         euid: rustix::process::geteuid().as_raw(),
@@ -207,17 +156,8 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             .map(|g| g.as_raw())
             .collect(),
     };
-    let aux = AuxFacts {
-        hwcap: hwcap as u64,
-        hwcap2: hwcap2 as u64,
-        minsigstksz: rustix::param::linux_minsigstksz() as u64,
-        uid: creds.uid,
-        euid: creds.euid,
-        gid: creds.gid,
-        egid: creds.egid,
-    };
-    let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    rustix::process::umask(umask);
+    let aux = moat_runtime::host::aux(&creds);
+    let umask = moat_runtime::host::umask();
 
     let spec = KernelSpec {
         platform: args.platform.clone(),
@@ -238,9 +178,14 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         },
         cwd_required: args.cwd.is_some(),
         volumes,
+        root_read_only: false,
+        tmpfs_mounts: Vec::new(),
+        seed_files: Vec::new(),
+        search_path: false,
+        no_new_privs: false,
         creds,
-        umask: umask.as_raw_mode(),
-        limits: host_limits(),
+        umask,
+        limits: moat_runtime::host::limits(),
         hostname: rustix::system::uname()
             .nodename()
             .to_string_lossy()
@@ -248,10 +193,11 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         aux,
         strace: args.strace,
         memory_size: MEMORY_FILE_SIZE,
-        cpu_mask: cpu_mask(),
+        cpu_mask: moat_runtime::host::cpu_mask(),
         confinement,
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
+        wait_for_start: false,
     };
     match moat_runtime::run_sandbox(&spec, &served, log) {
         Ok(code) => code,

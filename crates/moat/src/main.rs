@@ -1,13 +1,15 @@
 //! `moat`: run programs inside Moat's application kernel.
 //!
 //! `moat do PROGRAM ARGS...` runs a program sandboxed on the host's root filesystem, with no
-//! image and no set-up. The OCI runtime commands (`create`, `start`, `run`...) arrive with
-//! the runtime work.
+//! image and no set-up. The OCI runtime commands (`create`, `start`, `run`, `state`, `kill`,
+//! `delete`, `exec`...) make `moat` a runc-compatible runtime for containerd, podman and
+//! docker (`oci.rs`).
 
 #![forbid(unsafe_code)]
 
 mod compat;
 mod launch;
+mod oci;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +20,8 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "moat", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: oci::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +41,8 @@ enum Command {
     /// Print the seccomp allowlists of Moat's kernel and gofer processes (docs/SECURITY.md).
     #[command(hide = true, name = "seccomp-list")]
     SeccompList(SeccompListArgs),
+    #[command(flatten)]
+    Oci(oci::OciCommand),
 }
 
 /// Arguments of the internal `moat gofer`.
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
             print!("{}", launch::seccomp_list(args.markdown));
             ExitCode::SUCCESS
         }
+        Command::Oci(command) => oci::run(&cli.global, command),
         Command::Syscalls(args) => {
             let text = if args.markdown {
                 compat::markdown()

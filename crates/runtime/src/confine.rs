@@ -282,7 +282,13 @@ pub fn gofer_root(served: &[Served]) -> Result<Vec<Served>, RuntimeError> {
     let proc_at = PathBuf::from(staging).join("proc");
     mount_own_proc(&proc_at).map_err(step("mounting the gofer's procfs"))?;
     // Mounts may be stacked on one point (a container's /proc over the host's): detaching the
-    // top one reveals the next, so look again until none is left.
+    // top one reveals the next, so look again until none is left. Only below the served trees:
+    // the staging directory's old contents (other mounts of the host's, say a container's
+    // /proc under /tmp) are hidden under the staging tmpfs, out of reach, and leave with the
+    // old root.
+    let trees: Vec<PathBuf> = (0..moved.len())
+        .map(|i| PathBuf::from(staging).join(i.to_string()))
+        .collect();
     for pass in 0.. {
         let mountinfo =
             std::fs::read_to_string(proc_at.join("self/mountinfo")).map_err(|source| {
@@ -291,9 +297,9 @@ pub fn gofer_root(served: &[Served]) -> Result<Vec<Served>, RuntimeError> {
                     source,
                 }
             })?;
-        let points: Vec<PathBuf> = kernel_filesystems_below(&mountinfo, Path::new(staging))
-            .into_iter()
-            .filter(|p| *p != proc_at)
+        let points: Vec<PathBuf> = trees
+            .iter()
+            .flat_map(|tree| kernel_filesystems_below(&mountinfo, tree))
             .collect();
         if points.is_empty() {
             break;

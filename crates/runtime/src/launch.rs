@@ -3,28 +3,32 @@
 //!
 //! The kernel process finds what the front hands it at fixed fd numbers: 0-2 its stdio (the
 //! caller's, donated to the application), [`KERNEL_GOFER_FD`] its end of the gofer's socket,
-//! [`KERNEL_SPEC_FD`] a pipe carrying the [`KernelSpec`], [`KERNEL_SIGNALS_FD`] a pipe on
-//! which the front writes each host signal it catches (one byte: the number), and
+//! [`KERNEL_SPEC_FD`] a pipe carrying the [`KernelSpec`], and
 //! [`KERNEL_LOG_FD`] the debug log, opened by the front (the kernel could not open it later).
+//! [`KERNEL_CONTROL_FD`] is a `SOCK_SEQPACKET` socket to the front carrying [`Message`]s:
+//! host signals and `start` to the kernel; the program's start, failure and exit back.
 
 use std::ffi::{CStr, CString};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use moat_kernel::{ExitStatus, KernelError, LoadError, SandboxConfig};
+use moat_kernel::{
+    ExecCall, ExitStatus, HostSignal, KernelError, LoadError, SandboxConfig, SignalTarget,
+};
 use rustix::process::{Pid, WaitOptions};
 
 use crate::confine::{self, Served};
+use crate::control::{self, Message, Status};
 use crate::seccomp::{self, Refusal};
 use crate::spec::{Confinement, KernelSpec};
 use crate::RuntimeError;
 
 pub const KERNEL_GOFER_FD: i32 = 3;
 pub const KERNEL_SPEC_FD: i32 = 4;
-pub const KERNEL_SIGNALS_FD: i32 = 5;
+pub const KERNEL_CONTROL_FD: i32 = 5;
 pub const KERNEL_LOG_FD: i32 = 6;
 
 /// Exit codes, following the shell: 126 found but cannot run, 127 not found, 125 Moat failed.
@@ -124,21 +128,24 @@ fn wait(pid: Pid) -> Option<rustix::process::WaitStatus> {
     }
 }
 
-/// Start the gofer for `served` and the kernel for `spec`, pass host signals on until the
-/// kernel ends, and return the exit code `moat do` ends with. `log` is the debug log file.
-pub fn run_sandbox(
+/// Start the gofer for `served` and the kernel for `spec` (which the kernel reads at once).
+/// Returns the sandbox's pids and the front's end of the control socket.
+pub fn start_sandbox(
     spec: &KernelSpec,
     served: &[Served],
     log: Option<OwnedFd>,
-) -> Result<ExitCode, RuntimeError> {
+) -> Result<(Sandbox, OwnedFd), RuntimeError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
-    let (ours, theirs) = socketpair(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| RuntimeError::io("creating the gofer's socket")(e.into()))?;
+    let pair = || {
+        socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| RuntimeError::io("creating a socket pair")(e.into()))
+    };
+    let (ours, theirs) = pair()?;
     let null = std::fs::File::open("/dev/null").map_err(RuntimeError::io("opening /dev/null"))?;
     let mut gofer_args = vec!["gofer", "--confine", confinement_arg(spec.confinement)];
     let mounts: Vec<String> = served
@@ -164,85 +171,224 @@ pub fn run_sandbox(
 
     let (spec_r, spec_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| RuntimeError::io("creating a pipe")(e.into()))?;
-    let (signals_r, signals_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| RuntimeError::io("creating a pipe")(e.into()))?;
+    let (control, control_kernel) = pair()?;
     let mut fds = vec![
         (ours.as_fd(), KERNEL_GOFER_FD),
         (spec_r.as_fd(), KERNEL_SPEC_FD),
-        (signals_r.as_fd(), KERNEL_SIGNALS_FD),
+        (control_kernel.as_fd(), KERNEL_CONTROL_FD),
     ];
     if let Some(log) = &log {
         fds.push((log.as_fd(), KERNEL_LOG_FD));
     }
-    let kernel = spawn(&["kernel"], spec.confinement, fds)?;
-    drop((ours, spec_r, signals_r, log));
+    let kernel = match spawn(&["kernel"], spec.confinement, fds) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = rustix::process::kill_process(gofer, rustix::process::Signal::KILL);
+            let _ = wait(gofer);
+            return Err(e);
+        }
+    };
+    drop((ours, spec_r, control_kernel, log));
     let sandbox = Sandbox { kernel, gofer };
     tracing::debug!(?sandbox, "started");
-
     // A kernel that died early closes the pipe: its status says why.
     let _ = std::fs::File::from(spec_w).write_all(&spec.encode());
-    forward_signals(signals_w);
+    Ok((sandbox, control))
+}
 
-    let status = wait(kernel);
-    let gofer_status = wait(gofer);
+/// How the kernel process ended, as the sandbox's result: the program's status if it ran
+/// (the `Exited` message the kernel sends last), else a message for a kernel that died.
+pub fn wait_sandbox(sandbox: &Sandbox, reported: Option<Status>) -> Result<Status, String> {
+    let status = wait(sandbox.kernel);
+    let gofer_status = wait(sandbox.gofer);
     if gofer_status.and_then(rustix::process::WaitStatus::terminating_signal) == Some(libc::SIGSYS)
     {
         eprintln!("moat: the gofer was killed by seccomp (a disallowed host system call)");
     }
-    Ok(
-        if let Some(code) = status.and_then(rustix::process::WaitStatus::exit_status) {
-            ExitCode::from(code as u8)
-        } else {
-            match status.and_then(rustix::process::WaitStatus::terminating_signal) {
-            Some(libc::SIGSYS) => fail(
-                EXIT_MOAT_FAILED,
-                "sandbox kernel killed by seccomp (a disallowed host system call; debug builds name it above)",
-            ),
-            Some(sig) => fail(
-                EXIT_MOAT_FAILED,
-                &format!("sandbox kernel killed by signal {sig}"),
-            ),
-            None => fail(EXIT_MOAT_FAILED, "sandbox kernel ended oddly"),
-        }
+    if let Some(code) = status.and_then(rustix::process::WaitStatus::exit_status) {
+        return Ok(reported.unwrap_or(Status::Exited(code)));
+    }
+    Err(
+        match status.and_then(rustix::process::WaitStatus::terminating_signal) {
+            Some(libc::SIGSYS) => "sandbox kernel killed by seccomp (a disallowed host system call; debug builds name it above)".to_string(),
+            Some(sig) => format!("sandbox kernel killed by signal {sig}"),
+            None => "sandbox kernel ended oddly".to_string(),
         },
     )
 }
 
-/// Catch the signals a user or a supervisor sends to `moat` (^C, `kill`, a hang-up) and write
-/// each to the kernel, which passes it to the sandbox's init: the program decides, as it
-/// would natively. (SIGKILL still ends Moat: the kernel and gofer die with the front.)
-fn forward_signals(pipe: OwnedFd) {
-    let Ok(mut signals) = signal_hook::iterator::Signals::new(FORWARDED_SIGNALS) else {
+/// Start the gofer for `served` and the kernel for `spec`, pass host signals on until the
+/// kernel ends, and return the exit code `moat do` ends with. `log` is the debug log file.
+pub fn run_sandbox(
+    spec: &KernelSpec,
+    served: &[Served],
+    log: Option<OwnedFd>,
+) -> Result<ExitCode, RuntimeError> {
+    let (sandbox, control) = start_sandbox(spec, served, log)?;
+    forward_signals(&control, &FORWARDED_SIGNALS);
+    // The kernel's own exit code is the program's (128+N for a signal), as `moat do` ends.
+    Ok(match wait_sandbox(&sandbox, None) {
+        Ok(status) => ExitCode::from(status.shell_code()),
+        Err(message) => fail(EXIT_MOAT_FAILED, &message),
+    })
+}
+
+/// Catch `signals` sent to this process (^C, `kill`, a hang-up) and send each to the
+/// kernel, which passes it to the sandbox's init: the program decides, as it would natively.
+/// (SIGKILL still ends Moat: the kernel and gofer die with the front.)
+pub fn forward_signals(control: &OwnedFd, signals: &[i32]) {
+    let Ok(control) = rustix::io::fcntl_dupfd_cloexec(control, 3) else {
         return;
     };
-    let mut pipe = std::fs::File::from(pipe);
+    let Ok(mut caught) = signal_hook::iterator::Signals::new(signals) else {
+        return;
+    };
     let _ = std::thread::Builder::new()
         .name("moat-host-signals".into())
         .spawn(move || {
-            for signo in signals.forever() {
-                if pipe.write_all(&[signo as u8]).is_err() {
+            for signo in caught.forever() {
+                let m = Message::Signal { signo, all: false };
+                if control::send(&control, &m, &[]).is_err() {
                     return;
                 }
             }
         });
 }
 
-/// Read forwarded signals from the front's pipe (see [`forward_signals`]).
-fn receive_signals(pipe: OwnedFd) -> Option<std::sync::mpsc::Receiver<i32>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut pipe = std::fs::File::from(pipe);
-    std::thread::Builder::new()
-        .name("moat-signals-in".into())
-        .spawn(move || {
-            let mut byte = [0u8; 1];
-            while let Ok(1) = pipe.read(&mut byte) {
-                if tx.send(i32::from(byte[0])).is_err() {
-                    return;
+/// What the control thread hands the kernel's main thread before the program starts.
+enum BeforeStart {
+    Start,
+    Signal(i32),
+}
+
+/// Where the control thread sends what it reads: before the start, to the main thread;
+/// after it, signals to the kernel's signal thread.
+struct Routes {
+    before_start: Mutex<Option<std::sync::mpsc::Sender<BeforeStart>>>,
+    signals: std::sync::mpsc::Sender<HostSignal>,
+    execs: std::sync::mpsc::Sender<ExecCall>,
+    /// The sandbox pid of each running exec'd process, by the front's exec number.
+    exec_pids: Arc<Mutex<std::collections::HashMap<u64, i32>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An exec request from the front, as the kernel's call: its start and end are reported
+/// back on the control socket.
+fn exec_call(
+    id: u64,
+    spec: control::ExecSpec,
+    stdio: Vec<OwnedFd>,
+    control: &Arc<OwnedFd>,
+    pids: &Arc<Mutex<std::collections::HashMap<u64, i32>>>,
+) -> ExecCall {
+    let shown = String::from_utf8_lossy(&spec.filename).into_owned();
+    let cwd = String::from_utf8_lossy(&spec.cwd).into_owned();
+    let (on_start, on_exit) = (control.clone(), control.clone());
+    let (pids_start, pids_exit) = (pids.clone(), pids.clone());
+    ExecCall {
+        filename: spec.filename,
+        argv: spec.argv,
+        envp: spec.envp,
+        cwd: spec.cwd,
+        creds: spec.creds,
+        umask: spec.umask,
+        search_path: spec.search_path,
+        no_new_privs: spec.no_new_privs,
+        stdio,
+        started: Some(Box::new(move |result| {
+            let m = match result {
+                Ok(pid) => {
+                    lock(&pids_start).insert(id, pid);
+                    Message::ExecStarted { id, pid }
                 }
+                Err(e) => Message::ExecFailed {
+                    id,
+                    message: match outcome(Err(e), &shown, &cwd) {
+                        Err((_, message)) => message,
+                        Ok(_) => "exec failed".into(),
+                    },
+                },
+            };
+            let _ = control::send(&*on_start, &m, &[]);
+        })),
+        exited: Some(Box::new(move |status| {
+            lock(&pids_exit).remove(&id);
+            let status = match status {
+                ExitStatus::Exited(code) => Status::Exited(code),
+                ExitStatus::Signaled { signo, .. } => Status::Signaled(signo),
+            };
+            let _ = control::send(&*on_exit, &Message::ExecExited { id, status }, &[]);
+        })),
+    }
+}
+
+/// Read the front's messages on the control socket until it hangs up.
+fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
+    let _ = std::thread::Builder::new()
+        .name("moat-control".into())
+        .spawn(move || loop {
+            let (message, fds) = match control::recv(&*control) {
+                Ok(Some(got)) => got,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("control socket: {e}");
+                    continue;
+                }
+            };
+            let before = lock(&routes.before_start).clone();
+            match (message, before) {
+                (Message::Start, Some(tx)) => {
+                    let _ = tx.send(BeforeStart::Start);
+                }
+                (Message::Signal { signo, .. }, Some(tx)) => {
+                    let _ = tx.send(BeforeStart::Signal(signo));
+                }
+                (Message::Signal { signo, all }, None) => {
+                    let target = if all {
+                        SignalTarget::All
+                    } else {
+                        SignalTarget::Init
+                    };
+                    let _ = routes.signals.send(HostSignal { signo, target });
+                }
+                (Message::Exec { id, .. }, Some(_)) => {
+                    let m = Message::ExecFailed {
+                        id,
+                        message: "the container has not started".into(),
+                    };
+                    let _ = control::send(&*control, &m, &[]);
+                }
+                (Message::Exec { id, spec }, None) => {
+                    let call = exec_call(id, spec, fds, &control, &routes.exec_pids);
+                    let _ = routes.execs.send(call);
+                }
+                (Message::ExecSignal { id, signo }, _) => {
+                    if let Some(&pid) = lock(&routes.exec_pids).get(&id) {
+                        let target = SignalTarget::Process(pid);
+                        let _ = routes.signals.send(HostSignal { signo, target });
+                    }
+                }
+                (other, _) => tracing::warn!("control socket: unexpected {other:?}"),
             }
-        })
-        .ok()?;
-    Some(rx)
+        });
+}
+
+/// Whether a signal's default action ends a process (what a not yet started init does).
+fn kills_by_default(signo: i32) -> bool {
+    !matches!(
+        signo,
+        libc::SIGCHLD
+            | libc::SIGCONT
+            | libc::SIGURG
+            | libc::SIGWINCH
+            | libc::SIGSTOP
+            | libc::SIGTSTP
+            | libc::SIGTTIN
+            | libc::SIGTTOU
+    ) && (1..=64).contains(&signo)
 }
 
 fn init_logging(log: Option<OwnedFd>) {
@@ -295,17 +441,17 @@ pub fn kernel_main() -> ExitCode {
     let mut fds = moat_platform::confine::take_inherited_fds(&[
         KERNEL_GOFER_FD,
         KERNEL_SPEC_FD,
-        KERNEL_SIGNALS_FD,
+        KERNEL_CONTROL_FD,
         KERNEL_LOG_FD,
     ])
     .into_iter();
-    let (gofer, spec_pipe, signals, log) = (
+    let (gofer, spec_pipe, control, log) = (
         fds.next().flatten(),
         fds.next().flatten(),
         fds.next().flatten(),
         fds.next().flatten(),
     );
-    let (Some(gofer), Some(spec_pipe), Some(signals)) = (gofer, spec_pipe, signals) else {
+    let (Some(gofer), Some(spec_pipe), Some(control)) = (gofer, spec_pipe, control) else {
         return fail(
             EXIT_MOAT_FAILED,
             "`moat kernel` is started by `moat do`, not by hand",
@@ -323,18 +469,29 @@ pub fn kernel_main() -> ExitCode {
     let Some(platform) = moat_platform::by_name(&spec.platform) else {
         return fail(2, &format!("unknown platform {}", spec.platform));
     };
-    match start_kernel(spec, platform, gofer, signals) {
-        Ok(code) => code,
-        Err(e) => fail(EXIT_MOAT_FAILED, &format!("sandbox kernel: {e}")),
-    }
+    let control = Arc::new(control);
+    let outcome = start_kernel(spec, platform, gofer, &control)
+        .unwrap_or_else(|e| Err((EXIT_MOAT_FAILED, format!("sandbox kernel: {e}"))));
+    let status = match outcome {
+        Ok(status) => status,
+        Err((code, message)) => {
+            eprintln!("moat: {message}");
+            let _ = control::send(&*control, &Message::Failed(message), &[]);
+            Status::Exited(i32::from(code))
+        }
+    };
+    let _ = control::send(&*control, &Message::Exited(status), &[]);
+    ExitCode::from(status.shell_code())
 }
 
+/// Confine the kernel process, wait for the start if asked to, and run the sandbox: the
+/// program's status, or the exit code and message of a failure.
 fn start_kernel(
     spec: KernelSpec,
     platform: Arc<dyn moat_platform::Platform>,
     gofer: OwnedFd,
-    signals: OwnedFd,
-) -> Result<ExitCode, RuntimeError> {
+    control: &Arc<OwnedFd>,
+) -> Result<Result<Status, (u8, String)>, RuntimeError> {
     let stdio = stdio();
     if spec.confinement != Confinement::None {
         if let Some(proc_dir) = confine::kernel_root()? {
@@ -357,7 +514,16 @@ fn start_kernel(
                 source: std::io::Error::other(e.to_string()),
             })?,
         );
-    let forwarded_signals = receive_signals(signals);
+    let (signals_tx, signals_rx) = std::sync::mpsc::channel();
+    let (start_tx, start_rx) = std::sync::mpsc::channel();
+    let (execs_tx, execs_rx) = std::sync::mpsc::channel();
+    let routes = Arc::new(Routes {
+        before_start: Mutex::new(spec.wait_for_start.then_some(start_tx)),
+        signals: signals_tx,
+        execs: execs_tx,
+        exec_pids: Arc::default(),
+    });
+    read_control(control.clone(), routes.clone());
     // Names that tell Moat's processes apart in `ps` and in the host's audit log.
     let _ = rustix::thread::set_name(c"moat-kernel");
     if spec.confinement != Confinement::None {
@@ -376,11 +542,31 @@ fn start_kernel(
             rustix::net::SocketType::STREAM,
             None,
         );
-        return Ok(fail(
+        return Ok(Err((
             EXIT_MOAT_FAILED,
-            &format!("the seccomp probe survived: {probe:?}"),
-        ));
+            format!("the seccomp probe survived: {probe:?}"),
+        )));
     }
+    if spec.wait_for_start {
+        // OCI `create` is done: nothing of the application runs before `start`.
+        loop {
+            match start_rx.recv() {
+                Ok(BeforeStart::Start) => break,
+                Ok(BeforeStart::Signal(signo)) if kills_by_default(signo) => {
+                    client.hang_up();
+                    return Ok(Ok(Status::Signaled(signo)));
+                }
+                Ok(BeforeStart::Signal(_)) => {}
+                Err(_) => {
+                    // The front is gone: so is the container.
+                    client.hang_up();
+                    return Ok(Ok(Status::Signaled(libc::SIGKILL)));
+                }
+            }
+        }
+        *lock(&routes.before_start) = None;
+    }
+    let started = control.clone();
     let shown = String::from_utf8_lossy(spec.argv.first().map_or(&b"?"[..], |a| a)).into_owned();
     let cwd_shown = String::from_utf8_lossy(&spec.cwd).into_owned();
     let config = SandboxConfig {
@@ -393,6 +579,14 @@ fn start_kernel(
         cwd: spec.cwd,
         cwd_required: spec.cwd_required,
         volumes: spec.volumes,
+        root_read_only: spec.root_read_only,
+        tmpfs_mounts: spec.tmpfs_mounts,
+        seed_files: spec.seed_files,
+        search_path: spec.search_path,
+        no_new_privs: spec.no_new_privs,
+        on_start: Some(Box::new(move || {
+            let _ = control::send(&*started, &Message::Started, &[]);
+        })),
         creds: spec.creds,
         umask: spec.umask,
         limits: spec.limits,
@@ -401,7 +595,8 @@ fn start_kernel(
         strace: spec.strace,
         memory_size: spec.memory_size,
         cpu_mask: spec.cpu_mask,
-        forwarded_signals,
+        forwarded_signals: Some(signals_rx),
+        exec_calls: Some(execs_rx),
     };
     let platform = spec.platform.clone();
     let result = moat_kernel::run(config);
@@ -415,35 +610,39 @@ fn start_kernel(
     }
     // The sandbox is over: hang up on the gofer, which then exits.
     client.hang_up();
-    Ok(exit_code(result, &shown, &cwd_shown))
+    Ok(outcome(result, &shown, &cwd_shown))
 }
 
-/// How `moat do` ends for the kernel's result, with the shell's messages.
-fn exit_code(result: Result<ExitStatus, KernelError>, shown: &str, cwd: &str) -> ExitCode {
+/// The kernel's result as the program's status, or an exit code and the shell's message.
+fn outcome(
+    result: Result<ExitStatus, KernelError>,
+    shown: &str,
+    cwd: &str,
+) -> Result<Status, (u8, String)> {
     match result {
-        Ok(ExitStatus::Exited(code)) => ExitCode::from(code as u8),
-        Ok(ExitStatus::Signaled { signo, .. }) => ExitCode::from(128 + signo as u8),
+        Ok(ExitStatus::Exited(code)) => Ok(Status::Exited(code)),
+        Ok(ExitStatus::Signaled { signo, .. }) => Ok(Status::Signaled(signo)),
         Err(KernelError::Load(e @ LoadError::Dynamic(_))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: {e}"))
+            Err((EXIT_CANNOT_RUN, format!("{shown}: {e}")))
         }
         Err(KernelError::Load(LoadError::NotExecutable | LoadError::Malformed(_))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: Exec format error"))
+            Err((EXIT_CANNOT_RUN, format!("{shown}: Exec format error")))
         }
         Err(KernelError::Load(LoadError::TooBig)) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: Argument list too long"))
+            Err((EXIT_CANNOT_RUN, format!("{shown}: Argument list too long")))
         }
-        Err(KernelError::Load(LoadError::Open(_, e))) if e == moat_abi::Errno::ENOENT => fail(
+        Err(KernelError::Load(LoadError::Open(_, e))) if e == moat_abi::Errno::ENOENT => Err((
             EXIT_NOT_FOUND,
-            &format!("{shown}: No such file or directory"),
-        ),
+            format!("{shown}: No such file or directory"),
+        )),
         Err(KernelError::Load(LoadError::Open(_, e))) => {
-            fail(EXIT_CANNOT_RUN, &format!("{shown}: {}", strerror(e)))
+            Err((EXIT_CANNOT_RUN, format!("{shown}: {}", strerror(e))))
         }
-        Err(KernelError::Cwd(e)) => fail(
+        Err(KernelError::Cwd(e)) => Err((
             EXIT_MOAT_FAILED,
-            &format!("cannot change to {cwd}: {}", strerror(e)),
-        ),
-        Err(e) => fail(EXIT_MOAT_FAILED, &format!("sandbox failed: {e}")),
+            format!("cannot change to {cwd}: {}", strerror(e)),
+        )),
+        Err(e) => Err((EXIT_MOAT_FAILED, format!("sandbox failed: {e}"))),
     }
 }
 

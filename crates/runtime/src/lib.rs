@@ -16,7 +16,10 @@
 #![forbid(unsafe_code)]
 
 pub mod confine;
+pub mod control;
+pub mod host;
 pub mod launch;
+pub mod oci;
 pub mod seccomp;
 pub mod spec;
 

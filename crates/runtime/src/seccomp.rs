@@ -33,6 +33,8 @@ const fn when(nr: i64, alternatives: &'static [&'static [ArgIs]]) -> HostSyscall
 
 /// The fd of the gofer's socket in the kernel process (see `launch::KERNEL_GOFER_FD`).
 const KERNEL_GOFER_FD: u32 = crate::launch::KERNEL_GOFER_FD as u32;
+/// The fd of the control socket to the front (see `launch::KERNEL_CONTROL_FD`).
+const KERNEL_CONTROL_FD: u32 = crate::launch::KERNEL_CONTROL_FD as u32;
 
 /// `TCGETS2`, which rustix's `tcgetattr` uses (not in the libc crate for x86-64).
 const TCGETS2: u32 = 0x802c_542a;
@@ -80,9 +82,22 @@ pub const KERNEL_COMMON: &[HostSyscall] = &[
             &[ArgIs::int(1, libc::TIOCGWINSZ as u32)],
         ],
     ),
-    // The gofer connection, and only it.
-    when(libc::SYS_sendmsg, &[&[ArgIs::int(0, KERNEL_GOFER_FD)]]),
-    when(libc::SYS_recvmsg, &[&[ArgIs::int(0, KERNEL_GOFER_FD)]]),
+    // The gofer connection and the front's control socket (signals, start, exec and its
+    // stdio fds), and only they.
+    when(
+        libc::SYS_sendmsg,
+        &[
+            &[ArgIs::int(0, KERNEL_GOFER_FD)],
+            &[ArgIs::int(0, KERNEL_CONTROL_FD)],
+        ],
+    ),
+    when(
+        libc::SYS_recvmsg,
+        &[
+            &[ArgIs::int(0, KERNEL_GOFER_FD)],
+            &[ArgIs::int(0, KERNEL_CONTROL_FD)],
+        ],
+    ),
     when(libc::SYS_shutdown, &[&[ArgIs::int(0, KERNEL_GOFER_FD)]]),
     // Memory: the allocator, the memory file (sparse: holes punched back).
     any(libc::SYS_mmap),

@@ -3,7 +3,7 @@
 //! encoding sent down a pipe. The front is trusted, but the decoder still checks every length.
 
 use moat_abi::Rlimit;
-use moat_kernel::{AuxFacts, Credentials, Volume, RLIMIT_COUNT};
+use moat_kernel::{AuxFacts, Credentials, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
 
 use crate::RuntimeError;
 
@@ -17,6 +17,14 @@ pub struct KernelSpec {
     pub cwd: Vec<u8>,
     pub cwd_required: bool,
     pub volumes: Vec<Volume>,
+    /// The root mounted read-only (OCI `root.readonly`).
+    pub root_read_only: bool,
+    pub tmpfs_mounts: Vec<TmpfsMount>,
+    pub seed_files: Vec<SeedFile>,
+    /// Look `filename` up in the sandbox's `PATH` when it has no '/'.
+    pub search_path: bool,
+    /// Start the program with NO_NEW_PRIVS (OCI `process.noNewPrivileges`).
+    pub no_new_privs: bool,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -32,6 +40,9 @@ pub struct KernelSpec {
     /// Test hook: once confined, make a host system call the allowlist refuses. Set only by
     /// the front (from its own environment, see `launch`), never by anything in the sandbox.
     pub probe_seccomp: bool,
+    /// Confine, connect to the gofer, then wait for a start message on the control socket
+    /// before loading the program (OCI `create`, then `start`).
+    pub wait_for_start: bool,
 }
 
 /// How much of the confinement applies.
@@ -45,23 +56,34 @@ pub enum Confinement {
     None,
 }
 
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn bool(&mut self, v: bool) {
+    pub(crate) fn bool(&mut self, v: bool) {
         self.0.push(u8::from(v));
     }
-    fn bytes(&mut self, v: &[u8]) {
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.u64(v.len() as u64);
         self.0.extend_from_slice(v);
     }
-    fn list(&mut self, v: &[Vec<u8>]) {
+    pub(crate) fn creds(&mut self, c: &Credentials) {
+        for id in [
+            c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.fsuid, c.fsgid,
+        ] {
+            self.u32(id);
+        }
+        self.u64(c.groups.len() as u64);
+        for &g in &c.groups {
+            self.u32(g);
+        }
+    }
+    pub(crate) fn list(&mut self, v: &[Vec<u8>]) {
         self.u64(v.len() as u64);
         for item in v {
             self.bytes(item);
@@ -69,10 +91,10 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], RuntimeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], RuntimeError> {
         if self.0.len() < n {
             return Err(RuntimeError::Spec("truncated"));
         }
@@ -80,22 +102,22 @@ impl Reader<'_> {
         self.0 = rest;
         Ok(head)
     }
-    fn u64(&mut self) -> Result<u64, RuntimeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, RuntimeError> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
-    fn u32(&mut self) -> Result<u32, RuntimeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, RuntimeError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
-    fn bool(&mut self) -> Result<bool, RuntimeError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, RuntimeError> {
         match self.take(1)?[0] {
             0 => Ok(false),
             1 => Ok(true),
             _ => Err(RuntimeError::Spec("bad boolean")),
         }
     }
-    fn len(&mut self) -> Result<usize, RuntimeError> {
+    pub(crate) fn len(&mut self) -> Result<usize, RuntimeError> {
         let n = usize::try_from(self.u64()?).map_err(|_| RuntimeError::Spec("bad length"))?;
         // Every element takes at least one byte: a length past what is left is a lie.
         if n > self.0.len() {
@@ -103,14 +125,33 @@ impl Reader<'_> {
         }
         Ok(n)
     }
-    fn bytes(&mut self) -> Result<Vec<u8>, RuntimeError> {
+    pub(crate) fn bytes(&mut self) -> Result<Vec<u8>, RuntimeError> {
         let n = self.len()?;
         Ok(self.take(n)?.to_vec())
     }
-    fn string(&mut self) -> Result<String, RuntimeError> {
+    pub(crate) fn string(&mut self) -> Result<String, RuntimeError> {
         String::from_utf8(self.bytes()?).map_err(|_| RuntimeError::Spec("bad string"))
     }
-    fn list(&mut self) -> Result<Vec<Vec<u8>>, RuntimeError> {
+    pub(crate) fn creds(&mut self) -> Result<Credentials, RuntimeError> {
+        let mut ids = [0u32; 8];
+        for id in &mut ids {
+            *id = self.u32()?;
+        }
+        let n = self.len()?;
+        let groups = (0..n).map(|_| self.u32()).collect::<Result<_, _>>()?;
+        Ok(Credentials {
+            uid: ids[0],
+            euid: ids[1],
+            suid: ids[2],
+            gid: ids[3],
+            egid: ids[4],
+            sgid: ids[5],
+            fsuid: ids[6],
+            fsgid: ids[7],
+            groups,
+        })
+    }
+    pub(crate) fn list(&mut self) -> Result<Vec<Vec<u8>>, RuntimeError> {
         let n = self.len()?;
         (0..n).map(|_| self.bytes()).collect()
     }
@@ -131,16 +172,22 @@ impl KernelSpec {
             w.u64(v.mount);
             w.bool(v.read_only);
         }
-        let c = &self.creds;
-        for id in [
-            c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.fsuid, c.fsgid,
-        ] {
-            w.u32(id);
+        w.bool(self.root_read_only);
+        w.u64(self.tmpfs_mounts.len() as u64);
+        for t in &self.tmpfs_mounts {
+            w.bytes(&t.path);
+            w.u32(t.mode);
+            w.bool(t.read_only);
         }
-        w.u64(c.groups.len() as u64);
-        for &g in &c.groups {
-            w.u32(g);
+        w.u64(self.seed_files.len() as u64);
+        for f in &self.seed_files {
+            w.bytes(&f.path);
+            w.bytes(&f.contents);
+            w.u32(f.mode);
         }
+        w.bool(self.search_path);
+        w.bool(self.no_new_privs);
+        w.creds(&self.creds);
         w.u32(self.umask);
         for l in &self.limits {
             w.u64(l.cur);
@@ -164,6 +211,7 @@ impl KernelSpec {
         });
         w.bool(self.debug_log);
         w.bool(self.probe_seccomp);
+        w.bool(self.wait_for_start);
         w.0
     }
 
@@ -184,23 +232,28 @@ impl KernelSpec {
                 read_only: r.bool()?,
             });
         }
-        let mut ids = [0u32; 8];
-        for id in &mut ids {
-            *id = r.u32()?;
+        let root_read_only = r.bool()?;
+        let n = r.len()?;
+        let mut tmpfs_mounts = Vec::with_capacity(n);
+        for _ in 0..n {
+            tmpfs_mounts.push(TmpfsMount {
+                path: r.bytes()?,
+                mode: r.u32()?,
+                read_only: r.bool()?,
+            });
         }
         let n = r.len()?;
-        let groups = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-        let creds = Credentials {
-            uid: ids[0],
-            euid: ids[1],
-            suid: ids[2],
-            gid: ids[3],
-            egid: ids[4],
-            sgid: ids[5],
-            fsuid: ids[6],
-            fsgid: ids[7],
-            groups,
-        };
+        let mut seed_files = Vec::with_capacity(n);
+        for _ in 0..n {
+            seed_files.push(SeedFile {
+                path: r.bytes()?,
+                contents: r.bytes()?,
+                mode: r.u32()?,
+            });
+        }
+        let search_path = r.bool()?;
+        let no_new_privs = r.bool()?;
+        let creds = r.creds()?;
         let umask = r.u32()?;
         let mut limits = [Rlimit::default(); RLIMIT_COUNT];
         for l in &mut limits {
@@ -228,6 +281,7 @@ impl KernelSpec {
         };
         let debug_log = r.bool()?;
         let probe_seccomp = r.bool()?;
+        let wait_for_start = r.bool()?;
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -239,6 +293,11 @@ impl KernelSpec {
             cwd,
             cwd_required,
             volumes,
+            root_read_only,
+            tmpfs_mounts,
+            seed_files,
+            search_path,
+            no_new_privs,
             creds,
             umask,
             limits,
@@ -250,6 +309,7 @@ impl KernelSpec {
             confinement,
             debug_log,
             probe_seccomp,
+            wait_for_start,
         })
     }
 }
@@ -271,6 +331,19 @@ mod tests {
                 mount: 1,
                 read_only: true,
             }],
+            root_read_only: true,
+            tmpfs_mounts: vec![TmpfsMount {
+                path: b"/run".to_vec(),
+                mode: 0o755,
+                read_only: false,
+            }],
+            seed_files: vec![SeedFile {
+                path: b"/etc/hosts".to_vec(),
+                contents: b"127.0.0.1 localhost\n".to_vec(),
+                mode: 0o644,
+            }],
+            search_path: true,
+            no_new_privs: true,
             creds: Credentials {
                 uid: 1,
                 euid: 2,
@@ -300,6 +373,7 @@ mod tests {
             confinement: Confinement::LogSeccomp,
             debug_log: true,
             probe_seccomp: false,
+            wait_for_start: true,
         }
     }
 

@@ -221,6 +221,13 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
     let handle = task::new_handle(tid, group.clone(), &task.creds, name);
     *handle.sched.guard() = task.handle.sched.guard().inherited();
     handle.signals.guard().mask = task.handle.signals.guard().mask;
+    // NO_NEW_PRIVS is inherited by every child, forever (prctl(2)).
+    handle.no_new_privs.store(
+        task.handle
+            .no_new_privs
+            .load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
     let mut regs = task.regs;
     regs.rax = 0;

@@ -1,0 +1,563 @@
+//! Moat as an OCI runtime, driven as containerd's shim and conmon drive runc
+//! (shared/clients/argv.txt), on a busybox bundle made here: `run`, the create / start /
+//! state / kill / delete lifecycle with runc's wrong-state errors, the pid-file process's
+//! exit status, `exec`, and a terminal sent over `--console-socket`.
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{bundle, edit_config, eventually, moat, status, text, Scratch, MOAT};
+
+#[test]
+fn run_relays_stdout_stderr_and_the_exit_status() {
+    let s = Scratch::new("oci-run");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "echo out; echo err >&2; hostname; id -u; pwd; grep NoNewPrivs /proc/self/status; exit 7",
+        ],
+        false,
+    );
+    edit_config(&b, |c| {
+        c["hostname"] = "box".into();
+        c["process"]["cwd"] = "/tmp".into();
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    });
+    let root = s.path().join("root");
+    let out = Command::new(MOAT)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg("r1")
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "out\nbox\n1000\n/tmp\nNoNewPrivs:\t1\n");
+    assert!(text(&out.stderr).contains("err\n"), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(7));
+    // `run` deletes what it created.
+    assert_eq!(status(&root, "r1"), None);
+}
+
+#[test]
+fn run_of_a_missing_program_fails_like_a_shell() {
+    let s = Scratch::new("oci-missing");
+    let b = bundle(&s.path().join("b"), &["no-such-program"], false);
+    let root = s.path().join("root");
+    let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "m1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no-such-program: No such file or directory"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(status(&root, "m1"), None);
+}
+
+#[test]
+fn a_malformed_config_is_a_clear_error_and_leaves_nothing() {
+    let s = Scratch::new("oci-bad");
+    let b = bundle(&s.path().join("b"), &["true"], false);
+    std::fs::write(
+        b.join("config.json"),
+        "{\"ociVersion\": \"1.0.2\", \"process\": 5",
+    )
+    .unwrap();
+    let root = s.path().join("root");
+    let out = moat(&root, &["create", "--bundle", b.to_str().unwrap(), "bad"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("config.json"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(status(&root, "bad"), None);
+    let out = moat(
+        &root,
+        &["create", "--bundle", b.to_str().unwrap(), "../escape"],
+    );
+    assert!(
+        text(&out.stderr).contains("invalid container id"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `create` with the container's stdout in `out`: returns the pid in the pid file.
+fn create(root: &Path, bundle: &Path, id: &str, out: &Path) -> i32 {
+    let pid_file = root.with_extension(format!("{id}.pid"));
+    let status = Command::new(MOAT)
+        .arg("--root")
+        .arg(root)
+        .args(["create", "--bundle"])
+        .arg(bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "create {id}");
+    std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_lifecycle_has_runc_states_and_errors() {
+    let s = Scratch::new("oci-life");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 3' TERM; echo started; while :; do sleep 0.05; done",
+        ],
+        false,
+    );
+    let root = s.path().join("root");
+    let out = s.path().join("out");
+    let pid = create(&root, &b, "c1", &out);
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(status(&root, "c1").as_deref(), Some("created"));
+    // Nothing of the application runs before start.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    let state: serde_json::Value =
+        serde_json::from_slice(&moat(&root, &["state", "c1"]).stdout).unwrap();
+    assert_eq!(state["id"], "c1");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(state["ociVersion"], "1.0.2");
+    assert_eq!(state["bundle"], b.canonicalize().unwrap().to_str().unwrap());
+    let again = moat(&root, &["create", "--bundle", b.to_str().unwrap(), "c1"]);
+    assert!(text(&again.stderr).contains("container with id exists"));
+
+    assert!(moat(&root, &["start", "c1"]).status.success());
+    assert_eq!(status(&root, "c1").as_deref(), Some("running"));
+    assert!(eventually(5, || std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("started")));
+    let e = moat(&root, &["start", "c1"]);
+    assert!(text(&e.stderr).contains("cannot start an already running container"));
+    let e = moat(&root, &["delete", "c1"]);
+    assert!(text(&e.stderr).contains("cannot delete container c1 that is not stopped: running"));
+    let list = text(&moat(&root, &["list", "-q"]).stdout);
+    assert_eq!(list, "c1\n");
+    let ps: Vec<i32> =
+        serde_json::from_slice(&moat(&root, &["ps", "--format", "json", "c1"]).stdout).unwrap();
+    assert!(ps.contains(&pid), "{ps:?}");
+
+    assert!(moat(&root, &["kill", "c1", "TERM"]).status.success());
+    assert!(eventually(5, || status(&root, "c1").as_deref() == Some("stopped")));
+    assert!(std::fs::read_to_string(&out).unwrap().contains("got TERM"));
+    let e = moat(&root, &["start", "c1"]);
+    assert!(text(&e.stderr).contains("cannot start a container that has stopped"));
+    let e = moat(&root, &["kill", "c1", "KILL"]);
+    assert!(text(&e.stderr).contains("container not running"));
+    assert!(moat(&root, &["delete", "c1"]).status.success());
+    let e = moat(&root, &["state", "c1"]);
+    assert!(text(&e.stderr).contains("container does not exist"));
+    assert!(moat(&root, &["delete", "--force", "c1"]).status.success());
+}
+
+#[test]
+fn a_created_container_can_be_killed_and_deleted() {
+    let s = Scratch::new("oci-created");
+    let b = bundle(&s.path().join("b"), &["sh", "-c", "echo ran"], false);
+    let root = s.path().join("root");
+    let out = s.path().join("out");
+    let pid = create(&root, &b, "k1", &out);
+    // delete of a created container kills it (runc does the same).
+    assert!(moat(&root, &["delete", "k1"]).status.success());
+    assert!(eventually(5, || !Path::new(&format!("/proc/{pid}/stat"))
+        .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains(") Z"))));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    let pid = create(&root, &b, "k2", &out);
+    let _ = pid;
+    assert!(moat(&root, &["kill", "k2", "9"]).status.success());
+    assert!(eventually(5, || status(&root, "k2").as_deref() == Some("stopped")));
+    assert!(moat(&root, &["delete", "--force", "k2"]).status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+}
+
+/// The pid in --pid-file is what the shim waits for: it must end as init ends. The test
+/// becomes a subreaper so that the orphaned front is its child, as it is the shim's.
+#[test]
+fn the_pid_file_process_ends_with_init_s_status() {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    let s = Scratch::new("oci-status");
+    let root = s.path().join("root");
+    let out = s.path().join("out");
+    for (i, (args, expect_code, expect_signal)) in [
+        (vec!["sh", "-c", "exit 42"], Some(42), None),
+        (vec!["sh", "-c", "kill -USR1 $$"], None, Some(libc::SIGUSR1)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let b = bundle(&s.path().join(format!("b{i}")), &args, false);
+        let pid = create(&root, &b, "s1", &out);
+        assert!(moat(&root, &["start", "s1"]).status.success());
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        let (_, st) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.exit_status(), expect_code);
+        assert_eq!(st.terminating_signal(), expect_signal);
+        assert!(moat(&root, &["delete", "s1"]).status.success());
+    }
+    // SIGKILL through `kill`: the front dies of it too.
+    let b = bundle(&s.path().join("b-sleep"), &["sleep", "30"], false);
+    let pid = create(&root, &b, "s2", &out);
+    assert!(moat(&root, &["start", "s2"]).status.success());
+    assert!(moat(&root, &["kill", "s2", "SIGKILL"]).status.success());
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    let (_, st) = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.terminating_signal(), Some(libc::SIGKILL));
+    assert!(moat(&root, &["delete", "s2"]).status.success());
+}
+
+#[test]
+fn exec_runs_another_process_in_the_container() {
+    let s = Scratch::new("oci-exec");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "echo shared > /tmp/x; while :; do sleep 0.05; done",
+        ],
+        false,
+    );
+    let root = s.path().join("root");
+    let out = s.path().join("out");
+    create(&root, &b, "e1", &out);
+    let e = moat(&root, &["exec", "e1", "true"]);
+    assert!(text(&e.stderr).contains("cannot exec in a created container"));
+    assert!(moat(&root, &["start", "e1"]).status.success());
+    // The exec'd process sees the container's files (init's writes in the overlay).
+    assert!(eventually(5, || {
+        let e = moat(&root, &["exec", "e1", "cat", "/tmp/x"]);
+        text(&e.stdout) == "shared\n"
+    }));
+    let e = moat(
+        &root,
+        &[
+            "exec",
+            "--cwd",
+            "/tmp",
+            "-e",
+            "X=1",
+            "e1",
+            "sh",
+            "-c",
+            "echo $X $(pwd); exit 5",
+        ],
+    );
+    assert_eq!(text(&e.stdout), "1 /tmp\n");
+    assert_eq!(e.status.code(), Some(5));
+    // --process and --detach, as the containerd shim sends it.
+    let process = s.path().join("process.json");
+    std::fs::write(
+        &process,
+        serde_json::json!({
+            "args": ["sh", "-c", "echo detached; exit 3"],
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid())).unwrap();
+    let pid_file = s.path().join("exec.pid");
+    let exec_out = s.path().join("exec.out");
+    let st = Command::new(MOAT)
+        .arg("--root")
+        .arg(&root)
+        .args(["exec", "--process"])
+        .arg(&process)
+        .args(["--detach", "--pid-file"])
+        .arg(&pid_file)
+        .arg("e1")
+        .stdout(std::fs::File::create(&exec_out).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (_, st) = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(st.exit_status(), Some(3));
+    assert_eq!(std::fs::read_to_string(&exec_out).unwrap(), "detached\n");
+    let e = moat(&root, &["exec", "e1", "no-such-program"]);
+    assert!(!e.status.success());
+    // SIGKILL to a detached exec's process (as a shim kills it) ends the exec'd process too.
+    let marker = s.path().join("exec2.out");
+    let st = Command::new(MOAT)
+        .arg("--root")
+        .arg(&root)
+        .args(["exec", "--detach", "--pid-file"])
+        .arg(&pid_file)
+        .args(["e1", "sh", "-c", "while :; do echo tick; sleep 0.05; done"])
+        .stdout(std::fs::File::create(&marker).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(pid).unwrap();
+    assert!(eventually(5, || std::fs::read_to_string(&marker)
+        .unwrap()
+        .contains("tick")));
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let len = std::fs::metadata(&marker).unwrap().len();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        std::fs::metadata(&marker).unwrap().len(),
+        len,
+        "the exec'd process still runs"
+    );
+    assert!(moat(&root, &["delete", "--force", "e1"]).status.success());
+}
+
+#[test]
+fn a_terminal_goes_over_the_console_socket() {
+    let s = Scratch::new("oci-tty");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo is-a-tty; read line; echo got $line",
+        ],
+        true,
+    );
+    edit_config(&b, |c| {
+        c["process"]["consoleSize"] = serde_json::json!({"height": 30, "width": 100});
+    });
+    let root = s.path().join("root");
+    let sock = s.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        moat_runtime::oci::console::recv_master(&stream).unwrap()
+    });
+    let out = moat(
+        &root,
+        &[
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "t1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let master = receiver.join().unwrap();
+    let ws = rustix::termios::tcgetwinsize(&master).unwrap();
+    assert_eq!((ws.ws_row, ws.ws_col), (30, 100));
+    assert!(moat(&root, &["start", "t1"]).status.success());
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    let mut wrote = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !text(&seen).contains("got hello") && std::time::Instant::now() < deadline {
+        if !wrote && text(&seen).contains("is-a-tty") {
+            rustix::io::write(&master, b"hello\n").unwrap();
+            wrote = true;
+        }
+        let mut fds = [rustix::event::PollFd::new(
+            &master,
+            rustix::event::PollFlags::IN,
+        )];
+        if rustix::event::poll(
+            &mut fds,
+            Some(&rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            }),
+        )
+        .unwrap_or(0)
+            > 0
+        {
+            match rustix::io::read(&master, &mut buf) {
+                Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+    }
+    let seen = text(&seen);
+    assert!(seen.contains("is-a-tty"), "{seen:?}");
+    assert!(seen.contains("got hello"), "{seen:?}");
+    assert!(eventually(5, || status(&root, "t1").as_deref() == Some("stopped")));
+    assert!(moat(&root, &["delete", "t1"]).status.success());
+}
+
+#[test]
+fn hooks_run_with_the_state_and_errors_reach_the_json_log() {
+    let s = Scratch::new("oci-hooks");
+    let b = bundle(&s.path().join("b"), &["true"], false);
+    let marks = s.path().join("marks");
+    let hook = |stage: &str| {
+        serde_json::json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("read -r state; echo {stage} $state >> {}", marks.display())]
+        })
+    };
+    edit_config(&b, |c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")]
+        });
+        c["annotations"] = serde_json::json!({"org.example.k": "v"});
+    });
+    let root = s.path().join("root");
+    let out = s.path().join("out");
+    create(&root, &b, "h1", &out);
+    assert!(moat(&root, &["start", "h1"]).status.success());
+    assert!(eventually(5, || status(&root, "h1").as_deref() == Some("stopped")));
+    assert!(moat(&root, &["delete", "h1"]).status.success());
+    let marks = std::fs::read_to_string(&marks).unwrap();
+    let stages: Vec<&str> = marks
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["createRuntime", "poststart", "poststop"],
+        "{marks}"
+    );
+    assert!(
+        marks.contains("\"id\":\"h1\"") && marks.contains("org.example.k"),
+        "{marks}"
+    );
+    assert!(
+        marks
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"status\":\"stopped\""),
+        "{marks}"
+    );
+
+    // A failing createRuntime hook fails create, as a JSON error line in --log.
+    edit_config(&b, |c| {
+        c["hooks"] = serde_json::json!({"createRuntime": [{"path": "/bin/false"}]});
+    });
+    let log = s.path().join("log.json");
+    let o = Command::new(MOAT)
+        .arg("--root")
+        .arg(&root)
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "create", "--bundle"])
+        .arg(&b)
+        .arg("h2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(
+        last["msg"].as_str().unwrap().contains("createRuntime hook"),
+        "{last}"
+    );
+    assert_eq!(status(&root, "h2"), None);
+}
+
+/// Limits land in the container's cgroup, below the test's own, and the sandbox's host
+/// processes are in it; `delete` removes it.
+#[test]
+fn resources_are_applied_in_the_container_s_cgroup() {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(memory) = own.lines().find_map(|l| {
+        let mut p = l.splitn(3, ':');
+        let (_, list, path) = (p.next(), p.next()?, p.next()?);
+        list.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    }) else {
+        println!("SKIP: no cgroup v1 memory controller here");
+        return;
+    };
+    let base = Path::new("/sys/fs/cgroup/memory").join(memory.trim_start_matches('/'));
+    if std::fs::create_dir(base.join("moat-probe"))
+        .and_then(|()| std::fs::remove_dir(base.join("moat-probe")))
+        .is_err()
+    {
+        println!(
+            "SKIP: the memory cgroup {} is not writable here",
+            base.display()
+        );
+        return;
+    }
+    let s = Scratch::new("oci-cgroup");
+    let b = bundle(&s.path().join("b"), &["sleep", "30"], false);
+    let name = format!("moat-test-{}", std::process::id());
+    edit_config(&b, |c| {
+        c["linux"]["cgroupsPath"] = format!("/{name}/c1").into();
+        c["linux"]["resources"] = serde_json::json!({
+            "memory": {"limit": 268435456},
+            "pids": {"limit": 100}
+        });
+    });
+    let root = s.path().join("root");
+    let pid = create(&root, &b, "c1", &s.path().join("out"));
+    let dir = base.join(&name).join("c1");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("memory.limit_in_bytes"))
+            .unwrap()
+            .trim(),
+        "268435456"
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
+    // The gofer and the kernel (started after the front joined) are in it too.
+    assert!(procs.lines().count() >= 3, "{procs}");
+    assert!(moat(&root, &["start", "c1"]).status.success());
+    assert!(moat(&root, &["pause", "c1"]).status.success());
+    assert_eq!(status(&root, "c1").as_deref(), Some("paused"));
+    assert!(moat(&root, &["resume", "c1"]).status.success());
+    assert_eq!(status(&root, "c1").as_deref(), Some("running"));
+    assert!(moat(&root, &["delete", "--force", "c1"]).status.success());
+    assert!(!dir.exists());
+    let _ = std::fs::remove_dir(base.join(&name));
+    for c in ["cpu", "cpuacct", "pids", "blkio", "freezer"] {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(&name));
+    }
+}
