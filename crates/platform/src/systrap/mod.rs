@@ -107,7 +107,7 @@ const MIN_STUB_SPIN_NS: u64 = 5_000;
 /// Adaptive pinning (see [`SystrapContext::observe`]): a window is this many round trips; a
 /// pair keeps its way of waiting for between these many windows before it tries the other.
 const PIN_WINDOW: u32 = 64;
-const MIN_HOLD: u32 = 8;
+const MIN_HOLD: u32 = 16;
 const MAX_HOLD: u32 = 256;
 const DEFAULT_MAX_SPIN_NS: u64 = 50_000;
 
@@ -1261,19 +1261,52 @@ impl SystrapContext {
     /// between two threads takes 9-13 µs pinned against 17-60 µs apart. So the pair measures:
     /// it keeps its way for `hold` windows of [`PIN_WINDOW`] round trips, then tries the other
     /// way for one window, and keeps that one only if its mean round trip was at least 25%
-    /// shorter; `hold` doubles (up to [`MAX_HOLD`]) each time the try loses and is back to
+    /// shorter; `hold` grows fourfold (up to [`MAX_HOLD`]) each time the try loses and is back to
     /// [`MIN_HOLD`] when it wins. A pair whose host thread blocked in the kernel in more than
     /// one round trip out of eight during a window (like the ping-pong: its voluntary context
     /// switches, less its futex sleeps waiting for the stub) never tries apart, and goes back
     /// to pinned if apart: spinning can only lose there, and a noisy try could keep it apart.
-    /// A pair starts pinned: most threads and processes live short, and pinned is never far
-    /// from the best.
+    /// A pair apart goes back as soon as a window takes longer than a pinned one would (a
+    /// quarter more while trying, twice as long after), so that a try on a loaded machine
+    /// costs little. A pair starts pinned: most threads and processes live short, and pinned
+    /// is never far from the best.
     fn observe(&mut self) {
         if self.stub.tuning.pinning != Pinning::Adaptive {
             return;
         }
         let a = &mut self.adapt;
         a.window += 1;
+        let pinned = self.channel.pinned.load(Ordering::Relaxed);
+        if !pinned && a.mean[1] != 0 {
+            // Apart, the pair can lose much more than it can win (on a loaded machine one
+            // side may wait a whole scheduler tick for its CPU at every round trip): as soon
+            // as this window has taken longer than a pinned one would (a quarter more for a
+            // try, twice as long otherwise), go back.
+            let elapsed = ticks().wrapping_sub(a.start);
+            let limit = a.mean[1].saturating_mul(u64::from(PIN_WINDOW));
+            let limit = if a.trying {
+                limit.saturating_mul(5) / 4
+            } else {
+                limit.saturating_mul(2)
+            };
+            if elapsed > limit {
+                tracing::debug!(
+                    "stub thread {}: apart is slow ({} round trips in {} µs): pinned",
+                    self.channel.thread.tid,
+                    a.window,
+                    elapsed / self.stub.tuning.ticks_per_us.max(1)
+                );
+                a.trying = false;
+                a.hold = (a.hold * 4).min(MAX_HOLD);
+                a.left = a.hold;
+                a.window = 0;
+                a.start = ticks();
+                a.switches = voluntary_switches();
+                a.sleeps = self.channel.sleeps.load(Ordering::Relaxed);
+                self.channel.set_pinned(true);
+                return;
+            }
+        }
         if a.window < PIN_WINDOW {
             return;
         }
@@ -1290,7 +1323,6 @@ impl SystrapContext {
             .saturating_sub(sleeps.wrapping_sub(a.sleeps));
         let blocking = blocked * 8 > u64::from(PIN_WINDOW);
         (a.window, a.start, a.switches, a.sleeps) = (0, now, switches, sleeps);
-        let pinned = self.channel.pinned.load(Ordering::Relaxed);
         a.mean[usize::from(pinned)] = mean;
         let switch = if a.trying {
             // The window that tried this way is over: keep it if it was clearly faster (and
@@ -1301,7 +1333,7 @@ impl SystrapContext {
             a.hold = if keep {
                 MIN_HOLD
             } else {
-                (a.hold * 2).min(MAX_HOLD)
+                (a.hold * 4).min(MAX_HOLD)
             };
             a.left = a.hold;
             !keep
