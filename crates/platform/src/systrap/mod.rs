@@ -55,7 +55,8 @@
 //! stub process end without reaping it), `wait4` (reaping), `kill` (`SIGKILL` to a stub),
 //! `getsid`, `getpid`, `gettid`, `fork` (in the stub maker thread only; the child then makes
 //! the calls of [`factory`]), `clock_gettime`, `sched_getcpu`, `sched_getaffinity` and
-//! `sched_setaffinity` (pinning), `prctl(PR_SET_SYSCALL_USER_DISPATCH, OFF)` (once, to learn
+//! `sched_setaffinity` (pinning), `getrusage(RUSAGE_THREAD)` (adaptive pinning, once per 64
+//! round trips), `prctl(PR_SET_SYSCALL_USER_DISPATCH, OFF)` (once, to learn
 //! whether the host has it), `openat`/`read` of `/proc/PID/task/TID/schedstat` (CPU time, as
 //! ptrace does). The time-stamp counter (`rdtsc`) times the spins.
 
@@ -107,7 +108,7 @@ const MIN_STUB_SPIN_NS: u64 = 5_000;
 /// Adaptive pinning (see [`SystrapContext::observe`]): a window is this many round trips; a
 /// pair keeps its way of waiting for between these many windows before it tries the other.
 const PIN_WINDOW: u32 = 64;
-const MIN_HOLD: u32 = 8;
+const MIN_HOLD: u32 = 16;
 const MAX_HOLD: u32 = 256;
 const DEFAULT_MAX_SPIN_NS: u64 = 50_000;
 
@@ -288,6 +289,18 @@ impl Tuning {
                 self.cpus.as_ptr(),
             );
         }
+    }
+}
+
+/// The calling host thread's voluntary context switches so far (`getrusage(RUSAGE_THREAD)`).
+fn voluntary_switches() -> u64 {
+    // SAFETY: getrusage fills the rusage struct we own.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_THREAD, &raw mut usage) != 0 {
+            return 0;
+        }
+        usage.ru_nvcsw as u64
     }
 }
 
@@ -476,12 +489,11 @@ const HOST_SYSCALLS: &[HostSyscall] = &[
     HostSyscall::any(libc::SYS_exit),
 ];
 
-/// Zero a slot's header and set what the stub reads before its first trap.
+/// Zero a slot's header and set what the stub reads before its first trap. The new thread
+/// does not spin (`H_SPIN` 0): it may wait a while for its host thread, which needs a CPU.
 fn init_header(memory: &MemoryFile, offset: u64, tuning: &Tuning) {
     memory.zero(offset, STACK_OFF);
     memory.write(offset + H_FLAGS, &tuning.flags().to_ne_bytes());
-    let rounds = tuning.stub_rounds(tuning.max_spin);
-    memory.write(offset + H_SPIN, &rounds.to_ne_bytes());
     memory
         .atomic_u32(offset + H_STATE)
         .store(K_RUN, Ordering::SeqCst);
@@ -560,10 +572,13 @@ struct Stub {
     threads: AtomicUsize,
 }
 
-/// The stub area's slots: the memory-file range of each slot ever used, by index, and the
-/// indices free for a new thread (their old thread is known to have ended).
+/// The stub area's slots: the memory-file range of each slot ever used, by index, whether
+/// the stub has it mapped (a new thread there need not map it again: a fresh mapping would
+/// cost a TLB shoot-down of the whole stub process), and the indices free for a new thread
+/// (their old thread is known to have ended).
 struct Slots {
     ranges: Vec<FileRange>,
+    mapped: Vec<bool>,
     free: Vec<usize>,
 }
 
@@ -585,6 +600,7 @@ impl Stub {
             tuning,
             slots: Mutex::new(Slots {
                 ranges: vec![slot0],
+                mapped: vec![true],
                 free: Vec::new(),
             }),
             callers: Mutex::new(HashMap::new()),
@@ -613,7 +629,7 @@ impl Stub {
     }
 
     /// A slot for a new thread, its header initialised: (index, memory-file range).
-    fn take_slot(&self) -> Result<(usize, FileRange), PlatformError> {
+    fn take_slot(&self) -> Result<(usize, FileRange, bool), PlatformError> {
         let mut slots = self.slots();
         let (index, range) = match slots.free.pop() {
             Some(index) => (index, slots.ranges[index]),
@@ -626,16 +642,21 @@ impl Stub {
                     .allocate(STUB_SLOT_SIZE)
                     .map_err(|_| PlatformError::TooManyThreads)?;
                 slots.ranges.push(range);
+                slots.mapped.push(false);
                 (slots.ranges.len() - 1, range)
             }
         };
         init_header(&self.memory, range.offset, &self.tuning);
-        Ok((index, range))
+        let mapped = slots.mapped[index];
+        Ok((index, range, mapped))
     }
 
-    /// Give back a slot whose thread is known to be gone (or never started).
-    fn release_slot(&self, index: usize) {
-        self.slots().free.push(index);
+    /// Give back a slot whose thread is known to be gone (or never started), and say whether
+    /// the stub has it mapped (a thread started there).
+    fn release_slot(&self, index: usize, mapped: bool) {
+        let mut slots = self.slots();
+        slots.mapped[index] = mapped;
+        slots.free.push(index);
     }
 
     /// A channel to slot `index`, whose thread is `tid`.
@@ -657,6 +678,7 @@ impl Stub {
             stub_spin: AtomicU64::new(self.tuning.max_spin),
             max_spin: AtomicU64::new(self.tuning.max_spin),
             pinned: AtomicBool::new(false),
+            sleeps: AtomicU64::new(0),
             tuning: self.tuning,
         }
     }
@@ -678,6 +700,7 @@ impl Drop for Stub {
             &mut *self.slots(),
             Slots {
                 ranges: Vec::new(),
+                mapped: Vec::new(),
                 free: Vec::new(),
             },
         );
@@ -779,6 +802,9 @@ struct Channel {
     max_spin: AtomicU64,
     /// Whether the host thread and the stub thread are pinned to one CPU.
     pinned: AtomicBool,
+    /// Futex sleeps of the kernel side in `wait` (adaptive pinning tells them from the host
+    /// thread's other voluntary context switches: blocking in the kernel).
+    sleeps: AtomicU64,
     tuning: Tuning,
 }
 
@@ -851,6 +877,7 @@ impl Channel {
                 continue;
             }
             KERNEL_SLEEPS.fetch_add(1, Ordering::Relaxed);
+            self.sleeps.fetch_add(1, Ordering::Relaxed);
             if futex_wait(word, s | WAITER, LIVENESS_PERIOD) {
                 continue;
             }
@@ -1105,13 +1132,17 @@ impl AddressSpace for SystrapAddressSpace {
 impl SystrapAddressSpace {
     fn new_seed(&mut self) -> Result<SystrapSeed, PlatformError> {
         let caller = self.stub.caller()?;
-        let (index, range) = self.stub.take_slot()?;
+        let (index, range, mapped) = self.stub.take_slot()?;
         let addr = STUB_AREA_BASE + index as u64 * STUB_SLOT_SIZE;
         // SAFETY: getpid has no preconditions.
         let moat = unsafe { libc::getpid() };
-        let r = caller.command(CMD_CLONE_THREAD, [addr, range.offset, moat as u64, 0, 0, 0])?;
+        let r = caller.command(
+            CMD_CLONE_THREAD,
+            [addr, range.offset, moat as u64, u64::from(mapped), 0, 0],
+        )?;
         if (-4095..0).contains(&r) {
-            self.stub.release_slot(index);
+            // Mapped or not, mapping it again is right.
+            self.stub.release_slot(index, false);
             return Err(PlatformError::Injected {
                 op: "clone",
                 errno: -r as i32,
@@ -1217,6 +1248,10 @@ struct Adapt {
     /// Round trips so far in this window, and when it started (ticks).
     window: u32,
     start: u64,
+    /// The host thread's voluntary context switches and the channel's futex sleeps when the
+    /// window started.
+    switches: u64,
+    sleeps: u64,
     /// Windows to keep the current way before trying the other, and how many are left.
     hold: u32,
     left: u32,
@@ -1262,6 +1297,8 @@ impl SystrapContext {
             adapt: Adapt {
                 window: 0,
                 start: ticks(),
+                switches: voluntary_switches(),
+                sleeps: 0,
                 hold: MIN_HOLD,
                 left: MIN_HOLD,
                 trying: false,
@@ -1305,46 +1342,98 @@ impl SystrapContext {
     /// machine, but 10 µs apart when other processes keep the CPUs busy; a futex ping-pong
     /// between two threads takes 9-13 µs pinned against 17-60 µs apart. So the pair measures:
     /// it keeps its way for `hold` windows of [`PIN_WINDOW`] round trips, then tries the other
-    /// way for one window, and keeps that one only if its mean round trip was at least 10%
-    /// shorter; `hold` doubles (up to [`MAX_HOLD`]) each time the try loses and is back to
-    /// [`MIN_HOLD`] when it wins. A pair starts pinned: most threads and processes live short,
-    /// and pinned is never far from the best.
+    /// way for one window, and keeps that one only if its mean round trip was at least 25%
+    /// shorter; `hold` grows fourfold (up to [`MAX_HOLD`]) each time the try loses and is back to
+    /// [`MIN_HOLD`] when it wins. A pair whose host thread blocked in the kernel in more than
+    /// one round trip out of eight during a window (like the ping-pong: its voluntary context
+    /// switches, less its futex sleeps waiting for the stub) never tries apart, and goes back
+    /// to pinned if apart: spinning can only lose there, and a noisy try could keep it apart.
+    /// A pair apart goes back as soon as a window takes longer than a pinned one would (a
+    /// quarter more while trying, twice as long after), so that a try on a loaded machine
+    /// costs little. A pair starts pinned: most threads and processes live short, and pinned
+    /// is never far from the best.
     fn observe(&mut self) {
         if self.stub.tuning.pinning != Pinning::Adaptive {
             return;
         }
         let a = &mut self.adapt;
         a.window += 1;
+        let pinned = self.channel.pinned.load(Ordering::Relaxed);
+        if !pinned && a.mean[1] != 0 {
+            // Apart, the pair can lose much more than it can win (on a loaded machine one
+            // side may wait a whole scheduler tick for its CPU at every round trip): as soon
+            // as this window has taken longer than a pinned one would (a quarter more for a
+            // try, twice as long otherwise), go back.
+            let elapsed = ticks().wrapping_sub(a.start);
+            let limit = a.mean[1].saturating_mul(u64::from(PIN_WINDOW));
+            let limit = if a.trying {
+                limit.saturating_mul(5) / 4
+            } else {
+                limit.saturating_mul(2)
+            };
+            if elapsed > limit {
+                tracing::debug!(
+                    "stub thread {}: apart is slow ({} round trips in {} µs): pinned",
+                    self.channel.thread.tid,
+                    a.window,
+                    elapsed / self.stub.tuning.ticks_per_us.max(1)
+                );
+                a.trying = false;
+                a.hold = (a.hold * 4).min(MAX_HOLD);
+                a.left = a.hold;
+                a.window = 0;
+                a.start = ticks();
+                a.switches = voluntary_switches();
+                a.sleeps = self.channel.sleeps.load(Ordering::Relaxed);
+                self.channel.set_pinned(true);
+                return;
+            }
+        }
         if a.window < PIN_WINDOW {
             return;
         }
         let now = ticks();
         let mean = now.wrapping_sub(a.start) / u64::from(PIN_WINDOW);
-        a.window = 0;
-        a.start = now;
-        let pinned = self.channel.pinned.load(Ordering::Relaxed);
+        // Did the host thread block in the kernel (a voluntary context switch that was not
+        // one of our futex sleeps) in more than one round trip out of eight?
+        let (switches, sleeps) = (
+            voluntary_switches(),
+            self.channel.sleeps.load(Ordering::Relaxed),
+        );
+        let blocked = switches
+            .saturating_sub(a.switches)
+            .saturating_sub(sleeps.wrapping_sub(a.sleeps));
+        let blocking = blocked * 8 > u64::from(PIN_WINDOW);
+        (a.window, a.start, a.switches, a.sleeps) = (0, now, switches, sleeps);
         a.mean[usize::from(pinned)] = mean;
         let switch = if a.trying {
-            // The window that tried this way is over: keep it if it was clearly faster.
+            // The window that tried this way is over: keep it if it was clearly faster (and
+            // if apart, did not block).
             a.trying = false;
             let before = a.mean[usize::from(!pinned)];
-            let keep = mean.saturating_mul(10) < before.saturating_mul(9);
+            let keep = (pinned || !blocking) && mean.saturating_mul(4) < before.saturating_mul(3);
             a.hold = if keep {
                 MIN_HOLD
             } else {
-                (a.hold * 2).min(MAX_HOLD)
+                (a.hold * 4).min(MAX_HOLD)
             };
             a.left = a.hold;
             !keep
-        } else if a.left <= 1 {
-            a.trying = true;
+        } else if blocking && !pinned {
+            // Apart, but the kernel blocks: spinning can only lose.
+            a.left = a.hold;
             true
+        } else if a.left <= 1 {
+            // A pair that blocks in the kernel cannot gain by spinning: only try pinned then.
+            a.left = a.hold;
+            a.trying = !pinned || !blocking;
+            a.trying
         } else {
             a.left -= 1;
             false
         };
         if switch {
-            tracing::trace!(
+            tracing::debug!(
                 "stub thread {}: {} ns a round trip {}: {}",
                 self.channel.thread.tid,
                 mean * 1000 / self.stub.tuning.ticks_per_us.max(1),
@@ -1631,7 +1720,7 @@ impl Drop for SystrapContext {
         // exit(0) from the handler; the host zeroes the state word as the thread goes.
         match ch.command(libc::SYS_exit as u64, [0; 6]) {
             Err(PlatformError::StubDied { .. }) if !self.stub.proc.dead.load(Ordering::SeqCst) => {
-                self.stub.release_slot(ch.index);
+                self.stub.release_slot(ch.index, true);
             }
             Err(PlatformError::StubDied { .. }) => {}
             Err(e) => tracing::warn!("ending stub thread {}: {e}", ch.thread.tid),

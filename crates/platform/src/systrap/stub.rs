@@ -82,7 +82,9 @@ pub(super) const K_CMD: u32 = 0x11;
 /// Set in the state word by the side that sleeps on it, so that the other side wakes it.
 pub(super) const WAITER: u32 = 0x8000_0000;
 
-/// Commands other than a plain system call (whose number is the command).
+/// Commands other than a plain system call (whose number is the command). `CMD_CLONE_THREAD`:
+/// arguments the new slot's address, its offset in the memory file, Moat's pid, and whether
+/// the slot is mapped already; `CMD_FORK`: the copy's slot, its offset, Moat's pid.
 pub(super) const CMD_CLONE_THREAD: u64 = 0x1_0000;
 pub(super) const CMD_FORK: u64 = 0x1_0001;
 
@@ -284,7 +286,10 @@ core::arch::global_asm!(
     "    mov {h_args}(%rbx), %r12",
     "    mov {h_args}+8(%rbx), %r13",
     "    mov {h_args}+16(%rbx), %r14",
-    // mmap(slot, STUB_SLOT_SIZE, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED, memfd, offset)
+    // Unless the slot is still mapped from an earlier thread: mmap(slot, STUB_SLOT_SIZE,
+    // PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED, memfd, offset)
+    "    cmpq $0, {h_args}+24(%rbx)",
+    "    jne 9f",
     "    mov $9, %eax",
     "    mov %r12, %rdi",
     "    mov ${slot_size}, %esi",
@@ -295,6 +300,7 @@ core::arch::global_asm!(
     "    syscall",
     "    cmp %r12, %rax",
     "    jne .Lmoat_st_done",
+    "9:",
     "    mov $56, %eax",
     "    mov ${clone_flags}, %edi",
     "    xor %esi, %esi",
