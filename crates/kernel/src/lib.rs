@@ -149,6 +149,8 @@ pub struct Kernel {
     pub vdso: Arc<vdso::Vdso>,
     /// Pseudo-terminals (`/dev/ptmx`, `/dev/pts`).
     pub ptys: Arc<fs::pty::PtyTable>,
+    /// The sandbox's own network: TCP and UDP ports on its loopback interface.
+    pub inet: Arc<net::inet::Stack>,
 }
 
 impl Kernel {
@@ -160,6 +162,18 @@ impl Kernel {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.insert(nr) {
             tracing::warn!("unimplemented syscall {what} ({nr}): returning ENOSYS");
+        }
+    }
+
+    /// Log, once per `key`, a request Moat refuses though Linux might serve it (a kind of
+    /// socket it does not make), and the errno the application gets instead.
+    pub fn report_unsupported(&self, key: u64, what: &str, errno: moat_abi::Errno) {
+        let mut seen = self
+            .unimplemented
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.insert(key) {
+            tracing::warn!("unsupported {what}: returning {errno:?}");
         }
     }
 }
@@ -393,6 +407,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         unix_names: Arc::new(net::unix::UnixNames::default()),
         vdso,
         ptys: Arc::new(fs::pty::PtyTable::default()),
+        inet: Arc::new(net::inet::Stack::default()),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;

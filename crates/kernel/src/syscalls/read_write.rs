@@ -490,15 +490,11 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         wait_for_host(task, &input, crate::fs::pipe::POLLIN)?;
         wait_readable(task, &input)?;
     }
-    let (done, unwritten) = transfer(
-        task,
-        count,
-        |buf, at| match start {
-            Some(pos) => input.read_at(buf, pos + at),
-            None => input.read(buf),
-        },
-        |buf, _| output.write(buf),
-    )?;
+    wait_for_host(task, &output, crate::fs::pipe::POLLOUT)?;
+    let mut buf = staging(task, CHUNK.min(count) as usize);
+    let result = send_chunks(task, &input, &output, start, count, &mut buf);
+    restore(task, buf);
+    let (done, unwritten) = result?;
     // What was read but not written goes back to the input's position.
     if unwritten > 0 && start.is_none() && input.ops().seekable() {
         let _ = input.seek(-(unwritten as i64), libc::SEEK_CUR);
@@ -507,6 +503,70 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         task.mm.guard().write_obj(offset_addr, &(pos + done))?;
     }
     Ok(done)
+}
+
+/// `sendfile`'s copy, chunk by chunk through `buf`: a blocking stream output (a socket, a
+/// pipe) waits for room, interruptibly, as Linux's splice does; `EPIPE` raises `SIGPIPE`.
+/// Returns the bytes written and those of the last chunk read but not written.
+fn send_chunks(
+    task: &mut Task,
+    input: &OpenFile,
+    output: &OpenFile,
+    start: Option<u64>,
+    count: u64,
+    buf: &mut [u8],
+) -> Result<(u64, u64), Errno> {
+    use crate::fs::pipe::{POLLERR, POLLOUT};
+    let waits = !output.nonblocking() && output.ops().wait_queue().is_some();
+    let mut done = 0u64;
+    while done < count {
+        let want = ((count - done) as usize).min(buf.len());
+        let n = match match start {
+            Some(pos) => input.read_at(&mut buf[..want], pos + done),
+            None => input.read(&mut buf[..want]),
+        } {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < n {
+            let progress = done + written as u64 > 0;
+            match output.write(&buf[written..n]) {
+                Ok(0) => break,
+                Ok(w) => written += w,
+                Err(Errno::EAGAIN) if waits => {
+                    let Some(queue) = output.ops().wait_queue() else {
+                        break;
+                    };
+                    let waited = task.block_on(&[queue], None, |_| {
+                        Ok((output.ops().poll(output) & (POLLOUT | POLLERR) != 0).then_some(()))
+                    });
+                    if let Err(e) = waited {
+                        if progress {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    if e == Errno::EPIPE {
+                        super::socket::raise_sigpipe(task);
+                    }
+                    if progress {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        done += written as u64;
+        if written < n {
+            return Ok((done, (n - written) as u64));
+        }
+    }
+    Ok((done, 0))
 }
 
 /// `copy_file_range`: copy between two regular files of the same filesystem, from and to
