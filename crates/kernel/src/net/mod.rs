@@ -1,10 +1,12 @@
 //! Sockets. Every socket is a Moat object behind the [`Socket`] trait; the system calls in
 //! `syscalls/socket.rs` decode the application's arguments (addresses, iovecs, control
 //! messages) and hand a socket plain values. Unix domain sockets are in [`unix`]; TCP and UDP
-//! over IPv4 and IPv6 in [`inet`], with the sandbox's one interface, `lo`, in [`iface`].
+//! over IPv4 and IPv6 in [`inet`], with the sandbox's one interface, `lo`, in [`iface`],
+//! which [`netlink`] route sockets describe.
 
 pub mod iface;
 pub mod inet;
+pub mod netlink;
 pub mod unix;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1269,6 +1269,10 @@ impl FileOps for UnixSocket {
         request: u32,
         arg: u64,
     ) -> Result<u64, Errno> {
+        // Any socket answers the interface requests (if_nametoindex asks a unix one).
+        if let Some(r) = super::iface::ioctl(mm, request, arg, false) {
+            return r;
+        }
         let n = match request {
             FIONREAD => {
                 let s = self.ep.state.guard();

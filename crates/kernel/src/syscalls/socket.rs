@@ -15,6 +15,7 @@ use crate::fs::OpenFile;
 use crate::net::inet::tcp::TcpSocket;
 use crate::net::inet::udp::UdpSocket;
 use crate::net::inet::Family;
+use crate::net::netlink::{NetlinkSocket, NETLINK_ROUTE};
 use crate::net::unix::UnixSocket;
 use crate::net::{Blocking, Incoming, Outgoing, Socket, Ucred};
 use crate::process::Guard;
@@ -139,11 +140,25 @@ pub fn socket(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         let sock = inet_socket(task, family, kind, protocol)?;
         return install(task, sock, flags);
     }
+    if domain == libc::AF_NETLINK {
+        if !matches!(kind, libc::SOCK_RAW | libc::SOCK_DGRAM) {
+            return Err(Errno::ESOCKTNOSUPPORT);
+        }
+        if protocol != NETLINK_ROUTE {
+            // Only the route family describes anything in the sandbox.
+            return Err(unsupported(
+                task,
+                domain,
+                protocol,
+                "netlink protocol",
+                Errno::EPROTONOSUPPORT,
+            ));
+        }
+        return install(task, Box::new(NetlinkSocket::new(kind)), flags);
+    }
     if domain != libc::AF_UNIX {
-        if matches!(domain, libc::AF_NETLINK | libc::AF_PACKET) {
-            // No netlink or packet sockets yet: glibc copes without them (getifaddrs
-            // fails, getaddrinfo assumes both families).
-            unsupported(task, domain, kind, "socket family", Errno::EAFNOSUPPORT);
+        if domain == libc::AF_PACKET {
+            unsupported(task, domain, kind, "packet socket", Errno::EAFNOSUPPORT);
         }
         return Err(Errno::EAFNOSUPPORT);
     }
