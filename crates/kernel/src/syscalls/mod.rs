@@ -179,6 +179,7 @@ syscall_table! {
     SIGALTSTACK => signal::sigaltstack, [Ptr, Ptr], FULL;
     SYSINFO => system::sysinfo, [Ptr], FULL;
     SENDFILE => read_write::sendfile, [Int, Int, Ptr, Uint], FULL;
+    SPLICE => read_write::splice, [Int, Ptr, Int, Ptr, Uint, Hex], Support::Partial("copies through the kernel rather than moving pages; tee and vmsplice are not implemented");
     FSYNC => sync::fsync, [Int], FULL;
     FDATASYNC => sync::fdatasync, [Int], FULL;
     SYNC => sync::sync, [], FULL;
