@@ -150,6 +150,21 @@ pub trait Socket: Send + Sync {
         wait_all: bool,
         how: Blocking,
     ) -> Result<Incoming, Errno>;
+    /// Send plain bytes (`write`, or a send with neither a name nor control data); a socket
+    /// that can take them from the caller's buffer saves a copy.
+    fn send_bytes(&self, task: &mut Task, data: &[u8], how: Blocking) -> Result<usize, Errno> {
+        let msg = Outgoing {
+            data: data.to_vec(),
+            ..Outgoing::default()
+        };
+        self.send(task, msg, None, how)
+    }
+    /// Receive into `buf` (`read`): files passed with the data are closed, as Linux does.
+    fn receive_into(&self, task: &mut Task, buf: &mut [u8], how: Blocking) -> Result<usize, Errno> {
+        let got = self.receive(task, buf.len(), false, false, how)?;
+        buf[..got.data.len()].copy_from_slice(&got.data);
+        Ok(got.data.len())
+    }
     fn shutdown(&self, how: i32) -> Result<(), Errno>;
     /// `getsockname`: the socket's own address.
     fn local_name(&self) -> Vec<u8>;

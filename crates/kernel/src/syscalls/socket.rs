@@ -356,18 +356,20 @@ pub(crate) fn read_socket(
     file: &OpenFile,
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
-    let got = receive_on(task, file, buf.len(), 0)?;
-    buf[..got.data.len()].copy_from_slice(&got.data);
-    Ok(got.data.len())
+    let s = sock(file);
+    let how = blocking(file, 0, s.timeouts().1);
+    s.receive_into(task, buf, how)
 }
 
 /// `write`/`writev` of a socket: a send without flags.
 pub(crate) fn write_socket(task: &mut Task, file: &OpenFile, data: &[u8]) -> Result<usize, Errno> {
-    let msg = Outgoing {
-        data: data.to_vec(),
-        ..Outgoing::default()
-    };
-    send_on(task, file, msg, None, 0)
+    let s = sock(file);
+    let how = blocking(file, 0, s.timeouts().0);
+    let r = s.send_bytes(task, data, how);
+    if r == Err(Errno::EPIPE) {
+        raise_sigpipe(task);
+    }
+    r
 }
 
 pub fn sendto(task: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -580,31 +580,38 @@ impl Tcp {
         Ok(n)
     }
 
-    /// Take (or with `peek` copy) up to `len` bytes; an empty result is the end of the
-    /// stream; `EAGAIN` when there is nothing yet.
-    fn try_receive(link: &Link, len: usize, peek: bool) -> Result<Vec<u8>, Errno> {
+    /// Take (or with `peek` look at) up to `len` bytes, handing them to `sink` in at most two
+    /// slices; returns how many (0: the end of the stream, for a `len` above 0). `EAGAIN`
+    /// when there is nothing yet.
+    fn try_receive(
+        link: &Link,
+        len: usize,
+        peek: bool,
+        sink: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<usize, Errno> {
+        if len == 0 {
+            return Ok(0);
+        }
         let mut ends = link.conn.ends.guard();
         let (me, _) = ends.pair(link.side);
         if me.rx.is_empty() {
             if me.fin_received {
-                return Ok(Vec::new());
+                return Ok(0);
             }
             if let Some(e) = me.error.take() {
                 return Err(e);
             }
             if me.shut_rd {
-                return Ok(Vec::new());
+                return Ok(0);
             }
             return Err(Errno::EAGAIN);
         }
         let n = len.min(me.rx.len());
-        let mut out = Vec::with_capacity(n);
         let (a, b) = me.rx.as_slices();
         let from_a = n.min(a.len());
-        out.extend_from_slice(&a[..from_a]);
-        out.extend_from_slice(&b[..n - from_a]);
+        sink(&a[..from_a], &b[..n - from_a]);
         if peek {
-            return Ok(out);
+            return Ok(n);
         }
         me.rx.drain(..n);
         let peer_side = 1 - link.side;
@@ -616,7 +623,7 @@ impl Tcp {
         if wake {
             link.notify_peer();
         }
-        Ok(out)
+        Ok(n)
     }
 
     /// `TCP_INFO`: the state and the basic figures of a loopback connection.
@@ -993,6 +1000,61 @@ impl TcpSocket {
     }
 }
 
+impl TcpSocket {
+    /// `recv`: up to `len` bytes to `sink`, waiting unless non-blocking; `wait_all` keeps
+    /// waiting until all `len` came (or the stream ended, or an error or a signal after
+    /// some). Returns the count.
+    fn receive_with(
+        &self,
+        task: &mut Task,
+        len: usize,
+        peek: bool,
+        wait_all: bool,
+        how: Blocking,
+        sink: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<usize, Errno> {
+        let deadline = crate::net::deadline(how.timeout);
+        let wait_all = wait_all && !peek;
+        let mut got = 0;
+        loop {
+            let generation = self.sk.queue.generation();
+            let r = {
+                let mut st = self.sk.state.guard();
+                match &st.phase {
+                    Phase::Connected(l) => {
+                        let l = l.clone();
+                        drop(st);
+                        Tcp::try_receive(&l, len - got, peek, sink)
+                    }
+                    Phase::SynSent { .. } => Err(Errno::EAGAIN),
+                    Phase::Listening(_) => Err(Errno::ENOTCONN),
+                    Phase::Closed => match st.error.take() {
+                        Some(e) => Err(e),
+                        None if st.shut_rd => Ok(0),
+                        None => Err(Errno::ENOTCONN),
+                    },
+                }
+            };
+            match r {
+                Ok(n) => {
+                    got += n;
+                    if !wait_all || n == 0 || got >= len {
+                        return Ok(got);
+                    }
+                    // Look again before waiting: the end of the stream may already be there.
+                    continue;
+                }
+                Err(Errno::EAGAIN) if !how.nonblocking => {}
+                Err(e) if got == 0 => return Err(e),
+                Err(_) => return Ok(got),
+            }
+            if let Err(e) = self.wait(task, generation, deadline) {
+                return if got == 0 { Err(e) } else { Ok(got) };
+            }
+        }
+    }
+}
+
 impl Drop for TcpSocket {
     fn drop(&mut self) {
         self.sk.close(false);
@@ -1152,7 +1214,10 @@ impl Socket for TcpSocket {
         if !msg.fds.is_empty() || msg.creds.is_some() {
             return Err(Errno::EINVAL);
         }
-        let data = msg.data;
+        self.send_bytes(task, &msg.data, how)
+    }
+
+    fn send_bytes(&self, task: &mut Task, data: &[u8], how: Blocking) -> Result<usize, Errno> {
         let deadline = crate::net::deadline(how.timeout);
         let mut done = 0;
         loop {
@@ -1199,70 +1264,28 @@ impl Socket for TcpSocket {
         wait_all: bool,
         how: Blocking,
     ) -> Result<Incoming, Errno> {
-        let deadline = crate::net::deadline(how.timeout);
-        let wait_all = wait_all && !peek;
         let mut got: Vec<u8> = Vec::new();
-        loop {
-            let generation = self.sk.queue.generation();
-            let r = {
-                let mut st = self.sk.state.guard();
-                match &st.phase {
-                    Phase::Connected(l) => {
-                        let l = l.clone();
-                        drop(st);
-                        Tcp::try_receive(&l, len - got.len(), peek)
-                    }
-                    Phase::SynSent { .. } => Err(Errno::EAGAIN),
-                    Phase::Listening(_) => Err(Errno::ENOTCONN),
-                    Phase::Closed => match st.error.take() {
-                        Some(e) => Err(e),
-                        None if st.shut_rd => Ok(Vec::new()),
-                        None => Err(Errno::ENOTCONN),
-                    },
-                }
-            };
-            match r {
-                Ok(part) => {
-                    let end = part.is_empty();
-                    if got.is_empty() {
-                        got = part;
-                    } else {
-                        got.extend_from_slice(&part);
-                    }
-                    if !wait_all || end || got.len() >= len || len == 0 {
-                        let whole = got.len();
-                        return Ok(Incoming {
-                            data: got,
-                            whole,
-                            ..Incoming::default()
-                        });
-                    }
-                    // Look again before waiting: the end of the stream may already be there.
-                    continue;
-                }
-                Err(Errno::EAGAIN) if !how.nonblocking => {}
-                Err(e) if got.is_empty() => return Err(e),
-                Err(_) => {
-                    let whole = got.len();
-                    return Ok(Incoming {
-                        data: got,
-                        whole,
-                        ..Incoming::default()
-                    });
-                }
-            }
-            if let Err(e) = self.wait(task, generation, deadline) {
-                if got.is_empty() {
-                    return Err(e);
-                }
-                let whole = got.len();
-                return Ok(Incoming {
-                    data: got,
-                    whole,
-                    ..Incoming::default()
-                });
-            }
-        }
+        self.receive_with(task, len, peek, wait_all, how, &mut |a, b| {
+            got.extend_from_slice(a);
+            got.extend_from_slice(b);
+        })?;
+        let whole = got.len();
+        Ok(Incoming {
+            data: got,
+            whole,
+            ..Incoming::default()
+        })
+    }
+
+    fn receive_into(&self, task: &mut Task, buf: &mut [u8], how: Blocking) -> Result<usize, Errno> {
+        let mut at = 0;
+        let len = buf.len();
+        self.receive_with(task, len, false, false, how, &mut |a, b| {
+            buf[at..at + a.len()].copy_from_slice(a);
+            at += a.len();
+            buf[at..at + b.len()].copy_from_slice(b);
+            at += b.len();
+        })
     }
 
     fn shutdown(&self, how: i32) -> Result<(), Errno> {
@@ -1444,9 +1467,13 @@ impl FileOps for TcpSocket {
                 }
             }
         };
-        let got = Tcp::try_receive(&link, buf.len(), false)?;
-        buf[..got.len()].copy_from_slice(&got);
-        Ok(got.len())
+        let mut at = 0;
+        Tcp::try_receive(&link, buf.len(), false, &mut |a, b| {
+            buf[..a.len()].copy_from_slice(a);
+            buf[a.len()..a.len() + b.len()].copy_from_slice(b);
+            at = a.len() + b.len();
+        })?;
+        Ok(at)
     }
 
     fn write(&self, _file: &OpenFile, buf: &[u8], _offset: Option<u64>) -> Result<usize, Errno> {
