@@ -223,6 +223,8 @@ pub struct Kernel {
     pub root: Mutex<Option<vfs::VfsPath>>,
     /// Processes started from outside (OCI `exec`), by pid: whom to tell of their end.
     pub exec_watchers: Mutex<std::collections::HashMap<i32, ExecWatcher>>,
+    /// The sandbox's own network: TCP and UDP ports on its loopback interface.
+    pub inet: Arc<net::inet::Stack>,
 }
 
 /// Told the pid of a process started from outside once it is loaded, or why it could not.
@@ -240,6 +242,18 @@ impl Kernel {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.insert(nr) {
             tracing::warn!("unimplemented syscall {what} ({nr}): returning ENOSYS");
+        }
+    }
+
+    /// Log, once per `key`, a request Moat refuses though Linux might serve it (a kind of
+    /// socket it does not make), and the errno the application gets instead.
+    pub fn report_unsupported(&self, key: u64, what: &str, errno: moat_abi::Errno) {
+        let mut seen = self
+            .unimplemented
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.insert(key) {
+            tracing::warn!("unsupported {what}: returning {errno:?}");
         }
     }
 }
@@ -519,6 +533,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         ptys: Arc::new(fs::pty::PtyTable::default()),
         root: Mutex::new(None),
         exec_watchers: Mutex::new(std::collections::HashMap::new()),
+        inet: Arc::new(net::inet::Stack::default()),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;

@@ -136,6 +136,54 @@ impl PipeEnd {
     }
 }
 
+/// What `splice` needs of a pipe: its room, and its bytes without taking them (so that
+/// bytes the other file refuses stay in the pipe, as Linux's splice leaves them).
+impl PipeEnd {
+    /// Free space for a writer; `EPIPE` when no reader is left.
+    pub fn room(&self) -> Result<usize, Errno> {
+        let s = self.pipe.state.guard();
+        if s.readers == 0 {
+            return Err(Errno::EPIPE);
+        }
+        Ok(s.capacity.saturating_sub(s.data.len()))
+    }
+
+    /// Copy the first bytes into `buf` without taking them: 0 at end of file, `EAGAIN` when
+    /// empty.
+    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let s = self.pipe.state.guard();
+        if s.data.is_empty() {
+            return if s.writers == 0 && s.had_writer {
+                Ok(0)
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        let n = buf.len().min(s.data.len());
+        for (dst, src) in buf.iter_mut().zip(s.data.iter()) {
+            *dst = *src;
+        }
+        Ok(n)
+    }
+
+    /// Take `n` bytes a `peek` showed.
+    pub fn consume(&self, file: &OpenFile, mut n: usize) {
+        let mut scratch = [0u8; 4096];
+        while n > 0 {
+            let k = n.min(scratch.len());
+            match self.read(file, &mut scratch[..k], None) {
+                Ok(0) | Err(_) => break,
+                Ok(got) => n -= got,
+            }
+        }
+    }
+
+    /// Whether `other` is an end of the same pipe.
+    pub fn same_pipe(&self, other: &PipeEnd) -> bool {
+        Arc::ptr_eq(&self.pipe, &other.pipe)
+    }
+}
+
 impl FileOps for PipeEnd {
     fn read(&self, _file: &OpenFile, buf: &mut [u8], _offset: Option<u64>) -> Result<usize, Errno> {
         let mut s = self.pipe.state.guard();

@@ -389,6 +389,7 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
             })
         }),
         ("mounts", symlink(root, b"self/mounts")),
+        ("net", net_dir(kernel)),
         ("sys", sys),
     ];
     let fixed = Arc::new(entries);
@@ -455,6 +456,41 @@ fn system_stat(
          procs_blocked 0\nsoftirq 0 0 0 0 0 0 0 0 0 0 0\n"
     );
     s
+}
+
+/// `/proc/net`: the sandbox's sockets and its one interface, in Linux's formats. (On
+/// Linux it is a link to `self/net`, the caller's network namespace; the sandbox has one.)
+fn net_dir(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
+    let root = (0, 0);
+    let inet = |name: &'static str| {
+        let k = kernel.clone();
+        file(0o444, root, move || {
+            k.upgrade()
+                .map(|k| crate::net::inet::render(&k.inet, name))
+                .unwrap_or_default()
+        })
+    };
+    let k = kernel.clone();
+    let unix = file(0o444, root, move || {
+        k.upgrade()
+            .map(|k| k.unix_names.proc_net_unix().into_bytes())
+            .unwrap_or_default()
+    });
+    dir(
+        root,
+        vec![
+            ("dev", text(root, crate::net::iface::proc_net_dev())),
+            (
+                "if_inet6",
+                text(root, crate::net::iface::proc_net_if_inet6()),
+            ),
+            ("tcp", inet("tcp")),
+            ("tcp6", inet("tcp6")),
+            ("udp", inet("udp")),
+            ("udp6", inet("udp6")),
+            ("unix", unix),
+        ],
+    )
 }
 
 /// CPU numbers as a Linux list (`0-3,6`).

@@ -1,10 +1,15 @@
 //! Sockets. Every socket is a Moat object behind the [`Socket`] trait; the system calls in
 //! `syscalls/socket.rs` decode the application's arguments (addresses, iovecs, control
-//! messages) and hand a socket plain values. Unix domain sockets are in [`unix`]; the
-//! network families come with the network stack (issue 7).
+//! messages) and hand a socket plain values. Unix domain sockets are in [`unix`]; TCP and UDP
+//! over IPv4 and IPv6 in [`inet`], with the sandbox's one interface, `lo`, in [`iface`],
+//! which [`netlink`] route sockets describe.
 
+pub mod iface;
+pub mod inet;
+pub mod netlink;
 pub mod unix;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +17,38 @@ use moat_abi::Errno;
 
 use crate::fs::{FileOps, OpenFile};
 use crate::task::Task;
+
+/// A fresh inode number for a socket (`st_ino`, the N of `socket:[N]`): one sequence for
+/// every family, as sockfs has.
+pub fn next_ino() -> u64 {
+    static NEXT_INO: AtomicU64 = AtomicU64::new(1);
+    NEXT_INO.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `SOL_SOCKET`: the level of the options every socket has.
+pub const SOL_SOCKET: i32 = 1;
+
+/// Sleep until `queue` has news since `generation`, or until `deadline` (then `EAGAIN`, as
+/// a socket time-out says). With a time-out set, Linux does not restart an interrupted call.
+pub(crate) fn wait_for(
+    task: &mut Task,
+    queue: &crate::wait::WaitQueue,
+    generation: u64,
+    deadline: Option<std::time::Instant>,
+) -> Result<(), Errno> {
+    match task.block_on(&[queue], deadline, |_| {
+        Ok((queue.generation() != generation).then_some(()))
+    }) {
+        Err(Errno::ETIMEDOUT) => Err(Errno::EAGAIN),
+        Err(Errno::ERESTARTSYS) if deadline.is_some() => Err(Errno::EINTR),
+        r => r,
+    }
+}
+
+/// When a call with time-out `timeout` gives up.
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<std::time::Instant> {
+    timeout.map(|t| std::time::Instant::now() + t)
+}
 
 /// `struct ucred`: who sent a message, or who is at the other end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,14 +150,30 @@ pub trait Socket: Send + Sync {
         wait_all: bool,
         how: Blocking,
     ) -> Result<Incoming, Errno>;
+    /// Send plain bytes (`write`, or a send with neither a name nor control data); a socket
+    /// that can take them from the caller's buffer saves a copy.
+    fn send_bytes(&self, task: &mut Task, data: &[u8], how: Blocking) -> Result<usize, Errno> {
+        let msg = Outgoing {
+            data: data.to_vec(),
+            ..Outgoing::default()
+        };
+        self.send(task, msg, None, how)
+    }
+    /// Receive into `buf` (`read`): files passed with the data are closed, as Linux does.
+    fn receive_into(&self, task: &mut Task, buf: &mut [u8], how: Blocking) -> Result<usize, Errno> {
+        let got = self.receive(task, buf.len(), false, false, how)?;
+        buf[..got.data.len()].copy_from_slice(&got.data);
+        Ok(got.data.len())
+    }
     fn shutdown(&self, how: i32) -> Result<(), Errno>;
     /// `getsockname`: the socket's own address.
     fn local_name(&self) -> Vec<u8>;
     /// `getpeername`: `ENOTCONN` without a peer.
     fn peer_name(&self) -> Result<Vec<u8>, Errno>;
-    /// A `SOL_SOCKET` option's value, as the bytes `getsockopt` copies out.
-    fn get_option(&self, name: i32) -> Result<Vec<u8>, Errno>;
-    fn set_option(&self, name: i32, value: &[u8]) -> Result<(), Errno>;
+    /// An option's value at `level` (`SOL_SOCKET`, `IPPROTO_TCP`...), as the bytes
+    /// `getsockopt` copies out (truncated to the caller's length).
+    fn get_option(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno>;
+    fn set_option(&self, task: &Task, level: i32, name: i32, value: &[u8]) -> Result<(), Errno>;
     /// The send and receive time-outs (`SO_SNDTIMEO`, `SO_RCVTIMEO`).
     fn timeouts(&self) -> (Option<Duration>, Option<Duration>);
 }

@@ -18,7 +18,6 @@
 //! not yet).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -175,6 +174,39 @@ impl UnixNames {
         }
     }
 
+    /// `/proc/net/unix`: the bound sockets (Linux lists unbound ones too; Moat keeps no
+    /// table of those).
+    pub fn proc_net_unix(&self) -> String {
+        use std::fmt::Write as _;
+        let bound: Vec<Arc<Endpoint>> = self
+            .table
+            .guard()
+            .bound
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut out = String::from("Num       RefCount Protocol Flags    Type St Inode Path\n");
+        for ep in bound {
+            let s = ep.state.guard();
+            let (flags, st) = match &s.conn {
+                Conn::Listening { .. } => (0x10000, 1),
+                Conn::Connected(_) => (0, 3),
+                Conn::None => (0, 1),
+            };
+            let path = match &s.local {
+                Some(UnixAddr::Path(p)) => String::from_utf8_lossy(p).into_owned(),
+                Some(UnixAddr::Abstract(n)) => format!("@{}", String::from_utf8_lossy(n)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "0000000000000000: 00000002 00000000 {flags:08X} {:04X} {st:02X} {:5} {path}",
+                ep.kind, ep.ino
+            );
+        }
+        out
+    }
+
     fn find(&self, key: &NameKey) -> Option<Arc<Endpoint>> {
         self.table.guard().bound.get(key).and_then(Weak::upgrade)
     }
@@ -273,10 +305,9 @@ pub struct Endpoint {
 
 impl Endpoint {
     fn new(kind: i32) -> Arc<Endpoint> {
-        static NEXT_INO: AtomicU64 = AtomicU64::new(1);
         Arc::new(Endpoint {
             kind,
-            ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+            ino: super::next_ino(),
             queue: WaitQueue::default(),
             state: Mutex::new(State {
                 recv: VecDeque::new(),
@@ -1050,6 +1081,8 @@ impl Socket for UnixSocket {
                     if !wait_all || end || got.data.len() >= len || !got.fds.is_empty() {
                         return Ok(got);
                     }
+                    // Look again before waiting: the end of the stream may be there already.
+                    continue;
                 }
                 Err(Errno::EAGAIN) if !how.nonblocking => {}
                 Err(_) if !got.data.is_empty() => return Ok(got),
@@ -1109,7 +1142,11 @@ impl Socket for UnixSocket {
         Ok(name)
     }
 
-    fn get_option(&self, name: i32) -> Result<Vec<u8>, Errno> {
+    fn get_option(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
+        // Unix sockets have options only at the socket level.
+        if level != super::SOL_SOCKET {
+            return Err(Errno::EOPNOTSUPP);
+        }
         let int = |v: i32| Ok(v.to_le_bytes().to_vec());
         let timeval = |t: Option<Duration>| {
             let t = t.unwrap_or_default();
@@ -1139,7 +1176,10 @@ impl Socket for UnixSocket {
         }
     }
 
-    fn set_option(&self, name: i32, value: &[u8]) -> Result<(), Errno> {
+    fn set_option(&self, _task: &Task, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+        if level != super::SOL_SOCKET {
+            return Err(Errno::EOPNOTSUPP);
+        }
         let int = || -> Result<i32, Errno> {
             let b: [u8; 4] = value
                 .get(..4)
@@ -1229,6 +1269,10 @@ impl FileOps for UnixSocket {
         request: u32,
         arg: u64,
     ) -> Result<u64, Errno> {
+        // Any socket answers the interface requests (if_nametoindex asks a unix one).
+        if let Some(r) = super::iface::ioctl(mm, request, arg, false) {
+            return r;
+        }
         let n = match request {
             FIONREAD => {
                 let s = self.ep.state.guard();

@@ -490,15 +490,11 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         wait_for_host(task, &input, crate::fs::pipe::POLLIN)?;
         wait_readable(task, &input)?;
     }
-    let (done, unwritten) = transfer(
-        task,
-        count,
-        |buf, at| match start {
-            Some(pos) => input.read_at(buf, pos + at),
-            None => input.read(buf),
-        },
-        |buf, _| output.write(buf),
-    )?;
+    wait_for_host(task, &output, crate::fs::pipe::POLLOUT)?;
+    let mut buf = staging(task, CHUNK.min(count) as usize);
+    let result = send_chunks(task, &input, &output, start, count, &mut buf);
+    restore(task, buf);
+    let (done, unwritten) = result?;
     // What was read but not written goes back to the input's position.
     if unwritten > 0 && start.is_none() && input.ops().seekable() {
         let _ = input.seek(-(unwritten as i64), libc::SEEK_CUR);
@@ -507,6 +503,273 @@ pub fn sendfile(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         task.mm.guard().write_obj(offset_addr, &(pos + done))?;
     }
     Ok(done)
+}
+
+/// `sendfile`'s copy, chunk by chunk through `buf`: a blocking stream output (a socket, a
+/// pipe) waits for room, interruptibly, as Linux's splice does; `EPIPE` raises `SIGPIPE`.
+/// Returns the bytes written and those of the last chunk read but not written.
+fn send_chunks(
+    task: &mut Task,
+    input: &OpenFile,
+    output: &OpenFile,
+    start: Option<u64>,
+    count: u64,
+    buf: &mut [u8],
+) -> Result<(u64, u64), Errno> {
+    use crate::fs::pipe::{POLLERR, POLLOUT};
+    let waits = !output.nonblocking() && output.ops().wait_queue().is_some();
+    let mut done = 0u64;
+    while done < count {
+        let want = ((count - done) as usize).min(buf.len());
+        let n = match match start {
+            Some(pos) => input.read_at(&mut buf[..want], pos + done),
+            None => input.read(&mut buf[..want]),
+        } {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        };
+        let mut written = 0;
+        while written < n {
+            let progress = done + written as u64 > 0;
+            match output.write(&buf[written..n]) {
+                Ok(0) => break,
+                Ok(w) => written += w,
+                Err(Errno::EAGAIN) if waits => {
+                    let Some(queue) = output.ops().wait_queue() else {
+                        break;
+                    };
+                    let waited = task.block_on(&[queue], None, |_| {
+                        Ok((output.ops().poll(output) & (POLLOUT | POLLERR) != 0).then_some(()))
+                    });
+                    if let Err(e) = waited {
+                        if progress {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    if e == Errno::EPIPE {
+                        super::socket::raise_sigpipe(task);
+                    }
+                    if progress {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        done += written as u64;
+        if written < n {
+            return Ok((done, (n - written) as u64));
+        }
+    }
+    Ok((done, 0))
+}
+
+/// `splice` flags: `SPLICE_F_MOVE`, `SPLICE_F_NONBLOCK`, `SPLICE_F_MORE`, `SPLICE_F_GIFT`.
+const SPLICE_F_NONBLOCK: u32 = 0x2;
+const SPLICE_F_ALL: u32 = 0xf;
+
+/// `splice`: move up to `len` bytes between a pipe and another file, or between two pipes,
+/// in Linux's order of checks. Moat copies through the kernel (no pages change hands); bytes
+/// the output refuses stay in the pipe. `SPLICE_F_NONBLOCK` makes the pipe side not wait;
+/// the other side waits as its own `O_NONBLOCK` says.
+pub fn splice(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use crate::fs::pipe::PipeEnd;
+    let (off_in_addr, off_out_addr) = (a[1], a[3]);
+    let len = a[4].min(MAX_RW_COUNT);
+    let flags = a[5] as u32;
+    if flags & !SPLICE_F_ALL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let input = task.files.guard().get(int(a[0]))?;
+    let output = task.files.guard().get(int(a[2]))?;
+    if !input.readable() || !output.writable() {
+        return Err(Errno::EBADF);
+    }
+    /// An explicit offset: the file must be seekable (`ESPIPE`), the offset not negative.
+    fn offset(task: &Task, addr: u64, file: &OpenFile) -> Result<Option<u64>, Errno> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        if !file.ops().seekable() {
+            return Err(Errno::ESPIPE);
+        }
+        let v: i64 = task.mm.guard().read_obj(addr)?;
+        u64::try_from(v).map(Some).map_err(|_| Errno::EINVAL)
+    }
+    let nonblock = flags & SPLICE_F_NONBLOCK != 0;
+    match (input.ops_as::<PipeEnd>(), output.ops_as::<PipeEnd>()) {
+        (None, None) => Err(Errno::EINVAL),
+        (Some(from), Some(to)) => {
+            if off_in_addr != 0 || off_out_addr != 0 {
+                return Err(Errno::ESPIPE);
+            }
+            if from.same_pipe(to) {
+                return Err(Errno::EINVAL);
+            }
+            splice_from_pipe(task, &input, from, &output, None, len, nonblock)
+        }
+        (Some(from), None) => {
+            if off_in_addr != 0 {
+                return Err(Errno::ESPIPE);
+            }
+            let pos = offset(task, off_out_addr, &output)?;
+            if output.flags() & libc::O_APPEND as u32 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            let n = splice_from_pipe(task, &input, from, &output, pos, len, nonblock)?;
+            if let Some(pos) = pos {
+                task.mm.guard().write_obj(off_out_addr, &(pos + n))?;
+            }
+            Ok(n)
+        }
+        (None, Some(to)) => {
+            if off_out_addr != 0 {
+                return Err(Errno::ESPIPE);
+            }
+            let pos = offset(task, off_in_addr, &input)?;
+            let n = splice_to_pipe(task, &input, pos, &output, to, len, nonblock)?;
+            if let Some(pos) = pos {
+                task.mm.guard().write_obj(off_in_addr, &(pos + n))?;
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// Wait until `file` (in the kernel) polls one of `events`, interruptibly.
+fn wait_for_events(task: &mut Task, file: &OpenFile, events: u32) -> Result<(), Errno> {
+    let Some(queue) = file.ops().wait_queue() else {
+        return Ok(());
+    };
+    task.block_on(&[queue], None, |_| {
+        Ok((file.ops().poll(file) & events != 0).then_some(()))
+    })
+}
+
+/// `splice` out of a pipe: what the pipe holds (waiting for some unless non-blocking), written
+/// to `output` (at `pos` if given) as far as it takes it.
+fn splice_from_pipe(
+    task: &mut Task,
+    input: &OpenFile,
+    from: &crate::fs::pipe::PipeEnd,
+    output: &OpenFile,
+    pos: Option<u64>,
+    len: u64,
+    nonblock: bool,
+) -> SyscallResult {
+    use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN, POLLOUT};
+    let mut buf = staging(task, CHUNK.min(len) as usize);
+    let result = (|| {
+        let want = (len as usize).min(buf.len());
+        let n = loop {
+            match from.peek(&mut buf[..want]) {
+                Err(Errno::EAGAIN) if !nonblock && !input.nonblocking() => {
+                    wait_for_events(task, input, POLLIN | POLLHUP | POLLERR)?;
+                }
+                r => break r?,
+            }
+        };
+        let waits = !output.nonblocking() && output.ops().wait_queue().is_some();
+        let mut written = 0;
+        while written < n {
+            let r = match pos {
+                Some(at) => output.write_at(&buf[written..n], at + written as u64),
+                None => output.write(&buf[written..n]),
+            };
+            match r {
+                Ok(0) => break,
+                Ok(w) => written += w,
+                Err(Errno::EAGAIN) if waits => {
+                    if let Err(e) = wait_for_events(task, output, POLLOUT | POLLERR) {
+                        if written > 0 {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                }
+                Err(e) => {
+                    if e == Errno::EPIPE {
+                        super::socket::raise_sigpipe(task);
+                    }
+                    if written > 0 {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        from.consume(input, written);
+        Ok(written as u64)
+    })();
+    restore(task, buf);
+    result
+}
+
+/// `splice` into a pipe: as much of `input` (from `pos` if given) as the pipe has room for,
+/// waiting for room unless non-blocking, and for input as the input's own flags say.
+fn splice_to_pipe(
+    task: &mut Task,
+    input: &OpenFile,
+    pos: Option<u64>,
+    output: &OpenFile,
+    to: &crate::fs::pipe::PipeEnd,
+    len: u64,
+    nonblock: bool,
+) -> SyscallResult {
+    use crate::fs::pipe::{POLLERR, POLLOUT};
+    let room = loop {
+        match to.room() {
+            Ok(0) if !nonblock && !output.nonblocking() => {
+                wait_for_events(task, output, POLLOUT | POLLERR)?;
+            }
+            Ok(0) => return Err(Errno::EAGAIN),
+            Ok(room) => break room,
+            Err(e) => {
+                if e == Errno::EPIPE {
+                    super::socket::raise_sigpipe(task);
+                }
+                return Err(e);
+            }
+        }
+    };
+    let want = (len as usize).min(room).min(CHUNK as usize);
+    let mut buf = staging(task, want);
+    let result = (|| {
+        let n = match pos {
+            Some(at) => input.read_at(&mut buf[..want], at)?,
+            None if input.ops().seekable() => input.read(&mut buf[..want])?,
+            None => read_stream(task, input, &mut buf[..want])?,
+        };
+        let mut written = 0;
+        while written < n {
+            match output.write(&buf[written..n]) {
+                Ok(w) => written += w,
+                // Another writer took the room meanwhile: wait for more.
+                Err(Errno::EAGAIN) => {
+                    if let Err(e) = wait_for_events(task, output, POLLOUT | POLLERR) {
+                        if written > 0 {
+                            break;
+                        }
+                        return Err(e);
+                    }
+                }
+                Err(_) if written > 0 => break,
+                Err(e) => return Err(e),
+            }
+        }
+        // A seekable input read too much if the pipe took less: give it back.
+        if written < n && pos.is_none() && input.ops().seekable() {
+            let _ = input.seek(-((n - written) as i64), libc::SEEK_CUR);
+        }
+        Ok(written as u64)
+    })();
+    restore(task, buf);
+    result
 }
 
 /// `copy_file_range`: copy between two regular files of the same filesystem, from and to

@@ -2,7 +2,8 @@
 //! send/recv in all their forms (to/from, msg, mmsg) with ancillary data (`SCM_RIGHTS`,
 //! `SCM_CREDENTIALS`), shutdown, get/setsockopt, getsockname/getpeername. This layer decodes
 //! the application's memory (addresses, iovecs, control messages) and hands the socket plain
-//! values (`net::Socket`); the network families come with the network stack (issue 7).
+//! values (`net::Socket`): unix sockets (`net/unix.rs`), TCP and UDP over IPv4 and IPv6
+//! (`net/inet/`).
 
 use std::sync::Arc;
 
@@ -11,6 +12,10 @@ use moat_abi::{Errno, SigInfo};
 use super::read_write::iovecs;
 use super::{int, SyscallResult};
 use crate::fs::OpenFile;
+use crate::net::inet::tcp::TcpSocket;
+use crate::net::inet::udp::UdpSocket;
+use crate::net::inet::Family;
+use crate::net::netlink::{NetlinkSocket, NETLINK_ROUTE};
 use crate::net::unix::UnixSocket;
 use crate::net::{Blocking, Incoming, Outgoing, Socket, Ucred};
 use crate::process::Guard;
@@ -122,25 +127,101 @@ fn unix_kind(kind: i32, protocol: i32) -> Result<i32, Errno> {
     Ok(kind)
 }
 
+/// `IPPROTO_MAX`: protocol numbers at or past it are `EINVAL`.
+const IPPROTO_MAX: i32 = 263;
+/// `SOCK_MAX`: socket types at or past it are `EINVAL`.
+const SOCK_MAX: i32 = 11;
+const SOCK_PACKET: i32 = 10;
+
 pub fn socket(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (domain, ty, protocol) = (int(a[0]), int(a[1]), int(a[2]));
     let (kind, flags) = kind_and_flags(ty)?;
+    if let Some(family) = Family::from_domain(domain) {
+        let sock = inet_socket(task, family, kind, protocol)?;
+        return install(task, sock, flags);
+    }
+    if domain == libc::AF_NETLINK {
+        if !matches!(kind, libc::SOCK_RAW | libc::SOCK_DGRAM) {
+            return Err(Errno::ESOCKTNOSUPPORT);
+        }
+        if protocol != NETLINK_ROUTE {
+            // Only the route family describes anything in the sandbox.
+            return Err(unsupported(
+                task,
+                domain,
+                protocol,
+                "netlink protocol",
+                Errno::EPROTONOSUPPORT,
+            ));
+        }
+        return install(task, Box::new(NetlinkSocket::new(kind)), flags);
+    }
     if domain != libc::AF_UNIX {
-        if matches!(
-            domain,
-            libc::AF_INET | libc::AF_INET6 | libc::AF_NETLINK | libc::AF_PACKET
-        ) {
-            // The network stack comes with issue 7: until then the sandbox has no network.
-            task.kernel.report_unimplemented(
-                u64::from(moat_abi::syscalls::nr::SOCKET) | ((domain as u64) << 32),
-                &format!("socket of family {domain}"),
-            );
+        if domain == libc::AF_PACKET {
+            unsupported(task, domain, kind, "packet socket", Errno::EAFNOSUPPORT);
         }
         return Err(Errno::EAFNOSUPPORT);
     }
     let kind = unix_kind(kind, protocol)?;
     let sock = UnixSocket::new(kind, &task.kernel.unix_names);
     install(task, Box::new(sock), flags)
+}
+
+/// Log a kind of socket Moat does not make, once per kind, and fail with `errno`.
+fn unsupported(task: &Task, domain: i32, kind: i32, what: &str, errno: Errno) -> Errno {
+    let key = u64::from(moat_abi::syscalls::nr::SOCKET)
+        | ((domain as u64 & 0xffff) << 32)
+        | ((kind as u64 & 0xffff) << 48);
+    task.kernel.report_unsupported(
+        key,
+        &format!("{what} (domain {domain}, type {kind})"),
+        errno,
+    );
+    errno
+}
+
+/// A TCP or UDP socket, by Linux's `inet_create` rules: an unknown type is
+/// `ESOCKTNOSUPPORT`, a protocol the type has not `EPROTONOSUPPORT`. Raw sockets need
+/// `CAP_NET_RAW`, which nothing in the sandbox has (`EPERM`); ICMP echo sockets are outside
+/// `net.ipv4.ping_group_range`, whose default admits nobody (`EACCES`).
+fn inet_socket(
+    task: &Task,
+    family: Family,
+    kind: i32,
+    protocol: i32,
+) -> Result<Box<dyn crate::fs::FileOps>, Errno> {
+    if !(0..IPPROTO_MAX).contains(&protocol) || kind >= SOCK_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let icmp = match family {
+        Family::V4 => libc::IPPROTO_ICMP,
+        Family::V6 => libc::IPPROTO_ICMPV6,
+    };
+    let domain = family.domain();
+    match (kind, protocol) {
+        (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => Ok(Box::new(TcpSocket::new(
+            family,
+            task.creds.euid,
+            &task.kernel.inet,
+        ))),
+        (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP) => Ok(Box::new(UdpSocket::new(
+            family,
+            task.creds.euid,
+            &task.kernel.inet,
+        ))),
+        (libc::SOCK_DGRAM, p) if p == icmp => Err(unsupported(
+            task,
+            domain,
+            kind,
+            "ICMP echo socket",
+            Errno::EACCES,
+        )),
+        (libc::SOCK_RAW | SOCK_PACKET, _) => {
+            Err(unsupported(task, domain, kind, "raw socket", Errno::EPERM))
+        }
+        (libc::SOCK_STREAM | libc::SOCK_DGRAM, _) => Err(Errno::EPROTONOSUPPORT),
+        _ => Err(Errno::ESOCKTNOSUPPORT),
+    }
 }
 
 pub fn socketpair(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -275,18 +356,20 @@ pub(crate) fn read_socket(
     file: &OpenFile,
     buf: &mut [u8],
 ) -> Result<usize, Errno> {
-    let got = receive_on(task, file, buf.len(), 0)?;
-    buf[..got.data.len()].copy_from_slice(&got.data);
-    Ok(got.data.len())
+    let s = sock(file);
+    let how = blocking(file, 0, s.timeouts().1);
+    s.receive_into(task, buf, how)
 }
 
 /// `write`/`writev` of a socket: a send without flags.
 pub(crate) fn write_socket(task: &mut Task, file: &OpenFile, data: &[u8]) -> Result<usize, Errno> {
-    let msg = Outgoing {
-        data: data.to_vec(),
-        ..Outgoing::default()
-    };
-    send_on(task, file, msg, None, 0)
+    let s = sock(file);
+    let how = blocking(file, 0, s.timeouts().0);
+    let r = s.send_bytes(task, data, how);
+    if r == Err(Errno::EPIPE) {
+        raise_sigpipe(task);
+    }
+    r
 }
 
 pub fn sendto(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
@@ -635,11 +718,7 @@ pub fn getsockopt(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if (len as i32) < 0 {
         return Err(Errno::EINVAL);
     }
-    if level != SOL_SOCKET {
-        // Unix sockets have options only at the socket level.
-        return Err(Errno::EOPNOTSUPP);
-    }
-    let value = sock(&file).get_option(name)?;
+    let value = sock(&file).get_option(level, name)?;
     let n = (len as usize).min(value.len());
     let mut mm = task.mm.guard();
     mm.write_bytes(a[3], &value[..n])?;
@@ -653,12 +732,9 @@ pub fn setsockopt(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if int(a[4]) < 0 {
         return Err(Errno::EINVAL);
     }
-    if level != SOL_SOCKET {
-        return Err(Errno::EOPNOTSUPP);
-    }
     let mut value = vec![0u8; (a[4] as u32).min(256) as usize];
     task.mm.guard().read_bytes(a[3], &mut value)?;
-    sock(&file).set_option(name, &value)?;
+    sock(&file).set_option(task, level, name, &value)?;
     Ok(0)
 }
 
