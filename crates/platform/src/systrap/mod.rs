@@ -435,7 +435,12 @@ const HOST_SYSCALLS: &[HostSyscall] = &[
     HostSyscall::any(libc::SYS_wait4),
     HostSyscall::any(libc::SYS_getsid),
     HostSyscall::any(libc::SYS_getppid),
-    // Pinning a task's host thread and its stub thread.
+    // Pinning a task's host thread and its stub thread (adaptive: the thread's own voluntary
+    // context switches tell whether it blocks).
+    HostSyscall::when(
+        libc::SYS_getrusage,
+        &[&[ArgIs::int(0, libc::RUSAGE_THREAD as u32)]],
+    ),
     HostSyscall::any(libc::SYS_getcpu),
     HostSyscall::any(libc::SYS_sched_getaffinity),
     HostSyscall::any(libc::SYS_sched_setaffinity),
