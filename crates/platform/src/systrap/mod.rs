@@ -109,7 +109,7 @@ const MIN_STUB_SPIN_NS: u64 = 5_000;
 /// pair keeps its way of waiting for between these many windows before it tries the other.
 const PIN_WINDOW: u32 = 64;
 const MIN_HOLD: u32 = 16;
-const MAX_HOLD: u32 = 256;
+const MAX_HOLD: u32 = 128;
 const DEFAULT_MAX_SPIN_NS: u64 = 50_000;
 
 /// `ucontext` layout (x86-64): where the general registers start, the FP state pointer, the
@@ -1348,7 +1348,7 @@ impl SystrapContext {
     /// between two threads takes 9-13 µs pinned against 17-60 µs apart. So the pair measures:
     /// it keeps its way for `hold` windows of [`PIN_WINDOW`] round trips, then tries the other
     /// way for one window, and keeps that one only if its mean round trip was at least 25%
-    /// shorter; `hold` grows fourfold (up to [`MAX_HOLD`]) each time the try loses and is back to
+    /// shorter; `hold` doubles (up to [`MAX_HOLD`]) each time the try loses and is back to
     /// [`MIN_HOLD`] when it wins. A pair whose host thread blocked in the kernel in more than
     /// one round trip out of eight during a window (like the ping-pong: its voluntary context
     /// switches, less its futex sleeps waiting for the stub) never tries apart, and goes back
@@ -1384,7 +1384,7 @@ impl SystrapContext {
                     elapsed / self.stub.tuning.ticks_per_us.max(1)
                 );
                 a.trying = false;
-                a.hold = (a.hold * 4).min(MAX_HOLD);
+                a.hold = (a.hold * 2).min(MAX_HOLD);
                 a.left = a.hold;
                 a.window = 0;
                 a.start = ticks();
@@ -1420,7 +1420,7 @@ impl SystrapContext {
             a.hold = if keep {
                 MIN_HOLD
             } else {
-                (a.hold * 4).min(MAX_HOLD)
+                (a.hold * 2).min(MAX_HOLD)
             };
             a.left = a.hold;
             !keep
