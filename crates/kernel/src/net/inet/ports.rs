@@ -8,7 +8,7 @@
 //! The table never locks a socket: what conflicts need (listening, reuse flags) is kept in
 //! the entries, updated by the sockets, which may hold their own lock while they do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
@@ -130,10 +130,20 @@ pub enum Proto {
     Udp,
 }
 
+/// The most TIME_WAIT remnants kept at once (Linux's `tcp_max_tw_buckets` stops keeping them
+/// past its limit too, and the connection simply closes).
+const MAX_TIME_WAIT: usize = 65536;
+
 /// A protocol's ports.
 pub struct PortTable<T> {
     proto: Proto,
+    /// The sockets holding each port.
     ports: BTreeMap<u16, Vec<Entry<T>>>,
+    /// TIME_WAIT remnants per port, oldest first. Apart from the live holders: a busy server
+    /// that closes first leaves thousands on its port, and delivery (`holders`) never needs
+    /// them; only binding does.
+    waits: BTreeMap<u16, VecDeque<Entry<T>>>,
+    wait_count: usize,
     /// Where the next ephemeral search starts.
     cursor: u32,
 }
@@ -144,28 +154,36 @@ impl<T> PortTable<T> {
         PortTable {
             proto,
             ports: BTreeMap::new(),
+            waits: BTreeMap::new(),
+            wait_count: 0,
             cursor: (crate::random_u64() % span) as u32,
         }
     }
 
-    /// Forget TIME_WAIT entries that have expired on `port`.
+    /// Forget TIME_WAIT remnants that have expired on `port` (they expire in the order they
+    /// came).
     fn purge(&mut self, port: u16) {
         let now = Instant::now();
-        if let Some(v) = self.ports.get_mut(&port) {
-            v.retain(|e| e.time_wait.is_none_or(|t| t > now));
-            if v.is_empty() {
-                self.ports.remove(&port);
+        if let Some(q) = self.waits.get_mut(&port) {
+            while q
+                .front()
+                .is_some_and(|e| e.time_wait.is_none_or(|t| t <= now))
+            {
+                q.pop_front();
+                self.wait_count -= 1;
+            }
+            if q.is_empty() {
+                self.waits.remove(&port);
             }
         }
     }
 
-    /// Whether `new` may not hold `port` next to its current holders.
+    /// Whether `new` may not hold `port` next to its current holders and remnants.
     fn conflicts(&self, port: u16, new: &Entry<T>) -> bool {
-        let Some(holders) = self.ports.get(&port) else {
-            return false;
-        };
-        holders.iter().any(|old| {
-            if old.id == new.id || !old.bind.overlaps(&new.bind) {
+        let holders = self.ports.get(&port).into_iter().flatten();
+        let remnants = self.waits.get(&port).into_iter().flatten();
+        holders.chain(remnants).any(|old| {
+            if old.id == new.id && old.time_wait.is_none() || !old.bind.overlaps(&new.bind) {
                 return false;
             }
             let reuse =
@@ -192,7 +210,7 @@ impl<T> PortTable<T> {
             let p = EPHEMERAL_FIRST + (self.cursor % span) as u16;
             self.cursor = self.cursor.wrapping_add(1);
             self.purge(p);
-            if !self.ports.contains_key(&p) {
+            if !self.ports.contains_key(&p) && !self.waits.contains_key(&p) {
                 self.ports.entry(p).or_default().push(entry);
                 return Ok(p);
             }
@@ -209,7 +227,7 @@ impl<T> PortTable<T> {
     /// Drop socket `id`'s entry on `port`.
     pub fn release(&mut self, port: u16, id: u64) {
         if let Some(v) = self.ports.get_mut(&port) {
-            v.retain(|e| e.id != id || e.time_wait.is_some());
+            v.retain(|e| e.id != id);
             if v.is_empty() {
                 self.ports.remove(&port);
             }
@@ -221,7 +239,7 @@ impl<T> PortTable<T> {
         if let Some(e) = self
             .ports
             .get_mut(&port)
-            .and_then(|v| v.iter_mut().find(|e| e.id == id && e.time_wait.is_none()))
+            .and_then(|v| v.iter_mut().find(|e| e.id == id))
         {
             f(e);
         }
@@ -234,7 +252,7 @@ impl<T> PortTable<T> {
         let Some(v) = self.ports.get_mut(&port) else {
             return Err(Errno::EADDRINUSE);
         };
-        let Some(i) = v.iter().position(|e| e.id == id && e.time_wait.is_none()) else {
+        let Some(i) = v.iter().position(|e| e.id == id) else {
             return Err(Errno::EADDRINUSE);
         };
         let mut entry = v.remove(i);
@@ -254,26 +272,35 @@ impl<T> PortTable<T> {
     /// Leave a TIME_WAIT remnant of a connection closed actively: it holds `port` for a
     /// minute, with the socket's `SO_REUSEADDR`/`SO_REUSEPORT`.
     pub fn time_wait(&mut self, port: u16, mut entry: Entry<T>) {
+        self.purge(port);
+        if self.wait_count >= MAX_TIME_WAIT {
+            return;
+        }
         entry.time_wait = Some(Instant::now() + TIME_WAIT);
         entry.owner = Weak::new();
         entry.listening = false;
-        self.ports.entry(port).or_default().push(entry);
+        self.waits.entry(port).or_default().push_back(entry);
+        self.wait_count += 1;
     }
 
-    /// The holders of `port`, for delivery.
-    pub fn holders(&mut self, port: u16) -> &[Entry<T>] {
-        self.purge(port);
+    /// The sockets holding `port`, for delivery (TIME_WAIT remnants take nothing).
+    pub fn holders(&self, port: u16) -> &[Entry<T>] {
         self.ports.get(&port).map_or(&[], Vec::as_slice)
     }
 
-    /// Every entry with its port (for `/proc/net`), TIME_WAIT remnants included.
+    /// Every entry with its port (for `/proc/net`), TIME_WAIT remnants last.
     pub fn all(&self) -> impl Iterator<Item = (u16, &Entry<T>)> {
         let now = Instant::now();
-        self.ports.iter().flat_map(move |(&p, v)| {
-            v.iter()
-                .filter(move |e| e.time_wait.is_none_or(|t| t > now))
+        let live = self
+            .ports
+            .iter()
+            .flat_map(|(&p, v)| v.iter().map(move |e| (p, e)));
+        let remnants = self.waits.iter().flat_map(move |(&p, q)| {
+            q.iter()
+                .filter(move |e| e.time_wait.is_some_and(|t| t > now))
                 .map(move |e| (p, e))
-        })
+        });
+        live.chain(remnants)
     }
 }
 
@@ -328,6 +355,21 @@ mod tests {
         assert_eq!(t.bind(6000, entry(3, lo, false)), Err(Errno::EADDRINUSE));
         assert_eq!(t.bind(6000, entry(4, lo, true)), Ok(6000));
         assert_eq!(t.bind(6001, entry(5, lo, true)), Err(Errno::EADDRINUSE));
+    }
+
+    #[test]
+    fn time_wait_remnants_are_not_holders() {
+        let mut t = PortTable::<()>::new(Proto::Tcp);
+        let lo = b("127.0.0.1", false);
+        let mut l = entry(1, lo, true);
+        l.listening = true;
+        t.attach(8000, l);
+        for id in 2..1000 {
+            t.time_wait(8000, entry(id, lo, true));
+        }
+        assert_eq!(t.holders(8000).len(), 1);
+        assert_eq!(t.all().count(), 999);
+        assert_eq!(t.bind(8000, entry(5000, lo, false)), Err(Errno::EADDRINUSE));
     }
 
     #[test]

@@ -936,7 +936,7 @@ impl TcpSocket {
 
     /// The listening socket that takes connections to `dst`: the best address match.
     fn find_listener(&self, dst: SockAddr) -> Option<Arc<Tcp>> {
-        let mut table = self.sk.stack.tcp.guard();
+        let table = self.sk.stack.tcp.guard();
         table
             .holders(dst.port)
             .iter()

@@ -134,7 +134,7 @@ impl Udp {
     /// The socket that takes a datagram from `src` to `dst`: the best address match among
     /// those not connected elsewhere, the most recently bound on a tie.
     fn find(stack: &Stack, dst: SockAddr, src: SockAddr) -> Option<Arc<Udp>> {
-        let mut table = stack.udp.guard();
+        let table = stack.udp.guard();
         let mut best: Option<(u32, &Entry<Udp>)> = None;
         for e in table.holders(dst.port) {
             let Some(mut score) = e.bind.score(dst.ip) else {
