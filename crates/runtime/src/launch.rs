@@ -466,7 +466,19 @@ pub fn kernel_main() -> ExitCode {
         Err(e) => return fail(EXIT_MOAT_FAILED, &e.to_string()),
     };
     init_logging(if spec.debug_log { log } else { None });
-    let Some(platform) = moat_platform::by_name(&spec.platform) else {
+    // Confined, systrap needs Syscall User Dispatch: without it the application's calls in a
+    // stub meet the kernel's own seccomp filter (which stubs inherit) before the stub's, and
+    // its kill beats the stub's trap. Such hosts (Linux before 5.11) get the ptrace platform.
+    let name = if spec.platform == "systrap"
+        && !matches!(spec.confinement, Confinement::None)
+        && !moat_platform::systrap::dispatch_available()
+    {
+        tracing::warn!("no Syscall User Dispatch on this host: using the ptrace platform");
+        "ptrace"
+    } else {
+        spec.platform.as_str()
+    };
+    let Some(platform) = moat_platform::by_name(name) else {
         return fail(2, &format!("unknown platform {}", spec.platform));
     };
     let control = Arc::new(control);

@@ -336,7 +336,8 @@ fn calibrate() -> (u64, u64) {
 
 /// Whether this host has Syscall User Dispatch (Linux 5.11): turning it off is harmless and
 /// fails with `EINVAL` where the option is unknown.
-fn dispatch_available() -> bool {
+/// Whether the host offers Syscall User Dispatch (Linux 5.11+).
+pub fn dispatch_available() -> bool {
     // SAFETY: prctl on integers; PR_SYS_DISPATCH_OFF changes nothing when dispatch is off.
     unsafe {
         libc::prctl(
