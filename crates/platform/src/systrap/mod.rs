@@ -148,7 +148,8 @@ pub struct SystrapStats {
     pub kernel_spins: u64,
     /// Kernel waits that went to sleep on the futex.
     pub kernel_sleeps: u64,
-    /// Stub waits that ended while spinning (as the stubs counted them, at their end).
+    /// Stub waits that ended without sleeping: the answer was there at once or came while
+    /// spinning (as the stubs counted them; added up when each thread ends).
     pub stub_spins: u64,
     /// Stub waits that slept on the futex (idem).
     pub stub_sleeps: u64,
