@@ -59,6 +59,15 @@
 //! round trips), `prctl(PR_SET_SYSCALL_USER_DISPATCH, OFF)` (once, to learn
 //! whether the host has it), `openat`/`read` of `/proc/PID/task/TID/schedstat` (CPU time, as
 //! ptrace does). The time-stamp counter (`rdtsc`) times the spins.
+//!
+//! **A seccomp filter on Moat itself** is inherited by the first stub, forked from Moat, and
+//! by every copy of it; filters stack and the strictest action wins, so a kernel allowlist
+//! that kills unknown calls would kill a stub at the application's first `openat` (seccomp's
+//! `KILL` beats the stub filter's `TRAP`), where ptrace's `SYSEMU` skips application calls
+//! before any filter runs. Either the first stub is forked before Moat confines itself (a
+//! stub made early, that later address spaces are copies of), or Moat's own filter must
+//! return `SECCOMP_RET_TRAP` (or allow) for what the stub filter traps, and allow the stub's
+//! own calls (those of [`factory`] and of `stub.rs`).
 
 mod factory;
 mod stub;
@@ -140,7 +149,8 @@ pub struct SystrapStats {
     pub kernel_spins: u64,
     /// Kernel waits that went to sleep on the futex.
     pub kernel_sleeps: u64,
-    /// Stub waits that ended while spinning (as the stubs counted them, at their end).
+    /// Stub waits that ended without sleeping: the answer was there at once or came while
+    /// spinning (as the stubs counted them; added up when each thread ends).
     pub stub_spins: u64,
     /// Stub waits that slept on the futex (idem).
     pub stub_sleeps: u64,
