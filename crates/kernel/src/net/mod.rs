@@ -25,6 +25,19 @@ pub fn next_ino() -> u64 {
     NEXT_INO.fetch_add(1, Ordering::Relaxed)
 }
 
+/// `fstat` of a socket: sockfs's device, the socket's inode number, its owner.
+pub fn socket_stat(ino: u64, uid: u32) -> moat_abi::Stat {
+    moat_abi::Stat {
+        st_dev: 0x8,
+        st_ino: ino,
+        st_nlink: 1,
+        st_mode: libc::S_IFSOCK | 0o777,
+        st_uid: uid,
+        st_blksize: 4096,
+        ..moat_abi::Stat::default()
+    }
+}
+
 /// `SOL_SOCKET`: the level of the options every socket has.
 pub const SOL_SOCKET: i32 = 1;
 

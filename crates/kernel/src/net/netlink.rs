@@ -529,14 +529,7 @@ impl FileOps for NetlinkSocket {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0x8,
-            st_ino: self.ino,
-            st_nlink: 1,
-            st_mode: libc::S_IFSOCK | 0o777,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(crate::net::socket_stat(self.ino, 0))
     }
 
     fn seekable(&self) -> bool {

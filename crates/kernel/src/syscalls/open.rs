@@ -171,19 +171,25 @@ fn do_open(task: &mut Task, dirfd: i32, path_addr: u64, flags: u32, mode: u32) -
         if wants_write || (flags & libc::O_TRUNC as u32 != 0 && kind == FileKind::Regular) {
             writable_mount(&target)?;
         }
-        let (_, sid, pgid) = session_of(task);
-        let ops = if kind == FileKind::CharDevice && st.st_rdev == crate::fs::pty::TTY_DEV {
-            // `/dev/tty`: the caller's controlling terminal.
-            task.kernel.ptys.open_controlling(sid)?
+        // Only character devices involve the caller's session (terminals): other opens do
+        // not take the process tree's lock.
+        if kind == FileKind::CharDevice {
+            let (_, sid, pgid) = session_of(task);
+            let ops = if st.st_rdev == crate::fs::pty::TTY_DEV {
+                // `/dev/tty`: the caller's controlling terminal.
+                task.kernel.ptys.open_controlling(sid)?
+            } else {
+                inode.open(flags)?
+            };
+            if flags & libc::O_NOCTTY as u32 == 0 {
+                task.kernel
+                    .ptys
+                    .maybe_acquire(ops.as_ref(), task.tgid, sid, pgid);
+            }
+            ops
         } else {
             inode.open(flags)?
-        };
-        if flags & libc::O_NOCTTY as u32 == 0 {
-            task.kernel
-                .ptys
-                .maybe_acquire(ops.as_ref(), task.tgid, sid, pgid);
         }
-        ops
     };
     // Linux reports O_LARGEFILE on every description opened by a 64-bit program.
     let kept = (flags & STATUS_KEPT) | libc::O_LARGEFILE as u32;

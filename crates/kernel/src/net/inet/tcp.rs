@@ -1524,15 +1524,7 @@ impl FileOps for TcpSocket {
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
-        Ok(Stat {
-            st_dev: 0x8,
-            st_ino: self.sk.ino,
-            st_nlink: 1,
-            st_mode: libc::S_IFSOCK | 0o777,
-            st_uid: self.sk.uid,
-            st_blksize: 4096,
-            ..Stat::default()
-        })
+        Ok(crate::net::socket_stat(self.sk.ino, self.sk.uid))
     }
 
     fn seekable(&self) -> bool {
