@@ -475,7 +475,7 @@ pub fn read_executable(
     fs: &vfs::FsContext,
     creds: &Credentials,
     path: &[u8],
-) -> Result<Vec<u8>, moat_abi::Errno> {
+) -> Result<loader::ExecFile, moat_abi::Errno> {
     use moat_abi::Errno;
     let resolver = vfs::Resolve {
         root: fs.root.clone(),
@@ -486,23 +486,61 @@ pub fn read_executable(
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || !vfs::permitted(&st, creds, vfs::MAY_EXEC) {
         return Err(Errno::EACCES);
     }
-    let file =
-        fs::OpenFile::with_path(target.inode().open(libc::O_RDONLY as u32)?, 0, Some(target));
-    let size = usize::try_from(st.st_size).map_err(|_| Errno::ENOEXEC)?;
+    open_executable(target, &fs.root, &st)
+}
+
+/// Open a regular file the caller may execute, for the loader: its headers are read, its
+/// segments will be mapped from its pages (or, for a file without pages of its own, it is
+/// read whole).
+pub(crate) fn open_executable(
+    target: vfs::VfsPath,
+    root: &vfs::VfsPath,
+    st: &moat_abi::Stat,
+) -> Result<loader::ExecFile, moat_abi::Errno> {
+    use moat_abi::Errno;
+    let size = u64::try_from(st.st_size).map_err(|_| Errno::ENOEXEC)?;
     // An executable's size is bounded by what fits in the address space anyway.
     if size > 1 << 32 {
         return Err(Errno::ENOMEM);
     }
-    let mut out = vec![0u8; size];
-    let mut done = 0;
-    while done < out.len() {
-        match file.read_at(&mut out[done..], done as u64)? {
-            0 => break,
-            n => done += n,
+    let pages = target.inode().page_source();
+    let path = target.absolute(root);
+    let file =
+        fs::OpenFile::with_path(target.inode().open(libc::O_RDONLY as u32)?, 0, Some(target));
+    let read_up_to = |out: &mut Vec<u8>, want: usize| -> Result<(), Errno> {
+        let mut done = out.len();
+        out.resize(want, 0);
+        while done < want {
+            match file.read_at(&mut out[done..], done as u64)? {
+                0 => break,
+                n => done += n,
+            }
         }
+        out.truncate(done);
+        Ok(())
+    };
+    let mut head = Vec::new();
+    if pages.is_some() {
+        // Only the headers: the segments come from the pages.
+        read_up_to(&mut head, (size as usize).min(4096))?;
+        loop {
+            let needed = loader::head_needed(&head).min(size as usize);
+            if needed <= head.len() {
+                break;
+            }
+            read_up_to(&mut head, needed)?;
+        }
+    } else {
+        read_up_to(&mut head, size as usize)?;
     }
-    out.truncate(done);
-    Ok(out)
+    Ok(loader::ExecFile {
+        head,
+        size,
+        path: Some(path),
+        dev: st.st_dev,
+        ino: st.st_ino,
+        pages,
+    })
 }
 
 /// Start the sandbox: create the first address space, load the program and run it as init
@@ -620,7 +658,7 @@ pub fn search_path(
     creds: &Credentials,
     envp: &[Vec<u8>],
     name: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>), moat_abi::Errno> {
+) -> Result<(loader::ExecFile, Vec<u8>), moat_abi::Errno> {
     let path = envp
         .iter()
         .find_map(|kv| kv.strip_prefix(b"PATH="))

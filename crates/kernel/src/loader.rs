@@ -1,8 +1,9 @@
 //! The ELF loader: maps a static or static-PIE x86-64 executable into a fresh address space
 //! and builds the initial stack (argv, envp, auxv) the way Linux's `binfmt_elf` does.
 //!
-//! Segments are copied into anonymous memory (there is no page cache yet); pages shared by
-//! two segments get the file's bytes of both, as a file mapping would show them.
+//! Segments are private file mappings of the file's pages (its page cache, copy-on-write),
+//! as Linux maps them, so that every process running a program shares one copy of its code;
+//! a file without pages of its own has its segments copied in.
 
 use goblin::container::{Container, Ctx, Endian};
 use goblin::elf::header::{self, Header};
@@ -10,7 +11,9 @@ use goblin::elf::program_header::{ProgramHeader, PF_R, PF_W, PF_X, PT_INTERP, PT
 use moat_abi::Errno;
 use moat_platform::{Prot, USER_MAX};
 
-use crate::mm::{page_down, page_up, MemoryManager, Placement, VmaKind, PAGE};
+use crate::mm::{
+    page_down, page_up, MappedFile, MemoryManager, PageSource, Placement, VmaKind, PAGE,
+};
 
 /// Why an executable could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +72,57 @@ pub struct AuxFacts {
     pub egid: u32,
 }
 
+/// An executable file as the loader needs it.
+pub struct ExecFile {
+    /// The file's first bytes: at least its ELF header, program headers and interpreter name
+    /// ([`head_needed`]), or its `#!` line; the whole file when `pages` is `None`.
+    pub head: Vec<u8>,
+    pub size: u64,
+    /// Its absolute path, every symlink resolved (the name `/proc/PID/maps` shows).
+    pub path: Option<Vec<u8>>,
+    /// The file's identity (`/proc/PID/maps`).
+    pub dev: u64,
+    pub ino: u64,
+    /// The file's pages, which its segments map; `None`: they are copied from `head`.
+    pub pages: Option<std::sync::Arc<dyn PageSource>>,
+}
+
+/// The most of a file's start the loader reads to find its headers.
+pub const MAX_HEAD: usize = 1 << 20;
+
+/// How many bytes from the start of a file the loader needs to see, given its first `head`
+/// bytes: enough for the program headers and the interpreter's name. More than
+/// `head.len()` means: read that much and ask again.
+pub fn head_needed(head: &[u8]) -> usize {
+    if head.len() < header::header64::SIZEOF_EHDR || &head[..4] != header::ELFMAG {
+        return head.len();
+    }
+    let Ok(hdr) = goblin::elf::Elf::parse_header(head) else {
+        return head.len();
+    };
+    let table_end = usize::try_from(hdr.e_phoff)
+        .ok()
+        .and_then(|o| o.checked_add(usize::from(hdr.e_phnum) * usize::from(hdr.e_phentsize)));
+    let Some(table_end) = table_end.filter(|&e| e <= MAX_HEAD) else {
+        return head.len();
+    };
+    if table_end > head.len() {
+        return table_end;
+    }
+    let Ok((_, phdrs)) = parse(head) else {
+        return head.len();
+    };
+    phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_INTERP)
+        .filter_map(|p| usize::try_from(p.p_offset.checked_add(p.p_filesz)?).ok())
+        .filter(|&e| e <= MAX_HEAD)
+        .fold(head.len(), usize::max)
+}
+
 /// Everything `execve` is given.
 pub struct ExecRequest<'a> {
-    pub image: &'a [u8],
+    pub image: &'a ExecFile,
     pub filename: &'a [u8],
     /// The program's absolute path (the name `/proc/PID/maps` shows).
     pub path: &'a [u8],
@@ -84,7 +135,7 @@ pub struct ExecRequest<'a> {
 }
 
 /// Reads the program interpreter (`PT_INTERP`, i.e. ld.so) named by a dynamic executable.
-pub type InterpReader<'a> = &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, LoadError>;
+pub type InterpReader<'a> = &'a mut dyn FnMut(&[u8]) -> Result<ExecFile, LoadError>;
 
 /// `MAX_ARG_STRLEN` and the total limit Linux applies (a quarter of an 8 MiB stack).
 const MAX_ARG_STRLEN: usize = 32 * 4096;
@@ -137,11 +188,11 @@ fn parse(image: &[u8]) -> Result<(Header, Vec<ProgramHeader>), LoadError> {
     Ok((hdr, phdrs))
 }
 
-/// Map the `PT_LOAD` segments of `image` at `bias`; returns the end of the highest segment
+/// Map the `PT_LOAD` segments of `exe` at `bias`; returns the end of the highest segment
 /// and the address of the program headers in memory.
 fn map_segments(
     mm: &mut MemoryManager,
-    image: &[u8],
+    exe: &ExecFile,
     name: &[u8],
     hdr: &Header,
     phdrs: &[ProgramHeader],
@@ -149,11 +200,15 @@ fn map_segments(
 ) -> Result<(u64, Option<u64>), LoadError> {
     let mut end_of_image = 0u64;
     let mut phdr_addr = None;
+    let file_size = match exe.pages {
+        Some(_) => exe.size,
+        None => exe.head.len() as u64,
+    };
     for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
         if p.p_filesz > p.p_memsz
             || p.p_offset
                 .checked_add(p.p_filesz)
-                .is_none_or(|e| e > image.len() as u64)
+                .is_none_or(|e| e > file_size)
         {
             return Err(LoadError::Malformed("segment past end of file"));
         }
@@ -178,25 +233,51 @@ fn map_segments(
         if end == start {
             continue;
         }
-        let kind = VmaKind::Anonymous { shared: false };
-        mm.map_anonymous(
-            Placement::Fixed(start),
-            end - start,
-            prot_of(p.p_flags),
-            kind,
-        )?;
-        // Bytes from the start of the page, as a file mapping would show them, then zeros
-        // from p_filesz to the end of the page (Linux's padzero).
+        let prot = prot_of(p.p_flags);
+        // The file's pages from the start of the segment's first page (as a file mapping
+        // shows them) to the end of the page holding its last byte; bss pages past that are
+        // anonymous.
         let file_start = p.p_offset - (vaddr - start);
         let file_end = p.p_offset + p.p_filesz;
-        mm.write_bytes_force(start, &image[file_start as usize..file_end as usize])?;
-        let tail = (vaddr + p.p_filesz).min(end);
-        let tail_end = page_up(tail).unwrap_or(end).min(end);
-        if tail_end > tail {
-            mm.write_bytes_force(tail, &vec![0u8; (tail_end - tail) as usize])?;
-        }
-        // The part backed by the file carries its name (bss pages past it are anonymous).
         let named_end = page_up(vaddr + p.p_filesz).unwrap_or(end).min(end);
+        let file_kind = VmaKind::File {
+            dev: exe.dev,
+            ino: exe.ino,
+            base: file_start.wrapping_sub(start),
+            source: 0,
+        };
+        match &exe.pages {
+            Some(pages) if named_end > start => {
+                let file = MappedFile {
+                    dev: exe.dev,
+                    ino: exe.ino,
+                    offset: file_start,
+                    pages: pages.clone(),
+                };
+                mm.map_private_file(Placement::Fixed(start), named_end - start, prot, &file)?;
+                if end > named_end {
+                    let bss = VmaKind::Anonymous { shared: false };
+                    mm.map_anonymous(Placement::Fixed(named_end), end - named_end, prot, bss)?;
+                }
+            }
+            _ => {
+                mm.map_anonymous(Placement::Fixed(start), end - start, prot, file_kind)?;
+                if end > named_end {
+                    let bss = VmaKind::Anonymous { shared: false };
+                    mm.map_anonymous(Placement::Fixed(named_end), end - named_end, prot, bss)?;
+                }
+                mm.write_bytes_force(start, &exe.head[file_start as usize..file_end as usize])?;
+            }
+        }
+        // The rest of the page after the file's bytes is zero when the segment goes on
+        // (bss): Linux's padzero.
+        if p.p_memsz > p.p_filesz {
+            let tail = vaddr + p.p_filesz;
+            let tail_end = page_up(tail).unwrap_or(end).min(end);
+            if tail_end > tail {
+                mm.write_bytes_force(tail, &vec![0u8; (tail_end - tail) as usize])?;
+            }
+        }
         if named_end > start {
             mm.name_range(start, named_end, name);
         }
@@ -218,10 +299,10 @@ fn map_segments(
 /// returns its load bias and entry point.
 fn load_interpreter(
     mm: &mut MemoryManager,
-    image: &[u8],
+    image: &ExecFile,
     name: &[u8],
 ) -> Result<(u64, u64), LoadError> {
-    let (hdr, phdrs) = parse(image)?;
+    let (hdr, phdrs) = parse(&image.head)?;
     if phdrs.iter().any(|p| p.p_type == PT_INTERP) || hdr.e_type != header::ET_DYN {
         return Err(LoadError::Malformed(
             "the interpreter must be a static position-independent ELF",
@@ -258,11 +339,12 @@ pub fn load(
     read_interp: InterpReader<'_>,
     random: &mut dyn FnMut() -> u64,
 ) -> Result<Loaded, LoadError> {
-    let (hdr, phdrs) = parse(req.image)?;
+    let (hdr, phdrs) = parse(&req.image.head)?;
     let interp = match phdrs.iter().find(|p| p.p_type == PT_INTERP) {
         Some(p) => {
             let name = req
                 .image
+                .head
                 .get(p.p_offset as usize..p.p_offset.saturating_add(p.p_filesz) as usize)
                 .ok_or(LoadError::Malformed("interpreter name past end of file"))?;
             let name: Vec<u8> = name.iter().copied().take_while(|&b| b != 0).collect();
@@ -301,7 +383,8 @@ pub fn load(
     let (interp_base, start) = match interp {
         Some(name) => {
             let image = read_interp(&name)?;
-            load_interpreter(mm, &image, &name).map_err(|e| match e {
+            let shown = image.path.clone().unwrap_or_else(|| name.clone());
+            load_interpreter(mm, &image, &shown).map_err(|e| match e {
                 LoadError::Memory(e) => LoadError::Memory(e),
                 _ => LoadError::Dynamic(String::from_utf8_lossy(&name).into_owned()),
             })?

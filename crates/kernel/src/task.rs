@@ -235,7 +235,7 @@ impl Task {
         // A `#!` script runs its interpreter, as execve would.
         let (mut image, mut filename, mut argv) = (image, found, program.argv.to_vec());
         for _ in 0..crate::syscalls::exec::MAX_INTERP_DEPTH {
-            let Some((interp, arg)) = crate::syscalls::exec::shebang(&image) else {
+            let Some((interp, arg)) = crate::syscalls::exec::shebang(&image.head) else {
                 break;
             };
             let mut new_argv = vec![interp.clone()];
@@ -493,11 +493,19 @@ impl Task {
         self.fault_repeats = 0;
         self.last_fault = (0, 0);
 
-        tracing::debug!(
-            "task {}: fault signal {signo} (code {code}, address {addr:#x}, rip {:#x})",
-            self.tid,
-            self.regs.rip
-        );
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let mm = self.mm.guard();
+            let (at_addr, at_rip) = (
+                mm.find_vma(addr).map(|(s, v)| (s, *v)),
+                mm.find_vma(rip).map(|(s, v)| (s, *v)),
+            );
+            drop(mm);
+            tracing::debug!(
+                "task {}: fault signal {signo} (code {code}, address {addr:#x}, rip {rip:#x}; \
+                 mapping there {at_addr:x?}, at rip {at_rip:x?})",
+                self.tid,
+            );
+        }
         // The host maps nothing for an inaccessible mapping, but the application did map it:
         // an access there is a protection fault, as Linux reports it; past the end of a mapped
         // file it is a bus error.

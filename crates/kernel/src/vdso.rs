@@ -22,7 +22,7 @@ use moat_memory::{FileRange, MemoryFile};
 use moat_platform::Prot;
 use rustix::time::ClockId;
 
-use crate::mm::{MemoryManager, PageSource, Placement, VmaKind};
+use crate::mm::{MappedFile, MemoryManager, PageSource, Placement};
 use crate::process::Guard;
 
 /// The vDSO image built from vdso/vdso.c.
@@ -161,31 +161,28 @@ impl Vdso {
             offset: self.pages.offset + PAGE,
             len: total - PAGE,
         };
+        let source: Arc<dyn PageSource> = self.clone();
+        let file = |ino: u64| MappedFile {
+            dev: VDSO_DEV,
+            ino,
+            offset: 0,
+            pages: source.clone(),
+        };
         self.memory.share(vvar);
         mm.map_shared_file(
             Placement::Fixed(base),
             PAGE,
             Prot::READ,
-            VmaKind::SharedFile {
-                dev: VDSO_DEV,
-                ino: 1,
-                base: base.wrapping_neg(),
-            },
+            &file(1),
             &page_offsets(vvar.offset, 1),
-            self.clone(),
         )?;
         self.memory.share(image);
         mm.map_shared_file(
             Placement::Fixed(base + PAGE),
             image.len,
             Prot(Prot::READ.0 | Prot::EXEC.0),
-            VmaKind::SharedFile {
-                dev: VDSO_DEV,
-                ino: 2,
-                base: (base + PAGE).wrapping_neg(),
-            },
+            &file(2),
             &page_offsets(image.offset, image.len / PAGE),
-            self.clone(),
         )?;
         mm.name_range(base, base + PAGE, b"[vvar]");
         mm.name_range(base + PAGE, base + total, b"[vdso]");
@@ -330,8 +327,8 @@ impl Vdso {
 
 /// The vDSO's mappings never grow: nothing to supply after mmap time.
 impl PageSource for Vdso {
-    fn share_page(&self, _index: u64) -> Option<u64> {
-        None
+    fn share_pages(&self, _first: u64, count: u64) -> Result<Vec<Option<u64>>, moat_abi::Errno> {
+        Ok(vec![None; count as usize])
     }
 }
 

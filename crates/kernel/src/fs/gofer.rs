@@ -17,8 +17,19 @@ use moat_abi::{Errno, Stat};
 use moat_gofer::{Attr, GoferClient};
 
 use super::gofer_cache::{write_back_logged, CacheCell};
+use super::page_cache::HostPageCache;
 use super::{FileOps, OpenFile};
 use crate::vfs::{DirEntry, FileKind, Inode, InodeRef, NewNode, SetAttr};
+
+/// Where a gofer file's page cache is kept, shared by the inode and its open files.
+type PagesSlot = Arc<Mutex<Option<Arc<HostPageCache>>>>;
+
+/// Forget a file's page cache: the sandbox is changing the file.
+fn drop_pages(slot: &PagesSlot) {
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+}
 
 /// A file the gofer serves.
 pub struct GoferInode {
@@ -33,6 +44,9 @@ pub struct GoferInode {
     stale: Arc<AtomicBool>,
     /// The file's pages while it is mapped shared (writable volumes' regular files).
     cache: Arc<CacheCell>,
+    /// The file's page cache for private mappings and the loader (`page_cache.rs`); dropped
+    /// by any change the sandbox makes to the file, so the next mapping reads it afresh.
+    pages: PagesSlot,
     memory: Arc<moat_memory::MemoryFile>,
 }
 
@@ -63,6 +77,7 @@ impl GoferInode {
             attr: Mutex::new(attr),
             writable,
             stale: Arc::default(),
+            pages: PagesSlot::default(),
             memory,
         })
     }
@@ -97,6 +112,7 @@ impl GoferInode {
     fn check_writable(&self) -> Result<(), Errno> {
         if self.writable {
             self.stale.store(true, Ordering::Relaxed);
+            drop_pages(&self.pages);
             Ok(())
         } else {
             Err(Errno::EROFS)
@@ -266,6 +282,7 @@ impl Inode for GoferInode {
                     fd,
                     stale: self.stale.clone(),
                     cache: self.cache.clone(),
+                    pages: self.pages.clone(),
                 }))
             }
             FileKind::CharDevice => super::dev::open_char_device(self.attr().rdev),
@@ -330,6 +347,30 @@ impl Inode for GoferInode {
         self.cache.get_or_fill().ok()
     }
 
+    /// A file mapped shared (its write-through cache exists) maps that cache, so private and
+    /// shared mappings agree; any other file maps its page cache (`page_cache.rs`), read
+    /// from the host once. A change the sandbox makes to the file drops that cache: mappings
+    /// made earlier keep the pages they had, later ones see the new bytes. (Linux would also
+    /// show the change in pages a private mapping has not written; Moat does not.)
+    fn page_source(&self) -> Option<Arc<dyn crate::mm::PageSource>> {
+        if self.kind() != FileKind::Regular {
+            return None;
+        }
+        if let Some(shared) = self.cache.get() {
+            return Some(shared);
+        }
+        let size = self.attr().size;
+        let mut slot = self
+            .pages
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            let cache = HostPageCache::new(self.memory.clone(), &self.client, self.fid, size);
+            *slot = Some(Arc::new(cache.ok()?));
+        }
+        slot.clone().map(|c| c as Arc<dyn crate::mm::PageSource>)
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -346,6 +387,8 @@ struct GoferFile {
     stale: Arc<AtomicBool>,
     /// The inode's page cache, used while the file is mapped shared.
     cache: Arc<CacheCell>,
+    /// The inode's page cache for private mappings, dropped by a write.
+    pages: PagesSlot,
 }
 
 impl Drop for GoferFile {
@@ -418,6 +461,7 @@ impl FileOps for GoferFile {
             return None;
         }
         self.stale.store(true, Ordering::Relaxed);
+        drop_pages(&self.pages);
         let mut done = 0usize;
         for &(at, len) in pieces {
             match memory.write_to_fd(self.fd.as_fd(), offset + done as u64, at, len) {
@@ -439,6 +483,7 @@ impl FileOps for GoferFile {
             // Write-through: the mappings see it at once, the host as usual.
             cache.write_at(buf, offset.unwrap_or(0))?;
         }
+        drop_pages(&self.pages);
         loop {
             self.stale.store(true, Ordering::Relaxed);
             match rustix::io::pwrite(&self.fd, buf, offset.unwrap_or(0)) {

@@ -13,6 +13,7 @@ pub mod gofer_cache;
 pub mod host;
 pub mod locks;
 pub mod overlay;
+pub mod page_cache;
 pub mod pidfd;
 pub mod pipe;
 pub mod proc;

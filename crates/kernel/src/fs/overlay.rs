@@ -200,6 +200,15 @@ impl Inode for OverlayInode {
         self.upper()?.memory_backed()
     }
 
+    /// The upper file's pages once copied up, else the lower file's (a mapping made before a
+    /// copy-up keeps the lower pages, as on Linux's overlayfs).
+    fn page_source(&self) -> Option<Arc<dyn crate::mm::PageSource>> {
+        match self.upper() {
+            Some(upper) => upper.page_source(),
+            None => self.lower()?.page_source(),
+        }
+    }
+
     fn stat(&self) -> Result<Stat, Errno> {
         let mut st = self.top().stat()?;
         st.st_dev = self.fs.dev;

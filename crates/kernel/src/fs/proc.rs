@@ -61,6 +61,16 @@ pub fn dyn_symlink(
     inode(0o777, owner, Node::DynSymlink(Arc::new(target)))
 }
 
+/// A symlink to whatever `target` says, with permission bits `perm` (`/proc/PID/fd/N` shows
+/// the fd's access mode in them).
+pub fn dyn_symlink_with_mode(
+    perm: u32,
+    owner: (u32, u32),
+    target: impl Fn() -> Result<Vec<u8>, Errno> + Send + Sync + 'static,
+) -> InodeRef {
+    inode(perm, owner, Node::DynSymlink(Arc::new(target)))
+}
+
 /// A file rendered at open by `render`, which may fail.
 pub fn file_at(
     perm: u32,
@@ -78,6 +88,8 @@ pub struct ProcInode {
     perm: u32,
     uid: u32,
     gid: u32,
+    /// When the inode was made (Linux's procfs shows the time an entry was first looked up).
+    made: (i64, i64),
     node: Node,
 }
 
@@ -90,6 +102,7 @@ fn inode(perm: u32, owner: (u32, u32), node: Node) -> InodeRef {
         perm,
         uid: owner.0,
         gid: owner.1,
+        made: super::tmpfs::now(),
         node,
     })
 }
@@ -144,6 +157,7 @@ fn sys_inode(perm: u32, node: Node) -> InodeRef {
         perm,
         uid: 0,
         gid: 0,
+        made: super::tmpfs::now(),
         node,
     })
 }
@@ -175,6 +189,8 @@ impl Inode for ProcInode {
         };
         let size = match &self.node {
             Node::Symlink(t) => t.len() as i64,
+            // Linux's `fd/N` links report 64 whatever they point to.
+            Node::DynSymlink(_) if self.perm != 0o777 => 64,
             _ => 0,
         };
         Ok(Stat {
@@ -186,6 +202,12 @@ impl Inode for ProcInode {
             st_gid: self.gid,
             st_size: size,
             st_blksize: 1024,
+            st_atime: self.made.0,
+            st_atime_nsec: self.made.1,
+            st_mtime: self.made.0,
+            st_mtime_nsec: self.made.1,
+            st_ctime: self.made.0,
+            st_ctime_nsec: self.made.1,
             ..Stat::default()
         })
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 
 use moat_abi::Errno;
 
-use super::proc::{dyn_dir, dyn_symlink, file_at, Entries};
+use super::proc::{dyn_dir, dyn_symlink, dyn_symlink_with_mode, file_at, Entries};
 use crate::process::{Guard, TaskHandle};
 use crate::vfs::InodeRef;
 use crate::Kernel;
@@ -196,14 +196,55 @@ fn fd_entries(kernel: &Weak<Kernel>, tid: i32, owner: (u32, u32), info: bool) ->
                     Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFSOCK => {
                         format!("socket:[{}]", st.st_ino).into_bytes()
                     }
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFCHR => {
+                        char_device_name(st.st_rdev)
+                            .map_or_else(
+                                || format!("host:[{}]", st.st_ino),
+                                |n| format!("/dev/{n}"),
+                            )
+                            .into_bytes()
+                    }
+                    // A file Moat has no name for inside the sandbox (a host file given as
+                    // stdio, say).
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                        format!("host:[{}]", st.st_ino).into_bytes()
+                    }
                     Ok(st) => format!("anon_inode:[{}]", st.st_ino).into_bytes(),
                     Err(_) => b"anon_inode:[unknown]".to_vec(),
                 },
             };
-            out.push((name, dyn_symlink(owner, move || Ok(target.clone()))));
+            // The link's permission bits are the fd's access mode, as on Linux.
+            let perm = match file.flags() & libc::O_ACCMODE as u32 {
+                m if m == libc::O_RDONLY as u32 => 0o500,
+                m if m == libc::O_WRONLY as u32 => 0o300,
+                _ => 0o700,
+            };
+            out.push((
+                name,
+                dyn_symlink_with_mode(perm, owner, move || Ok(target.clone())),
+            ));
         }
     }
     out
+}
+
+/// The `/dev` name of the character devices every sandbox has (a host's `/dev/null` given
+/// as stdio shows as the sandbox's).
+fn char_device_name(rdev: u64) -> Option<&'static str> {
+    let (major, minor) = (
+        (rdev >> 8) & 0xfff,
+        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+    );
+    Some(match (major, minor) {
+        (1, 3) => "null",
+        (1, 5) => "zero",
+        (1, 7) => "full",
+        (1, 8) => "random",
+        (1, 9) => "urandom",
+        (5, 0) => "tty",
+        (5, 2) => "ptmx",
+        _ => return None,
+    })
 }
 
 fn cmdline(v: &View) -> Result<Vec<u8>, Errno> {
@@ -423,8 +464,8 @@ fn maps(v: &View) -> Result<Vec<u8>, Errno> {
         );
         let (offset, dev, ino, name) = match vma.kind {
             _ if special => (0, 0, 0, file_name.clone().unwrap_or_default()),
-            crate::mm::VmaKind::File { dev, ino, base }
-            | crate::mm::VmaKind::SharedFile { dev, ino, base } => (
+            crate::mm::VmaKind::File { dev, ino, base, .. }
+            | crate::mm::VmaKind::SharedFile { dev, ino, base, .. } => (
                 base.wrapping_add(start),
                 dev,
                 ino,

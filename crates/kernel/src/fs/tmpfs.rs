@@ -408,10 +408,10 @@ impl TmpfsInode {
     }
 }
 
-/// A shared mapping's source of pages the file gained after the mmap.
+/// A tmpfs file's pages are what its mappings map.
 impl crate::mm::PageSource for TmpfsInode {
-    fn share_page(&self, index: u64) -> Option<u64> {
-        self.share_pages(index, 1).ok()?.pop().flatten()
+    fn share_pages(&self, first: u64, count: u64) -> Result<Vec<Option<u64>>, Errno> {
+        TmpfsInode::share_pages(self, first, count)
     }
 }
 

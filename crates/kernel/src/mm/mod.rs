@@ -83,12 +83,28 @@ pub enum Placement {
     FixedNoReplace(u64),
 }
 
-/// Where a shared file mapping's pages come from when they were not there at mmap time (the
-/// file grew): the file's own memory-file pages, each handed out with a reference for the
-/// mapping.
+/// Where a file mapping's pages come from: the file's own memory-file pages (a tmpfs file's
+/// pages, or the page cache of a host file), each handed out with a reference for the
+/// mapping. A private mapping maps them copy-on-write; a shared one as they are.
 pub trait PageSource: Send + Sync {
-    fn share_page(&self, index: u64) -> Option<u64>;
+    /// The pages behind `count` pages of the file from page `first`, each with one more
+    /// reference (the caller's); `None` for pages wholly past the end of the file.
+    fn share_pages(&self, first: u64, count: u64) -> Result<Vec<Option<u64>>, Errno>;
 }
+
+/// A file as an `mmap` of it sees it.
+#[derive(Clone)]
+pub struct MappedFile {
+    /// The file's identity for `/proc/PID/maps`.
+    pub dev: u64,
+    pub ino: u64,
+    /// The file offset of the mapping's first byte.
+    pub offset: u64,
+    pub pages: Arc<dyn PageSource>,
+}
+
+/// The end of a named range and the name (an absolute path).
+type MappingName = (u64, Arc<[u8]>);
 
 /// The kernel's view of one address space.
 ///
@@ -99,9 +115,9 @@ pub trait PageSource: Send + Sync {
 pub struct MemoryManager {
     /// The names `/proc/PID/maps` shows for ranges mapped from files (the program, its
     /// interpreter, mmap'd files): start -> (end, absolute path).
-    names: BTreeMap<u64, (u64, Arc<[u8]>)>,
-    /// The files of shared file mappings, by (dev, ino).
-    page_sources: std::collections::HashMap<(u64, u64), Arc<dyn PageSource>>,
+    names: BTreeMap<u64, MappingName>,
+    /// The page sources of file mappings, by the key their VMAs name them with.
+    page_sources: std::collections::HashMap<u64, Arc<dyn PageSource>>,
     memory: Arc<MemoryFile>,
     aspace: Option<Box<dyn AddressSpace>>,
     vmas: BTreeMap<u64, Vma>,
@@ -202,8 +218,15 @@ impl MemoryManager {
         prot: Prot,
         kind: VmaKind,
     ) -> Result<u64, Errno> {
+        let start = self.choose_start(place, len)?;
+        self.insert_vma(start, len, prot, kind)?;
+        Ok(start)
+    }
+
+    /// Where a new mapping of `len` bytes goes (`len` page-aligned, nonzero).
+    fn choose_start(&self, place: Placement, len: u64) -> Result<u64, Errno> {
         debug_assert!(len > 0 && len % PAGE == 0);
-        let start = match place {
+        Ok(match place {
             Placement::Fixed(a) | Placement::FixedNoReplace(a) => {
                 let end = a.checked_add(len).ok_or(Errno::ENOMEM)?;
                 if a < USER_MIN || end > USER_MAX {
@@ -222,7 +245,11 @@ impl MemoryManager {
                     self.find_free(len).ok_or(Errno::ENOMEM)?
                 }
             }
-        };
+        })
+    }
+
+    /// Replace whatever is at `[start, start+len)` with a new VMA (nothing populated).
+    fn insert_vma(&mut self, start: u64, len: u64, prot: Prot, kind: VmaKind) -> Result<(), Errno> {
         let end = start + len;
         let replaced = self.overlap_size(start, end);
         if self.total_size() - replaced + len > self.limit_as {
@@ -231,7 +258,54 @@ impl MemoryManager {
         self.remove_range(start, end)?;
         self.vmas.insert(start, Vma { end, prot, kind });
         self.merge_around(start, end);
-        Ok(start)
+        Ok(())
+    }
+
+    /// Keep `pages` for file VMAs; returns the key their [`VmaKind`] names it by (the same
+    /// for every mapping of the same source, so that such VMAs can merge).
+    fn add_page_source(&mut self, pages: &Arc<dyn PageSource>) -> u64 {
+        let key = Arc::as_ptr(pages).cast::<()>() as usize as u64;
+        self.page_sources
+            .entry(key)
+            .or_insert_with(|| pages.clone());
+        key
+    }
+
+    /// Forget page sources no VMA names any more (after an unmap), so that a file's pages
+    /// are not kept alive by an address space that no longer maps it.
+    fn prune_page_sources(&mut self) {
+        if self.page_sources.is_empty() {
+            return;
+        }
+        let used: std::collections::HashSet<u64> =
+            self.vmas.values().filter_map(|v| v.kind.source()).collect();
+        self.page_sources.retain(|k, _| used.contains(k));
+    }
+
+    /// `mmap(MAP_PRIVATE)` of a file: its pages are the file's own (its page cache), mapped
+    /// copy-on-write as they are first touched, so that many processes mapping a library
+    /// share one copy and a write gives the writer its own page. Nothing is read or copied
+    /// here.
+    pub fn map_private_file(
+        &mut self,
+        place: Placement,
+        len: u64,
+        prot: Prot,
+        file: &MappedFile,
+    ) -> Result<u64, Errno> {
+        let start = self.choose_start(place, len)?;
+        let source = self.add_page_source(&file.pages);
+        let kind = VmaKind::File {
+            dev: file.dev,
+            ino: file.ino,
+            base: file.offset.wrapping_sub(start),
+            source,
+        };
+        let result = self.insert_vma(start, len, prot, kind);
+        if result.is_err() {
+            self.prune_page_sources();
+        }
+        result.map(|()| start)
     }
 
     fn overlap_size(&self, start: u64, end: u64) -> u64 {
@@ -280,26 +354,33 @@ impl MemoryManager {
         Ok(self.memory.atomic_update_u32(p.offset + (addr - s), f))
     }
 
-    /// Map `len` bytes of a file's own memory-file pages (`MAP_SHARED` of a tmpfs file).
+    /// Map `len` bytes of a file's own memory-file pages (`MAP_SHARED` of a file).
     /// `pages[i]` backs page `i` (each already carries a reference for this mapping); `None`
     /// pages lie past the file's end and stay unmapped (an access is `SIGBUS` unless the file
-    /// has grown by then: `source` supplies pages later).
+    /// has grown by then: `file.pages` supplies pages later).
     pub fn map_shared_file(
         &mut self,
         place: Placement,
         len: u64,
         prot: Prot,
-        kind: VmaKind,
+        file: &MappedFile,
         pages: &[Option<u64>],
-        source: Arc<dyn PageSource>,
     ) -> Result<u64, Errno> {
-        if let VmaKind::SharedFile { dev, ino, .. } = kind {
-            self.page_sources.insert((dev, ino), source);
-        }
+        let placed = self.choose_start(place, len).and_then(|start| {
+            let source = self.add_page_source(&file.pages);
+            let kind = VmaKind::SharedFile {
+                dev: file.dev,
+                ino: file.ino,
+                base: file.offset.wrapping_sub(start),
+                source,
+            };
+            self.insert_vma(start, len, prot, kind).map(|()| start)
+        });
         debug_assert_eq!(pages.len() as u64, len / PAGE);
-        let start = match self.map_anonymous(place, len, prot, kind) {
+        let start = match placed {
             Ok(s) => s,
             Err(e) => {
+                self.prune_page_sources();
                 for off in pages.iter().flatten() {
                     self.memory.free(moat_memory::FileRange {
                         offset: *off,
@@ -309,7 +390,25 @@ impl MemoryManager {
                 return Err(e);
             }
         };
-        // Runs of pages contiguous in the memory file become one PMA and one host mapping.
+        if let Err(e) = self.map_pages(start, pages, prot, false) {
+            let _ = self.unmap(start, len);
+            return Err(e);
+        }
+        self.merge_around(start, start + len);
+        Ok(start)
+    }
+
+    /// Map `pages` (each carrying one reference for this address space; `None` stays
+    /// unmapped) from `start`, where nothing is mapped yet: runs contiguous in the memory
+    /// file become one PMA and one host mapping. On failure the pages not mapped lose their
+    /// reference again.
+    fn map_pages(
+        &mut self,
+        start: u64,
+        pages: &[Option<u64>],
+        prot: Prot,
+        cow: bool,
+    ) -> Result<(), Errno> {
         let mut i = 0;
         while i < pages.len() {
             let Some(first) = pages[i] else {
@@ -322,23 +421,25 @@ impl MemoryManager {
             }
             let addr = start + i as u64 * PAGE;
             let run = n as u64 * PAGE;
-            self.pmas.insert(
-                addr,
-                Pma {
-                    end: addr + run,
-                    offset: first,
-                    prot,
-                    cow: false,
-                },
-            );
-            if let Err(e) = self.host_map(addr, run, prot, first) {
-                let _ = self.unmap(start, len);
+            let pma = Pma {
+                end: addr + run,
+                offset: first,
+                prot,
+                cow,
+            };
+            if let Err(e) = self.host_map(addr, run, pma.host_prot(), first) {
+                for off in pages[i..].iter().flatten() {
+                    self.memory.free(moat_memory::FileRange {
+                        offset: *off,
+                        len: PAGE,
+                    });
+                }
                 return Err(e);
             }
+            self.pmas.insert(addr, pma);
             i += n;
         }
-        self.merge_around(start, start + len);
-        Ok(start)
+        Ok(())
     }
 
     /// Start a new thread in this address space (`clone(CLONE_VM)`), for another host thread
@@ -406,7 +507,17 @@ impl MemoryManager {
     /// Remove every VMA and PMA in `[start, end)`, releasing the backing memory.
     fn remove_range(&mut self, start: u64, end: u64) -> Result<(), Errno> {
         self.forget_names(start, end);
-        self.detach_range(start, end, true)
+        let files = self
+            .vmas
+            .range(..end)
+            .rev()
+            .take_while(|(_, v)| v.end > start)
+            .any(|(_, v)| v.kind.source().is_some());
+        self.detach_range(start, end, true)?;
+        if files {
+            self.prune_page_sources();
+        }
+        Ok(())
     }
 
     /// Name `[start, end)` after the file mapped there (`/proc/PID/maps`).
@@ -620,9 +731,10 @@ impl MemoryManager {
                 continue;
             }
             let (a, b) = (s.max(start), p.end.min(end));
-            if p.cow {
+            if p.cow || v.kind.source().is_some() {
                 // The pages may be another address space's too: do not punch them, drop this
-                // side's reference and mapping instead; the next access maps fresh zeros.
+                // side's reference and mapping instead; the next access maps fresh zeros, or
+                // the file's own page again for a private file mapping (as on Linux).
                 dropped.push((a, b));
             } else {
                 // Private and not copy-on-write: this address space's alone.
@@ -675,7 +787,7 @@ impl MemoryManager {
                     Placement::Fixed(dst + keep),
                     new_len - keep,
                     vma.prot,
-                    vma.kind,
+                    vma.kind.moved(dst.wrapping_sub(old)),
                 )?;
             }
             return Ok(dst);
@@ -706,7 +818,7 @@ impl MemoryManager {
             Placement::Fixed(dst + old_len),
             new_len - old_len,
             vma.prot,
-            vma.kind,
+            vma.kind.moved(dst.wrapping_sub(old)),
         )?;
         Ok(dst)
     }
@@ -719,10 +831,21 @@ impl MemoryManager {
         self.split_at(end);
         let vmas: Vec<(u64, Vma)> = self.vmas.range(old..end).map(|(&s, &v)| (s, v)).collect();
         let pmas: Vec<(u64, Pma)> = self.pmas.range(old..end).map(|(&s, &p)| (s, p)).collect();
+        let names: Vec<(u64, MappingName)> = self
+            .names
+            .range(old..end)
+            .map(|(&s, n)| (s, n.clone()))
+            .collect();
+        self.forget_names(old, end);
         self.detach_range(old, end, false)?;
         for (s, mut v) in vmas {
             v.end = v.end - old + dst;
+            v.kind = v.kind.moved(dst.wrapping_sub(old));
             self.vmas.insert(s - old + dst, v);
+        }
+        for (s, (e, name)) in names {
+            self.names
+                .insert(s - old + dst, (e.min(end) - old + dst, name));
         }
         for (s, mut p) in pmas {
             let ns = s - old + dst;
@@ -797,31 +920,31 @@ impl MemoryManager {
             if v.prot == Prot::NONE && !include_inaccessible {
                 continue;
             }
-            if let VmaKind::SharedFile { dev, ino, base } = v.kind {
-                self.populate_from_file(vs.max(start), v.end.min(end), (dev, ino), base, v.prot)?;
+            let (a, b) = (vs.max(start), v.end.min(end));
+            let from_file = match v.kind {
+                VmaKind::SharedFile { base, source, .. } => Some((base, source, false)),
+                VmaKind::File { base, source, .. } if source != 0 => Some((base, source, true)),
+                _ => None,
+            };
+            if let Some((base, source, private)) = from_file {
+                let Some(pages) = self.page_sources.get(&source).cloned() else {
+                    continue;
+                };
+                for (g0, g1) in self.unpopulated(a, b) {
+                    let index = base.wrapping_add(g0) / PAGE;
+                    // A file whose pages cannot be had (its host file is gone, the sandbox's
+                    // memory is full) leaves the range unmapped: the access faults.
+                    let Ok(got) = pages.share_pages(index, (g1 - g0) / PAGE) else {
+                        continue;
+                    };
+                    self.map_pages(g0, &got, v.prot, private)?;
+                }
                 continue;
             }
             if !v.kind.populates() {
                 continue;
             }
-            let (a, b) = (vs.max(start), v.end.min(end));
-            // The gaps between existing PMAs in [a, b).
-            let mut cursor = a;
-            let mut gaps = Vec::new();
-            let first = self.pmas.range(..a).next_back().map_or(a, |(&s, _)| s);
-            for (&s, p) in self.pmas.range(first..b) {
-                if p.end <= cursor {
-                    continue;
-                }
-                if s > cursor {
-                    gaps.push((cursor, s.min(b)));
-                }
-                cursor = cursor.max(p.end);
-            }
-            if cursor < b {
-                gaps.push((cursor, b));
-            }
-            for (g0, g1) in gaps {
+            for (g0, g1) in self.unpopulated(a, b) {
                 let range = self.memory.allocate(g1 - g0).map_err(|_| Errno::ENOMEM)?;
                 if let Err(e) = self.host_map(g0, g1 - g0, v.prot, range.offset) {
                     self.memory.free(range);
@@ -842,43 +965,24 @@ impl MemoryManager {
         Ok(())
     }
 
-    /// Back the unmapped pages of `[start, end)` of a shared file mapping with the file's
-    /// pages, where the file has them now (it may have grown since the mmap).
-    fn populate_from_file(
-        &mut self,
-        start: u64,
-        end: u64,
-        file: (u64, u64),
-        base: u64,
-        prot: Prot,
-    ) -> Result<(), Errno> {
-        let Some(source) = self.page_sources.get(&file).cloned() else {
-            return Ok(());
-        };
-        let mut page = start & !(PAGE - 1);
-        while page < end {
-            if self.pma_at(page).is_none() {
-                let index = base.wrapping_add(page) / PAGE;
-                if let Some(offset) = source.share_page(index) {
-                    if let Err(e) = self.host_map(page, PAGE, prot, offset) {
-                        self.memory
-                            .free(moat_memory::FileRange { offset, len: PAGE });
-                        return Err(e);
-                    }
-                    self.pmas.insert(
-                        page,
-                        Pma {
-                            end: page + PAGE,
-                            offset,
-                            prot,
-                            cow: false,
-                        },
-                    );
-                }
+    /// The gaps between populated ranges (PMAs) in `[a, b)`.
+    fn unpopulated(&self, a: u64, b: u64) -> Vec<(u64, u64)> {
+        let mut cursor = a;
+        let mut gaps = Vec::new();
+        let first = self.pmas.range(..a).next_back().map_or(a, |(&s, _)| s);
+        for (&s, p) in self.pmas.range(first..b) {
+            if p.end <= cursor {
+                continue;
             }
-            page += PAGE;
+            if s > cursor {
+                gaps.push((cursor, s.min(b)));
+            }
+            cursor = cursor.max(p.end);
         }
-        Ok(())
+        if cursor < b {
+            gaps.push((cursor, b));
+        }
+        gaps
     }
 
     fn populate_around(&mut self, addr: u64) -> Result<(), Errno> {

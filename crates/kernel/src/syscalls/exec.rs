@@ -56,14 +56,14 @@ fn read_strings(task: &Task, addr: u64, total: &mut usize) -> Result<Vec<Vec<u8>
 }
 
 /// Read the file a path names for exec: it must be a regular file the caller may execute.
-/// Returns the file's bytes and its absolute path with every symlink resolved (what
+/// Returns the file for the loader and its absolute path with every symlink resolved (what
 /// `/proc/PID/exe` shows, and what ld.so's `$ORIGIN` is computed from).
 fn read_program(
     task: &Task,
     dirfd: i32,
     path: &[u8],
     follow: bool,
-) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+) -> Result<(loader::ExecFile, Vec<u8>), Errno> {
     let target = if path.is_empty() {
         let file = task.files.guard().get(dirfd)?;
         file.path().cloned().ok_or(Errno::EACCES)?
@@ -82,25 +82,8 @@ fn read_program(
     if crate::fs::open_for_writing(target.inode().id()) {
         return Err(Errno::ETXTBSY);
     }
-    let file = crate::fs::OpenFile::with_path(
-        target.inode().open(libc::O_RDONLY as u32)?,
-        0,
-        Some(target),
-    );
-    let size = usize::try_from(st.st_size).map_err(|_| Errno::ENOEXEC)?;
-    if size > 1 << 32 {
-        return Err(Errno::ENOMEM);
-    }
-    let mut out = vec![0u8; size];
-    let mut done = 0;
-    while done < out.len() {
-        match file.read_at(&mut out[done..], done as u64)? {
-            0 => break,
-            n => done += n,
-        }
-    }
-    out.truncate(done);
-    Ok((out, real))
+    let root = task.fs.guard().root.clone();
+    Ok((crate::open_executable(target, &root, &st)?, real))
 }
 
 /// A `#!` line: the interpreter and its optional single argument.
@@ -177,7 +160,7 @@ fn do_execve(
     };
     // `#!` scripts: the interpreter runs with the script as its argument.
     for depth in 0.. {
-        let Some((interp, arg)) = shebang(&image) else {
+        let Some((interp, arg)) = shebang(&image.head) else {
             break;
         };
         if depth >= MAX_INTERP_DEPTH {
@@ -191,7 +174,7 @@ fn do_execve(
         (image, real_path) = read_program(task, libc::AT_FDCWD, &interp, true)?;
         filename = interp;
     }
-    if !image.starts_with(b"\x7fELF") {
+    if !image.head.starts_with(b"\x7fELF") {
         return Err(Errno::ENOEXEC);
     }
 

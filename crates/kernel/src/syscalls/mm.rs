@@ -4,7 +4,7 @@ use moat_abi::Errno;
 use moat_platform::{Prot, USER_MAX};
 
 use super::{int, SyscallResult};
-use crate::mm::{page_up, Placement, VmaKind, PAGE};
+use crate::mm::{page_up, MappedFile, Placement, VmaKind, PAGE};
 use crate::process::Guard;
 use crate::task::Task;
 
@@ -68,7 +68,12 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || file.path().is_none() {
             return Err(Errno::ENODEV);
         }
-        let backing = file.path().and_then(|p| p.inode().memory_backed());
+        let inode = file.path().map(|p| p.inode().clone());
+        let backing = if shared {
+            inode.as_ref().and_then(|i| i.memory_backed())
+        } else {
+            None
+        };
         if shared && prot & libc::PROT_WRITE as u64 != 0 && backing.is_none() {
             // Files whose pages are not in the memory file (host files through the gofer)
             // would need a page cache to share writes with the file.
@@ -78,7 +83,14 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             );
             return Err(Errno::ENODEV);
         }
-        Some((file, st, backing.filter(|_| shared)))
+        // A private mapping (or a read-only shared one of a file without memory-file pages,
+        // which can never see a write) maps the file's page cache copy-on-write.
+        let pages = if backing.is_none() {
+            inode.as_ref().and_then(|i| i.page_source())
+        } else {
+            None
+        };
+        Some((file, st, backing, pages))
     } else {
         None
     };
@@ -96,53 +108,66 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let prot = Prot((prot & PROT_MASK) as u32);
-    let kind = match &file {
-        Some((_, st, _)) => VmaKind::File {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            base: offset.wrapping_sub(addr_of(place)),
-        },
-        None => VmaKind::Anonymous { shared },
-    };
-    if let Some((_, st, Some(tmpfs))) = &file {
-        // A shared mapping of a file whose pages are memory-file pages: map them as they are.
-        let pages = tmpfs.share_pages(offset / PAGE, len / PAGE)?;
-        let kind = VmaKind::SharedFile {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            base: offset.wrapping_sub(addr_of(place)),
-        };
+    let Some((file, st, backing, pages)) = file else {
         let start =
             task.mm
                 .guard()
-                .map_shared_file(place, len, prot, kind, &pages, tmpfs.clone())?;
-        task.mm.guard().set_kind(
-            start,
-            VmaKind::SharedFile {
-                dev: st.st_dev,
-                ino: st.st_ino,
-                base: offset.wrapping_sub(start),
-            },
-        );
-        name_mapping(task, file.as_ref().map(|(f, _, _)| &**f), start, len);
+                .map_anonymous(place, len, prot, VmaKind::Anonymous { shared })?;
+        if flags & libc::MAP_POPULATE != 0 {
+            // Best effort, as in Linux: a failure here does not fail the mmap.
+            let _ = task.mm.guard().populate_range(start, len);
+        }
         return Ok(start);
-    }
-    let start = task.mm.guard().map_anonymous(place, len, prot, kind)?;
-    name_mapping(task, file.as_ref().map(|(f, _, _)| &**f), start, len);
-    if let Some((file, st, _)) = file {
-        // Fix the VMA's file base now that the address is known, then copy the file's bytes in.
+    };
+    let (dev, ino) = (st.st_dev, st.st_ino);
+    let start = if let Some(tmpfs) = backing {
+        // A shared mapping of a file whose pages are memory-file pages: map them as they are.
+        let got = tmpfs.share_pages(offset / PAGE, len / PAGE)?;
+        let mapped = MappedFile {
+            dev,
+            ino,
+            offset,
+            pages: tmpfs,
+        };
+        task.mm
+            .guard()
+            .map_shared_file(place, len, prot, &mapped, &got)?
+    } else if let Some(pages) = pages {
+        let mapped = MappedFile {
+            dev,
+            ino,
+            offset,
+            pages,
+        };
+        task.mm
+            .guard()
+            .map_private_file(place, len, prot, &mapped)?
+    } else {
+        // A file with no pages of its own: a private copy of its bytes.
+        let kind = VmaKind::File {
+            dev,
+            ino,
+            base: offset.wrapping_sub(addr_of(place)),
+            source: 0,
+        };
+        let start = task.mm.guard().map_anonymous(place, len, prot, kind)?;
         task.mm.guard().set_kind(
             start,
             VmaKind::File {
-                dev: st.st_dev,
-                ino: st.st_ino,
+                dev,
+                ino,
                 base: offset.wrapping_sub(start),
+                source: 0,
             },
         );
         if let Err(e) = copy_file(task, &file, start, len, offset) {
             let _ = task.mm.guard().unmap(start, len);
             return Err(e);
         }
+        start
+    };
+    name_mapping(task, Some(&*file), start, len);
+    if !shared {
         // Whole pages past the end of the file fault with SIGBUS.
         let file_pages = page_up(st.st_size.max(0) as u64).unwrap_or(u64::MAX);
         let past = file_pages.saturating_sub(offset);

@@ -209,6 +209,14 @@ pub trait Inode: Send + Sync {
         None
     }
 
+    /// Where a private mapping of this regular file (and the loader, for a program's
+    /// segments) takes its pages: the file's own memory-file pages or its page cache.
+    /// `None`: the mapping is a copy of the file's bytes made at mmap time.
+    fn page_source(&self) -> Option<Arc<dyn crate::mm::PageSource>> {
+        self.memory_backed()
+            .map(|t| t as Arc<dyn crate::mm::PageSource>)
+    }
+
     /// Owned downcast support (a hard link stores the inode itself).
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync>;
 }
