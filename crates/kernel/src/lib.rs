@@ -32,8 +32,8 @@ use moat_memory::{MemoryError, MemoryFile};
 use moat_platform::{Platform, PlatformError};
 
 pub use loader::{AuxFacts, LoadError};
-pub use task::ExitStatus;
 pub use net::NetworkMode;
+pub use task::ExitStatus;
 
 /// Number of resource limits (`RLIM_NLIMITS`).
 pub const RLIMIT_COUNT: usize = 16;

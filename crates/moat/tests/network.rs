@@ -152,7 +152,8 @@ fn a_server_inside_network_host_is_reachable_from_the_host() {
         panic!("no port from the sandbox: {first:?}\n{err}");
     };
     let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect from the host");
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     conn.write_all(b"host here\n").unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();
@@ -187,7 +188,9 @@ fn udp_both_ways_with_network_host() {
     let port = host.local_addr().unwrap().port().to_string();
     let echo = std::thread::spawn(move || {
         let mut buf = [0u8; 100];
-        let (n, from) = host.recv_from(&mut buf).expect("a datagram from the sandbox");
+        let (n, from) = host
+            .recv_from(&mut buf)
+            .expect("a datagram from the sandbox");
         host.send_to(b"answer from the host", from).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });

@@ -260,10 +260,7 @@ pub const KERNEL_HOST_NETWORK: &[HostSyscall] = &[
     ),
     any(libc::SYS_bind),
     any(libc::SYS_listen),
-    when(
-        libc::SYS_accept4,
-        &[&[ArgIs::int(3, HOST_SOCKET_FLAGS)]],
-    ),
+    when(libc::SYS_accept4, &[&[ArgIs::int(3, HOST_SOCKET_FLAGS)]]),
     any(libc::SYS_connect),
     any(libc::SYS_sendto),
     any(libc::SYS_recvfrom),
@@ -530,14 +527,14 @@ mod tests {
             assert!(!allowed.contains_key(&nr), "{nr}");
         }
         // `socket` only for TCP and UDP over IPv4 and IPv6: never raw, packet or netlink.
-        let socket = allowed[&libc::SYS_socket].as_ref().expect("argument checks");
+        let socket = allowed[&libc::SYS_socket]
+            .as_ref()
+            .expect("argument checks");
         assert_eq!(socket.len(), 4);
         for alternative in socket {
             assert!(alternative.contains(&ArgIs::int(2, 0)));
-            assert!(alternative
-                .iter()
-                .any(|c| c.index == 0
-                    && [libc::AF_INET as u64, libc::AF_INET6 as u64].contains(&c.value)));
+            assert!(alternative.iter().any(|c| c.index == 0
+                && [libc::AF_INET as u64, libc::AF_INET6 as u64].contains(&c.value)));
         }
         // Its socket's number replaces the placeholder.
         assert!(listing(&gofer_allowlist()).contains("sendmsg: arg0 == socket"));

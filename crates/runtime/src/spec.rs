@@ -3,9 +3,7 @@
 //! encoding sent down a pipe. The front is trusted, but the decoder still checks every length.
 
 use moat_abi::Rlimit;
-use moat_kernel::{
-    AuxFacts, Credentials, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT,
-};
+use moat_kernel::{AuxFacts, Credentials, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
 
 use crate::RuntimeError;
 

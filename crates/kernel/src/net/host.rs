@@ -30,8 +30,8 @@ use rustix::net::{sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrAny, S
 use super::inet::options::{
     timeval_bytes, timeval_of, IPV6_V6ONLY, SOL_IPV6, SOL_TCP, SO_ACCEPTCONN, SO_BROADCAST,
     SO_DOMAIN, SO_ERROR, SO_KEEPALIVE, SO_LINGER, SO_PROTOCOL, SO_RCVBUF, SO_RCVTIMEO,
-    SO_RCVTIMEO_NEW, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_SNDTIMEO, SO_SNDTIMEO_NEW,
-    SO_TYPE, TCP_KEEPIDLE, TCP_NODELAY,
+    SO_RCVTIMEO_NEW, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_SNDTIMEO, SO_SNDTIMEO_NEW, SO_TYPE,
+    TCP_KEEPIDLE, TCP_NODELAY,
 };
 use super::inet::Family;
 use super::{deadline, wait_for, Blocking, Incoming, Outgoing, Socket, SOL_SOCKET};
@@ -112,7 +112,11 @@ impl Poller {
         let mut events = Vec::with_capacity(64);
         loop {
             events.clear();
-            match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut events), None) {
+            match epoll::wait(
+                &self.epoll,
+                rustix::buffer::spare_capacity(&mut events),
+                None,
+            ) {
                 Ok(_) => {}
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
@@ -167,13 +171,9 @@ impl HostSocket {
         } else {
             rustix::net::SocketType::DGRAM
         };
-        let fd = rustix::net::socket_with(
-            af,
-            ty,
-            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(errno)?;
+        let fd =
+            rustix::net::socket_with(af, ty, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC, None)
+                .map_err(errno)?;
         Self::wrap(fd, family, kind, uid)
     }
 
@@ -341,8 +341,7 @@ impl Socket for HostSocket {
     }
 
     fn connect(&self, task: &mut Task, raw: &[u8], nonblocking: bool) -> Result<(), Errno> {
-        if super::inet::sa_family(raw)? == libc::AF_UNSPEC as u16 && self.kind == libc::SOCK_DGRAM
-        {
+        if super::inet::sa_family(raw)? == libc::AF_UNSPEC as u16 && self.kind == libc::SOCK_DGRAM {
             // A datagram socket's disconnect.
             return rustix::net::connect_unspec(&self.fd).map_err(errno);
         }
@@ -362,7 +361,13 @@ impl Socket for HostSocket {
                 Err(e) => Err(errno(e)),
             }
         })
-        .map_err(|e| if e == Errno::EAGAIN { Errno::EINPROGRESS } else { e })
+        .map_err(|e| {
+            if e == Errno::EAGAIN {
+                Errno::EINPROGRESS
+            } else {
+                e
+            }
+        })
     }
 
     fn accept(
@@ -496,9 +501,8 @@ impl Socket for HostSocket {
         let fd = &self.fd;
         let int = |v: i32| Ok(v.to_le_bytes().to_vec());
         let flag = |v: rustix::io::Result<bool>| int(i32::from(v.map_err(errno)?));
-        let size = |v: rustix::io::Result<usize>| {
-            int(v.map_err(errno)?.min(i32::MAX as usize) as i32)
-        };
+        let size =
+            |v: rustix::io::Result<usize>| int(v.map_err(errno)?.min(i32::MAX as usize) as i32);
         let secs = |v: rustix::io::Result<Duration>| {
             int(v.map_err(errno)?.as_secs().min(i32::MAX as u64) as i32)
         };
@@ -528,8 +532,12 @@ impl Socket for HostSocket {
                 v.extend_from_slice(&secs.to_le_bytes());
                 Ok(v)
             }
-            (SOL_SOCKET, SO_RCVTIMEO | SO_RCVTIMEO_NEW) => Ok(timeval_bytes(lock(&self.timeouts).1)),
-            (SOL_SOCKET, SO_SNDTIMEO | SO_SNDTIMEO_NEW) => Ok(timeval_bytes(lock(&self.timeouts).0)),
+            (SOL_SOCKET, SO_RCVTIMEO | SO_RCVTIMEO_NEW) => {
+                Ok(timeval_bytes(lock(&self.timeouts).1))
+            }
+            (SOL_SOCKET, SO_SNDTIMEO | SO_SNDTIMEO_NEW) => {
+                Ok(timeval_bytes(lock(&self.timeouts).0))
+            }
             (SOL_TCP, TCP_NODELAY) if self.kind == libc::SOCK_STREAM => {
                 flag(sockopt::tcp_nodelay(fd))
             }
@@ -542,9 +550,7 @@ impl Socket for HostSocket {
             (SOL_TCP, TCP_KEEPCNT) if self.kind == libc::SOCK_STREAM => {
                 int(sockopt::tcp_keepcnt(fd).map_err(errno)? as i32)
             }
-            (SOL_IPV6, IPV6_V6ONLY) if self.family == Family::V6 => {
-                flag(sockopt::ipv6_v6only(fd))
-            }
+            (SOL_IPV6, IPV6_V6ONLY) if self.family == Family::V6 => flag(sockopt::ipv6_v6only(fd)),
             _ => Err(Errno::ENOPROTOOPT),
         }
     }

@@ -29,14 +29,19 @@ pub const NETWORK_ANNOTATION: &str = "dev.moat.network";
 /// bundle's [`NETWORK_ANNOTATION`] (`none` over `sandbox` over `host`). Without a network
 /// namespace in `linux.namespaces` runc would share the host's network; Moat keeps the
 /// sandbox's own unless `--network=host` (as runsc does), and says so.
-pub fn network_mode(flag: NetworkMode, plan: &Plan, warnings: &mut Vec<String>) -> NetworkMode {
+pub fn network_mode(
+    flag: NetworkMode,
+    annotations: &HashMap<String, String>,
+    network_namespace: bool,
+    warnings: &mut Vec<String>,
+) -> NetworkMode {
     let rank = |m: NetworkMode| match m {
         NetworkMode::None => 2,
         NetworkMode::Sandbox => 1,
         NetworkMode::Host => 0,
     };
     let mut mode = flag;
-    if let Some(asked) = plan.annotations.get(NETWORK_ANNOTATION) {
+    if let Some(asked) = annotations.get(NETWORK_ANNOTATION) {
         match NetworkMode::parse(asked) {
             Some(NetworkMode::Host) if flag != NetworkMode::Host => warnings.push(format!(
                 "annotation {NETWORK_ANNOTATION}=host: the host's network is given only by \
@@ -51,7 +56,7 @@ pub fn network_mode(flag: NetworkMode, plan: &Plan, warnings: &mut Vec<String>) 
             )),
         }
     }
-    if !plan.network_namespace && mode != NetworkMode::Host {
+    if !network_namespace && mode != NetworkMode::Host {
         warnings.push(format!(
             "linux.namespaces has no network namespace (runc would share the host's \
              network): the container gets the sandbox's own network ({}); use \
@@ -741,5 +746,31 @@ mod tests {
             spec.process().as_ref().unwrap().args().as_ref().unwrap()[0],
             "sh"
         );
+    }
+
+    #[test]
+    fn the_network_is_the_more_isolated_of_flag_and_annotation() {
+        let with = |v: Option<&str>| -> HashMap<String, String> {
+            v.map(|v| (NETWORK_ANNOTATION.to_string(), v.to_string()))
+                .into_iter()
+                .collect()
+        };
+        let mode = |flag, annotation, netns| {
+            let mut warnings = Vec::new();
+            let m = network_mode(flag, &with(annotation), netns, &mut warnings);
+            (m, warnings.len())
+        };
+        use NetworkMode::{Host, None as Off, Sandbox};
+        assert_eq!(mode(Sandbox, None, true), (Sandbox, 0));
+        assert_eq!(mode(Host, None, true), (Host, 0));
+        assert_eq!(mode(Host, Some("none"), true), (Off, 0));
+        assert_eq!(mode(Host, Some("sandbox"), true), (Sandbox, 0));
+        assert_eq!(mode(Off, Some("sandbox"), true), (Off, 0));
+        // A bundle cannot ask for the host's network; it is told so.
+        assert_eq!(mode(Sandbox, Some("host"), true), (Sandbox, 1));
+        assert_eq!(mode(Sandbox, Some("bogus"), true), (Sandbox, 1));
+        // No network namespace: runc would share the host's; Moat says what it does instead.
+        assert_eq!(mode(Sandbox, None, false), (Sandbox, 1));
+        assert_eq!(mode(Host, None, false), (Host, 0));
     }
 }

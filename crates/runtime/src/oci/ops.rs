@@ -91,7 +91,12 @@ pub fn create(g: &Globals, o: &CreateOptions) -> Result<Child, OciError> {
     let (spec, raw) = bundle::load(&bundle)?;
     let mut plan = bundle::plan(&bundle, &spec, &raw, moat_platform::PLATFORMS[0])?;
     let mut warnings = std::mem::take(&mut plan.warnings);
-    plan.spec.network = bundle::network_mode(g.network, &plan, &mut warnings);
+    plan.spec.network = bundle::network_mode(
+        g.network,
+        &plan.annotations,
+        plan.network_namespace,
+        &mut warnings,
+    );
     plan.warnings = warnings;
     if o.preserve_fds > 0 {
         plan.warnings.push(format!(
