@@ -55,41 +55,43 @@ http {
   uwsgi_temp_path /srv/site/tmp/uwsgi;
   scgi_temp_path /srv/site/tmp/scgi;
   server {
-    listen 127.0.0.1:8080;
+    listen 127.0.0.1:NGINX_PORT;
     root /srv/site/www;
   }
 }
 ";
 
 /// The sandboxed script: redis first, then nginx. Every client has a time limit, and each
-/// result is one line the test checks.
+/// result is one line the test checks. `$1` is redis's port, `$2` nginx's.
 const SCRIPT: &str = r#"
-redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+rport=$1
+nport=$2
+redis-server --port $rport --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
   --logfile /srv/site/redis.log --pidfile /srv/site/redis.pid
 up=no
 for i in $(seq 100); do
-  [ "$(redis-cli -h 127.0.0.1 ping 2>/dev/null)" = PONG ] && { up=yes; break; }
+  [ "$(redis-cli -h 127.0.0.1 -p $rport ping 2>/dev/null)" = PONG ] && { up=yes; break; }
   sleep 0.1
 done
 echo "redis up: $up"
-redis-cli -h 127.0.0.1 set greeting "hello redis"
-echo "get: $(redis-cli -h 127.0.0.1 get greeting)"
-timeout 120 redis-benchmark -h 127.0.0.1 -q -n 2000 -t set,get | tr '\r' '\n' | grep 'requests per second, '
+redis-cli -h 127.0.0.1 -p $rport set greeting "hello redis"
+echo "get: $(redis-cli -h 127.0.0.1 -p $rport get greeting)"
+timeout 120 redis-benchmark -h 127.0.0.1 -p $rport -q -n 2000 -t set,get | tr '\r' '\n' | grep 'requests per second, '
 echo "benchmark: $?"
-echo "after: $(redis-cli -h 127.0.0.1 dbsize)"
-redis-cli -h 127.0.0.1 shutdown nosave
+echo "after: $(redis-cli -h 127.0.0.1 -p $rport dbsize)"
+redis-cli -h 127.0.0.1 -p $rport shutdown nosave
 echo "redis shutdown: $?"
 
 mkdir -p /srv/site/tmp
 nginx -c /srv/site/nginx.conf -p /srv/site &
 nginx=$!
 for i in $(seq 100); do
-  curl -sf --max-time 5 -o /dev/null http://127.0.0.1:8080/ && break
+  curl -sf --max-time 5 -o /dev/null http://127.0.0.1:$nport/ && break
   sleep 0.1
 done
-echo "index: $(curl -sS --max-time 20 http://127.0.0.1:8080/index.html)"
-echo "big: $(curl -sS --max-time 60 http://127.0.0.1:8080/big.txt | sha256sum)"
-echo "missing: $(curl -s --max-time 20 -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/missing)"
+echo "index: $(curl -sS --max-time 20 http://127.0.0.1:$nport/index.html)"
+echo "big: $(curl -sS --max-time 60 http://127.0.0.1:$nport/big.txt | sha256sum)"
+echo "missing: $(curl -s --max-time 20 -o /dev/null -w '%{http_code}' http://127.0.0.1:$nport/missing)"
 kill -QUIT $nginx
 wait $nginx
 echo "nginx exit: $?"
@@ -142,8 +144,27 @@ fn run_limited(args: &[&str], limit: Duration) -> (std::process::ExitStatus, Str
     )
 }
 
+/// A port free on the host's loopback now (for servers in a `--network=host` sandbox).
+fn free_host_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 #[test]
 fn redis_and_nginx_in_one_sandbox() {
+    servers_in_one_sandbox("sandbox", 6379, 8080);
+}
+
+/// The same servers and clients on real host sockets: many connections at once
+/// (redis-benchmark's 50 clients), epoll on host sockets, forked workers sharing a listener.
+#[test]
+fn redis_and_nginx_with_network_host() {
+    servers_in_one_sandbox("host", free_host_port(), free_host_port());
+}
+
+fn servers_in_one_sandbox(network: &str, redis_port: u16, nginx_port: u16) {
     let needed = [
         "redis-server",
         "redis-cli",
@@ -158,16 +179,30 @@ fn redis_and_nginx_in_one_sandbox() {
     let scratch = Scratch::new("servers");
     let dir = scratch.path();
     let sum = write_site(dir);
-    std::fs::write(dir.join("nginx.conf"), NGINX_CONF).unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        NGINX_CONF.replace("NGINX_PORT", &nginx_port.to_string()),
+    )
+    .unwrap();
     std::fs::write(dir.join("run.sh"), SCRIPT).unwrap();
     let volume = format!("{}:/srv/site", dir.display());
+    let network = format!("--network={network}");
+    let (redis_port, nginx_port) = (redis_port.to_string(), nginx_port.to_string());
     let (status, out, err) = run_limited(
-        &["-v", &volume, "/bin/sh", "/srv/site/run.sh"],
-        Duration::from_secs(300),
+        &[
+            &network,
+            "-v",
+            &volume,
+            "/bin/sh",
+            "/srv/site/run.sh",
+            &redis_port,
+            &nginx_port,
+        ],
+        Duration::from_secs(240),
     );
     let log = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
     let context = format!(
-        "{status:?}\nstdout:\n{out}\nstderr:\n{err}\nredis.log:\n{}\nnginx error.log:\n{}",
+        "{network} {status:?}\nstdout:\n{out}\nstderr:\n{err}\nredis.log:\n{}\nnginx error.log:\n{}",
         log("redis.log"),
         log("error.log")
     );
