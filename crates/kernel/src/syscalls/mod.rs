@@ -265,7 +265,7 @@ syscall_table! {
     EPOLL_WAIT => epoll::epoll_wait, [Int, Ptr, Int, Int], FULL;
     EPOLL_PWAIT => epoll::epoll_pwait, [Int, Ptr, Int, Int, Ptr, Uint], FULL;
     EPOLL_PWAIT2 => epoll::epoll_pwait2, [Int, Ptr, Int, Ptr, Ptr, Uint], FULL;
-    SOCKET => socket::socket, [Int, Hex, Int], Support::Partial("AF_UNIX; AF_INET and AF_INET6 TCP and UDP on the sandbox's loopback; AF_NETLINK NETLINK_ROUTE (interface and address dumps); no packet, raw or ICMP sockets");
+    SOCKET => socket::socket, [Int, Hex, Int], Support::Partial("AF_UNIX; AF_INET and AF_INET6 TCP and UDP on the sandbox's loopback, or host sockets with --network=host; AF_NETLINK NETLINK_ROUTE (interface and address dumps); no packet, raw or ICMP sockets");
     SOCKETPAIR => socket::socketpair, [Int, Hex, Int, Ptr], FULL;
     BIND => socket::bind, [Int, Ptr, Uint], FULL;
     LISTEN => socket::listen, [Int, Int], FULL;

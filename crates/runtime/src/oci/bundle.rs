@@ -31,7 +31,7 @@ pub const NETWORK_ANNOTATION: &str = "dev.moat.network";
 /// sandbox's own unless `--network=host` (as runsc does), and says so.
 pub fn network_mode(
     flag: NetworkMode,
-    annotations: &HashMap<String, String>,
+    annotation: Option<&str>,
     network_namespace: bool,
     warnings: &mut Vec<String>,
 ) -> NetworkMode {
@@ -41,7 +41,7 @@ pub fn network_mode(
         NetworkMode::Host => 0,
     };
     let mut mode = flag;
-    if let Some(asked) = annotations.get(NETWORK_ANNOTATION) {
+    if let Some(asked) = annotation {
         match NetworkMode::parse(asked) {
             Some(NetworkMode::Host) if flag != NetworkMode::Host => warnings.push(format!(
                 "annotation {NETWORK_ANNOTATION}=host: the host's network is given only by \
@@ -750,14 +750,9 @@ mod tests {
 
     #[test]
     fn the_network_is_the_more_isolated_of_flag_and_annotation() {
-        let with = |v: Option<&str>| -> HashMap<String, String> {
-            v.map(|v| (NETWORK_ANNOTATION.to_string(), v.to_string()))
-                .into_iter()
-                .collect()
-        };
         let mode = |flag, annotation, netns| {
             let mut warnings = Vec::new();
-            let m = network_mode(flag, &with(annotation), netns, &mut warnings);
+            let m = network_mode(flag, annotation, netns, &mut warnings);
             (m, warnings.len())
         };
         use NetworkMode::{Host, None as Off, Sandbox};

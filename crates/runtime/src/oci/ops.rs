@@ -93,7 +93,9 @@ pub fn create(g: &Globals, o: &CreateOptions) -> Result<Child, OciError> {
     let mut warnings = std::mem::take(&mut plan.warnings);
     plan.spec.network = bundle::network_mode(
         g.network,
-        &plan.annotations,
+        plan.annotations
+            .get(bundle::NETWORK_ANNOTATION)
+            .map(String::as_str),
         plan.network_namespace,
         &mut warnings,
     );
