@@ -224,8 +224,11 @@ impl Refusal {
 
 /// `SOCK_NONBLOCK | SOCK_CLOEXEC`: the only flags the kernel's host sockets are made with.
 const HOST_SOCKET_FLAGS: u32 = (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u32;
-/// `FIONREAD`, which a host socket answers for the application.
+/// The queue sizes a host socket answers for the application: `FIONREAD`, `SIOCOUTQ`
+/// (`TIOCOUTQ`), `SIOCOUTQNSD`.
 const FIONREAD: u32 = 0x541b;
+const TIOCOUTQ: u32 = 0x5411;
+const SIOCOUTQNSD: u32 = 0x894b;
 
 /// The section of the kernel's allowlist installed only with `--network=host`: the calls it
 /// makes on the host sockets it owns for the application (`net/host.rs` in the kernel), and
@@ -269,7 +272,14 @@ pub const KERNEL_HOST_NETWORK: &[HostSyscall] = &[
     any(libc::SYS_getsockopt),
     any(libc::SYS_getsockname),
     any(libc::SYS_getpeername),
-    when(libc::SYS_ioctl, &[&[ArgIs::int(1, FIONREAD)]]),
+    when(
+        libc::SYS_ioctl,
+        &[
+            &[ArgIs::int(1, FIONREAD)],
+            &[ArgIs::int(1, TIOCOUTQ)],
+            &[ArgIs::int(1, SIOCOUTQNSD)],
+        ],
+    ),
     // Readiness: one host epoll, watched by a thread of the kernel's.
     any(libc::SYS_epoll_create1),
     any(libc::SYS_epoll_ctl),

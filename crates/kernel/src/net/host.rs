@@ -18,17 +18,17 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use moat_abi::{Errno, Stat};
 use rustix::event::epoll;
-use rustix::net::{sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrAny, SocketFlags};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrAny, SocketFlags};
 
 use super::inet::options::{
-    timeval_bytes, timeval_of, IPV6_V6ONLY, SOL_IPV6, SOL_TCP, SO_ACCEPTCONN, SO_BROADCAST,
+    timeval_bytes, timeval_of, IPV6_V6ONLY, SOL_IP, SOL_IPV6, SOL_TCP, SO_ACCEPTCONN, SO_BROADCAST,
     SO_DOMAIN, SO_ERROR, SO_KEEPALIVE, SO_LINGER, SO_PROTOCOL, SO_RCVBUF, SO_RCVTIMEO,
     SO_RCVTIMEO_NEW, SO_REUSEADDR, SO_REUSEPORT, SO_SNDBUF, SO_SNDTIMEO, SO_SNDTIMEO_NEW, SO_TYPE,
     TCP_KEEPIDLE, TCP_NODELAY,
@@ -42,8 +42,11 @@ use crate::wait::WaitQueue;
 
 const TCP_KEEPINTVL: i32 = 5;
 const TCP_KEEPCNT: i32 = 6;
-/// `FIONREAD`: bytes waiting to be read.
+/// `FIONREAD`: bytes waiting to be read; `TIOCOUTQ` (`SIOCOUTQ`): bytes not yet
+/// acknowledged; `SIOCOUTQNSD`: bytes not yet sent.
 const FIONREAD: u32 = 0x541b;
+const TIOCOUTQ: u32 = 0x5411;
+const SIOCOUTQNSD: u32 = 0x894b;
 
 /// The most one receive takes from the host: larger buffers are filled in several calls
 /// (a stream) or hold any datagram anyway (UDP's largest is 64 KiB).
@@ -57,17 +60,29 @@ fn errno(e: rustix::io::Errno) -> Errno {
     Errno(e.raw_os_error())
 }
 
-/// The kernel process's one host epoll, and the queues to notify for what it reports.
+static POLLER: OnceLock<Result<Arc<Poller>, Errno>> = OnceLock::new();
+
+/// The kernel process's one host epoll, and the host sockets it watches: the queue to
+/// notify for each, and what `/proc/net` lists of it.
 pub struct Poller {
     epoll: OwnedFd,
-    queues: Mutex<HashMap<u64, Weak<WaitQueue>>>,
+    queues: Mutex<HashMap<u64, Watched>>,
     next_key: AtomicU64,
+}
+
+/// A host socket as the poller knows it (it must not keep the socket open).
+struct Watched {
+    queue: Weak<WaitQueue>,
+    fd: Weak<OwnedFd>,
+    family: Family,
+    kind: i32,
+    ino: u64,
+    uid: u32,
 }
 
 impl Poller {
     /// The process's poller, started with the first host socket.
     fn get() -> Result<&'static Arc<Poller>, Errno> {
-        static POLLER: OnceLock<Result<Arc<Poller>, Errno>> = OnceLock::new();
         POLLER
             .get_or_init(|| {
                 let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(errno)?;
@@ -87,16 +102,25 @@ impl Poller {
             .map_err(|e| *e)
     }
 
-    /// Watch `fd`, notifying `queue` on every change the host reports.
-    fn watch(&self, fd: &OwnedFd, queue: &Arc<WaitQueue>) -> Result<u64, Errno> {
+    /// Watch `sock`'s fd, notifying its queue on every change the host reports.
+    fn watch(&self, sock: &HostSocket) -> Result<u64, Errno> {
+        let (fd, queue) = (&sock.fd, &sock.queue);
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        lock(&self.queues).insert(key, Arc::downgrade(queue));
+        let watched = Watched {
+            queue: Arc::downgrade(queue),
+            fd: Arc::downgrade(fd),
+            family: sock.family,
+            kind: sock.kind,
+            ino: sock.ino,
+            uid: sock.uid,
+        };
+        lock(&self.queues).insert(key, watched);
         let flags = epoll::EventFlags::IN
             | epoll::EventFlags::OUT
             | epoll::EventFlags::RDHUP
             | epoll::EventFlags::PRI
             | epoll::EventFlags::ET;
-        if let Err(e) = epoll::add(&self.epoll, fd, epoll::EventData::new_u64(key), flags) {
+        if let Err(e) = epoll::add(&self.epoll, &**fd, epoll::EventData::new_u64(key), flags) {
             lock(&self.queues).remove(&key);
             return Err(errno(e));
         }
@@ -128,7 +152,7 @@ impl Poller {
                 let map = lock(&self.queues);
                 events
                     .iter()
-                    .filter_map(|ev| map.get(&ev.data.u64()).and_then(Weak::upgrade))
+                    .filter_map(|ev| map.get(&ev.data.u64()).and_then(|w| w.queue.upgrade()))
                     .collect()
             };
             for q in queues {
@@ -138,9 +162,98 @@ impl Poller {
     }
 }
 
+/// The largest option value passed either way (`TCP_INFO` is the largest forwarded).
+const OPTION_MAX: usize = 512;
+
+/// The options a host socket passes to the host, by level: plain values (an `int`,
+/// `struct linger`, `TCP_INFO`'s figures), copied through the kernel's own buffer; the host
+/// checks them and answers as it would any process. Nothing here names a host object (no
+/// `SO_BINDTODEVICE`, no filters, no `SO_MARK`) or carries a pointer.
+const FORWARDED: &[(i32, &[i32])] = &[
+    (
+        SOL_SOCKET,
+        &[
+            SO_REUSEADDR,
+            SO_TYPE,
+            SO_ERROR,
+            5, // SO_DONTROUTE
+            SO_BROADCAST,
+            SO_SNDBUF,
+            SO_RCVBUF,
+            SO_KEEPALIVE,
+            10, // SO_OOBINLINE
+            SO_LINGER,
+            SO_REUSEPORT,
+            18, // SO_RCVLOWAT
+            SO_ACCEPTCONN,
+            SO_PROTOCOL,
+            SO_DOMAIN,
+        ],
+    ),
+    (
+        SOL_IP,
+        &[
+            1,  // IP_TOS
+            2,  // IP_TTL
+            10, // IP_MTU_DISCOVER
+            14, // IP_MTU
+            15, // IP_FREEBIND
+            33, // IP_MULTICAST_TTL
+            34, // IP_MULTICAST_LOOP
+        ],
+    ),
+    (
+        SOL_IPV6,
+        &[
+            16, // IPV6_UNICAST_HOPS
+            18, // IPV6_MULTICAST_HOPS
+            19, // IPV6_MULTICAST_LOOP
+            23, // IPV6_MTU_DISCOVER
+            24, // IPV6_MTU
+            IPV6_V6ONLY,
+            67, // IPV6_TCLASS
+        ],
+    ),
+    (
+        SOL_TCP,
+        &[
+            TCP_NODELAY,
+            2, // TCP_MAXSEG
+            3, // TCP_CORK
+            TCP_KEEPIDLE,
+            TCP_KEEPINTVL,
+            TCP_KEEPCNT,
+            7,  // TCP_SYNCNT
+            8,  // TCP_LINGER2
+            9,  // TCP_DEFER_ACCEPT
+            10, // TCP_WINDOW_CLAMP
+            11, // TCP_INFO
+            12, // TCP_QUICKACK
+            18, // TCP_USER_TIMEOUT
+            23, // TCP_FASTOPEN
+            25, // TCP_NOTSENT_LOWAT
+        ],
+    ),
+    (libc::IPPROTO_UDP, &[1]), // UDP_CORK
+];
+
+fn forwarded(level: i32, name: i32) -> bool {
+    FORWARDED
+        .iter()
+        .any(|(l, names)| *l == level && names.contains(&name))
+}
+
+/// What an address argument is for (its checks differ).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    Bind,
+    Connect,
+    SendTo,
+}
+
 /// A TCP or UDP socket on the host.
 pub struct HostSocket {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     family: Family,
     kind: i32,
     queue: Arc<WaitQueue>,
@@ -149,6 +262,9 @@ pub struct HostSocket {
     uid: u32,
     /// `SO_SNDTIMEO`, `SO_RCVTIMEO`: Moat's waits, not the host's.
     timeouts: Mutex<(Option<Duration>, Option<Duration>)>,
+    /// `shutdown(SHUT_RD)` was asked: a datagram socket's reads end (Linux marks it even
+    /// when it answers `ENOTCONN`), but the host only says so to a receive that waits.
+    read_shut: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for HostSocket {
@@ -178,18 +294,19 @@ impl HostSocket {
     }
 
     fn wrap(fd: OwnedFd, family: Family, kind: i32, uid: u32) -> Result<HostSocket, Errno> {
-        let queue = Arc::new(WaitQueue::default());
-        let key = Poller::get()?.watch(&fd, &queue)?;
-        Ok(HostSocket {
-            fd,
+        let mut sock = HostSocket {
+            fd: Arc::new(fd),
             family,
             kind,
-            queue,
-            key,
+            queue: Arc::new(WaitQueue::default()),
+            key: 0,
             ino: super::next_ino(),
             uid,
             timeouts: Mutex::new((None, None)),
-        })
+            read_shut: std::sync::atomic::AtomicBool::new(false),
+        };
+        sock.key = Poller::get()?.watch(&sock)?;
+        Ok(sock)
     }
 
     /// Try `attempt` until it does not say `EAGAIN`, sleeping on the socket's queue between
@@ -227,10 +344,12 @@ impl HostSocket {
         }
     }
 
-    /// Parse an address argument for this socket's family: length and family as Linux
-    /// checks them; an IPv6 socket also takes `AF_INET` (sent as IPv4-mapped).
-    fn address(&self, raw: &[u8]) -> Result<SocketAddr, Errno> {
-        let fam = super::inet::sa_family(raw)?;
+    /// Parse an address argument for this socket's family, with the checks Linux makes
+    /// for `purpose`: the length first (`EINVAL`), then the family (`EAFNOSUPPORT`). An IPv4
+    /// socket takes `AF_UNSPEC` as IPv4 for `sendto`, and for `bind` with the wildcard; an
+    /// IPv6 socket's `sendto` also takes an `AF_INET` address (sent IPv4-mapped).
+    fn address(&self, raw: &[u8], purpose: Purpose) -> Result<SocketAddr, Errno> {
+        let fam = i32::from(super::inet::sa_family(raw)?);
         let port = |r: &[u8]| u16::from_be_bytes([r[2], r[3]]);
         let v4 = |r: &[u8]| -> Result<SocketAddrV4, Errno> {
             if r.len() < 16 {
@@ -243,55 +362,104 @@ impl HostSocket {
         };
         match self.family {
             Family::V4 => {
-                // AF_UNSPEC is read as IPv4, as Linux does for the wildcard.
-                if fam != libc::AF_INET as u16 && fam != libc::AF_UNSPEC as u16 {
+                let a = v4(raw)?;
+                let unspec_ok = match purpose {
+                    Purpose::Bind => a.ip().is_unspecified(),
+                    Purpose::Connect => false,
+                    Purpose::SendTo => true,
+                };
+                if fam != libc::AF_INET && !(fam == libc::AF_UNSPEC && unspec_ok) {
                     return Err(Errno::EAFNOSUPPORT);
                 }
-                Ok(SocketAddr::V4(v4(raw)?))
+                Ok(SocketAddr::V4(a))
             }
-            Family::V6 => match i32::from(fam) {
-                libc::AF_INET6 => {
-                    if raw.len() < 24 {
-                        return Err(Errno::EINVAL);
-                    }
-                    let mut octets = [0u8; 16];
-                    octets.copy_from_slice(&raw[8..24]);
-                    let flowinfo = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
-                    let scope = raw
-                        .get(24..28)
-                        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                    Ok(SocketAddr::V6(SocketAddrV6::new(
-                        Ipv6Addr::from(octets),
-                        port(raw),
-                        flowinfo,
-                        scope,
-                    )))
+            // A UDP socket's `connect` also takes IPv4, as `sendto` does.
+            Family::V6
+                if fam == libc::AF_INET
+                    && (purpose == Purpose::SendTo
+                        || (purpose == Purpose::Connect && self.kind == libc::SOCK_DGRAM)) =>
+            {
+                let a = v4(raw)?;
+                Ok(SocketAddr::V6(SocketAddrV6::new(
+                    a.ip().to_ipv6_mapped(),
+                    a.port(),
+                    0,
+                    0,
+                )))
+            }
+            Family::V6 => {
+                if raw.len() < 24 {
+                    return Err(Errno::EINVAL);
                 }
-                libc::AF_INET => {
-                    let a = v4(raw)?;
-                    Ok(SocketAddr::V6(SocketAddrV6::new(
-                        a.ip().to_ipv6_mapped(),
-                        a.port(),
-                        0,
-                        0,
-                    )))
+                if fam != libc::AF_INET6 {
+                    return Err(Errno::EAFNOSUPPORT);
                 }
-                _ => Err(Errno::EAFNOSUPPORT),
-            },
+                let mut octets = [0u8; 16];
+                octets.copy_from_slice(&raw[8..24]);
+                let flowinfo = u32::from_be_bytes([raw[4], raw[5], raw[6], raw[7]]);
+                let scope = raw
+                    .get(24..28)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                Ok(SocketAddr::V6(SocketAddrV6::new(
+                    Ipv6Addr::from(octets),
+                    port(raw),
+                    flowinfo,
+                    scope,
+                )))
+            }
         }
     }
 
     fn accepted(&self, fd: OwnedFd) -> Result<HostSocket, Errno> {
         Self::wrap(fd, self.family, self.kind, self.uid)
     }
+}
 
-    fn int_option(value: &[u8]) -> Result<i32, Errno> {
-        let b: [u8; 4] = value
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .ok_or(Errno::EINVAL)?;
-        Ok(i32::from_le_bytes(b))
-    }
+/// The sandbox's host sockets of `kind` (`SOCK_STREAM`, `SOCK_DGRAM`) and `family`, as
+/// `/proc/net/{tcp,udp}{,6}` lines: their names, state (TCP's from `TCP_INFO`) and queues
+/// as the host reports them. Only the sandbox's own sockets, never the host's others.
+pub fn proc_lines(kind: i32, family: Family) -> Vec<super::inet::ProcLine> {
+    use moat_platform::host_socket::{get_option, socket_queue, SocketQueue};
+    let Some(Ok(poller)) = POLLER.get() else {
+        return Vec::new();
+    };
+    let mut live: Vec<(u64, Arc<OwnedFd>, u64, u32)> = lock(&poller.queues)
+        .iter()
+        .filter(|(_, w)| w.kind == kind && w.family == family)
+        .filter_map(|(key, w)| Some((*key, w.fd.upgrade()?, w.ino, w.uid)))
+        .collect();
+    live.sort_by_key(|l| l.0);
+    let addr = |a: Option<SocketAddrAny>| {
+        a.and_then(|a| SocketAddr::try_from(a).ok())
+            .map_or(super::inet::SockAddr::new(family.any(), 0), |a| {
+                super::inet::SockAddr::new(a.ip(), a.port())
+            })
+    };
+    live.into_iter()
+        .map(|(_, fd, ino, uid)| {
+            let remote = rustix::net::getpeername(&*fd).ok().flatten();
+            let state = if kind == libc::SOCK_STREAM {
+                let mut info = [0u8; 8];
+                get_option(fd.as_fd(), SOL_TCP, 11, &mut info).map_or(7, |_| info[0])
+            } else if remote.is_some() {
+                super::inet::state::ESTABLISHED
+            } else {
+                7 // TCP_CLOSE, as Linux shows an unconnected UDP socket
+            };
+            let queue = |q| socket_queue(fd.as_fd(), q).map_or(0, |n| n.max(0) as usize);
+            super::inet::ProcLine {
+                local: addr(rustix::net::getsockname(&*fd).ok()),
+                remote: addr(remote),
+                state,
+                tx_queue: queue(SocketQueue::Outgoing),
+                rx_queue: queue(SocketQueue::Incoming),
+                uid,
+                ino,
+                drops: 0,
+                time_wait: false,
+            }
+        })
+        .collect()
 }
 
 /// A host address as the `sockaddr` bytes the application reads.
@@ -326,7 +494,7 @@ impl Socket for HostSocket {
     }
 
     fn bind(&self, task: &mut Task, raw: &[u8]) -> Result<(), Errno> {
-        let addr = self.address(raw)?;
+        let addr = self.address(raw, Purpose::Bind)?;
         if super::inet::port_needs_privilege(addr.port()) && task.creds.euid != 0 {
             return Err(Errno::EACCES);
         }
@@ -341,24 +509,29 @@ impl Socket for HostSocket {
     }
 
     fn connect(&self, task: &mut Task, raw: &[u8], nonblocking: bool) -> Result<(), Errno> {
-        if super::inet::sa_family(raw)? == libc::AF_UNSPEC as u16 && self.kind == libc::SOCK_DGRAM {
-            // A datagram socket's disconnect.
+        if super::inet::sa_family(raw)? == libc::AF_UNSPEC as u16 {
+            // A disconnect.
             return rustix::net::connect_unspec(&self.fd).map_err(errno);
         }
-        let addr = self.address(raw)?;
+        let addr = self.address(raw, Purpose::Connect)?;
         match rustix::net::connect(&self.fd, &addr).map_err(errno) {
             Err(Errno::EINPROGRESS) if !nonblocking => {}
             r => return r,
         }
-        // A blocking connect: wait for the host's answer, which `SO_ERROR` then holds.
+        // A blocking connect: wait until the host has an answer, then take it as Linux
+        // gives it, from the next `connect` (0, or the error once, leaving the socket ready
+        // for another try), so that the host socket's state is the one a blocking connect
+        // leaves.
         let (send_timeout, _) = *lock(&self.timeouts);
         self.retry(task, false, send_timeout, || {
             if self.host_poll() & (libc::POLLOUT | libc::POLLERR | libc::POLLHUP) as u32 == 0 {
                 return Err(Errno::EAGAIN);
             }
-            match sockopt::socket_error(&self.fd).map_err(errno)? {
-                Ok(()) => Ok(()),
-                Err(e) => Err(errno(e)),
+            match rustix::net::connect(&self.fd, &addr).map_err(errno) {
+                Err(Errno::EISCONN) => Ok(()),
+                // Still on its way (a wake-up for something else): wait again.
+                Err(Errno::EALREADY | Errno::EINPROGRESS) => Err(Errno::EAGAIN),
+                r => r,
             }
         })
         .map_err(|e| {
@@ -398,7 +571,7 @@ impl Socket for HostSocket {
             return Err(Errno::EINVAL);
         }
         let to = match (to, self.kind) {
-            (Some(raw), libc::SOCK_DGRAM) => Some(self.address(raw)?),
+            (Some(raw), libc::SOCK_DGRAM) => Some(self.address(raw, Purpose::SendTo)?),
             // A connected stream ignores a destination, as TCP does.
             _ => None,
         };
@@ -447,16 +620,24 @@ impl Socket for HostSocket {
         let mut buf = vec![0u8; len.min(RECEIVE_CHUNK)];
         loop {
             let want = (len - got.data.len()).min(buf.len());
-            let r = self.retry(task, how.nonblocking, how.timeout, || {
-                rustix::net::recvfrom(&self.fd, &mut buf[..want], flags).map_err(errno)
-            });
+            let r = self.retry(
+                task,
+                how.nonblocking,
+                how.timeout,
+                || match rustix::net::recvfrom(&self.fd, &mut buf[..want], flags).map_err(errno) {
+                    Err(Errno::EAGAIN) if self.read_shut.load(Ordering::Relaxed) => {
+                        Ok((0, 0, None))
+                    }
+                    r => r,
+                },
+            );
             match r {
                 Ok((n, whole, from)) => {
                     let n = n.min(want);
                     got.data.extend_from_slice(&buf[..n]);
                     if self.kind == libc::SOCK_DGRAM {
                         got.whole = whole;
-                        got.from = Some(sockaddr_bytes(from));
+                        got.from = from.map(|a| sockaddr_bytes(Some(a)));
                         return Ok(got);
                     }
                     got.whole = got.data.len();
@@ -478,6 +659,9 @@ impl Socket for HostSocket {
             libc::SHUT_RDWR => rustix::net::Shutdown::Both,
             _ => return Err(Errno::EINVAL),
         };
+        if how != rustix::net::Shutdown::Write {
+            self.read_shut.store(true, Ordering::Relaxed);
+        }
         rustix::net::shutdown(&self.fd, how).map_err(errno)
     }
 
@@ -496,90 +680,27 @@ impl Socket for HostSocket {
         }
     }
 
-    /// The vetted options: each read through a typed wrapper. Others are `ENOPROTOOPT`.
+    /// Options on the vetted list ([`FORWARDED`]) are the host's, read into the kernel's
+    /// own buffer; the time-outs are Moat's; anything else is `ENOPROTOOPT`.
     fn get_option(&self, level: i32, name: i32) -> Result<Vec<u8>, Errno> {
-        let fd = &self.fd;
-        let int = |v: i32| Ok(v.to_le_bytes().to_vec());
-        let flag = |v: rustix::io::Result<bool>| int(i32::from(v.map_err(errno)?));
-        let size =
-            |v: rustix::io::Result<usize>| int(v.map_err(errno)?.min(i32::MAX as usize) as i32);
-        let secs = |v: rustix::io::Result<Duration>| {
-            int(v.map_err(errno)?.as_secs().min(i32::MAX as u64) as i32)
-        };
         match (level, name) {
-            (SOL_SOCKET, SO_TYPE) => int(self.kind),
-            (SOL_SOCKET, SO_DOMAIN) => int(self.family.domain()),
-            (SOL_SOCKET, SO_PROTOCOL) => int(if self.kind == libc::SOCK_STREAM {
-                libc::IPPROTO_TCP
-            } else {
-                libc::IPPROTO_UDP
-            }),
-            (SOL_SOCKET, SO_ERROR) => int(match sockopt::socket_error(fd).map_err(errno)? {
-                Ok(()) => 0,
-                Err(e) => e.raw_os_error(),
-            }),
-            (SOL_SOCKET, SO_ACCEPTCONN) => flag(sockopt::socket_acceptconn(fd)),
-            (SOL_SOCKET, SO_REUSEADDR) => flag(sockopt::socket_reuseaddr(fd)),
-            (SOL_SOCKET, SO_REUSEPORT) => flag(sockopt::socket_reuseport(fd)),
-            (SOL_SOCKET, SO_KEEPALIVE) => flag(sockopt::socket_keepalive(fd)),
-            (SOL_SOCKET, SO_BROADCAST) => flag(sockopt::socket_broadcast(fd)),
-            (SOL_SOCKET, SO_SNDBUF) => size(sockopt::socket_send_buffer_size(fd)),
-            (SOL_SOCKET, SO_RCVBUF) => size(sockopt::socket_recv_buffer_size(fd)),
-            (SOL_SOCKET, SO_LINGER) => {
-                let linger = sockopt::socket_linger(fd).map_err(errno)?;
-                let mut v = i32::from(linger.is_some()).to_le_bytes().to_vec();
-                let secs = linger.map_or(0, |d| d.as_secs().min(i32::MAX as u64) as i32);
-                v.extend_from_slice(&secs.to_le_bytes());
-                Ok(v)
-            }
             (SOL_SOCKET, SO_RCVTIMEO | SO_RCVTIMEO_NEW) => {
-                Ok(timeval_bytes(lock(&self.timeouts).1))
+                return Ok(timeval_bytes(lock(&self.timeouts).1))
             }
             (SOL_SOCKET, SO_SNDTIMEO | SO_SNDTIMEO_NEW) => {
-                Ok(timeval_bytes(lock(&self.timeouts).0))
+                return Ok(timeval_bytes(lock(&self.timeouts).0))
             }
-            (SOL_TCP, TCP_NODELAY) if self.kind == libc::SOCK_STREAM => {
-                flag(sockopt::tcp_nodelay(fd))
-            }
-            (SOL_TCP, TCP_KEEPIDLE) if self.kind == libc::SOCK_STREAM => {
-                secs(sockopt::tcp_keepidle(fd))
-            }
-            (SOL_TCP, TCP_KEEPINTVL) if self.kind == libc::SOCK_STREAM => {
-                secs(sockopt::tcp_keepintvl(fd))
-            }
-            (SOL_TCP, TCP_KEEPCNT) if self.kind == libc::SOCK_STREAM => {
-                int(sockopt::tcp_keepcnt(fd).map_err(errno)? as i32)
-            }
-            (SOL_IPV6, IPV6_V6ONLY) if self.family == Family::V6 => flag(sockopt::ipv6_v6only(fd)),
-            _ => Err(Errno::ENOPROTOOPT),
+            _ if !forwarded(level, name) => return Err(Errno::ENOPROTOOPT),
+            _ => {}
         }
+        let mut buf = [0u8; OPTION_MAX];
+        let n = moat_platform::host_socket::get_option(self.fd.as_fd(), level, name, &mut buf)
+            .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        Ok(buf[..n].to_vec())
     }
 
     fn set_option(&self, _task: &Task, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
-        let fd = &self.fd;
-        let on = || Ok::<bool, Errno>(Self::int_option(value)? != 0);
-        let secs = || -> Result<Duration, Errno> {
-            let v = Self::int_option(value)?;
-            if v < 1 {
-                return Err(Errno::EINVAL);
-            }
-            Ok(Duration::from_secs(v as u64))
-        };
-        let size = || -> Result<usize, Errno> { Ok(Self::int_option(value)?.max(0) as usize) };
-        let stream = self.kind == libc::SOCK_STREAM;
         match (level, name) {
-            (SOL_SOCKET, SO_REUSEADDR) => sockopt::set_socket_reuseaddr(fd, on()?),
-            (SOL_SOCKET, SO_REUSEPORT) => sockopt::set_socket_reuseport(fd, on()?),
-            (SOL_SOCKET, SO_KEEPALIVE) => sockopt::set_socket_keepalive(fd, on()?),
-            (SOL_SOCKET, SO_BROADCAST) => sockopt::set_socket_broadcast(fd, on()?),
-            (SOL_SOCKET, SO_SNDBUF) => sockopt::set_socket_send_buffer_size(fd, size()?),
-            (SOL_SOCKET, SO_RCVBUF) => sockopt::set_socket_recv_buffer_size(fd, size()?),
-            (SOL_SOCKET, SO_LINGER) => {
-                let onoff = Self::int_option(value)?;
-                let secs = Self::int_option(value.get(4..).ok_or(Errno::EINVAL)?)?;
-                let linger = (onoff != 0).then(|| Duration::from_secs(secs.max(0) as u64));
-                sockopt::set_socket_linger(fd, linger)
-            }
             (SOL_SOCKET, SO_RCVTIMEO | SO_RCVTIMEO_NEW) => {
                 lock(&self.timeouts).1 = timeval_of(value)?;
                 return Ok(());
@@ -588,22 +709,12 @@ impl Socket for HostSocket {
                 lock(&self.timeouts).0 = timeval_of(value)?;
                 return Ok(());
             }
-            (SOL_TCP, TCP_NODELAY) if stream => sockopt::set_tcp_nodelay(fd, on()?),
-            (SOL_TCP, TCP_KEEPIDLE) if stream => sockopt::set_tcp_keepidle(fd, secs()?),
-            (SOL_TCP, TCP_KEEPINTVL) if stream => sockopt::set_tcp_keepintvl(fd, secs()?),
-            (SOL_TCP, TCP_KEEPCNT) if stream => {
-                let n = Self::int_option(value)?;
-                if !(1..=127).contains(&n) {
-                    return Err(Errno::EINVAL);
-                }
-                sockopt::set_tcp_keepcnt(fd, n as u32)
-            }
-            (SOL_IPV6, IPV6_V6ONLY) if self.family == Family::V6 => {
-                sockopt::set_ipv6_v6only(fd, on()?)
-            }
-            _ => return Err(Errno::ENOPROTOOPT),
+            _ if !forwarded(level, name) => return Err(Errno::ENOPROTOOPT),
+            _ => {}
         }
-        .map_err(errno)
+        let value = &value[..value.len().min(OPTION_MAX)];
+        moat_platform::host_socket::set_option(self.fd.as_fd(), level, name, value)
+            .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))
     }
 
     fn timeouts(&self) -> (Option<Duration>, Option<Duration>) {
@@ -632,14 +743,17 @@ impl FileOps for HostSocket {
         if let Some(r) = crate::net::iface::ioctl(mm, request, arg, true) {
             return r;
         }
-        match request {
-            FIONREAD => {
-                let n = rustix::io::ioctl_fionread(&self.fd).map_err(errno)?;
-                mm.write_obj(arg, &(n.min(i32::MAX as u64) as i32))?;
-                Ok(0)
-            }
-            _ => Err(Errno::ENOTTY),
-        }
+        use moat_platform::host_socket::{socket_queue, SocketQueue};
+        let queue = match request {
+            FIONREAD => SocketQueue::Incoming,
+            TIOCOUTQ => SocketQueue::Outgoing,
+            SIOCOUTQNSD => SocketQueue::Unsent,
+            _ => return Err(Errno::ENOTTY),
+        };
+        let n = socket_queue(self.fd.as_fd(), queue)
+            .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        mm.write_obj(arg, &n)?;
+        Ok(0)
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
