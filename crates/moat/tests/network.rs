@@ -222,3 +222,62 @@ except OSError as e:
     assert!(ok, "{out}{err}");
     assert_eq!(out, "loop\nENETUNREACH\n", "{err}");
 }
+
+/// Blocking calls on host sockets wait in Moat, so a signal ends them: a handler that
+/// raises interrupts a blocking `accept` and a blocking `recv`; and a program killed in such
+/// a wait by a signal sent to `moat` ends the sandbox.
+#[test]
+fn blocking_host_socket_calls_are_interruptible() {
+    if !Path::new(PYTHON).exists() {
+        eprintln!("skipped: {PYTHON} is not installed");
+        return;
+    }
+    let code = r"
+import signal, socket
+class Alarm(Exception):
+    pass
+def ring(*_):
+    raise Alarm()
+signal.signal(signal.SIGALRM, ring)
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
+for name, call in [('accept', l.accept), ('recv', lambda: u.recv(10))]:
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        call()
+        print(name, 'returned')
+    except Alarm:
+        print(name, 'interrupted')
+";
+    let (ok, out, err) = python_in("host", code, &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "accept interrupted\nrecv interrupted\n", "{err}");
+
+    // SIGTERM to `moat do` reaches the program blocked in `accept`, which dies of it.
+    let mut child = Command::new(MOAT)
+        .arg("do")
+        .args(platform_args())
+        .args([
+            "--network=host",
+            PYTHON,
+            "-c",
+            "import socket\nl = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)\nprint('waiting', flush=True)\nl.accept()",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run moat");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "waiting\n");
+    std::thread::sleep(Duration::from_millis(200));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
+}
