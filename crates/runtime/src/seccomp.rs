@@ -233,8 +233,9 @@ const SIOCOUTQNSD: u32 = 0x894b;
 /// The section of the kernel's allowlist installed only with `--network=host`: the calls it
 /// makes on the host sockets it owns for the application (`net/host.rs` in the kernel), and
 /// its host epoll. `socket` is limited to TCP and UDP over IPv4 and IPv6 (protocol 0),
-/// non-blocking and close-on-exec; everything else takes any fd, since the kernel holds no
-/// other socket these calls could harm.
+/// non-blocking and close-on-exec; everything else takes any fd (host socket fds are not
+/// known in advance). The kernel's only other sockets are its connections to the gofer and
+/// to the front, whose peers check every message whatever the kernel does to them.
 pub const KERNEL_HOST_NETWORK: &[HostSyscall] = &[
     when(
         libc::SYS_socket,
