@@ -6,6 +6,7 @@
 // epoll readiness, dual-stack and IPV6_V6ONLY, options, a large transfer between processes
 // with a checksum, sendfile to a socket, and /proc/net/tcp. Ports are chosen by the kernel
 // (bind to port 0) and never printed.
+// also-network: host
 #include "check.h"
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -4,6 +4,7 @@
 // ECONNREFUSED from a port nobody holds (reported once, to a connected sender), a full
 // receive buffer dropping datagrams, shutdown, poll, SO_RCVTIMEO, a blocking receive woken
 // by another process, dual-stack delivery and errors. Ports are never printed.
+// also-network: host
 #include "check.h"
 #include <arpa/inet.h>
 #include <linux/sockios.h>

@@ -32,6 +32,7 @@ use moat_memory::{MemoryError, MemoryFile};
 use moat_platform::{Platform, PlatformError};
 
 pub use loader::{AuxFacts, LoadError};
+pub use net::NetworkMode;
 pub use task::ExitStatus;
 
 /// Number of resource limits (`RLIM_NLIMITS`).
@@ -133,6 +134,8 @@ pub struct SandboxConfig {
     pub forwarded_signals: Option<std::sync::mpsc::Receiver<HostSignal>>,
     /// Processes to start in the running sandbox (OCI `exec`).
     pub exec_calls: Option<std::sync::mpsc::Receiver<ExecCall>>,
+    /// Whose network TCP and UDP sockets use.
+    pub network: net::NetworkMode,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
@@ -225,6 +228,8 @@ pub struct Kernel {
     pub exec_watchers: Mutex<std::collections::HashMap<i32, ExecWatcher>>,
     /// The sandbox's own network: TCP and UDP ports on its loopback interface.
     pub inet: Arc<net::inet::Stack>,
+    /// Whose network TCP and UDP sockets use: the sandbox's stack, or the host's.
+    pub network: net::NetworkMode,
 }
 
 /// Told the pid of a process started from outside once it is loaded, or why it could not.
@@ -572,6 +577,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         root: Mutex::new(None),
         exec_watchers: Mutex::new(std::collections::HashMap::new()),
         inet: Arc::new(net::inet::Stack::default()),
+        network: config.network,
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;

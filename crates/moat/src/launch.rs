@@ -198,6 +198,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
         wait_for_start: false,
+        network: args.network,
     };
     match moat_runtime::run_sandbox(&spec, &served, log) {
         Ok(code) => code,
@@ -216,13 +217,17 @@ pub fn seccomp_list(markdown: bool) -> String {
             let platform = moat_platform::by_name(name)?;
             Some((
                 format!("kernel process, {name} platform"),
-                seccomp::kernel_allowlist(platform.as_ref()),
+                seccomp::kernel_allowlist(platform.as_ref(), moat_kernel::NetworkMode::Sandbox),
             ))
         })
-        .chain(std::iter::once((
-            "gofer process".to_string(),
-            seccomp::gofer_allowlist(),
-        )))
+        .chain([
+            (
+                "kernel process's host-network section (added only with --network=host)"
+                    .to_string(),
+                seccomp::KERNEL_HOST_NETWORK.to_vec(),
+            ),
+            ("gofer process".to_string(), seccomp::gofer_allowlist()),
+        ])
         .collect();
     for (title, list) in lists {
         if markdown {

@@ -95,6 +95,13 @@ pub struct DoArgs {
     /// the calls a new platform or feature makes.
     #[arg(long, hide = true, conflicts_with = "no_confine")]
     pub seccomp_log: bool,
+    /// Whose network TCP and UDP sockets use: `sandbox` (Moat's own stack; the host's never
+    /// sees the application's sockets), `none` (the sandbox's loopback only, nothing
+    /// outside ever), or `host` (real host sockets the kernel makes on the application's
+    /// behalf, in the host's network namespace: faster and reachable, but the host's network
+    /// stack is exposed; docs/SECURITY.md).
+    #[arg(long, default_value = "sandbox", value_parser = parse_network)]
+    pub network: moat_kernel::NetworkMode,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,
@@ -109,6 +116,12 @@ struct SyscallsArgs {
     /// Print the table as docs/COMPATIBILITY.md.
     #[arg(long)]
     markdown: bool,
+}
+
+/// `--network`'s values.
+pub fn parse_network(name: &str) -> Result<moat_kernel::NetworkMode, String> {
+    moat_kernel::NetworkMode::parse(name)
+        .ok_or_else(|| format!("unknown network mode {name:?} (sandbox, none or host)"))
 }
 
 fn main() -> ExitCode {

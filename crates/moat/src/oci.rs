@@ -31,6 +31,12 @@ pub struct GlobalArgs {
     /// Accepted for compatibility (runc's rootless mode): ignored.
     #[arg(long, value_name = "true|false|auto")]
     pub rootless: Option<String>,
+    /// Whose network containers' TCP and UDP sockets use, as runsc's `--network`:
+    /// `sandbox` (Moat's own stack, whatever the bundle's namespaces say), `none`
+    /// (loopback only), `host` (real host sockets; weaker, see docs/SECURITY.md). A bundle's
+    /// `dev.moat.network` annotation may ask for more isolation, never less.
+    #[arg(long, value_name = "MODE", default_value = "sandbox", value_parser = crate::parse_network)]
+    pub network: moat_kernel::NetworkMode,
 }
 
 /// The OCI runtime commands.
@@ -237,6 +243,7 @@ fn globals(g: &GlobalArgs) -> Globals {
     }
     Globals {
         root: g.root.clone(),
+        network: g.network,
         log_path: g.log.clone(),
         log_json: json,
         debug: g.debug,

@@ -177,6 +177,39 @@ fn the_kernel_and_the_gofer_are_confined() {
     assert!(front.wait().unwrap().success());
 }
 
+/// `--network=host`: the kernel stays in the host's network namespace (its sockets are host
+/// sockets) and is otherwise confined as always; the gofer keeps a network namespace of its
+/// own.
+#[test]
+fn with_network_host_only_the_kernel_shares_the_network() {
+    let mut front = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["do", "--network=host", BUSYBOX, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run moat");
+    let (kernel, gofer) = sandbox_processes(front.id());
+    let kernel_pid = kernel.to_string();
+    assert_eq!(namespace(&kernel_pid, "net"), namespace("self", "net"));
+    assert_ne!(
+        namespace(&gofer.to_string(), "net"),
+        namespace("self", "net")
+    );
+    for kind in ["mnt", "pid", "ipc", "uts"] {
+        assert_ne!(
+            namespace(&kernel_pid, kind),
+            namespace("self", kind),
+            "{kind}"
+        );
+    }
+    assert_eq!(status_field(kernel, "NoNewPrivs"), "1");
+    assert_eq!(status_field(kernel, "Seccomp"), "2");
+    assert_eq!(status_field(kernel, "CapEff"), "0000000000000000");
+    assert!(root_entries(kernel).is_empty());
+    drop(front.stdin.take());
+    assert!(front.wait().unwrap().success());
+}
+
 fn root_entries_at(pid: u32, dir: &str) -> BTreeSet<String> {
     std::fs::read_dir(format!("/proc/{pid}/root/{dir}"))
         .unwrap()
@@ -186,8 +219,16 @@ fn root_entries_at(pid: u32, dir: &str) -> BTreeSet<String> {
 
 #[test]
 fn a_refused_host_call_kills_the_sandbox() {
+    // The probe is a blocking `socket(AF_INET, SOCK_STREAM, 0)`: refused in every network
+    // mode, since host networking allows only non-blocking, close-on-exec TCP/UDP sockets.
+    for network in ["--network=sandbox", "--network=host"] {
+        refused_host_call_kills(network);
+    }
+}
+
+fn refused_host_call_kills(network: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_moat"))
-        .args(["do", BUSYBOX, "echo", "never"])
+        .args(["do", network, BUSYBOX, "echo", "never"])
         .env("MOAT_TEST_SECCOMP_PROBE", "1")
         .output()
         .unwrap();

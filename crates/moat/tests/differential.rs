@@ -70,11 +70,14 @@ struct Program {
     source: PathBuf,
     expect: Ended,
     args: Vec<String>,
+    /// `--network` modes to run under as well (`// also-network: host`).
+    networks: Vec<String>,
 }
 
-fn parse_headers(text: &str) -> Result<(Ended, Vec<String>), String> {
+fn parse_headers(text: &str) -> Result<(Ended, Vec<String>, Vec<String>), String> {
     let mut expect = Ended::Exit(0);
     let mut args = Vec::new();
+    let mut networks = Vec::new();
     for line in text.lines().take_while(|l| l.starts_with("//")) {
         let line = line.trim_start_matches('/').trim();
         if let Some(rest) = line.strip_prefix("expect:") {
@@ -96,9 +99,11 @@ fn parse_headers(text: &str) -> Result<(Ended, Vec<String>), String> {
             };
         } else if let Some(rest) = line.strip_prefix("args:") {
             args = rest.split_whitespace().map(str::to_string).collect();
+        } else if let Some(rest) = line.strip_prefix("also-network:") {
+            networks = rest.split_whitespace().map(str::to_string).collect();
         }
     }
-    Ok((expect, args))
+    Ok((expect, args, networks))
 }
 
 /// The `*.c` files of `dir`, sorted by name; a program whose headers do not parse becomes a
@@ -121,11 +126,12 @@ fn programs(dir: &Path) -> Vec<Result<Program, (String, String)>> {
                 .map_err(|e| e.to_string())
                 .and_then(|text| parse_headers(&text));
             match parsed {
-                Ok((expect, args)) => Ok(Program {
+                Ok((expect, args, networks)) => Ok(Program {
                     name,
                     source,
                     expect,
                     args,
+                    networks,
                 }),
                 Err(e) => Err((name, format!("{}: {e}", source.display()))),
             }
@@ -318,34 +324,41 @@ fn differential(program: &Program, include: &Path, out_dir: &Path) -> Result<(),
         )
         .into());
     }
-    let sandboxed = run(
-        "moat",
-        moat()
-            .arg("do")
-            .args(common::platform_args())
-            .arg("--")
-            .arg(&exe)
-            .args(&program.args)
-            .current_dir(workdir(out_dir, &program.name, "moat")?),
-    )?;
-    let want = native.ended.under_moat();
-    if sandboxed.ended != want || sandboxed.stdout != native.stdout {
-        let what = match (sandboxed.ended == want, sandboxed.stdout == native.stdout) {
-            (false, false) => "status and stdout differ",
-            (false, true) => "status differs",
-            _ => "stdout differs",
-        };
-        return Err(format!(
-            "native and Moat differ: {what}\n\
-             native: {} (so `moat do` should end with {want})\n--- native stdout:\n{}\n\
-             moat:   {}\n--- moat stdout:\n{}\n--- moat stderr:\n{}",
-            native.ended,
-            native.stdout(),
-            sandboxed.ended,
-            sandboxed.stdout(),
-            sandboxed.stderr()
-        )
-        .into());
+    // The default network, then any other the program asks for.
+    let networks = std::iter::once(None).chain(program.networks.iter().map(Some));
+    for network in networks {
+        let tag = network.map_or("moat".to_string(), |n| format!("moat-{n}"));
+        let sandboxed = run(
+            "moat",
+            moat()
+                .arg("do")
+                .args(common::platform_args())
+                .args(network.map(|n| format!("--network={n}")))
+                .arg("--")
+                .arg(&exe)
+                .args(&program.args)
+                .current_dir(workdir(out_dir, &program.name, &tag)?),
+        )?;
+        let want = native.ended.under_moat();
+        if sandboxed.ended != want || sandboxed.stdout != native.stdout {
+            let what = match (sandboxed.ended == want, sandboxed.stdout == native.stdout) {
+                (false, false) => "status and stdout differ",
+                (false, true) => "status differs",
+                _ => "stdout differs",
+            };
+            let network = network.map_or(String::new(), |n| format!(" (--network={n})"));
+            return Err(format!(
+                "native and Moat{network} differ: {what}\n\
+                 native: {} (so `moat do` should end with {want})\n--- native stdout:\n{}\n\
+                 moat:   {}\n--- moat stdout:\n{}\n--- moat stderr:\n{}",
+                native.ended,
+                native.stdout(),
+                sandboxed.ended,
+                sandboxed.stdout(),
+                sandboxed.stderr()
+            )
+            .into());
+        }
     }
     Ok(())
 }
@@ -484,15 +497,18 @@ fn self_tests() -> Vec<Trial> {
     }
     vec![
         Trial::test("harness::headers", || {
-            let (e, a) = parse_headers(
-                "// expect: signal 11\n// args: a  b\n#include <x.h>\n// args: late\n",
+            let (e, a, n) = parse_headers(
+                "// expect: signal 11\n// args: a  b\n// also-network: host\n#include <x.h>\n// args: late\n",
             )?;
             check(
-                e == Ended::Signal(11) && a == ["a", "b"],
-                "signal header and args",
+                e == Ended::Signal(11) && a == ["a", "b"] && n == ["host"],
+                "signal header, args and networks",
             )?;
-            let (e, a) = parse_headers("// A comment only.\nint main;\n")?;
-            check(e == Ended::Exit(0) && a.is_empty(), "defaults")?;
+            let (e, a, n) = parse_headers("// A comment only.\nint main;\n")?;
+            check(
+                e == Ended::Exit(0) && a.is_empty() && n.is_empty(),
+                "defaults",
+            )?;
             check(
                 parse_headers("// expect: exit 42\n")?.0 == Ended::Exit(42),
                 "exit header",

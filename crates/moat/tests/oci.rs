@@ -561,3 +561,58 @@ fn resources_are_applied_in_the_container_s_cgroup() {
         let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(&name));
     }
 }
+
+/// `moat --network=host run`: the container reaches a server on the host's loopback; without
+/// the flag (whatever the bundle's namespaces say) and with the bundle's `dev.moat.network`
+/// annotation asking for `none`, it finds only its own loopback.
+#[test]
+fn network_host_is_the_runtimes_choice() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // Exactly one connection is expected: the run with --network=host.
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"hi from the host\n").unwrap();
+    });
+    let s = Scratch::new("oci-network");
+    let script = format!("nc 127.0.0.1 {port} </dev/null 2>/dev/null; echo rc=$?");
+    let b = bundle(&s.path().join("b"), &["sh", "-c", &script], false);
+    edit_config(&b, |c| {
+        // No network namespace: runc would share the host's network; Moat does not.
+        if let Some(list) = c["linux"]["namespaces"].as_array_mut() {
+            list.retain(|ns| ns["type"] != "network");
+        }
+    });
+    let root = s.path().join("root");
+    let bundle_arg = b.to_str().unwrap();
+    let out = moat(&root, &["run", "--bundle", bundle_arg, "n1"]);
+    assert_eq!(text(&out.stdout), "rc=1\n", "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no network namespace"),
+        "{}",
+        text(&out.stderr)
+    );
+    edit_config(&b, |c| {
+        c["annotations"] = serde_json::json!({"dev.moat.network": "none"});
+    });
+    let out = moat(
+        &root,
+        &["--network=host", "run", "--bundle", bundle_arg, "n2"],
+    );
+    assert_eq!(text(&out.stdout), "rc=1\n", "{}", text(&out.stderr));
+    edit_config(&b, |c| {
+        c["annotations"] = serde_json::json!({});
+    });
+    let out = moat(
+        &root,
+        &["--network=host", "run", "--bundle", bundle_arg, "n3"],
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "hi from the host\nrc=0\n",
+        "{}",
+        text(&out.stderr)
+    );
+    server.join().unwrap();
+}

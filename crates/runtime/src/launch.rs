@@ -80,9 +80,13 @@ pub fn parse_confinement(arg: &str) -> Option<Confinement> {
     }
 }
 
+/// Start a sandbox process (`moat gofer`, `moat kernel`) in fresh namespaces; with
+/// `host_network` it stays in the host's network namespace (the kernel of a
+/// `--network=host` sandbox).
 fn spawn(
     args: &[&str],
     confinement: Confinement,
+    host_network: bool,
     fds: Vec<(std::os::fd::BorrowedFd<'_>, i32)>,
 ) -> Result<Pid, RuntimeError> {
     let euid = rustix::process::geteuid();
@@ -103,7 +107,9 @@ fn spawn(
         program: c"/proc/self/exe",
         argv: &argv,
         envp: &envp,
-        namespaces: if confined {
+        namespaces: if confined && host_network {
+            confine::namespaces(unprivileged) & !libc::CLONE_NEWNET
+        } else if confined {
             confine::namespaces(unprivileged)
         } else {
             0
@@ -165,6 +171,7 @@ pub fn start_sandbox(
     let gofer = spawn(
         &gofer_args,
         spec.confinement,
+        false,
         vec![(theirs.as_fd(), 0), (null.as_fd(), 1)],
     )?;
     drop(theirs);
@@ -180,7 +187,8 @@ pub fn start_sandbox(
     if let Some(log) = &log {
         fds.push((log.as_fd(), KERNEL_LOG_FD));
     }
-    let kernel = match spawn(&["kernel"], spec.confinement, fds) {
+    let host_network = spec.network == moat_kernel::NetworkMode::Host;
+    let kernel = match spawn(&["kernel"], spec.confinement, host_network, fds) {
         Ok(pid) => pid,
         Err(e) => {
             let _ = rustix::process::kill_process(gofer, rustix::process::Signal::KILL);
@@ -540,7 +548,7 @@ fn start_kernel(
     let _ = rustix::thread::set_name(c"moat-kernel");
     if spec.confinement != Confinement::None {
         seccomp::install(
-            &seccomp::kernel_allowlist(platform.as_ref()),
+            &seccomp::kernel_allowlist(platform.as_ref(), spec.network),
             refusal(spec.confinement),
             0,
             c"sandbox kernel",
@@ -609,6 +617,7 @@ fn start_kernel(
         cpu_mask: spec.cpu_mask,
         forwarded_signals: Some(signals_rx),
         exec_calls: Some(execs_rx),
+        network: spec.network,
     };
     let platform = spec.platform.clone();
     let result = moat_kernel::run(config);

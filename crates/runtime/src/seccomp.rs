@@ -222,11 +222,86 @@ impl Refusal {
     }
 }
 
-/// The kernel process's allowlist for `platform`: the common part and the platform's section.
-pub fn kernel_allowlist(platform: &dyn moat_platform::Platform) -> Vec<HostSyscall> {
+/// `SOCK_NONBLOCK | SOCK_CLOEXEC`: the only flags the kernel's host sockets are made with.
+const HOST_SOCKET_FLAGS: u32 = (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) as u32;
+/// The queue sizes a host socket answers for the application: `FIONREAD`, `SIOCOUTQ`
+/// (`TIOCOUTQ`), `SIOCOUTQNSD`.
+const FIONREAD: u32 = 0x541b;
+const TIOCOUTQ: u32 = 0x5411;
+const SIOCOUTQNSD: u32 = 0x894b;
+
+/// The section of the kernel's allowlist installed only with `--network=host`: the calls it
+/// makes on the host sockets it owns for the application (`net/host.rs` in the kernel), and
+/// its host epoll. `socket` is limited to TCP and UDP over IPv4 and IPv6 (protocol 0),
+/// non-blocking and close-on-exec; everything else takes any fd (host socket fds are not
+/// known in advance). The kernel's only other sockets are its connections to the gofer and
+/// to the front, whose peers check every message whatever the kernel does to them.
+pub const KERNEL_HOST_NETWORK: &[HostSyscall] = &[
+    when(
+        libc::SYS_socket,
+        &[
+            &[
+                ArgIs::int(0, libc::AF_INET as u32),
+                ArgIs::int(1, libc::SOCK_STREAM as u32 | HOST_SOCKET_FLAGS),
+                ArgIs::int(2, 0),
+            ],
+            &[
+                ArgIs::int(0, libc::AF_INET as u32),
+                ArgIs::int(1, libc::SOCK_DGRAM as u32 | HOST_SOCKET_FLAGS),
+                ArgIs::int(2, 0),
+            ],
+            &[
+                ArgIs::int(0, libc::AF_INET6 as u32),
+                ArgIs::int(1, libc::SOCK_STREAM as u32 | HOST_SOCKET_FLAGS),
+                ArgIs::int(2, 0),
+            ],
+            &[
+                ArgIs::int(0, libc::AF_INET6 as u32),
+                ArgIs::int(1, libc::SOCK_DGRAM as u32 | HOST_SOCKET_FLAGS),
+                ArgIs::int(2, 0),
+            ],
+        ],
+    ),
+    any(libc::SYS_bind),
+    any(libc::SYS_listen),
+    when(libc::SYS_accept4, &[&[ArgIs::int(3, HOST_SOCKET_FLAGS)]]),
+    any(libc::SYS_connect),
+    any(libc::SYS_sendto),
+    any(libc::SYS_recvfrom),
+    any(libc::SYS_shutdown),
+    any(libc::SYS_setsockopt),
+    any(libc::SYS_getsockopt),
+    any(libc::SYS_getsockname),
+    any(libc::SYS_getpeername),
+    when(
+        libc::SYS_ioctl,
+        &[
+            &[ArgIs::int(1, FIONREAD)],
+            &[ArgIs::int(1, TIOCOUTQ)],
+            &[ArgIs::int(1, SIOCOUTQNSD)],
+        ],
+    ),
+    // Readiness: one host epoll, watched by a thread of the kernel's.
+    any(libc::SYS_epoll_create1),
+    any(libc::SYS_epoll_ctl),
+    any(libc::SYS_epoll_pwait),
+];
+
+/// The kernel process's allowlist for `platform`: the common part, the platform's section,
+/// and with `--network=host` the host-network section.
+pub fn kernel_allowlist(
+    platform: &dyn moat_platform::Platform,
+    network: moat_kernel::NetworkMode,
+) -> Vec<HostSyscall> {
+    let host = if network == moat_kernel::NetworkMode::Host {
+        KERNEL_HOST_NETWORK
+    } else {
+        &[]
+    };
     KERNEL_COMMON
         .iter()
         .chain(platform.host_syscalls())
+        .chain(host)
         .copied()
         .collect()
 }
@@ -413,8 +488,9 @@ mod tests {
     #[test]
     fn the_lists_compile_and_leave_out_what_escapes_need() {
         let platform = moat_platform::by_name("ptrace").unwrap();
-        let kernel = kernel_allowlist(platform.as_ref());
-        for list in [&kernel, &gofer_allowlist()] {
+        let kernel = kernel_allowlist(platform.as_ref(), moat_kernel::NetworkMode::Sandbox);
+        let none = kernel_allowlist(platform.as_ref(), moat_kernel::NetworkMode::None);
+        for list in [&kernel, &none, &gofer_allowlist()] {
             for refusal in [Refusal::Kill, Refusal::Trap, Refusal::Log] {
                 assert_eq!(compile(list, refusal, 3).unwrap().len(), 2);
             }
@@ -445,6 +521,31 @@ mod tests {
             libc::SYS_clone,
         ] {
             assert!(!gofer.contains_key(&nr), "{nr}");
+        }
+        // Host networking adds socket calls, and nothing else that escapes need.
+        let host = kernel_allowlist(platform.as_ref(), moat_kernel::NetworkMode::Host);
+        assert_eq!(compile(&host, Refusal::Kill, 3).unwrap().len(), 2);
+        let allowed = merged(&host, 3);
+        for nr in [
+            libc::SYS_execve,
+            libc::SYS_mount,
+            libc::SYS_unshare,
+            libc::SYS_setns,
+            libc::SYS_bpf,
+            libc::SYS_socketpair,
+            libc::SYS_process_vm_writev,
+        ] {
+            assert!(!allowed.contains_key(&nr), "{nr}");
+        }
+        // `socket` only for TCP and UDP over IPv4 and IPv6: never raw, packet or netlink.
+        let socket = allowed[&libc::SYS_socket]
+            .as_ref()
+            .expect("argument checks");
+        assert_eq!(socket.len(), 4);
+        for alternative in socket {
+            assert!(alternative.contains(&ArgIs::int(2, 0)));
+            assert!(alternative.iter().any(|c| c.index == 0
+                && [libc::AF_INET as u64, libc::AF_INET6 as u64].contains(&c.value)));
         }
         // Its socket's number replaces the placeholder.
         assert!(listing(&gofer_allowlist()).contains("sendmsg: arg0 == socket"));

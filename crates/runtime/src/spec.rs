@@ -3,7 +3,7 @@
 //! encoding sent down a pipe. The front is trusted, but the decoder still checks every length.
 
 use moat_abi::Rlimit;
-use moat_kernel::{AuxFacts, Credentials, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
+use moat_kernel::{AuxFacts, Credentials, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
 
 use crate::RuntimeError;
 
@@ -43,6 +43,10 @@ pub struct KernelSpec {
     /// Confine, connect to the gofer, then wait for a start message on the control socket
     /// before loading the program (OCI `create`, then `start`).
     pub wait_for_start: bool,
+    /// Whose network the sandbox's TCP and UDP sockets use. `Host` also keeps the kernel
+    /// process in the host's network namespace and adds the host-network section to its
+    /// seccomp allowlist.
+    pub network: NetworkMode,
 }
 
 /// How much of the confinement applies.
@@ -212,6 +216,11 @@ impl KernelSpec {
         w.bool(self.debug_log);
         w.bool(self.probe_seccomp);
         w.bool(self.wait_for_start);
+        w.0.push(match self.network {
+            NetworkMode::Sandbox => 0,
+            NetworkMode::None => 1,
+            NetworkMode::Host => 2,
+        });
         w.0
     }
 
@@ -282,6 +291,12 @@ impl KernelSpec {
         let debug_log = r.bool()?;
         let probe_seccomp = r.bool()?;
         let wait_for_start = r.bool()?;
+        let network = match r.take(1)?[0] {
+            0 => NetworkMode::Sandbox,
+            1 => NetworkMode::None,
+            2 => NetworkMode::Host,
+            _ => return Err(RuntimeError::Spec("bad network mode")),
+        };
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -310,6 +325,7 @@ impl KernelSpec {
             debug_log,
             probe_seccomp,
             wait_for_start,
+            network,
         })
     }
 }
@@ -374,6 +390,7 @@ mod tests {
             debug_log: true,
             probe_seccomp: false,
             wait_for_start: true,
+            network: NetworkMode::Host,
         }
     }
 

@@ -171,6 +171,18 @@ pub struct OpenFile {
     listing: Mutex<Option<Vec<DirEntry>>>,
     /// The identity of the regular file this description may write (counted in `WRITERS`).
     writer_of: Option<(u64, u64)>,
+    /// `F_SETOWN`/`F_SETOWN_EX`: who would get the description's `SIGIO` (Linux's `f_owner`).
+    owner: Mutex<FileOwner>,
+    /// `F_SETSIG`: the signal sent instead of `SIGIO` (0: `SIGIO`).
+    io_signal: std::sync::atomic::AtomicI32,
+}
+
+/// The owner of a description's I/O signals, as `F_GETOWN_EX` reports it: `kind` is
+/// `F_OWNER_TID` (0), `F_OWNER_PID` (1) or `F_OWNER_PGRP` (2); `pid` 0 means none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileOwner {
+    pub kind: i32,
+    pub pid: i32,
 }
 
 /// The last reference to a description is gone: so are its locks and its write access.
@@ -227,7 +239,28 @@ impl OpenFile {
             offset: Mutex::new(0),
             path,
             listing: Mutex::new(None),
+            owner: Mutex::new(FileOwner::default()),
+            io_signal: std::sync::atomic::AtomicI32::new(0),
         }
+    }
+
+    /// Who owns the description's I/O signals (`F_GETOWN`, `F_GETOWN_EX`).
+    pub fn owner(&self) -> FileOwner {
+        *lock(&self.owner)
+    }
+
+    pub fn set_owner(&self, owner: FileOwner) {
+        *lock(&self.owner) = owner;
+    }
+
+    /// `F_GETSIG`.
+    pub fn io_signal(&self) -> i32 {
+        self.io_signal.load(Ordering::Relaxed)
+    }
+
+    /// `F_SETSIG` (the caller checked the number).
+    pub fn set_io_signal(&self, signal: i32) {
+        self.io_signal.store(signal, Ordering::Relaxed);
     }
 
     pub fn ops(&self) -> &dyn FileOps {

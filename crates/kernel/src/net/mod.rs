@@ -4,6 +4,7 @@
 //! over IPv4 and IPv6 in [`inet`], with the sandbox's one interface, `lo`, in [`iface`],
 //! which [`netlink`] route sockets describe.
 
+pub mod host;
 pub mod iface;
 pub mod inet;
 pub mod netlink;
@@ -17,6 +18,38 @@ use moat_abi::Errno;
 
 use crate::fs::{FileOps, OpenFile};
 use crate::task::Task;
+
+/// Which network a sandbox's TCP and UDP sockets use (`moat do --network`, `moat
+/// --network` for OCI containers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// The sandbox's own stack ([`inet`]): its loopback, and whatever external interface
+    /// the stack is given; the host's stack never sees the application's sockets.
+    #[default]
+    Sandbox,
+    /// The sandbox's own stack with loopback only, and never anything external.
+    None,
+    /// Real host sockets the kernel owns on the application's behalf ([`host`]), in the
+    /// host's network namespace: faster and reachable, but the host's stack is exposed.
+    Host,
+}
+
+impl NetworkMode {
+    /// The option's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetworkMode::Sandbox => "sandbox",
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<NetworkMode> {
+        [NetworkMode::Sandbox, NetworkMode::None, NetworkMode::Host]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
+}
 
 /// A fresh inode number for a socket (`st_ino`, the N of `socket:[N]`): one sequence for
 /// every family, as sockfs has.

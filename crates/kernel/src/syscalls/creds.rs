@@ -269,7 +269,7 @@ const CAP_VERSION_1: u32 = 0x1998_0330;
 const CAP_VERSION_2: u32 = 0x2007_1026;
 const CAP_VERSION_3: u32 = 0x2008_0522;
 /// `CAP_LAST_CAP` (`CAP_CHECKPOINT_RESTORE`): every capability is a bit below it or it.
-const CAP_LAST_CAP: u32 = 40;
+pub(crate) const CAP_LAST_CAP: u32 = 40;
 const ALL_CAPS: u64 = (1 << (CAP_LAST_CAP + 1)) - 1;
 const CAP_SETPCAP: u32 = 8;
 /// What a filesystem UID other than 0 takes away (capabilities(7)): CAP_CHOWN,

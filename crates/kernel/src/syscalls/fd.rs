@@ -5,7 +5,7 @@ use std::sync::Arc;
 use moat_abi::{syscalls::nr, Errno};
 
 use super::{int, SyscallResult};
-use crate::fs::OpenFile;
+use crate::fs::{FileOwner, OpenFile};
 use crate::process::Guard;
 use crate::task::Task;
 
@@ -57,6 +57,30 @@ const F_SETSIG: i32 = 10;
 const F_GETSIG: i32 = 11;
 const F_SETOWN_EX: i32 = 15;
 const F_GETOWN_EX: i32 = 16;
+// `struct f_owner_ex`'s kinds of owner.
+const F_OWNER_TID: i32 = 0;
+const F_OWNER_PID: i32 = 1;
+const F_OWNER_PGRP: i32 = 2;
+
+/// `F_SETOWN` takes any id the sandbox knows (a thread, process, group or session), as
+/// Linux's `find_vpid`; 0 clears the owner.
+fn check_owner_exists(task: &Task, pid: i32) -> Result<(), Errno> {
+    if pid == 0 {
+        return Ok(());
+    }
+    let tree = task.kernel.tree.guard();
+    let known = tree.tasks.contains_key(&pid)
+        || tree.processes.contains_key(&pid)
+        || tree
+            .processes
+            .values()
+            .any(|n| n.pgid == pid || n.sid == pid);
+    if known {
+        Ok(())
+    } else {
+        Err(Errno::ESRCH)
+    }
+}
 
 pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let fd = int(a[0]);
@@ -101,17 +125,69 @@ pub fn fcntl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
                 .ok_or(Errno::EBADF)?;
             Ok(pipe.set_capacity(u64::from(a[2] as u32))? as u64)
         }
-        cmd @ (libc::F_GETOWN
-        | libc::F_SETOWN
-        | F_SETSIG
-        | F_GETSIG
-        | libc::F_SETLEASE
+        libc::F_GETOWN => {
+            // A process group owner reads back negated; the result is a plain int.
+            let owner = file.owner();
+            let v = if owner.kind == F_OWNER_PGRP {
+                -owner.pid
+            } else {
+                owner.pid
+            };
+            Ok(v as i64 as u64)
+        }
+        libc::F_SETOWN => {
+            let who = int(a[2]);
+            if who == i32::MIN {
+                return Err(Errno::EINVAL);
+            }
+            let owner = if who < 0 {
+                FileOwner {
+                    kind: F_OWNER_PGRP,
+                    pid: -who,
+                }
+            } else {
+                FileOwner {
+                    kind: F_OWNER_PID,
+                    pid: who,
+                }
+            };
+            check_owner_exists(task, owner.pid)?;
+            file.set_owner(owner);
+            Ok(0)
+        }
+        F_GETOWN_EX => {
+            let owner = file.owner();
+            let mut out = [0u8; 8];
+            out[..4].copy_from_slice(&owner.kind.to_le_bytes());
+            out[4..].copy_from_slice(&owner.pid.to_le_bytes());
+            task.mm.guard().write_bytes(a[2], &out)?;
+            Ok(0)
+        }
+        F_SETOWN_EX => {
+            let raw: [u8; 8] = task.mm.guard().read_obj(a[2])?;
+            let kind = i32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]);
+            let pid = i32::from_le_bytes([raw[4], raw[5], raw[6], raw[7]]);
+            if !(F_OWNER_TID..=F_OWNER_PGRP).contains(&kind) || pid < 0 {
+                return Err(Errno::EINVAL);
+            }
+            check_owner_exists(task, pid)?;
+            file.set_owner(FileOwner { kind, pid });
+            Ok(0)
+        }
+        F_GETSIG => Ok(file.io_signal() as u64),
+        F_SETSIG => {
+            let signal = u64::from(int(a[2]) as u32);
+            if signal > 64 {
+                return Err(Errno::EINVAL);
+            }
+            file.set_io_signal(signal as i32);
+            Ok(0)
+        }
+        cmd @ (libc::F_SETLEASE
         | libc::F_GETLEASE
         | libc::F_NOTIFY
         | libc::F_ADD_SEALS
-        | libc::F_GET_SEALS
-        | F_SETOWN_EX
-        | F_GETOWN_EX) => {
+        | libc::F_GET_SEALS) => {
             task.kernel.report_unimplemented(
                 u64::from(nr::FCNTL) | (u64::from(cmd as u32) << 32),
                 &format!("fcntl cmd {cmd}"),

@@ -116,7 +116,7 @@ syscall_table! {
     GETPGRP => process::getpgrp, [], FULL;
     SETSID => process::setsid, [], FULL;
     GETSID => process::getsid, [Int], FULL;
-    PRCTL => process::prctl, [Int, Hex, Hex, Hex, Hex], Support::Partial("PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER");
+    PRCTL => process::prctl, [Int, Hex, Hex, Hex, Hex], Support::Partial("PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER, PR_CAPBSET_READ");
     RT_SIGPROCMASK => signal::rt_sigprocmask, [Int, Ptr, Ptr, Uint], FULL;
     IOCTL => fd::ioctl, [Int, Hex, Hex], Support::Partial("terminal, FIO* and socket requests (FIONREAD, SIOCOUTQ, SIOCGIF* for lo); no others");
     PREAD64 => read_write::pread64, [Int, OutBuf, Uint, Int], FULL;
@@ -154,7 +154,7 @@ syscall_table! {
     WAIT4 => wait::wait4, [Int, Ptr, Hex, Ptr], FULL;
     WAITID => wait::waitid, [Int, Int, Ptr, Hex, Ptr], FULL;
     UNAME => system::uname, [Ptr], FULL;
-    FCNTL => fd::fcntl, [Int, Int, Hex], Support::Partial("F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_SETFD, F_GETFL, F_SETFL");
+    FCNTL => fd::fcntl, [Int, Int, Hex], Support::Partial("F_DUPFD(_CLOEXEC), F_GETFD/SETFD, F_GETFL/SETFL, locks, pipe size, F_SETOWN(_EX)/F_SETSIG recorded but no SIGIO is sent; no leases, notify, seals");
     ACCESS => attrs::access, [Str, Hex], FULL;
     TRUNCATE => attrs::truncate, [Str, Int], FULL;
     FTRUNCATE => attrs::ftruncate, [Int, Int], FULL;
@@ -265,7 +265,7 @@ syscall_table! {
     EPOLL_WAIT => epoll::epoll_wait, [Int, Ptr, Int, Int], FULL;
     EPOLL_PWAIT => epoll::epoll_pwait, [Int, Ptr, Int, Int, Ptr, Uint], FULL;
     EPOLL_PWAIT2 => epoll::epoll_pwait2, [Int, Ptr, Int, Ptr, Ptr, Uint], FULL;
-    SOCKET => socket::socket, [Int, Hex, Int], Support::Partial("AF_UNIX; AF_INET and AF_INET6 TCP and UDP on the sandbox's loopback; AF_NETLINK NETLINK_ROUTE (interface and address dumps); no packet, raw or ICMP sockets");
+    SOCKET => socket::socket, [Int, Hex, Int], Support::Partial("AF_UNIX; AF_INET and AF_INET6 TCP and UDP on the sandbox's loopback, or host sockets with --network=host; AF_NETLINK NETLINK_ROUTE (interface and address dumps); no packet, raw or ICMP sockets");
     SOCKETPAIR => socket::socketpair, [Int, Hex, Int, Ptr], FULL;
     BIND => socket::bind, [Int, Ptr, Uint], FULL;
     LISTEN => socket::listen, [Int, Int], FULL;

@@ -132,6 +132,7 @@ const PR_GET_DUMPABLE: i32 = 3;
 const PR_SET_DUMPABLE: i32 = 4;
 const PR_SET_NAME: i32 = 15;
 const PR_GET_NAME: i32 = 16;
+const PR_CAPBSET_READ: i32 = 23;
 const PR_SET_NO_NEW_PRIVS: i32 = 38;
 const PR_GET_NO_NEW_PRIVS: i32 = 39;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
@@ -209,6 +210,10 @@ pub fn prctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             task.mm.guard().write_obj(a[1], &v)?;
             Ok(0)
         }
+        // Moat's capability model is all-or-nothing by uid, with nothing ever dropped from
+        // the bounding set: every capability Linux knows is in it.
+        PR_CAPBSET_READ if a[1] <= u64::from(crate::syscalls::creds::CAP_LAST_CAP) => Ok(1),
+        PR_CAPBSET_READ => Err(Errno::EINVAL),
         option => {
             task.kernel.report_unimplemented(
                 u64::from(moat_abi::syscalls::nr::PRCTL) | ((option as u64) << 32),

@@ -198,7 +198,17 @@ fn inet_socket(
         Family::V6 => libc::IPPROTO_ICMPV6,
     };
     let domain = family.domain();
+    let host = task.kernel.network == crate::net::NetworkMode::Host;
     match (kind, protocol) {
+        (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) | (libc::SOCK_DGRAM, 0 | libc::IPPROTO_UDP)
+            if host =>
+        {
+            Ok(Box::new(crate::net::host::HostSocket::new(
+                family,
+                kind,
+                task.creds.euid,
+            )?))
+        }
         (libc::SOCK_STREAM, 0 | libc::IPPROTO_TCP) => Ok(Box::new(TcpSocket::new(
             family,
             task.creds.euid,

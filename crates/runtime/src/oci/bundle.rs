@@ -12,13 +12,60 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use moat_abi::Rlimit;
-use moat_kernel::{Credentials, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
+use moat_kernel::{Credentials, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
 use oci_spec::runtime::{Hooks, LinuxResources, PosixRlimitType, Process, Spec};
 
 use super::OciError;
 use crate::confine::Served;
 use crate::control::ExecSpec;
 use crate::spec::{Confinement, KernelSpec};
+
+/// The annotation a bundle may use to ask for a *more* isolated network than the runtime's
+/// `--network` gives: `none` or `sandbox`. It can never ask for the host's network (that
+/// is the operator's choice, on the command line), as runsc honours only its flag.
+pub const NETWORK_ANNOTATION: &str = "dev.moat.network";
+
+/// The network a container gets: the more isolated of the runtime's `--network` and the
+/// bundle's [`NETWORK_ANNOTATION`] (`none` over `sandbox` over `host`). Without a network
+/// namespace in `linux.namespaces` runc would share the host's network; Moat keeps the
+/// sandbox's own unless `--network=host` (as runsc does), and says so.
+pub fn network_mode(
+    flag: NetworkMode,
+    annotation: Option<&str>,
+    network_namespace: bool,
+    warnings: &mut Vec<String>,
+) -> NetworkMode {
+    let rank = |m: NetworkMode| match m {
+        NetworkMode::None => 2,
+        NetworkMode::Sandbox => 1,
+        NetworkMode::Host => 0,
+    };
+    let mut mode = flag;
+    if let Some(asked) = annotation {
+        match NetworkMode::parse(asked) {
+            Some(NetworkMode::Host) if flag != NetworkMode::Host => warnings.push(format!(
+                "annotation {NETWORK_ANNOTATION}=host: the host's network is given only by \
+                 `moat --network=host`; the container gets {}",
+                flag.name()
+            )),
+            Some(m) if rank(m) > rank(mode) => mode = m,
+            Some(_) => {}
+            None => warnings.push(format!(
+                "annotation {NETWORK_ANNOTATION}={asked:?}: not a network mode (none, \
+                 sandbox, host); ignored"
+            )),
+        }
+    }
+    if !network_namespace && mode != NetworkMode::Host {
+        warnings.push(format!(
+            "linux.namespaces has no network namespace (runc would share the host's \
+             network): the container gets the sandbox's own network ({}); use \
+             `moat --network=host` for the host's",
+            mode.name()
+        ));
+    }
+    mode
+}
 
 /// The default memory ceiling of a sandbox (the memory file's address range).
 pub const MEMORY_FILE_SIZE: u64 = 64 << 30;
@@ -37,6 +84,8 @@ pub struct Plan {
     pub console_size: Option<(u16, u16)>,
     pub hooks: Option<Hooks>,
     pub annotations: HashMap<String, String>,
+    /// `linux.namespaces` asks for a network namespace of the container's own.
+    pub network_namespace: bool,
     pub cgroups_path: Option<PathBuf>,
     pub resources: Option<LinuxResources>,
     /// What Moat does not honour, or serves otherwise, one line each.
@@ -530,8 +579,16 @@ pub fn plan(
         debug_log: false,
         probe_seccomp: false,
         wait_for_start: true,
+        network: NetworkMode::Sandbox,
     };
+    let network_namespace = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|list| {
+            list.iter()
+                .any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        });
     Ok(Plan {
+        network_namespace,
         spec: kernel,
         served,
         rootfs,
@@ -689,5 +746,26 @@ mod tests {
             spec.process().as_ref().unwrap().args().as_ref().unwrap()[0],
             "sh"
         );
+    }
+
+    #[test]
+    fn the_network_is_the_more_isolated_of_flag_and_annotation() {
+        let mode = |flag, annotation, netns| {
+            let mut warnings = Vec::new();
+            let m = network_mode(flag, annotation, netns, &mut warnings);
+            (m, warnings.len())
+        };
+        use NetworkMode::{Host, None as Off, Sandbox};
+        assert_eq!(mode(Sandbox, None, true), (Sandbox, 0));
+        assert_eq!(mode(Host, None, true), (Host, 0));
+        assert_eq!(mode(Host, Some("none"), true), (Off, 0));
+        assert_eq!(mode(Host, Some("sandbox"), true), (Sandbox, 0));
+        assert_eq!(mode(Off, Some("sandbox"), true), (Off, 0));
+        // A bundle cannot ask for the host's network; it is told so.
+        assert_eq!(mode(Sandbox, Some("host"), true), (Sandbox, 1));
+        assert_eq!(mode(Sandbox, Some("bogus"), true), (Sandbox, 1));
+        // No network namespace: runc would share the host's; Moat says what it does instead.
+        assert_eq!(mode(Sandbox, None, false), (Sandbox, 1));
+        assert_eq!(mode(Host, None, false), (Host, 0));
     }
 }

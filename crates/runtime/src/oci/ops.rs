@@ -15,6 +15,8 @@ use crate::control::{self, ExecSpec, Message};
 #[derive(Debug)]
 pub struct Globals {
     pub root: PathBuf,
+    /// `--network`: whose network containers' TCP and UDP sockets use.
+    pub network: moat_kernel::NetworkMode,
     pub log_path: Option<PathBuf>,
     pub log_json: bool,
     pub debug: bool,
@@ -88,6 +90,16 @@ pub fn create(g: &Globals, o: &CreateOptions) -> Result<Child, OciError> {
         .map_err(OciError::io(format!("bundle {}", o.bundle.display())))?;
     let (spec, raw) = bundle::load(&bundle)?;
     let mut plan = bundle::plan(&bundle, &spec, &raw, moat_platform::PLATFORMS[0])?;
+    let mut warnings = std::mem::take(&mut plan.warnings);
+    plan.spec.network = bundle::network_mode(
+        g.network,
+        plan.annotations
+            .get(bundle::NETWORK_ANNOTATION)
+            .map(String::as_str),
+        plan.network_namespace,
+        &mut warnings,
+    );
+    plan.warnings = warnings;
     if o.preserve_fds > 0 {
         plan.warnings.push(format!(
             "--preserve-fds {}: extra fds are not passed into the sandbox",

@@ -379,7 +379,9 @@ fn proc_addr(ip: IpAddr, family: Family) -> String {
 impl Stack {
     /// `/proc/net/tcp` (IPv4 sockets) or `/proc/net/tcp6`, in Linux's layout.
     pub fn proc_tcp(&self, family: Family) -> String {
-        let lines = tcp::proc_lines(self, family);
+        let mut lines = tcp::proc_lines(self, family);
+        // With --network=host, the sandbox's host sockets.
+        lines.extend(crate::net::host::proc_lines(libc::SOCK_STREAM, family));
         let mut s = String::new();
         match family {
             Family::V4 => {
@@ -422,7 +424,8 @@ impl Stack {
 
     /// `/proc/net/udp` or `/proc/net/udp6`, in Linux's layout.
     pub fn proc_udp(&self, family: Family) -> String {
-        let lines = udp::proc_lines(self, family);
+        let mut lines = udp::proc_lines(self, family);
+        lines.extend(crate::net::host::proc_lines(libc::SOCK_DGRAM, family));
         let mut s = String::new();
         match family {
             Family::V4 => {

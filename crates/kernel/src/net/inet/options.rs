@@ -298,7 +298,7 @@ fn int_of(value: &[u8]) -> Result<i32, Errno> {
 
 /// A `struct timeval` option: `EDOM` for bad microseconds, `None` for zero (no time-out);
 /// a negative time is no time-out too, as Linux treats it.
-fn timeval_of(value: &[u8]) -> Result<Option<Duration>, Errno> {
+pub(crate) fn timeval_of(value: &[u8]) -> Result<Option<Duration>, Errno> {
     let word = |i: usize| -> Result<i64, Errno> {
         let b: [u8; 8] = value
             .get(i..i + 8)
@@ -318,7 +318,7 @@ fn timeval_of(value: &[u8]) -> Result<Option<Duration>, Errno> {
     ))
 }
 
-fn timeval_bytes(t: Option<Duration>) -> Vec<u8> {
+pub(crate) fn timeval_bytes(t: Option<Duration>) -> Vec<u8> {
     let t = t.unwrap_or_default();
     let mut v = (t.as_secs() as i64).to_le_bytes().to_vec();
     v.extend_from_slice(&i64::from(t.subsec_micros()).to_le_bytes());
