@@ -65,3 +65,50 @@ fn version_control_and_crypto() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
     );
 }
+
+/// Issue "Processes"' own examples: background jobs in bash, a C compiler run inside the
+/// sandbox (cc1, as, ld: fork, exec, pipes, temporary files), and Python's threads,
+/// subprocesses, alarms and process pools.
+#[test]
+fn shells_compilers_and_python_processes() {
+    check(
+        "/bin/bash",
+        "bash -c 'for i in 1 2 3; do echo $i & done; wait' | sort | tr '\\n' ' '",
+        "1 2 3 ",
+    );
+    check(
+        "/usr/bin/gcc",
+        r#"cd /tmp && printf '#include <stdio.h>\nint main(void){puts("compiled inside");return 0;}\n' > hello.c && gcc -O2 -o hello hello.c && ./hello"#,
+        "compiled inside",
+    );
+    check(
+        "/usr/bin/python3",
+        r#"python3 - <<'PY'
+import multiprocessing, signal, subprocess, threading, time
+
+def square(x):
+    return x * x
+
+seen = []
+threads = [threading.Thread(target=seen.append, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+fired = []
+signal.signal(signal.SIGALRM, lambda s, f: fired.append(s))
+signal.alarm(1)
+time.sleep(3)
+out = subprocess.run(["sh", "-c", "echo $((6*7))"], capture_output=True, text=True).stdout
+with multiprocessing.Pool(4) as pool:
+    total = sum(pool.map(square, range(100)))
+q = multiprocessing.Queue()
+p = multiprocessing.Process(target=q.put, args=(7,))
+p.start()
+got = q.get()
+p.join()
+print("python:", sorted(seen) == list(range(8)), fired == [signal.SIGALRM], out.strip(), total, got, p.exitcode)
+PY"#,
+        "python: True True 42 328350 7 0",
+    );
+}
