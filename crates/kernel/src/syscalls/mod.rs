@@ -123,6 +123,10 @@ syscall_table! {
     PWRITE64 => read_write::pwrite64, [Int, InBuf, Uint, Int], FULL;
     READV => read_write::readv, [Int, Ptr, Int], FULL;
     WRITEV => read_write::writev, [Int, Ptr, Int], FULL;
+    PREADV => read_write::preadv, [Int, Ptr, Int, Int, Int], FULL;
+    PWRITEV => read_write::pwritev, [Int, Ptr, Int, Int, Int], FULL;
+    PREADV2 => read_write::preadv2, [Int, Ptr, Int, Int, Int, Hex], FULL;
+    PWRITEV2 => read_write::pwritev2, [Int, Ptr, Int, Int, Int, Hex], FULL;
     SCHED_YIELD => system::sched_yield, [], FULL;
     SCHED_SETPARAM => sched::sched_setparam, [Int, Ptr], Support::Partial("recorded and reported; the host schedules every thread as SCHED_OTHER");
     SCHED_GETPARAM => sched::sched_getparam, [Int, Ptr], FULL;

@@ -340,7 +340,19 @@ pub(crate) fn iovecs(task: &mut Task, addr: u64, count: u64) -> Result<Vec<Iovec
 
 pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let file = readable_file(task, a[0])?;
-    let iovs = iovecs(task, a[1], a[2])?;
+    read_vector(task, &file, a[1], a[2], None)
+}
+
+/// Read into the buffers of an iovec array: one read from the file (at `offset`, or at the
+/// file's position), scattered (readv is atomic per file read).
+fn read_vector(
+    task: &mut Task,
+    file: &OpenFile,
+    iov: u64,
+    count: u64,
+    offset: Option<u64>,
+) -> SyscallResult {
+    let iovs = iovecs(task, iov, count)?;
     let total: u64 = iovs
         .iter()
         .map(|v| v.len)
@@ -355,9 +367,11 @@ pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if total == 0 {
         return Ok(0);
     }
-    // One read from the file, scattered into the buffers (readv is atomic per file read).
     let mut buf = vec![0u8; total as usize];
-    let n = read_stream(task, &file, &mut buf)?;
+    let n = match offset {
+        None => read_stream(task, file, &mut buf)?,
+        Some(o) => file.read_at(&mut buf, o)?,
+    };
     let mut done = 0usize;
     for v in &iovs {
         if done >= n {
@@ -372,7 +386,18 @@ pub fn readv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let file = writable_file(task, a[0])?;
-    let iovs = iovecs(task, a[1], a[2])?;
+    write_vector(task, &file, a[1], a[2], None)
+}
+
+/// Write the buffers of an iovec array, gathered, at `offset` or at the file's position.
+fn write_vector(
+    task: &mut Task,
+    file: &OpenFile,
+    iov: u64,
+    count: u64,
+    offset: Option<u64>,
+) -> SyscallResult {
+    let iovs = iovecs(task, iov, count)?;
     // Gather into one buffer so the write reaches the file in one piece (pipes keep writes
     // up to PIPE_BUF atomic).
     let mut buf = Vec::new();
@@ -404,9 +429,12 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if buf.is_empty() {
         return Ok(0);
     }
+    if let Some(o) = offset {
+        return file.write_at(&buf, o).map(|n| n as u64);
+    }
     let mut done = 0;
     while done < buf.len() {
-        match write_stream(task, &file, &buf[done..]) {
+        match write_stream(task, file, &buf[done..]) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(_) if done > 0 => break,
@@ -417,6 +445,74 @@ pub fn writev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         }
     }
     Ok(done as u64)
+}
+
+/// `preadv2`/`pwritev2` flags (`RWF_*`).
+const RWF_HIPRI: u64 = 0x1;
+const RWF_DSYNC: u64 = 0x2;
+const RWF_SYNC: u64 = 0x4;
+const RWF_NOWAIT: u64 = 0x8;
+const RWF_APPEND: u64 = 0x10;
+const RWF_NOAPPEND: u64 = 0x20;
+
+pub fn preadv(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    // x86-64 passes the whole offset in the low word.
+    let file = positioned(task, a[0], a[3], false)?;
+    read_vector(task, &file, a[1], a[2], Some(a[3]))
+}
+
+pub fn pwritev(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let file = positioned(task, a[0], a[3], true)?;
+    write_vector(task, &file, a[1], a[2], Some(a[3]))
+}
+
+/// The flags `preadv2`/`pwritev2` accept: `RWF_NOWAIT` is refused as by a Linux filesystem
+/// that cannot promise not to block (`EOPNOTSUPP`), the others are honoured or are hints.
+fn rwf_flags(flags: u64, write: bool) -> Result<u64, Errno> {
+    let known = RWF_HIPRI | RWF_DSYNC | RWF_SYNC | RWF_NOWAIT | RWF_APPEND | RWF_NOAPPEND;
+    if flags & !known != 0 || flags & RWF_NOWAIT != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if !write && flags & (RWF_APPEND | RWF_NOAPPEND) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    if flags & RWF_APPEND != 0 && flags & RWF_NOAPPEND != 0 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(flags)
+}
+
+/// `preadv2`: offset -1 reads at (and advances) the file's position, as `readv`.
+pub fn preadv2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    rwf_flags(a[5], false)?;
+    if a[3] as i64 == -1 {
+        let file = readable_file(task, a[0])?;
+        return read_vector(task, &file, a[1], a[2], None);
+    }
+    preadv(task, a)
+}
+
+/// `pwritev2`: offset -1 writes at the file's position; `RWF_APPEND` at its end whatever the
+/// offset; `RWF_DSYNC`/`RWF_SYNC` make the data durable before returning.
+pub fn pwritev2(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let flags = rwf_flags(a[5], true)?;
+    let file = if a[3] as i64 == -1 || flags & RWF_APPEND != 0 {
+        writable_file(task, a[0])?
+    } else {
+        positioned(task, a[0], a[3], true)?
+    };
+    let offset = if flags & RWF_APPEND != 0 && file.ops().seekable() {
+        Some(file.stat()?.st_size.max(0) as u64)
+    } else if a[3] as i64 == -1 || flags & RWF_APPEND != 0 {
+        None
+    } else {
+        Some(a[3])
+    };
+    let n = write_vector(task, &file, a[1], a[2], offset)?;
+    if flags & (RWF_DSYNC | RWF_SYNC) != 0 && n > 0 {
+        file.ops().sync()?;
+    }
+    Ok(n)
 }
 
 /// Move up to `count` bytes from `read` to `write` (each given a buffer and the position
