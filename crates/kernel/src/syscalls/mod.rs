@@ -183,7 +183,8 @@ syscall_table! {
     SIGALTSTACK => signal::sigaltstack, [Ptr, Ptr], FULL;
     SYSINFO => system::sysinfo, [Ptr], FULL;
     SENDFILE => read_write::sendfile, [Int, Int, Ptr, Uint], FULL;
-    SPLICE => read_write::splice, [Int, Ptr, Int, Ptr, Uint, Hex], Support::Partial("copies through the kernel rather than moving pages; tee and vmsplice are not implemented");
+    SPLICE => read_write::splice, [Int, Ptr, Int, Ptr, Uint, Hex], Support::Partial("copies through the kernel rather than moving pages; vmsplice is not implemented");
+    TEE => read_write::tee, [Int, Int, Uint, Hex], FULL;
     FSYNC => sync::fsync, [Int], FULL;
     FDATASYNC => sync::fdatasync, [Int], FULL;
     SYNC => sync::sync, [], FULL;

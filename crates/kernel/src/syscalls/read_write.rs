@@ -737,6 +737,63 @@ pub fn splice(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     }
 }
 
+/// `tee`: copy up to `len` bytes from one pipe to another without taking them from the first,
+/// in Linux's order of checks. Waits for data in the input and for room in the output unless
+/// `SPLICE_F_NONBLOCK` (`EAGAIN`); returns 0 once the input has no writer left and is empty.
+pub fn tee(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use crate::fs::pipe::{PipeEnd, POLLERR, POLLHUP, POLLIN, POLLOUT};
+    let flags = a[3] as u32;
+    if flags & !SPLICE_F_ALL != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let len = a[2].min(MAX_RW_COUNT);
+    if len == 0 {
+        return Ok(0);
+    }
+    let input = task.files.guard().get(int(a[0]))?;
+    let output = task.files.guard().get(int(a[1]))?;
+    if !input.readable() || !output.writable() {
+        return Err(Errno::EBADF);
+    }
+    let (Some(from), Some(to)) = (input.ops_as::<PipeEnd>(), output.ops_as::<PipeEnd>()) else {
+        return Err(Errno::EINVAL);
+    };
+    if from.same_pipe(to) {
+        return Err(Errno::EINVAL);
+    }
+    let nonblock = flags & SPLICE_F_NONBLOCK != 0;
+    let mut buf = vec![0u8; len.min(CHUNK) as usize];
+    loop {
+        let n = match from.peek(&mut buf) {
+            Ok(0) => return Ok(0),
+            Ok(n) => n,
+            Err(Errno::EAGAIN) if !nonblock => {
+                wait_for_events(task, &input, POLLIN | POLLHUP | POLLERR)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let room = match to.room() {
+            Ok(r) => r,
+            Err(e) => {
+                if e == Errno::EPIPE {
+                    super::socket::raise_sigpipe(task);
+                }
+                return Err(e);
+            }
+        };
+        if room == 0 {
+            if nonblock {
+                return Err(Errno::EAGAIN);
+            }
+            wait_for_events(task, &output, POLLOUT | POLLERR)?;
+            continue;
+        }
+        // No more than the room: the write cannot block or split.
+        return output.write(&buf[..n.min(room)]).map(|w| w as u64);
+    }
+}
+
 /// Wait until `file` (in the kernel) polls one of `events`, interruptibly.
 fn wait_for_events(task: &mut Task, file: &OpenFile, events: u32) -> Result<(), Errno> {
     let Some(queue) = file.ops().wait_queue() else {
