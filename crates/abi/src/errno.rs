@@ -288,6 +288,8 @@ impl Errno {
     /// unless a handler without `SA_RESTART` runs (then the application sees `EINTR`).
     /// Never returned to the application.
     pub const ERESTARTSYS: Errno = Errno(512);
+    /// Kernel-internal: interrupted; restarts even if a handler runs (`FUTEX_LOCK_PI`).
+    pub const ERESTARTNOINTR: Errno = Errno(513);
     /// Kernel-internal: interrupted; restarts unless any handler runs (`EINTR` then).
     pub const ERESTARTNOHAND: Errno = Errno(514);
 

@@ -35,10 +35,41 @@ impl Waiter {
     }
 }
 
+/// A task waiting for a priority-inheritance futex (`FUTEX_LOCK_PI`).
+pub struct PiWaiter {
+    tid: u32,
+    waker: Arc<Waker>,
+    /// The lock's holder gave it to this waiter (`FUTEX_UNLOCK_PI`): its tid is in the word.
+    handed: AtomicBool,
+    /// Woken without the lock (its holder died): try again.
+    woken: AtomicBool,
+}
+
+impl PiWaiter {
+    pub fn handed(&self) -> bool {
+        self.handed.load(Ordering::SeqCst)
+    }
+
+    pub fn woken(&self) -> bool {
+        self.woken.load(Ordering::SeqCst)
+    }
+}
+
+/// What a `FUTEX_LOCK_PI` attempt found.
+pub enum PiAttempt {
+    /// The word was free and now names the caller.
+    Acquired,
+    /// Held by this thread: wait in the queue.
+    Wait(u32),
+}
+
 /// All futex waiters of a sandbox.
 #[derive(Default)]
 pub struct FutexTable {
     queues: Mutex<HashMap<FutexKey, Vec<Arc<Waiter>>>>,
+    /// Waiters of PI futexes, first come first served (there are no priorities to order by:
+    /// the host schedules every thread alike).
+    pi_queues: Mutex<HashMap<FutexKey, std::collections::VecDeque<Arc<PiWaiter>>>>,
 }
 
 impl FutexTable {
@@ -157,6 +188,83 @@ impl FutexTable {
     }
 }
 
+impl FutexTable {
+    /// `FUTEX_LOCK_PI`: under the PI lock, `attempt(has_waiters)` updates the word; if the
+    /// lock is held by another thread, the caller is queued and its waiter returned.
+    pub fn pi_lock(
+        &self,
+        key: FutexKey,
+        tid: u32,
+        waker: &Arc<Waker>,
+        attempt: impl FnOnce(bool) -> Result<PiAttempt, moat_abi::Errno>,
+    ) -> Result<Option<(Arc<PiWaiter>, u32)>, moat_abi::Errno> {
+        let mut queues = self.pi_queues.guard();
+        let has_waiters = queues.get(&key).is_some_and(|q| !q.is_empty());
+        match attempt(has_waiters)? {
+            PiAttempt::Acquired => Ok(None),
+            PiAttempt::Wait(owner) => {
+                let waiter = Arc::new(PiWaiter {
+                    tid,
+                    waker: waker.clone(),
+                    handed: AtomicBool::new(false),
+                    woken: AtomicBool::new(false),
+                });
+                queues.entry(key).or_default().push_back(waiter.clone());
+                Ok(Some((waiter, owner)))
+            }
+        }
+    }
+
+    /// Take a PI waiter off its queue (timeout, signal, retry); `true` if the lock had been
+    /// handed to it meanwhile (it then holds it).
+    pub fn pi_dequeue(&self, key: FutexKey, waiter: &Arc<PiWaiter>) -> bool {
+        let mut queues = self.pi_queues.guard();
+        if let Some(q) = queues.get_mut(&key) {
+            q.retain(|w| !Arc::ptr_eq(w, waiter));
+            if q.is_empty() {
+                queues.remove(&key);
+            }
+        }
+        waiter.handed()
+    }
+
+    /// `FUTEX_UNLOCK_PI`: `release(next)` updates the word, giving the lock to `next` (the
+    /// first waiter's tid and whether others wait behind it) or freeing it; on success that
+    /// waiter is woken holding the lock.
+    pub fn pi_unlock(
+        &self,
+        key: FutexKey,
+        release: impl FnOnce(Option<(u32, bool)>) -> Result<(), moat_abi::Errno>,
+    ) -> Result<(), moat_abi::Errno> {
+        let mut queues = self.pi_queues.guard();
+        let next = queues
+            .get(&key)
+            .and_then(|q| q.front().map(|w| (w.tid, q.len() > 1)));
+        release(next)?;
+        if next.is_some() {
+            if let Some(q) = queues.get_mut(&key) {
+                if let Some(w) = q.pop_front() {
+                    w.handed.store(true, Ordering::SeqCst);
+                    w.waker.wake();
+                }
+                if q.is_empty() {
+                    queues.remove(&key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The holder of a PI futex died (robust list): wake its first waiter to take it over.
+    pub fn pi_wake_one(&self, key: FutexKey) {
+        let queues = self.pi_queues.guard();
+        if let Some(w) = queues.get(&key).and_then(|q| q.front()) {
+            w.woken.store(true, Ordering::SeqCst);
+            w.waker.wake();
+        }
+    }
+}
+
 /// The key of a private futex (or of a shared one in private memory) at `addr` of `task`.
 pub fn key_for(task: &Task, addr: u64) -> FutexKey {
     FutexKey::Private(Arc::as_ptr(&task.mm) as usize, addr)
@@ -171,10 +279,10 @@ pub fn shared_key_for(task: &Task, addr: u64) -> FutexKey {
     }
 }
 
-/// Robust futex list entries: `FUTEX_OWNER_DIED` and `FUTEX_WAITERS` bits, the tid mask.
-const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
-const FUTEX_WAITERS: u32 = 0x8000_0000;
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Futex word bits of robust and PI futexes: `FUTEX_OWNER_DIED`, `FUTEX_WAITERS`, the tid.
+pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 /// At most this many entries are walked (Linux's `ROBUST_LIST_LIMIT`): the list is the
 /// application's and may be corrupt or circular.
 const ROBUST_LIST_LIMIT: usize = 2048;
@@ -206,7 +314,18 @@ pub fn release_robust_list(task: &mut Task) {
         let new = (value & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
         if mm.write_obj(word, &new).is_ok() && value & FUTEX_WAITERS != 0 {
             drop(mm);
-            task.kernel.futexes.wake(key_for(task, word), u32::MAX, 1);
+            // A process-shared mutex's waiters are keyed by the page, a private one's by the
+            // address (the same key in private memory).
+            let (private, shared) = (key_for(task, word), shared_key_for(task, word));
+            let keys = if shared == private {
+                vec![private]
+            } else {
+                vec![private, shared]
+            };
+            for key in keys {
+                task.kernel.futexes.wake(key, u32::MAX, 1);
+                task.kernel.futexes.pi_wake_one(key);
+            }
         }
     };
     let mut walked = 0;

@@ -326,7 +326,9 @@ impl Task {
             }
             // A handler: settle the interrupted call first, as its registers go in the frame.
             if let Some(restart) = self.restart.take() {
-                if restart == Errno::ERESTARTSYS && act.flags & SA_RESTART != 0 {
+                if (restart == Errno::ERESTARTSYS && act.flags & SA_RESTART != 0)
+                    || restart == Errno::ERESTARTNOINTR
+                {
                     self.rewind_syscall();
                 } else {
                     self.regs.rax = Errno::EINTR.as_return();

@@ -1,4 +1,7 @@
-//! futex: WAIT, WAKE, their bitset forms, REQUEUE and CMP_REQUEUE.
+//! futex: WAIT, WAKE, their bitset forms, REQUEUE, CMP_REQUEUE, WAKE_OP, and the
+//! priority-inheritance locks (LOCK_PI, LOCK_PI2, TRYLOCK_PI, UNLOCK_PI) as locks: owner tid
+//! in the word, FUTEX_WAITERS, hand-over to the first waiter, EDEADLK/EPERM/ESRCH as Linux.
+//! There is no priority to inherit: the host schedules every thread alike.
 
 use std::time::{Duration, Instant};
 
@@ -69,6 +72,10 @@ impl WakeOp {
         }
     }
 }
+const FUTEX_LOCK_PI: i32 = 6;
+const FUTEX_UNLOCK_PI: i32 = 7;
+const FUTEX_TRYLOCK_PI: i32 = 8;
+const FUTEX_LOCK_PI2: i32 = 13;
 const FUTEX_WAIT_BITSET: i32 = 9;
 const FUTEX_WAKE_BITSET: i32 = 10;
 const FUTEX_PRIVATE_FLAG: i32 = 128;
@@ -110,7 +117,7 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
     let realtime = op & FUTEX_CLOCK_REALTIME != 0;
     let private = op & FUTEX_PRIVATE_FLAG != 0;
-    if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET {
+    if realtime && cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET && cmd != FUTEX_LOCK_PI2 {
         return Err(Errno::ENOSYS);
     }
     match cmd {
@@ -188,7 +195,26 @@ pub fn futex(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             })?;
             Ok(woken as u64)
         }
-        6..=8 | 11..=13 => {
+        FUTEX_LOCK_PI | FUTEX_LOCK_PI2 | FUTEX_TRYLOCK_PI => {
+            if uaddr % 4 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            // LOCK_PI's timeout is absolute on CLOCK_REALTIME; LOCK_PI2's on CLOCK_MONOTONIC
+            // unless FUTEX_CLOCK_REALTIME. TRYLOCK_PI never waits.
+            let deadline = if cmd == FUTEX_TRYLOCK_PI {
+                None
+            } else {
+                deadline(task, a[3], true, cmd == FUTEX_LOCK_PI || realtime)?
+            };
+            lock_pi(task, uaddr, deadline, cmd == FUTEX_TRYLOCK_PI, private)
+        }
+        FUTEX_UNLOCK_PI => {
+            if uaddr % 4 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            unlock_pi(task, uaddr, private)
+        }
+        11 | 12 => {
             task.kernel.report_unimplemented(
                 u64::from(nr::FUTEX) | ((cmd as u64) << 32),
                 &format!("futex op {cmd}"),
@@ -248,4 +274,112 @@ fn wait(
             };
         }
     }
+}
+
+/// `FUTEX_LOCK_PI`: take the lock whose word holds its owner's tid (0: free), or queue behind
+/// its holder, setting `FUTEX_WAITERS` so that the holder's unlock comes to the kernel.
+fn lock_pi(
+    task: &mut Task,
+    uaddr: u64,
+    deadline: Option<Instant>,
+    trylock: bool,
+    private: bool,
+) -> SyscallResult {
+    use crate::futex::{PiAttempt, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
+    // Fault the word in (and make it the caller's to write): a bad address is EFAULT.
+    let _: u32 = task.mm().read_obj(uaddr)?;
+    let key = futex_key(task, uaddr, private);
+    let tid = task.tid as u32;
+    let kernel = task.kernel.clone();
+    let waker = task.handle.waker.clone();
+    loop {
+        waker.clear();
+        let mm = task.mm.clone();
+        let queued = kernel.futexes.pi_lock(key, tid, &waker, |has_waiters| {
+            let waiters = if has_waiters { FUTEX_WAITERS } else { 0 };
+            let old = mm
+                .guard()
+                .atomic_update_u32(uaddr, |v| match v & FUTEX_TID_MASK {
+                    0 => (v & FUTEX_OWNER_DIED) | tid | waiters,
+                    owner if owner == tid || trylock => v,
+                    _ => v | FUTEX_WAITERS,
+                })?;
+            match old & FUTEX_TID_MASK {
+                0 => Ok(PiAttempt::Acquired),
+                owner if owner == tid => Err(Errno::EDEADLK),
+                _ if trylock => Err(Errno::EAGAIN),
+                owner => Ok(PiAttempt::Wait(owner)),
+            }
+        })?;
+        let Some((waiter, owner)) = queued else {
+            return Ok(0);
+        };
+        // The holder must be a thread of the sandbox (Linux looks it up the same way).
+        if kernel.tree.guard().task(owner as i32).is_none() {
+            if kernel.futexes.pi_dequeue(key, &waiter) {
+                return Ok(0);
+            }
+            return Err(Errno::ESRCH);
+        }
+        loop {
+            if waiter.handed() {
+                return Ok(0);
+            }
+            if waiter.woken() {
+                // Its holder died: try again.
+                if kernel.futexes.pi_dequeue(key, &waiter) {
+                    return Ok(0);
+                }
+                break;
+            }
+            if task.handle.interrupted() {
+                return if kernel.futexes.pi_dequeue(key, &waiter) {
+                    Ok(0)
+                } else {
+                    // Linux restarts a PI lock even when a handler runs.
+                    Err(Errno::ERESTARTNOINTR)
+                };
+            }
+            if !waker.sleep(deadline) {
+                return if kernel.futexes.pi_dequeue(key, &waiter) {
+                    Ok(0)
+                } else {
+                    Err(Errno::ETIMEDOUT)
+                };
+            }
+        }
+    }
+}
+
+/// `FUTEX_UNLOCK_PI`: only the holder may unlock (`EPERM`); the lock goes to the first
+/// waiter (its tid in the word, with `FUTEX_WAITERS` if others wait), or becomes free.
+fn unlock_pi(task: &mut Task, uaddr: u64, private: bool) -> SyscallResult {
+    use crate::futex::{FUTEX_TID_MASK, FUTEX_WAITERS};
+    let _: u32 = task.mm().read_obj(uaddr)?;
+    let key = futex_key(task, uaddr, private);
+    let tid = task.tid as u32;
+    let mm = task.mm.clone();
+    task.kernel.futexes.pi_unlock(key, |next| {
+        let new = match next {
+            Some((next_tid, more)) => next_tid | if more { FUTEX_WAITERS } else { 0 },
+            None => 0,
+        };
+        let old =
+            mm.guard().atomic_update_u32(
+                uaddr,
+                |v| {
+                    if v & FUTEX_TID_MASK == tid {
+                        new
+                    } else {
+                        v
+                    }
+                },
+            )?;
+        if old & FUTEX_TID_MASK == tid {
+            Ok(())
+        } else {
+            Err(Errno::EPERM)
+        }
+    })?;
+    Ok(0)
 }

@@ -242,7 +242,7 @@ syscall_table! {
     ARCH_PRCTL => process::arch_prctl, [Hex, Hex], Support::Partial("no CPUID faulting, no AMX permission requests");
     GETTID => process::gettid, [], FULL;
     TIME => time::time, [Ptr], FULL;
-    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("no PI futexes (LOCK_PI, UNLOCK_PI, TRYLOCK_PI, CMP_REQUEUE_PI)");
+    FUTEX => futex::futex, [Ptr, Hex, Int, Ptr, Ptr, Hex], Support::Partial("PI futexes are locks without priority inheritance (the host schedules every thread alike); no WAIT_REQUEUE_PI/CMP_REQUEUE_PI");
     SCHED_SETAFFINITY => sched::sched_setaffinity, [Int, Uint, Ptr], Support::Partial("recorded and reported; the host may run the thread on any of the sandbox's CPUs");
     SCHED_GETAFFINITY => sched::sched_getaffinity, [Int, Uint, Ptr], FULL;
     SET_TID_ADDRESS => process::set_tid_address, [Ptr], FULL;
