@@ -262,6 +262,9 @@ pub struct ThreadGroup {
     /// `ITIMER_REAL` (`alarm`, `setitimer`), and a generation that retires old callbacks.
     pub real_timer: Mutex<Option<RealTimer>>,
     pub real_timer_generation: std::sync::atomic::AtomicU64,
+    /// `ITIMER_VIRTUAL` and `ITIMER_PROF` (expiry as process CPU time), and whether the
+    /// kernel's timer service is sampling the process's CPU time for them.
+    pub cpu_timers: Mutex<CpuTimers>,
     /// Notified at every signal sent to the process or its threads (signalfd readers).
     pub signal_events: WaitQueue,
     /// Notified when the process dies (pidfd pollers).
@@ -272,6 +275,22 @@ pub struct ThreadGroup {
     pub membarrier: std::sync::atomic::AtomicU32,
     /// The largest resident size `getrusage` has seen, in bytes (`ru_maxrss`).
     pub maxrss: std::sync::atomic::AtomicU64,
+}
+
+/// The CPU-time interval timers of a process.
+#[derive(Debug, Default)]
+pub struct CpuTimers {
+    /// `[ITIMER_VIRTUAL, ITIMER_PROF]`.
+    pub timers: [Option<CpuTimer>; 2],
+    pub polling: bool,
+}
+
+/// An armed CPU-time interval timer.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuTimer {
+    /// The process CPU time at which it fires.
+    pub expires: std::time::Duration,
+    pub interval: std::time::Duration,
 }
 
 /// An armed `ITIMER_REAL`.
@@ -300,6 +319,7 @@ impl ThreadGroup {
             dead: AtomicBool::new(false),
             real_timer: Mutex::new(None),
             real_timer_generation: std::sync::atomic::AtomicU64::new(0),
+            cpu_timers: Mutex::new(CpuTimers::default()),
             signal_events: WaitQueue::default(),
             exited: WaitQueue::default(),
             posix_timers: Mutex::new(BTreeMap::new()),

@@ -1,5 +1,9 @@
 //! alarm, setitimer, getitimer: the process's real-time interval timer (`ITIMER_REAL`),
-//! which sends `SIGALRM` from the kernel's timer service.
+//! which sends `SIGALRM` from the kernel's timer service, and its CPU-time timers
+//! (`ITIMER_VIRTUAL`, `ITIMER_PROF`: `SIGVTALRM`, `SIGPROF`). Moat counts all of a process's
+//! CPU time as user time, so the two measure the same time; while one is armed the timer
+//! service samples the process's CPU time every [`CPU_TICK`] (Linux's granularity is its
+//! scheduler tick, 1-10 ms).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 use moat_abi::{Errno, SigInfo, Timeval};
 
 use super::{int, SyscallResult};
-use crate::process::{Guard, RealTimer};
+use crate::process::{CpuTimer, Guard, RealTimer};
 use crate::task::Task;
 
 const ITIMER_REAL: i32 = 0;
@@ -68,6 +72,110 @@ fn set_real(task: &Task, value: Duration, interval: Duration) -> (Duration, Dura
     old
 }
 
+/// How often an armed CPU-time timer's process is sampled (the scheduler tick of a Linux
+/// built with HZ=250, as Debian's is).
+const CPU_TICK: Duration = Duration::from_millis(4);
+
+/// The signal a CPU-time timer sends (`idx` 0: `ITIMER_VIRTUAL`, 1: `ITIMER_PROF`).
+fn cpu_signal(idx: usize) -> i32 {
+    if idx == 0 {
+        libc::SIGVTALRM
+    } else {
+        libc::SIGPROF
+    }
+}
+
+/// The CPU time of process `tgid`: all its threads', those that exited included.
+fn group_cpu(kernel: &crate::Kernel, tgid: i32) -> Option<Duration> {
+    let (mm, exited) = {
+        let tree = kernel.tree.guard();
+        let node = tree.process(tgid)?;
+        let exited = node.cpu_exited;
+        let mm = node.threads.iter().find_map(|t| {
+            let handle = tree.task(*t)?;
+            let resources = handle.resources.guard();
+            resources.as_ref().map(|r| r.mm.clone())
+        })?;
+        (mm, exited)
+    };
+    let aspace = mm.guard().cpu_time();
+    Some(aspace.max(exited))
+}
+
+/// The current setting of CPU-time timer `idx`: time left and interval.
+fn current_cpu(task: &mut Task, idx: usize) -> (Duration, Duration) {
+    let now = super::rusage::process_cpu(task);
+    let timers = task.handle.group.cpu_timers.guard();
+    timers.timers[idx].map_or((Duration::ZERO, Duration::ZERO), |t| {
+        // An expiry just passed but not yet seen by the sampler reads as the least time.
+        let left = t.expires.saturating_sub(now).max(Duration::from_micros(1));
+        (left, t.interval)
+    })
+}
+
+/// Replace CPU-time timer `idx`; returns the old (left, interval).
+fn set_cpu(
+    task: &mut Task,
+    idx: usize,
+    value: Duration,
+    interval: Duration,
+) -> (Duration, Duration) {
+    let old = current_cpu(task, idx);
+    let now = super::rusage::process_cpu(task);
+    let group = task.handle.group.clone();
+    let mut timers = group.cpu_timers.guard();
+    // Like Linux, a tick more than asked, so that the timer never fires early.
+    timers.timers[idx] = (!value.is_zero()).then_some(CpuTimer {
+        expires: now + value + CPU_TICK,
+        interval,
+    });
+    if timers.timers.iter().any(Option::is_some) && !timers.polling {
+        timers.polling = true;
+        let kernel = Arc::downgrade(&task.kernel);
+        let weak_group = Arc::downgrade(&group);
+        let tgid = task.tgid;
+        let callback = Box::new(move || {
+            let (kernel, group) = (kernel.upgrade()?, weak_group.upgrade()?);
+            let cpu = group_cpu(&kernel, tgid);
+            let mut timers = group.cpu_timers.guard();
+            let Some(cpu) = cpu else {
+                timers.polling = false;
+                return None;
+            };
+            for idx in 0..2 {
+                let Some(t) = timers.timers[idx].as_mut() else {
+                    continue;
+                };
+                if cpu < t.expires {
+                    continue;
+                }
+                let info = SigInfo {
+                    signo: cpu_signal(idx),
+                    code: moat_abi::SI_KERNEL,
+                    ..SigInfo::default()
+                };
+                crate::signal::send_to_process_locked(&kernel.tree.guard(), tgid, info);
+                if t.interval.is_zero() {
+                    timers.timers[idx] = None;
+                } else {
+                    // One signal however far behind the sampler fell (Linux counts no
+                    // overruns for these either).
+                    while t.expires <= cpu {
+                        t.expires += t.interval;
+                    }
+                }
+            }
+            if timers.timers.iter().all(Option::is_none) {
+                timers.polling = false;
+                return None;
+            }
+            Some(Instant::now() + CPU_TICK)
+        });
+        task.kernel.timers.arm(Instant::now() + CPU_TICK, callback);
+    }
+    old
+}
+
 pub fn alarm(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let secs = u64::from(a[0] as u32);
     let (left, _) = set_real(task, Duration::from_secs(secs), Duration::ZERO);
@@ -83,7 +191,7 @@ pub fn getitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let which = int(a[0]);
     let (left, interval) = match which {
         ITIMER_REAL => current(task),
-        ITIMER_VIRTUAL | ITIMER_PROF => (Duration::ZERO, Duration::ZERO),
+        ITIMER_VIRTUAL | ITIMER_PROF => current_cpu(task, which as usize - 1),
         _ => return Err(Errno::EINVAL),
     };
     task.mm
@@ -108,13 +216,7 @@ pub fn setitimer(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (interval, value) = (dur(&new[0])?, dur(&new[1])?);
     let old = match which {
         ITIMER_REAL => set_real(task, value, interval),
-        ITIMER_VIRTUAL | ITIMER_PROF => {
-            task.kernel.report_unimplemented(
-                u64::from(moat_abi::syscalls::nr::SETITIMER) | ((which as u64) << 32),
-                "setitimer on a CPU-time timer",
-            );
-            return Err(Errno::EINVAL);
-        }
+        ITIMER_VIRTUAL | ITIMER_PROF => set_cpu(task, which as usize - 1, value, interval),
         _ => return Err(Errno::EINVAL),
     };
     if a[2] != 0 {

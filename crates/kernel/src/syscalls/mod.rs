@@ -106,8 +106,8 @@ syscall_table! {
     RT_TGSIGQUEUEINFO => signal::rt_tgsigqueueinfo, [Int, Int, Int, Ptr], FULL;
     PAUSE => signal::pause, [], FULL;
     ALARM => itimer::alarm, [Uint], FULL;
-    GETITIMER => itimer::getitimer, [Int, Ptr], Support::Partial("ITIMER_REAL; the CPU-time timers read as disarmed");
-    SETITIMER => itimer::setitimer, [Int, Ptr, Ptr], Support::Partial("ITIMER_REAL; ITIMER_VIRTUAL and ITIMER_PROF are EINVAL");
+    GETITIMER => itimer::getitimer, [Int, Ptr], Support::Partial("ITIMER_VIRTUAL and ITIMER_PROF both count all CPU time (Moat has no system time), sampled every 4 ms");
+    SETITIMER => itimer::setitimer, [Int, Ptr, Ptr], Support::Partial("ITIMER_VIRTUAL and ITIMER_PROF both count all CPU time (Moat has no system time), sampled every 4 ms");
     KILL => signal::kill, [Int, Int], FULL;
     TKILL => signal::tkill, [Int, Int], FULL;
     TGKILL => signal::tgkill, [Int, Int, Int], FULL;

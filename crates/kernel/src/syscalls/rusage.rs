@@ -27,7 +27,7 @@ fn thread_cpu(task: &mut Task) -> Duration {
 /// space counts every thread that ran in it, live or exited; the exited threads' times,
 /// with the caller's own, bound it from below when the address space is younger than the
 /// process (after an exec).
-fn process_cpu(task: &mut Task) -> Duration {
+pub(crate) fn process_cpu(task: &mut Task) -> Duration {
     let own = thread_cpu(task);
     let exited = task
         .kernel
