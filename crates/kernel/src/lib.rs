@@ -13,6 +13,7 @@ pub mod futex;
 pub mod loader;
 pub mod mm;
 pub mod net;
+pub mod oom;
 pub mod process;
 pub mod signal;
 pub mod strace;
@@ -126,6 +127,9 @@ pub struct SandboxConfig {
     pub strace: bool,
     /// Size of the memory file's address range (the sandbox's memory ceiling).
     pub memory_size: u64,
+    /// The most memory the sandbox may use (`u64::MAX`: no limit of its own): beyond it page
+    /// faults are served by killing the largest process (`oom.rs`).
+    pub memory_limit: u64,
     /// CPUs the sandbox reports (`sched_getaffinity`), as a bitmask in bytes.
     pub cpu_mask: Vec<u8>,
     /// Signals sent to `moat` itself (^C on the terminal, `kill`), to pass on to the
@@ -225,6 +229,8 @@ pub struct Kernel {
     pub exec_watchers: Mutex<std::collections::HashMap<i32, ExecWatcher>>,
     /// The sandbox's own network: TCP and UDP ports on its loopback interface.
     pub inet: Arc<net::inet::Stack>,
+    /// The OOM killer's state (a sandbox with a memory limit).
+    pub oom: oom::OomState,
 }
 
 /// Told the pid of a process started from outside once it is loaded, or why it could not.
@@ -511,6 +517,7 @@ pub fn read_executable(
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     use process::Guard;
     let memory = Arc::new(MemoryFile::new(config.memory_size)?);
+    memory.set_limit(config.memory_limit);
     let vdso = Arc::new(vdso::Vdso::new(memory.clone())?);
     vdso.start_clock();
     let kernel = Arc::new(Kernel {
@@ -534,6 +541,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         root: Mutex::new(None),
         exec_watchers: Mutex::new(std::collections::HashMap::new()),
         inet: Arc::new(net::inet::Stack::default()),
+        oom: oom::OomState::default(),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;

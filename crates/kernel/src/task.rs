@@ -14,7 +14,7 @@ use moat_platform::{Context, Trap};
 
 use crate::fs::{host::HostFile, FdTable, OpenFile};
 use crate::loader::{self, ExecRequest};
-use crate::mm::MemoryManager;
+use crate::mm::{Fault, MemoryManager};
 use crate::process::{Guard, ProcessNode, TaskHandle, TaskSignals, ThreadGroup};
 use crate::vfs::{FsContext, Resolve, VfsPath};
 use crate::wait::{WaitQueue, Waker};
@@ -477,18 +477,42 @@ impl Task {
         // An instruction fetch from memory that is not executable is the application's
         // fault; ptrace does not say which access faulted, but a fetch faults at `rip`.
         let rip = self.regs.rip;
-        let resolved = signo == libc::SIGSEGV
+        let outcome = if signo == libc::SIGSEGV
             && matches!(code, SEGV_MAPERR | SEGV_ACCERR)
             && !(repeated && self.fault_repeats >= MAX_FAULT_REPEATS)
-            && {
-                let mut mm = self.mm.guard();
-                let fetch_denied =
-                    addr == rip && mm.find_vma(addr).is_some_and(|(_, v)| !v.prot.executable());
-                !fetch_denied && mm.handle_fault(addr, code == SEGV_ACCERR)
-            };
-        if resolved {
-            self.fault_repeats = if repeated { self.fault_repeats + 1 } else { 0 };
-            return;
+        {
+            let mut mm = self.mm.guard();
+            let fetch_denied =
+                addr == rip && mm.find_vma(addr).is_some_and(|(_, v)| !v.prot.executable());
+            if fetch_denied {
+                Fault::Unresolved
+            } else {
+                mm.handle_fault(addr, code == SEGV_ACCERR)
+            }
+        } else {
+            Fault::Unresolved
+        };
+        match outcome {
+            Fault::Resolved => {
+                self.fault_repeats = if repeated { self.fault_repeats + 1 } else { 0 };
+                return;
+            }
+            Fault::OutOfMemory => {
+                // The sandbox is at its memory limit: the OOM killer frees memory (perhaps
+                // by killing this very process, which the loop then sees before the retry),
+                // and the instruction is retried after a pause that lets the victim go.
+                crate::oom::out_of_memory(&self.kernel);
+                self.last_fault = (0, 0);
+                self.fault_repeats = 0;
+                if !self.handle.interrupted() {
+                    let pause = std::time::Duration::from_millis(5);
+                    self.handle
+                        .waker
+                        .sleep(Some(std::time::Instant::now() + pause));
+                }
+                return;
+            }
+            Fault::Unresolved => {}
         }
         self.fault_repeats = 0;
         self.last_fault = (0, 0);

@@ -193,6 +193,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         aux,
         strace: args.strace,
         memory_size: MEMORY_FILE_SIZE,
+        memory_limit: args.memory.unwrap_or(u64::MAX),
         cpu_mask: moat_runtime::host::cpu_mask(),
         confinement,
         debug_log: log.is_some(),

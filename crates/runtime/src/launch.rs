@@ -606,6 +606,7 @@ fn start_kernel(
         aux: spec.aux,
         strace: spec.strace,
         memory_size: spec.memory_size,
+        memory_limit: spec.memory_limit,
         cpu_mask: spec.cpu_mask,
         forwarded_signals: Some(signals_rx),
         exec_calls: Some(execs_rx),

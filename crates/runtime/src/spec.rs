@@ -32,6 +32,8 @@ pub struct KernelSpec {
     pub aux: AuxFacts,
     pub strace: bool,
     pub memory_size: u64,
+    /// The sandbox's memory limit in bytes (`u64::MAX`: none of its own).
+    pub memory_limit: u64,
     pub cpu_mask: Vec<u8>,
     /// How the kernel process confines itself.
     pub confinement: Confinement,
@@ -203,6 +205,7 @@ impl KernelSpec {
         }
         w.bool(self.strace);
         w.u64(self.memory_size);
+        w.u64(self.memory_limit);
         w.bytes(&self.cpu_mask);
         w.0.push(match self.confinement {
             Confinement::Full => 0,
@@ -272,6 +275,7 @@ impl KernelSpec {
         };
         let strace = r.bool()?;
         let memory_size = r.u64()?;
+        let memory_limit = r.u64()?;
         let cpu_mask = r.bytes()?;
         let confinement = match r.take(1)?[0] {
             0 => Confinement::Full,
@@ -305,6 +309,7 @@ impl KernelSpec {
             aux,
             strace,
             memory_size,
+            memory_limit,
             cpu_mask,
             confinement,
             debug_log,
@@ -369,6 +374,7 @@ mod tests {
             },
             strace: true,
             memory_size: 1 << 30,
+            memory_limit: 1 << 28,
             cpu_mask: vec![3],
             confinement: Confinement::LogSeccomp,
             debug_log: true,

@@ -525,6 +525,16 @@ pub fn plan(
         hostname: spec.hostname().clone().unwrap_or_else(|| "moat".into()),
         strace: false,
         memory_size: MEMORY_FILE_SIZE,
+        // The same bound in Moat's kernel as in the host cgroup (`cgroup.rs`): the kernel's
+        // OOM killer then picks a victim inside the sandbox, as Linux would inside the
+        // container, rather than the host's killing the whole sandbox.
+        memory_limit: linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(|m| m.limit())
+            .and_then(|l| u64::try_from(l).ok())
+            .filter(|&l| l > 0)
+            .unwrap_or(u64::MAX),
         cpu_mask: crate::host::cpu_mask(),
         confinement: Confinement::Full,
         debug_log: false,
