@@ -28,7 +28,8 @@ pub struct OomState {
 }
 
 struct Victim {
-    mm: Weak<Mutex<MemoryManager>>,
+    /// Alive until the victim's address space has given its pages back.
+    memory: Weak<()>,
     chosen: Instant,
 }
 
@@ -40,7 +41,7 @@ pub fn out_of_memory(kernel: &Kernel) {
     {
         let victim = kernel.oom.victim.guard();
         if let Some(v) = victim.as_ref() {
-            if v.mm.strong_count() > 0 && v.chosen.elapsed() < VICTIM_GRACE {
+            if v.memory.strong_count() > 0 && v.chosen.elapsed() < VICTIM_GRACE {
                 return;
             }
         }
@@ -85,15 +86,34 @@ pub fn out_of_memory(kernel: &Kernel) {
             .kills
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
-            "memory limit of {} bytes reached: killed process {tgid} ({}) holding {} KiB",
+            "memory limit of {} bytes reached ({} KiB in use): killed process {tgid} ({}) \
+             holding {} KiB",
             kernel.memory.limit(),
+            kernel.memory.allocated_bytes() >> 10,
             String::from_utf8_lossy(&name),
             size >> 10
         );
     }
     drop(tree);
     *kernel.oom.victim.guard() = Some(Victim {
-        mm: Arc::downgrade(&mm),
+        memory: mm.guard().released(),
         chosen: Instant::now(),
     });
+}
+
+/// Total and free memory as the sandbox sees them (`/proc/meminfo`, `sysinfo`): the host's,
+/// bounded by the memory limit and what is allocated under it.
+pub fn memory_figures(
+    memory: Option<&moat_memory::MemoryFile>,
+    host_total: u64,
+    host_free: u64,
+) -> (u64, u64) {
+    match memory {
+        Some(m) if m.limit() != u64::MAX => {
+            let total = host_total.min(m.limit());
+            let free = host_free.min(total.saturating_sub(m.allocated_bytes()));
+            (total, free)
+        }
+        _ => (host_total, host_free),
+    }
 }

@@ -40,6 +40,7 @@ int main(void) {
         char *p = malloc(1 << 20);
         if (!p) { puts("survived"); return 1; }
         memset(p, 1, 1 << 20);
+        __asm__ volatile("" : : "r"(p) : "memory"); /* the pages are really written */
         if (mib % 64 == 0) { printf("%lu\n", mib); fflush(stdout); }
     }
 }
@@ -61,7 +62,49 @@ int main(void) {
     char *heap = malloc(64 << 20);
     if (!heap) { perror("malloc"); return 1; }
     memset(heap, 3, 64 << 20);
+    __asm__ volatile("" : : "r"(heap) : "memory");
     printf("%d %d %d\n", p[len / 2], p[len - 1], heap[(64 << 20) - 1]);
+    return 0;
+}
+"#;
+
+/// Init holds a little memory and starts two children: a big one that takes 160 MiB and
+/// waits, then a small one that needs 120 MiB more. Under a 256 MiB limit the small one's
+/// faults must kill the big one (the largest process), not init and not the small one.
+const VICTIM: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static pid_t child(size_t mib, int wait_forever, int ready) {
+    pid_t p = fork();
+    if (p == 0) {
+        char *m = malloc(mib << 20);
+        memset(m, 1, mib << 20);
+        __asm__ volatile("" : : "r"(m) : "memory"); /* the pages are really written */
+        if (ready >= 0) { char c = 'r'; write(ready, &c, 1); }
+        if (wait_forever) for (;;) pause();
+        _exit(m[(mib << 20) - 1] == 1 ? 0 : 1);
+    }
+    return p;
+}
+int main(void) {
+    int fds[2];
+    char c;
+    pipe(fds);
+    pid_t big = child(160, 1, fds[1]);
+    read(fds[0], &c, 1);
+    pid_t small = child(120, 0, -1);
+    int st;
+    waitpid(small, &st, 0);
+    printf("small: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
+           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    kill(big, SIGTERM);
+    waitpid(big, &st, 0);
+    printf("big: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
+           WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     return 0;
 }
 "#;
@@ -144,6 +187,24 @@ fn touching_memory_without_end_is_killed_at_the_limit() {
 }
 
 #[test]
+fn the_oom_killer_picks_the_largest_process() {
+    let exe = build("victim", VICTIM);
+    let out = Command::new(common::MOAT)
+        .arg("do")
+        .args(common::platform_args())
+        .args(["--memory", "256M"])
+        .arg(&exe)
+        .output()
+        .expect("run moat");
+    assert_eq!(
+        (common::text(&out.stdout).as_str(), out.status.code()),
+        ("small: exit 0\nbig: signal 9\n", Some(0)),
+        "{}",
+        common::text(&out.stderr)
+    );
+}
+
+#[test]
 fn a_huge_mapping_barely_touched_works_under_a_limit() {
     let exe = build("sparse", SPARSE);
     let out = Command::new(common::MOAT)
@@ -178,4 +239,20 @@ fn a_fork_bomb_is_contained() {
     assert_eq!((forked, errno), (8191, i64::from(libc::EAGAIN)), "{stdout}");
     // The bomb ends itself with SIGKILL once fork fails: the sandbox reports that.
     assert_eq!(out.status.code(), Some(128 + libc::SIGKILL));
+}
+
+#[test]
+fn the_limit_is_the_sandboxs_total_memory() {
+    let out = Command::new(common::MOAT)
+        .arg("do")
+        .args(common::platform_args())
+        .args(["--memory", "300M", "/bin/head", "-1", "/proc/meminfo"])
+        .output()
+        .expect("run moat");
+    assert_eq!(
+        common::text(&out.stdout),
+        "MemTotal:         307200 kB\n",
+        "{}",
+        common::text(&out.stderr)
+    );
 }

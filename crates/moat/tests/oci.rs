@@ -561,3 +561,52 @@ fn resources_are_applied_in_the_container_s_cgroup() {
         let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(&name));
     }
 }
+
+/// `linux.resources.memory.limit` bounds the sandbox from inside too: a program that touches
+/// memory without end is killed by Moat's OOM killer (SIGKILL, the largest process), and the
+/// container's shell lives on to report it, as under runc with a memory cgroup.
+#[test]
+fn the_memory_limit_kills_the_largest_process_inside_the_container() {
+    let s = Scratch::new("oci-memory");
+    let b = bundle(
+        &s.path().join("b"),
+        &["sh", "-c", "/hog; echo hog ended with $?; head -1 /proc/meminfo"],
+        false,
+    );
+    let src = s.path().join("hog.c");
+    std::fs::write(
+        &src,
+        "#include <stdlib.h>\n#include <string.h>\nint main(void) { for (;;) { char *p = \
+         malloc(1 << 20); if (!p) return 1; memset(p, 1, 1 << 20); __asm__ volatile(\"\" : : \
+         \"r\"(p) : \"memory\"); } }\n",
+    )
+    .unwrap();
+    let cc = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(b.join("rootfs/hog"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    edit_config(&b, |c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 268435456}});
+        // Where the host allows it, the host's memory cgroup has the same limit (as under
+        // containerd): Moat's own bound must act first, so that it chooses the victim.
+        c["linux"]["cgroupsPath"] = format!("/moat-test-{}/mem1", std::process::id()).into();
+    });
+    let root = s.path().join("root");
+    let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "mem1"]);
+    for c in ["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"] {
+        let _ = std::fs::remove_dir(
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(format!("moat-test-{}", std::process::id())),
+        );
+    }
+    assert_eq!(
+        (text(&out.stdout).as_str(), out.status.code()),
+        ("hog ended with 137\nMemTotal:         262144 kB\n", Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+}

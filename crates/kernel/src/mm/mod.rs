@@ -131,6 +131,9 @@ pub struct MemoryManager {
     /// `RLIMIT_AS` and `RLIMIT_DATA`, kept current by `setrlimit`.
     pub limit_as: u64,
     pub limit_data: u64,
+    /// Dropped only after [`Drop`] has given every page back: whoever waits for this address
+    /// space's memory to return (the OOM killer, [`MemoryManager::released`]) watches it.
+    alive: Arc<()>,
 }
 
 impl MemoryManager {
@@ -155,7 +158,14 @@ impl MemoryManager {
             brk: 0,
             limit_as: u64::MAX,
             limit_data: u64::MAX,
+            alive: Arc::new(()),
         }
+    }
+
+    /// Something that tells when this address space's pages are back in the memory file:
+    /// the weak reference dies once the manager is dropped and has freed them.
+    pub fn released(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
     }
 
     /// The VMAs, in address order.
@@ -933,8 +943,14 @@ impl MemoryManager {
             return Fault::Unresolved;
         }
         let writable = v.prot.writable();
+        // ENOMEM is also how a failing stub shows (`platform_fault`): only near the memory
+        // limit is it the limit's doing.
+        let memory = self.memory.clone();
+        let at_limit = move || {
+            memory.allocated_bytes().saturating_add(FAULT_WINDOW) > memory.limit()
+        };
         let outcome = |r: Result<(), Errno>, ok: bool| match r {
-            Err(Errno::ENOMEM) => Fault::OutOfMemory,
+            Err(Errno::ENOMEM) if at_limit() => Fault::OutOfMemory,
             Ok(()) if ok => Fault::Resolved,
             _ => Fault::Unresolved,
         };
