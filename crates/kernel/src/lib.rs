@@ -99,6 +99,9 @@ pub struct SandboxConfig {
     pub envp: Vec<Vec<u8>>,
     /// Host fds donated as the application's fds 0, 1 and 2.
     pub stdio: Vec<OwnedFd>,
+    /// Host fds donated as init's fds 3, 4, ... (OCI `create --preserve-fds`), made Moat
+    /// files as stdio is.
+    pub preserved_fds: Vec<OwnedFd>,
     pub cwd: Vec<u8>,
     /// The working directory was asked for (`--cwd`): its absence is an error, not `/`.
     pub cwd_required: bool,

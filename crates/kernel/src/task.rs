@@ -124,6 +124,8 @@ struct Program<'a> {
     no_new_privs: bool,
     limits: &'a [Rlimit; RLIMIT_COUNT],
     stdio: Vec<std::os::fd::OwnedFd>,
+    /// Donated as fds 3, 4, ... (init only: `create --preserve-fds`).
+    preserved: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Task {
@@ -142,6 +144,7 @@ impl Task {
             no_new_privs: config.no_new_privs,
             limits: &config.limits,
             stdio: config.stdio,
+            preserved: config.preserved_fds,
         };
         Task::load(kernel, fs, program, 1, 0)
     }
@@ -196,6 +199,7 @@ impl Task {
             no_new_privs: call.no_new_privs,
             limits: &limits,
             stdio: std::mem::take(&mut call.stdio),
+            preserved: Vec::new(),
         };
         if let Some(exited) = call.exited.take() {
             kernel.exec_watchers.guard().insert(pid, exited);
@@ -271,11 +275,12 @@ impl Task {
         let loaded = loader::load(&mut mm, &req, &mut read_interp, &mut crate::random_u64)?;
 
         let mut files = FdTable::default();
-        for (i, fd) in program.stdio.into_iter().enumerate() {
+        let numbered = (0..).zip(program.stdio).chain((3..).zip(program.preserved));
+        for (i, fd) in numbered {
             let (host, mode) = HostFile::new(fd).map_err(KernelError::Stdio)?;
             let file = Arc::new(OpenFile::new(Box::new(host), mode));
             files
-                .install_at(i as i32, file, false)
+                .install_at(i, file, false)
                 .map_err(KernelError::Stdio)?;
         }
 

@@ -2,6 +2,7 @@
 //! a runtime (shared/clients/argv.txt). The work is `moat_runtime::oci::ops`; this file
 //! parses the command lines and prints as runc prints.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,7 +95,8 @@ pub struct CreateArgs {
     /// Accepted for compatibility.
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Extra fds to pass in (not supported: warned).
+    /// Pass our fds 3 .. 3+N into the container, where they are the process's 3 .. 3+N
+    /// (as runc: for socket activation, or a pipe the caller reads).
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     pub id: String,
@@ -262,32 +264,66 @@ fn print_json(v: &serde_json::Value) {
 
 /// Run one OCI command.
 pub fn run(global: &GlobalArgs, command: OciCommand) -> ExitCode {
+    // `--preserve-fds`: take the fds before anything of ours can be opened at their numbers.
+    let preserve = match &command {
+        OciCommand::Create(a) => a.preserve_fds,
+        OciCommand::Run(a) => a.create.preserve_fds,
+        _ => 0,
+    };
+    let preserved = take_preserved_fds(preserve);
     let g = globals(global);
-    match command_result(&g, command) {
+    let result = preserved.and_then(|fds| command_result(&g, command, fds));
+    match result {
         Ok(code) => code,
         Err(e) => failed(&g, &e),
     }
 }
 
-fn create_options(a: &CreateArgs) -> ops::CreateOptions {
+/// Our fds 3 .. 3+`count`, owned and made close-on-exec (they travel to the container's
+/// front over a socket, not by inheritance); each must be open, as runc requires.
+fn take_preserved_fds(count: u32) -> Result<Vec<OwnedFd>, OciError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let numbers: Vec<i32> = (0..count.min(4096) as i32).map(|i| 3 + i).collect();
+    let taken = moat_platform::confine::take_inherited_fds(&numbers);
+    numbers
+        .iter()
+        .zip(taken)
+        .map(|(n, fd)| {
+            let fd = fd.ok_or_else(|| {
+                OciError::Failed(format!("--preserve-fds {count}: fd {n} is not open"))
+            })?;
+            rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+                .map_err(|e| OciError::Failed(format!("--preserve-fds: fd {n}: {e}")))?;
+            Ok(fd)
+        })
+        .collect()
+}
+
+fn create_options(a: &CreateArgs, preserved_fds: Vec<OwnedFd>) -> ops::CreateOptions {
     ops::CreateOptions {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
-        preserve_fds: a.preserve_fds,
+        preserved_fds,
         allow_inherited_terminal: false,
     }
 }
 
-fn command_result(g: &Globals, command: OciCommand) -> Result<ExitCode, OciError> {
+fn command_result(
+    g: &Globals,
+    command: OciCommand,
+    preserved: Vec<OwnedFd>,
+) -> Result<ExitCode, OciError> {
     match command {
         OciCommand::Create(a) => {
-            ops::create(g, &create_options(&a))?;
+            ops::create(g, &create_options(&a, preserved))?;
             Ok(ExitCode::SUCCESS)
         }
         OciCommand::Start(a) => ops::start(g, &a.id).map(|()| ExitCode::SUCCESS),
-        OciCommand::Run(a) => run_container(g, &a),
+        OciCommand::Run(a) => run_container(g, &a, preserved),
         OciCommand::State(a) => {
             print_json(&ops::state(g, &a.id)?);
             Ok(ExitCode::SUCCESS)
@@ -369,8 +405,12 @@ fn command_result(g: &Globals, command: OciCommand) -> Result<ExitCode, OciError
 
 /// `run`: create and start; unless detached, wait for the container, delete it and end
 /// with its status (128+N for a signal, as runc).
-fn run_container(g: &Globals, a: &RunArgs) -> Result<ExitCode, OciError> {
-    let mut options = create_options(&a.create);
+fn run_container(
+    g: &Globals,
+    a: &RunArgs,
+    preserved: Vec<OwnedFd>,
+) -> Result<ExitCode, OciError> {
+    let mut options = create_options(&a.create, preserved);
     options.allow_inherited_terminal = !a.detach;
     let mut front = ops::create(g, &options)?;
     if let Err(e) = ops::start(g, &a.create.id) {

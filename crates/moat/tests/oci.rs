@@ -610,3 +610,56 @@ fn the_memory_limit_kills_the_largest_process_inside_the_container() {
         text(&out.stderr)
     );
 }
+
+/// `--preserve-fds 1`: the caller's fd 3 (here a pipe the test reads) is the container
+/// process's fd 3, and nothing past it comes in; a fd that is not open is an error.
+#[test]
+fn preserved_fds_reach_the_container_process() {
+    let s = Scratch::new("oci-preserve");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "echo through fd 3 >&3; ls /proc/self/fd >&3; echo on stdout",
+        ],
+        false,
+    );
+    let root = s.path().join("root");
+    // fd 3 of `moat run` is the shell's stdout: the pipe this test reads. Its own stdout
+    // goes elsewhere, so what arrives came through fd 3.
+    let run = |preserve: &str, id: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" --root "$1" run --preserve-fds "$2" --bundle "$3" "$4" 3>&1 1>"$5""#)
+            .arg(MOAT)
+            .arg(&root)
+            .arg(preserve)
+            .arg(&b)
+            .arg(id)
+            .arg(s.path().join("stdout"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("1", "p1");
+    // `ls` lists 0-2, the pipe at 3, and its own directory fd (the lowest free: 4).
+    assert_eq!(
+        (text(&out.stdout).as_str(), out.status.code()),
+        ("through fd 3\n0\n1\n2\n3\n4\n", Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("stdout")).unwrap(),
+        "on stdout\n"
+    );
+    let out = run("2", "p2");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("fd 4 is not open"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(status(&root, "p2"), None);
+}

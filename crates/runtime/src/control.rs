@@ -51,7 +51,8 @@ pub struct ExecSpec {
 pub enum Message {
     /// A signal for the sandbox's init (or, `all`, every process in it).
     Signal { signo: i32, all: bool },
-    /// Load and run the program (OCI `start`).
+    /// Load and run the program (OCI `start`). From `create` to the front and from the front
+    /// to the kernel it carries the fds of `--preserve-fds` (3, 4, ... in order).
     Start,
     /// The program is loaded and runs.
     Started,
@@ -202,6 +203,10 @@ impl Message {
     }
 }
 
+/// The most fds one message carries: an exec's three stdio fds, or the fds `create
+/// --preserve-fds` passes into the container (riding on `Start`).
+pub const MAX_FDS: usize = 64;
+
 /// Send `message` with `fds` on a `SOCK_SEQPACKET` socket (no `SIGPIPE` if the peer left).
 pub fn send(sock: impl AsFd, message: &Message, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -209,7 +214,7 @@ pub fn send(sock: impl AsFd, message: &Message, fds: &[BorrowedFd<'_>]) -> std::
     if bytes.len() > MAX_MESSAGE {
         return Err(std::io::Error::other("control message too large"));
     }
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(std::io::Error::other("too many fds for a control message"));
@@ -232,7 +237,7 @@ pub fn send(sock: impl AsFd, message: &Message, fds: &[BorrowedFd<'_>]) -> std::
 pub fn recv(sock: impl AsFd) -> Result<Option<(Message, Vec<OwnedFd>)>, RuntimeError> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let got = loop {
         match rustix::net::recvmsg(

@@ -257,7 +257,8 @@ pub fn forward_signals(control: &OwnedFd, signals: &[i32]) {
 
 /// What the control thread hands the kernel's main thread before the program starts.
 enum BeforeStart {
-    Start,
+    /// With the fds of `create --preserve-fds`.
+    Start(Vec<OwnedFd>),
     Signal(i32),
 }
 
@@ -341,7 +342,7 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
             let before = lock(&routes.before_start).clone();
             match (message, before) {
                 (Message::Start, Some(tx)) => {
-                    let _ = tx.send(BeforeStart::Start);
+                    let _ = tx.send(BeforeStart::Start(fds));
                 }
                 (Message::Signal { signo, .. }, Some(tx)) => {
                     let _ = tx.send(BeforeStart::Signal(signo));
@@ -559,11 +560,15 @@ fn start_kernel(
             format!("the seccomp probe survived: {probe:?}"),
         )));
     }
+    let mut preserved_fds = Vec::new();
     if spec.wait_for_start {
         // OCI `create` is done: nothing of the application runs before `start`.
         loop {
             match start_rx.recv() {
-                Ok(BeforeStart::Start) => break,
+                Ok(BeforeStart::Start(fds)) => {
+                    preserved_fds = fds;
+                    break;
+                }
                 Ok(BeforeStart::Signal(signo)) if kills_by_default(signo) => {
                     client.hang_up();
                     return Ok(Ok(Status::Signaled(signo)));
@@ -588,6 +593,7 @@ fn start_kernel(
         argv: spec.argv,
         envp: spec.envp,
         stdio,
+        preserved_fds,
         cwd: spec.cwd,
         cwd_required: spec.cwd_required,
         volumes: spec.volumes,

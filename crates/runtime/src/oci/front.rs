@@ -158,6 +158,8 @@ struct Routes {
 
 struct Front {
     kernel: OwnedFd,
+    /// `create --preserve-fds`: handed to the kernel with the (first) `start`.
+    preserved: Mutex<Vec<OwnedFd>>,
     routes: Mutex<Routes>,
     next_exec: AtomicU64,
     log: Log,
@@ -232,7 +234,14 @@ fn serve(front: &Arc<Front>, conn: &OwnedFd) {
         Message::Start => {
             let (tx, rx) = channel();
             front.routes().start = Some(tx);
-            if !front.to_kernel(&Message::Start, &[]) {
+            let preserved = std::mem::take(
+                &mut *front
+                    .preserved
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let borrowed: Vec<_> = preserved.iter().map(AsFd::as_fd).collect();
+            if !front.to_kernel(&Message::Start, &borrowed) {
                 reply(&Message::Failed("the sandbox has ended".into()));
                 return;
             }
@@ -345,10 +354,10 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
     // Out of the caller's session and process group: its terminal's signals are not ours.
     let _ = rustix::process::setsid();
     // `create` writes the plan to a file (seeded files can be large) and says go.
-    match control::recv(&sync) {
-        Ok(Some((Message::Start, _))) => {}
+    let preserved = match control::recv(&sync) {
+        Ok(Some((Message::Start, fds))) => fds,
         _ => return ExitCode::from(crate::launch::EXIT_MOAT_FAILED),
-    }
+    };
     let plan_path = state_dir.join(PLAN_FILE);
     let plan = std::fs::read(&plan_path);
     let _ = std::fs::remove_file(&plan_path);
@@ -378,6 +387,7 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
     crate::launch::forward_signals(&kernel, &FORWARDED_SIGNALS);
     let front = Arc::new(Front {
         kernel,
+        preserved: Mutex::new(preserved),
         routes: Mutex::new(Routes::default()),
         next_exec: AtomicU64::new(1),
         log,

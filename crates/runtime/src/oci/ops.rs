@@ -28,7 +28,9 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
-    pub preserve_fds: u32,
+    /// `--preserve-fds N`: the caller's fds 3 .. 3+N, taken at the start of `main`; they
+    /// become the container process's 3 .. 3+N.
+    pub preserved_fds: Vec<OwnedFd>,
     /// `run` keeps its own terminal when there is no console socket.
     pub allow_inherited_terminal: bool,
 }
@@ -87,12 +89,13 @@ pub fn create(g: &Globals, o: &CreateOptions) -> Result<Child, OciError> {
     let bundle = std::fs::canonicalize(&o.bundle)
         .map_err(OciError::io(format!("bundle {}", o.bundle.display())))?;
     let (spec, raw) = bundle::load(&bundle)?;
-    let mut plan = bundle::plan(&bundle, &spec, &raw, moat_platform::PLATFORMS[0])?;
-    if o.preserve_fds > 0 {
-        plan.warnings.push(format!(
-            "--preserve-fds {}: extra fds are not passed into the sandbox",
-            o.preserve_fds
-        ));
+    let plan = bundle::plan(&bundle, &spec, &raw, moat_platform::PLATFORMS[0])?;
+    if o.preserved_fds.len() > control::MAX_FDS {
+        return Err(OciError::Failed(format!(
+            "--preserve-fds {}: Moat passes at most {} fds into a container",
+            o.preserved_fds.len(),
+            control::MAX_FDS
+        )));
     }
     let record = Record {
         id: o.id.clone(),
@@ -204,7 +207,10 @@ fn create_in(
     let plan_path = container.dir.join(front::PLAN_FILE);
     std::fs::write(&plan_path, front_spec.encode())
         .map_err(OciError::io("writing the sandbox's plan"))?;
-    control::send(&ours, &Message::Start, &[])
+    // The fds to preserve (3, 4, ... of ours, as runc takes them) go to the front with "go";
+    // it hands them to the kernel with `start`, and they become the program's 3, 4, ...
+    let preserved: Vec<_> = o.preserved_fds.iter().map(AsFd::as_fd).collect();
+    control::send(&ours, &Message::Start, &preserved)
         .map_err(OciError::io("talking to the container's front"))?;
     match control::recv(&ours)? {
         Some((Message::Done, _)) => {}
