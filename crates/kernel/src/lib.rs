@@ -119,8 +119,9 @@ pub struct SandboxConfig {
     /// (as `execvp` does; an OCI `process.args[0]` is such a name).
     pub search_path: bool,
     /// Called once init is loaded, just before its first instruction runs (an OCI `start`
-    /// learns that the program was found and loaded).
-    pub on_start: Option<Box<dyn FnOnce() + Send>>,
+    /// runs its `startContainer` hooks in the sandbox, then learns that the program was found
+    /// and loaded). An error ends the sandbox before init runs ([`KernelError::Start`]).
+    pub on_start: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -186,6 +187,9 @@ pub enum KernelError {
     Memory(#[from] MemoryError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// What had to happen before init's first instruction failed (a `startContainer` hook).
+    #[error("{0}")]
+    Start(String),
     #[error("setting up the standard file descriptors: {0}")]
     Stdio(moat_abi::Errno),
     #[error("setting up the root filesystem: {0}")]
@@ -557,7 +561,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     let on_start = config.on_start.take();
     let result = task::Task::start(kernel.clone(), config).and_then(|mut init| {
         if let Some(f) = on_start {
-            f();
+            f().map_err(KernelError::Start)?;
         }
         init.run()
     });

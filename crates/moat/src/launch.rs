@@ -199,6 +199,8 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
         wait_for_start: false,
+        start_hooks: Vec::new(),
+        hook_state: Vec::new(),
     };
     match moat_runtime::run_sandbox(&spec, &served, log) {
         Ok(code) => code,

@@ -663,3 +663,69 @@ fn preserved_fds_reach_the_container_process() {
     );
     assert_eq!(status(&root, "p2"), None);
 }
+
+/// `startContainer` hooks run as runc runs them: inside the container (its file tree, user
+/// and working directory), after `start`, before the program, with the state on stdin; a
+/// failing or slow hook fails `start` and the program never runs.
+#[test]
+fn start_container_hooks_run_in_the_container_before_the_program() {
+    let s = Scratch::new("oci-start-hooks");
+    let marker = format!("moat-hooked-{}", std::process::id());
+    let b = bundle(
+        &s.path().join("b"),
+        &["sh", "-c", &format!("cat /tmp/{marker}; echo program ran")],
+        false,
+    );
+    // As in a real image: anyone may write in /tmp.
+    std::fs::set_permissions(
+        b.join("rootfs/tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    edit_config(&b, |c| {
+        c["process"]["cwd"] = "/tmp".into();
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        c["hooks"] = serde_json::json!({"startContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "read -r state; echo \"$HOOK_ENV $(id -u) $PWD $state\" > /tmp/{marker}"
+            )],
+            "env": ["HOOK_ENV=from-the-hook"]
+        }]});
+    });
+    let root = s.path().join("root");
+    let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "sh1"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("from-the-hook 1000 /tmp {")
+            && stdout.contains("\"id\":\"sh1\"")
+            && stdout.contains("\"status\":\"created\"")
+            && stdout.ends_with("}\nprogram ran\n"),
+        "{stdout}"
+    );
+    // The hook ran in the sandbox: nothing of it is on the host.
+    assert!(!Path::new("/tmp").join(&marker).exists());
+
+    for (hook, error) in [
+        (
+            serde_json::json!({"path": "/bin/false"}),
+            "startContainer hook #0 (/bin/false): exit status 1",
+        ),
+        (
+            serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}),
+            "startContainer hook #0 (/bin/sleep): timed out after 1 s",
+        ),
+        (
+            serde_json::json!({"path": "/no/such/hook"}),
+            "startContainer hook #0 (/no/such/hook)",
+        ),
+    ] {
+        edit_config(&b, |c| c["hooks"] = serde_json::json!({"startContainer": [hook]}));
+        let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "sh2"]);
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains(error), "{}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("program ran"));
+        assert_eq!(status(&root, "sh2"), None);
+    }
+}

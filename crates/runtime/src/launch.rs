@@ -584,6 +584,17 @@ fn start_kernel(
         *lock(&routes.before_start) = None;
     }
     let started = control.clone();
+    let start_hooks = spec.start_hooks;
+    let hook_context = crate::start_hooks::HookContext {
+        cwd: spec.cwd.clone(),
+        creds: spec.creds.clone(),
+        umask: spec.umask,
+        state: spec.hook_state,
+        stderr: stdio
+            .get(2)
+            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 3).ok()),
+    };
+    let (hook_execs, hook_signals) = (routes.execs.clone(), routes.signals.clone());
     let shown = String::from_utf8_lossy(spec.argv.first().map_or(&b"?"[..], |a| a)).into_owned();
     let cwd_shown = String::from_utf8_lossy(&spec.cwd).into_owned();
     let config = SandboxConfig {
@@ -603,7 +614,9 @@ fn start_kernel(
         search_path: spec.search_path,
         no_new_privs: spec.no_new_privs,
         on_start: Some(Box::new(move || {
+            crate::start_hooks::run(&start_hooks, &hook_context, &hook_execs, &hook_signals)?;
             let _ = control::send(&*started, &Message::Started, &[]);
+            Ok(())
         })),
         creds: spec.creds,
         umask: spec.umask,
@@ -661,6 +674,7 @@ fn outcome(
             EXIT_MOAT_FAILED,
             format!("cannot change to {cwd}: {}", strerror(e)),
         )),
+        Err(KernelError::Start(message)) => Err((EXIT_MOAT_FAILED, message)),
         Err(e) => Err((EXIT_MOAT_FAILED, format!("sandbox failed: {e}"))),
     }
 }

@@ -45,6 +45,20 @@ pub struct KernelSpec {
     /// Confine, connect to the gofer, then wait for a start message on the control socket
     /// before loading the program (OCI `create`, then `start`).
     pub wait_for_start: bool,
+    /// OCI `startContainer` hooks: run in the sandbox, in order, before the program.
+    pub start_hooks: Vec<StartHook>,
+    /// The container's state JSON, the hooks' stdin.
+    pub hook_state: Vec<u8>,
+}
+
+/// An OCI hook run inside the sandbox (`startContainer`): a program of the container's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartHook {
+    pub path: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    /// Seconds it may run (0: no limit).
+    pub timeout: u64,
 }
 
 /// How much of the confinement applies.
@@ -215,6 +229,14 @@ impl KernelSpec {
         w.bool(self.debug_log);
         w.bool(self.probe_seccomp);
         w.bool(self.wait_for_start);
+        w.u64(self.start_hooks.len() as u64);
+        for h in &self.start_hooks {
+            w.bytes(&h.path);
+            w.list(&h.args);
+            w.list(&h.env);
+            w.u64(h.timeout);
+        }
+        w.bytes(&self.hook_state);
         w.0
     }
 
@@ -286,6 +308,17 @@ impl KernelSpec {
         let debug_log = r.bool()?;
         let probe_seccomp = r.bool()?;
         let wait_for_start = r.bool()?;
+        let n = r.len()?;
+        let mut start_hooks = Vec::with_capacity(n);
+        for _ in 0..n {
+            start_hooks.push(StartHook {
+                path: r.bytes()?,
+                args: r.list()?,
+                env: r.list()?,
+                timeout: r.u64()?,
+            });
+        }
+        let hook_state = r.bytes()?;
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -315,6 +348,8 @@ impl KernelSpec {
             debug_log,
             probe_seccomp,
             wait_for_start,
+            start_hooks,
+            hook_state,
         })
     }
 }
@@ -380,6 +415,13 @@ mod tests {
             debug_log: true,
             probe_seccomp: false,
             wait_for_start: true,
+            start_hooks: vec![StartHook {
+                path: b"/hook".to_vec(),
+                args: vec![b"hook".to_vec(), b"x".to_vec()],
+                env: vec![b"A=1".to_vec()],
+                timeout: 5,
+            }],
+            hook_state: b"{}".to_vec(),
         }
     }
 

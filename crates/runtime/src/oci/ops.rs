@@ -199,6 +199,13 @@ fn create_in(
         g.log
             .warn("linux.resources without linux.cgroupsPath: limits are not applied");
     }
+    if !plan.spec.start_hooks.is_empty() {
+        // What runc's startContainer hooks read: the state as it is when they run (the
+        // container created, not yet running), its pid the container's (the front's).
+        let mut state = container.state_json();
+        state["status"] = "created".into();
+        plan.spec.hook_state = state.to_string().into_bytes();
+    }
     let front_spec = front::FrontSpec {
         kernel: plan.spec,
         served: plan.served,
