@@ -10,6 +10,7 @@
 pub mod exit;
 pub mod fs;
 pub mod futex;
+pub mod inspect;
 pub mod loader;
 pub mod mm;
 pub mod net;
@@ -141,6 +142,8 @@ pub struct SandboxConfig {
     pub forwarded_signals: Option<std::sync::mpsc::Receiver<HostSignal>>,
     /// Processes to start in the running sandbox (OCI `exec`).
     pub exec_calls: Option<std::sync::mpsc::Receiver<ExecCall>>,
+    /// Questions about the sandbox from outside (OCI `ps`, `events --stats`).
+    pub inspect: Option<std::sync::mpsc::Receiver<inspect::Inspect>>,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
@@ -557,6 +560,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     }
     if let Some(calls) = config.exec_calls.take() {
         serve_exec_calls(&kernel, calls);
+    }
+    if let Some(questions) = config.inspect.take() {
+        inspect::serve(&kernel, questions);
     }
     let on_start = config.on_start.take();
     let result = task::Task::start(kernel.clone(), config).and_then(|mut init| {

@@ -335,20 +335,12 @@ fn command_result(
         OciCommand::Delete(a) => ops::delete(g, &a.id, a.force).map(|()| ExitCode::SUCCESS),
         OciCommand::Exec(a) => exec(g, a),
         OciCommand::Ps(a) => {
-            let pids = ops::ps(g, &a.id)?;
+            let processes = ops::ps(g, &a.id)?;
             if a.format == "json" {
+                let pids: Vec<i32> = processes.iter().map(|p| p.pid).collect();
                 print_json(&serde_json::json!(pids));
             } else {
-                println!("{:>8} CMD", "PID");
-                for pid in pids {
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    let cmd: Vec<String> = cmd
-                        .split(|&b| b == 0)
-                        .filter(|p| !p.is_empty())
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .collect();
-                    println!("{pid:>8} {}", cmd.join(" "));
-                }
+                print!("{}", ps_table(&processes));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -505,33 +497,36 @@ fn exec(g: &Globals, a: ExecArgs) -> Result<ExitCode, OciError> {
     ops::exec(g, &options).map(ExitCode::from)
 }
 
-fn read_number(path: &std::path::Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// The container's statistics, in runc's `events --stats` shape (the cgroup's counters).
-fn stats(g: &Globals, id: &str) -> Result<serde_json::Value, OciError> {
-    let c = state::Container::open(&g.root, id)?;
-    let mut data = serde_json::json!({});
-    for dir in &c.record.cgroups {
-        if let Some(v) = read_number(&dir.join("memory.usage_in_bytes")) {
-            data["memory"] = serde_json::json!({"usage": {"usage": v,
-                "max": read_number(&dir.join("memory.max_usage_in_bytes")),
-                "limit": read_number(&dir.join("memory.limit_in_bytes"))}});
-        }
-        if let Some(v) = read_number(&dir.join("pids.current")) {
-            data["pids"] = serde_json::json!({"current": v});
-        }
-        if let Some(v) = read_number(&dir.join("cpuacct.usage")) {
-            data["cpu"] = serde_json::json!({"usage": {"total": v}});
-        }
+/// `ps -ef`'s columns, as `runc ps` prints them; what Moat does not track (start time,
+/// terminal) is `?`, the CPU column 0.
+fn ps_table(processes: &[moat_kernel::inspect::ProcessEntry]) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<8} {:>7} {:>7} {:>2} {:<5} {:<8} {:>8} CMD\n",
+        "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME"
+    );
+    for p in processes {
+        let secs = p.cpu.as_secs();
+        let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let _ = writeln!(
+            out,
+            "{:<8} {:>7} {:>7} {:>2} {:<5} {:<8} {:>8} {}",
+            p.uid,
+            p.pid,
+            p.ppid,
+            0,
+            "?",
+            "?",
+            time,
+            String::from_utf8_lossy(&p.command)
+        );
     }
-    Ok(serde_json::json!({"type": "stats", "id": id, "data": data}))
+    out
 }
 
 fn events(g: &Globals, a: &EventsArgs) -> Result<ExitCode, OciError> {
     if a.stats {
-        println!("{}", stats(g, &a.id)?);
+        println!("{}", ops::stats(g, &a.id)?);
         return Ok(ExitCode::SUCCESS);
     }
     let secs: f64 =
@@ -544,7 +539,7 @@ fn events(g: &Globals, a: &EventsArgs) -> Result<ExitCode, OciError> {
             return Ok(ExitCode::SUCCESS);
         }
         drop(c);
-        println!("{}", stats(g, &a.id)?);
+        println!("{}", ops::stats(g, &a.id)?);
         std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.1)));
     }
 }
@@ -554,7 +549,7 @@ fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": moat_runtime::oci::OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["bind", "rbind", "ro", "rw", "mode"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],

@@ -729,3 +729,69 @@ fn start_container_hooks_run_in_the_container_before_the_program() {
         assert_eq!(status(&root, "sh2"), None);
     }
 }
+
+/// `ps` lists the container's processes as the sandbox sees them (runc's `--format json` is
+/// their pids), and `events --stats` reports the kernel's figures in runc's shape.
+#[test]
+fn ps_and_stats_come_from_the_sandbox_kernel() {
+    let s = Scratch::new("oci-ps");
+    let b = bundle(
+        &s.path().join("b"),
+        &["sh", "-c", "sleep 100 & sleep 101; true"],
+        false,
+    );
+    edit_config(&b, |c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 268435456}});
+    });
+    let root = s.path().join("root");
+    create(&root, &b, "ps1", &s.path().join("out"));
+    // Created: no process has run yet.
+    let out = moat(&root, &["ps", "--format", "json", "ps1"]);
+    assert_eq!(text(&out.stdout).trim(), "[]", "{}", text(&out.stderr));
+    assert!(moat(&root, &["start", "ps1"]).status.success());
+    assert!(
+        eventually(10, || {
+            let out = moat(&root, &["ps", "--format", "json", "ps1"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+                == Some(serde_json::json!([1, 2, 3]))
+        }),
+        "{}",
+        text(&moat(&root, &["ps", "--format", "json", "ps1"]).stdout)
+    );
+    let table = text(&moat(&root, &["ps", "ps1"]).stdout);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "{table}"
+    );
+    let row = |pid: &str| {
+        rows.iter()
+            .find(|r| r[1] == pid)
+            .map(|r| (r[0], r[2], r[7..].join(" ")))
+    };
+    assert_eq!(
+        row("1"),
+        Some(("0", "0", "sh -c sleep 100 & sleep 101; true".into())),
+        "{table}"
+    );
+    assert_eq!(row("2"), Some(("0", "1", "sleep 100".into())), "{table}");
+    assert_eq!(row("3"), Some(("0", "1", "sleep 101".into())), "{table}");
+
+    let out = moat(&root, &["events", "--stats", "ps1"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(stats["id"], "ps1");
+    let data = &stats["data"];
+    assert_eq!(data["pids"]["current"], 3, "{stats}");
+    assert_eq!(data["memory"]["usage"]["limit"], 268_435_456_u64, "{stats}");
+    let usage = data["memory"]["usage"]["usage"].as_u64().unwrap();
+    assert!((1 << 16..1 << 28).contains(&usage), "{stats}");
+    assert!(data["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{stats}");
+
+    assert!(moat(&root, &["delete", "--force", "ps1"]).status.success());
+}

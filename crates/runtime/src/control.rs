@@ -6,6 +6,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use moat_kernel::inspect::{ProcessEntry, SandboxStats};
 use moat_kernel::Credentials;
 
 use crate::spec::{Reader, Writer};
@@ -72,7 +73,22 @@ pub enum Message {
     ExecExited { id: u64, status: Status },
     /// A signal for an exec'd process.
     ExecSignal { id: u64, signo: i32 },
+    /// Which processes the sandbox has (`moat ps`); answered by `Processes` messages.
+    Ps { id: u64 },
+    /// Some of the sandbox's processes; `more` until the last part.
+    Processes {
+        id: u64,
+        list: Vec<ProcessEntry>,
+        more: bool,
+    },
+    /// The sandbox's resource figures (`moat events`); answered by `StatsReport`.
+    Stats { id: u64 },
+    StatsReport { id: u64, stats: SandboxStats },
 }
+
+/// How many processes one `Processes` message carries (each at most ~300 bytes: well under
+/// [`MAX_MESSAGE`]).
+pub const PROCESSES_PER_MESSAGE: usize = 256;
 
 fn status(w: &mut Writer, s: Status) {
     match s {
@@ -149,6 +165,41 @@ impl Message {
                 w.u64(*id);
                 w.u32(*signo as u32);
             }
+            Message::Ps { id } => {
+                w.0.push(12);
+                w.u64(*id);
+            }
+            Message::Processes { id, list, more } => {
+                w.0.push(13);
+                w.u64(*id);
+                w.u64(list.len() as u64);
+                for p in list {
+                    w.u32(p.pid as u32);
+                    w.u32(p.ppid as u32);
+                    w.u32(p.uid);
+                    w.u64(p.cpu.as_nanos() as u64);
+                    w.bytes(&p.command);
+                }
+                w.bool(*more);
+            }
+            Message::Stats { id } => {
+                w.0.push(14);
+                w.u64(*id);
+            }
+            Message::StatsReport { id, stats } => {
+                w.0.push(15);
+                w.u64(*id);
+                for v in [
+                    stats.memory_usage,
+                    stats.memory_allocated,
+                    stats.memory_limit,
+                    stats.oom_kills,
+                    stats.tasks,
+                    stats.cpu.as_nanos() as u64,
+                ] {
+                    w.u64(v);
+                }
+            }
         }
         w.0
     }
@@ -193,6 +244,38 @@ impl Message {
             11 => Message::ExecSignal {
                 id: r.u64()?,
                 signo: r.u32()? as i32,
+            },
+            12 => Message::Ps { id: r.u64()? },
+            13 => {
+                let id = r.u64()?;
+                let n = r.len()?;
+                let mut list = Vec::with_capacity(n.min(PROCESSES_PER_MESSAGE));
+                for _ in 0..n {
+                    list.push(ProcessEntry {
+                        pid: r.u32()? as i32,
+                        ppid: r.u32()? as i32,
+                        uid: r.u32()?,
+                        cpu: std::time::Duration::from_nanos(r.u64()?),
+                        command: r.bytes()?,
+                    });
+                }
+                Message::Processes {
+                    id,
+                    list,
+                    more: r.bool()?,
+                }
+            }
+            14 => Message::Stats { id: r.u64()? },
+            15 => Message::StatsReport {
+                id: r.u64()?,
+                stats: SandboxStats {
+                    memory_usage: r.u64()?,
+                    memory_allocated: r.u64()?,
+                    memory_limit: r.u64()?,
+                    oom_kills: r.u64()?,
+                    tasks: r.u64()?,
+                    cpu: std::time::Duration::from_nanos(r.u64()?),
+                },
             },
             _ => return Err(RuntimeError::Spec("unknown control message")),
         };
@@ -317,6 +400,30 @@ mod tests {
                 status: Status::Exited(3),
             },
             Message::ExecSignal { id: 7, signo: 2 },
+            Message::Ps { id: 3 },
+            Message::Processes {
+                id: 3,
+                list: vec![ProcessEntry {
+                    pid: 1,
+                    ppid: 0,
+                    uid: 1000,
+                    cpu: std::time::Duration::from_millis(12),
+                    command: b"sleep 30".to_vec(),
+                }],
+                more: false,
+            },
+            Message::Stats { id: 4 },
+            Message::StatsReport {
+                id: 4,
+                stats: SandboxStats {
+                    memory_usage: 1,
+                    memory_allocated: 2,
+                    memory_limit: 3,
+                    oom_kills: 4,
+                    tasks: 5,
+                    cpu: std::time::Duration::from_nanos(6),
+                },
+            },
         ]
     }
 

@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use moat_kernel::inspect::{Inspect, ProcessEntry, SandboxStats};
 use moat_kernel::{
     ExecCall, ExitStatus, HostSignal, KernelError, LoadError, SandboxConfig, SignalTarget,
 };
@@ -268,6 +269,8 @@ struct Routes {
     before_start: Mutex<Option<std::sync::mpsc::Sender<BeforeStart>>>,
     signals: std::sync::mpsc::Sender<HostSignal>,
     execs: std::sync::mpsc::Sender<ExecCall>,
+    /// Questions for the kernel (`ps`, `events`), once it runs.
+    inspect: std::sync::mpsc::Sender<Inspect>,
     /// The sandbox pid of each running exec'd process, by the front's exec number.
     exec_pids: Arc<Mutex<std::collections::HashMap<u64, i32>>>,
 }
@@ -366,6 +369,26 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
                     let call = exec_call(id, spec, fds, &control, &routes.exec_pids);
                     let _ = routes.execs.send(call);
                 }
+                (Message::Ps { id }, before) => {
+                    let list = if before.is_some() {
+                        Vec::new()
+                    } else {
+                        ask(&routes.inspect, Inspect::Processes).unwrap_or_default()
+                    };
+                    send_processes(&control, id, &list);
+                }
+                (Message::Stats { id }, before) => {
+                    let stats = if before.is_some() {
+                        None
+                    } else {
+                        ask(&routes.inspect, Inspect::Stats)
+                    };
+                    let stats = stats.unwrap_or(SandboxStats {
+                        memory_limit: u64::MAX,
+                        ..SandboxStats::default()
+                    });
+                    let _ = control::send(&*control, &Message::StatsReport { id, stats }, &[]);
+                }
                 (Message::ExecSignal { id, signo }, _) => {
                     if let Some(&pid) = lock(&routes.exec_pids).get(&id) {
                         let target = SignalTarget::Process(pid);
@@ -375,6 +398,37 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
                 (other, _) => tracing::warn!("control socket: unexpected {other:?}"),
             }
         });
+}
+
+/// Ask the kernel's inspect thread; `None` once the sandbox has ended.
+fn ask<T>(
+    inspect: &std::sync::mpsc::Sender<Inspect>,
+    question: impl FnOnce(std::sync::mpsc::Sender<T>) -> Inspect,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    inspect.send(question(tx)).ok()?;
+    rx.recv().ok()
+}
+
+/// The process list in parts that fit a control message (at least one, maybe empty).
+fn send_processes(control: &OwnedFd, id: u64, list: &[ProcessEntry]) {
+    let mut parts = list.chunks(control::PROCESSES_PER_MESSAGE).peekable();
+    if parts.peek().is_none() {
+        let m = Message::Processes {
+            id,
+            list: Vec::new(),
+            more: false,
+        };
+        let _ = control::send(control, &m, &[]);
+    }
+    while let Some(part) = parts.next() {
+        let m = Message::Processes {
+            id,
+            list: part.to_vec(),
+            more: parts.peek().is_some(),
+        };
+        let _ = control::send(control, &m, &[]);
+    }
 }
 
 /// Whether a signal's default action ends a process (what a not yet started init does).
@@ -530,7 +584,9 @@ fn start_kernel(
     let (signals_tx, signals_rx) = std::sync::mpsc::channel();
     let (start_tx, start_rx) = std::sync::mpsc::channel();
     let (execs_tx, execs_rx) = std::sync::mpsc::channel();
+    let (inspect_tx, inspect_rx) = std::sync::mpsc::channel();
     let routes = Arc::new(Routes {
+        inspect: inspect_tx,
         before_start: Mutex::new(spec.wait_for_start.then_some(start_tx)),
         signals: signals_tx,
         execs: execs_tx,
@@ -629,6 +685,7 @@ fn start_kernel(
         cpu_mask: spec.cpu_mask,
         forwarded_signals: Some(signals_rx),
         exec_calls: Some(execs_rx),
+        inspect: Some(inspect_rx),
     };
     let platform = spec.platform.clone();
     let result = moat_kernel::run(config);

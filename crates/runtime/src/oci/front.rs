@@ -152,6 +152,8 @@ struct Routes {
     start: Option<Sender<Message>>,
     /// Exec connections by exec number.
     execs: HashMap<u64, Sender<Message>>,
+    /// `ps` and `events` connections waiting for the kernel's answer, by question number.
+    questions: HashMap<u64, Sender<Message>>,
     /// Init's status, once the kernel said it.
     exited: Option<Status>,
 }
@@ -210,6 +212,21 @@ fn read_kernel(front: &Front) {
                     let _ = tx.send(message);
                 }
             }
+            Message::Processes { id, more, .. } => {
+                let route = if more {
+                    routes.questions.get(&id).cloned()
+                } else {
+                    routes.questions.remove(&id)
+                };
+                if let Some(tx) = route {
+                    let _ = tx.send(message);
+                }
+            }
+            Message::StatsReport { id, .. } => {
+                if let Some(tx) = routes.questions.remove(&id) {
+                    let _ = tx.send(message);
+                }
+            }
             Message::Exited(status) => routes.exited = Some(status),
             other => front
                 .log
@@ -260,8 +277,30 @@ fn serve(front: &Arc<Front>, conn: &OwnedFd) {
             }
         }
         Message::Exec { spec, .. } => exec(front, conn, spec, &fds),
+        Message::Ps { .. } => ask(front, conn, |id| Message::Ps { id }),
+        Message::Stats { .. } => ask(front, conn, |id| Message::Stats { id }),
         other => reply(&Message::Failed(format!("unexpected request {other:?}"))),
     }
+}
+
+/// Pass a question (`ps`, `events`) to the kernel under a number of ours and relay the
+/// answer's parts to `conn`.
+fn ask(front: &Arc<Front>, conn: &OwnedFd, question: impl FnOnce(u64) -> Message) {
+    let id = front.next_exec.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = channel();
+    front.routes().questions.insert(id, tx);
+    if !front.to_kernel(&question(id), &[]) {
+        front.routes().questions.remove(&id);
+        let _ = control::send(conn, &Message::Failed("container not running".into()), &[]);
+        return;
+    }
+    while let Ok(m) = rx.recv() {
+        let last = !matches!(m, Message::Processes { more: true, .. });
+        if control::send(conn, &m, &[]).is_err() || last {
+            break;
+        }
+    }
+    front.routes().questions.remove(&id);
 }
 
 /// Start an exec'd process and relay its life to the `moat exec` process on `conn`.
