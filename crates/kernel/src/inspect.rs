@@ -72,35 +72,38 @@ pub(crate) fn serve(kernel: &Arc<Kernel>, questions: std::sync::mpsc::Receiver<I
 /// Every live process (zombies included, as `ps` lists them), by pid.
 pub fn processes(kernel: &Kernel) -> Vec<ProcessEntry> {
     let tree = kernel.tree.guard();
-    let rows: Vec<(ProcessEntry, Option<Arc<std::sync::Mutex<crate::mm::MemoryManager>>>)> =
-        tree.processes
-            .iter()
-            .map(|(&pid, n)| {
-                let main = tree
-                    .task(pid)
-                    .or_else(|| n.threads.iter().next().and_then(|tid| tree.task(*tid)));
-                let uid = main.map_or(0, |t| t.creds.guard().uid);
-                let mm = main.and_then(|t| t.resources.guard().as_ref().map(|r| r.mm.clone()));
-                let mut command = n
-                    .argv
-                    .iter()
-                    .map(Vec::as_slice)
-                    .collect::<Vec<_>>()
-                    .join(&b' ');
-                if command.is_empty() {
-                    command = main.map(|t| t.name.guard().clone()).unwrap_or_default();
-                }
-                command.truncate(MAX_COMMAND);
-                let entry = ProcessEntry {
-                    pid,
-                    ppid: n.parent,
-                    uid,
-                    cpu: n.cpu_exited,
-                    command,
-                };
-                (entry, mm)
-            })
-            .collect();
+    let rows: Vec<(
+        ProcessEntry,
+        Option<Arc<std::sync::Mutex<crate::mm::MemoryManager>>>,
+    )> = tree
+        .processes
+        .iter()
+        .map(|(&pid, n)| {
+            let main = tree
+                .task(pid)
+                .or_else(|| n.threads.iter().next().and_then(|tid| tree.task(*tid)));
+            let uid = main.map_or(0, |t| t.creds.guard().uid);
+            let mm = main.and_then(|t| t.resources.guard().as_ref().map(|r| r.mm.clone()));
+            let mut command = n
+                .argv
+                .iter()
+                .map(Vec::as_slice)
+                .collect::<Vec<_>>()
+                .join(&b' ');
+            if command.is_empty() {
+                command = main.map(|t| t.name.guard().clone()).unwrap_or_default();
+            }
+            command.truncate(MAX_COMMAND);
+            let entry = ProcessEntry {
+                pid,
+                ppid: n.parent,
+                uid,
+                cpu: n.cpu_exited,
+                command,
+            };
+            (entry, mm)
+        })
+        .collect();
     drop(tree);
     // The address space counts every thread that ran in it (the tree's lock is not held
     // while a memory manager is taken).
@@ -120,7 +123,10 @@ pub fn stats(kernel: &Kernel) -> SandboxStats {
         let tree = kernel.tree.guard();
         (
             tree.tasks.len() as u64,
-            tree.processes.values().map(|n| n.cpu_children).sum::<Duration>(),
+            tree.processes
+                .values()
+                .map(|n| n.cpu_children)
+                .sum::<Duration>(),
         )
     };
     let live: Duration = processes(kernel).iter().map(|p| p.cpu).sum();

@@ -397,11 +397,7 @@ fn command_result(
 
 /// `run`: create and start; unless detached, wait for the container, delete it and end
 /// with its status (128+N for a signal, as runc).
-fn run_container(
-    g: &Globals,
-    a: &RunArgs,
-    preserved: Vec<OwnedFd>,
-) -> Result<ExitCode, OciError> {
+fn run_container(g: &Globals, a: &RunArgs, preserved: Vec<OwnedFd>) -> Result<ExitCode, OciError> {
     let mut options = create_options(&a.create, preserved);
     options.allow_inherited_terminal = !a.detach;
     let mut front = ops::create(g, &options)?;

@@ -570,7 +570,11 @@ fn the_memory_limit_kills_the_largest_process_inside_the_container() {
     let s = Scratch::new("oci-memory");
     let b = bundle(
         &s.path().join("b"),
-        &["sh", "-c", "/hog; echo hog ended with $?; head -1 /proc/meminfo"],
+        &[
+            "sh",
+            "-c",
+            "/hog; echo hog ended with $?; head -1 /proc/meminfo",
+        ],
         false,
     );
     let src = s.path().join("hog.c");
@@ -721,7 +725,9 @@ fn start_container_hooks_run_in_the_container_before_the_program() {
             "startContainer hook #0 (/no/such/hook)",
         ),
     ] {
-        edit_config(&b, |c| c["hooks"] = serde_json::json!({"startContainer": [hook]}));
+        edit_config(&b, |c| {
+            c["hooks"] = serde_json::json!({"startContainer": [hook]});
+        });
         let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "sh2"]);
         assert!(!out.status.success());
         assert!(text(&out.stderr).contains(error), "{}", text(&out.stderr));
@@ -791,7 +797,10 @@ fn ps_and_stats_come_from_the_sandbox_kernel() {
     assert_eq!(data["memory"]["usage"]["limit"], 268_435_456_u64, "{stats}");
     let usage = data["memory"]["usage"]["usage"].as_u64().unwrap();
     assert!((1 << 16..1 << 28).contains(&usage), "{stats}");
-    assert!(data["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
 
     assert!(moat(&root, &["delete", "--force", "ps1"]).status.success());
 }

@@ -51,7 +51,10 @@ pub struct ExecSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A signal for the sandbox's init (or, `all`, every process in it).
-    Signal { signo: i32, all: bool },
+    Signal {
+        signo: i32,
+        all: bool,
+    },
     /// Load and run the program (OCI `start`). From `create` to the front and from the front
     /// to the kernel it carries the fds of `--preserve-fds` (3, 4, ... in order).
     Start,
@@ -64,17 +67,34 @@ pub enum Message {
     /// The sandbox's init ended so; the kernel's last message.
     Exited(Status),
     /// Start another process in the sandbox; its stdio fds ride along (0, 1, 2 in order).
-    Exec { id: u64, spec: ExecSpec },
+    Exec {
+        id: u64,
+        spec: ExecSpec,
+    },
     /// The exec'd process runs, with this pid in the sandbox.
-    ExecStarted { id: u64, pid: i32 },
+    ExecStarted {
+        id: u64,
+        pid: i32,
+    },
     /// The exec'd process could not start.
-    ExecFailed { id: u64, message: String },
+    ExecFailed {
+        id: u64,
+        message: String,
+    },
     /// The exec'd process ended.
-    ExecExited { id: u64, status: Status },
+    ExecExited {
+        id: u64,
+        status: Status,
+    },
     /// A signal for an exec'd process.
-    ExecSignal { id: u64, signo: i32 },
+    ExecSignal {
+        id: u64,
+        signo: i32,
+    },
     /// Which processes the sandbox has (`moat ps`); answered by `Processes` messages.
-    Ps { id: u64 },
+    Ps {
+        id: u64,
+    },
     /// Some of the sandbox's processes; `more` until the last part.
     Processes {
         id: u64,
@@ -82,8 +102,13 @@ pub enum Message {
         more: bool,
     },
     /// The sandbox's resource figures (`moat events`); answered by `StatsReport`.
-    Stats { id: u64 },
-    StatsReport { id: u64, stats: SandboxStats },
+    Stats {
+        id: u64,
+    },
+    StatsReport {
+        id: u64,
+        stats: SandboxStats,
+    },
 }
 
 /// How many processes one `Processes` message carries (each at most ~300 bytes: well under

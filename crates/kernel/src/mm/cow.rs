@@ -456,7 +456,10 @@ mod tests {
         let mut child = parent.fork().unwrap();
         child.attach(fake().0).unwrap();
         assert_eq!(host(&pages, a).unwrap().0, Prot::READ);
-        assert!(!parent.handle_fault(a, true).resolved(), "not writable: a real fault");
+        assert!(
+            !parent.handle_fault(a, true).resolved(),
+            "not writable: a real fault"
+        );
         parent.protect(a, 2 * PAGE, RW).unwrap();
         assert_eq!(
             host(&pages, a).unwrap().0,
@@ -624,7 +627,10 @@ mod tests {
                 moat_platform::Trap::Fault { signo, code, addr } => {
                     assert_eq!(signo, libc::SIGSEGV);
                     let t = std::time::Instant::now();
-                    assert!(mm.handle_fault(addr, code == 2).resolved(), "unresolved fault");
+                    assert!(
+                        mm.handle_fault(addr, code == 2).resolved(),
+                        "unresolved fault"
+                    );
                     HANDLE.with(|h| h.set(h.get() + t.elapsed()));
                     faults += 1;
                 }

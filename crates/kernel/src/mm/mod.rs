@@ -946,9 +946,8 @@ impl MemoryManager {
         // ENOMEM is also how a failing stub shows (`platform_fault`): only near the memory
         // limit is it the limit's doing.
         let memory = self.memory.clone();
-        let at_limit = move || {
-            memory.allocated_bytes().saturating_add(FAULT_WINDOW) > memory.limit()
-        };
+        let at_limit =
+            move || memory.allocated_bytes().saturating_add(FAULT_WINDOW) > memory.limit();
         let outcome = |r: Result<(), Errno>, ok: bool| match r {
             Err(Errno::ENOMEM) if at_limit() => Fault::OutOfMemory,
             Ok(()) if ok => Fault::Resolved,

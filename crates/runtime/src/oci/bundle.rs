@@ -552,7 +552,7 @@ pub fn plan(
         memory_limit: linux
             .and_then(|l| l.resources().as_ref())
             .and_then(|r| r.memory().as_ref())
-            .and_then(|m| m.limit())
+            .and_then(oci_spec::runtime::LinuxMemory::limit)
             .and_then(|l| u64::try_from(l).ok())
             .filter(|&l| l > 0)
             .unwrap_or(u64::MAX),

@@ -393,9 +393,8 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
     // Out of the caller's session and process group: its terminal's signals are not ours.
     let _ = rustix::process::setsid();
     // `create` writes the plan to a file (seeded files can be large) and says go.
-    let preserved = match control::recv(&sync) {
-        Ok(Some((Message::Start, fds))) => fds,
-        _ => return ExitCode::from(crate::launch::EXIT_MOAT_FAILED),
+    let Ok(Some((Message::Start, preserved))) = control::recv(&sync) else {
+        return ExitCode::from(crate::launch::EXIT_MOAT_FAILED);
     };
     let plan_path = state_dir.join(PLAN_FILE);
     let plan = std::fs::read(&plan_path);

@@ -481,7 +481,12 @@ pub fn ps(g: &Globals, id: &str) -> Result<Vec<ProcessEntry>, OciError> {
     let mut list = Vec::new();
     loop {
         match control::recv(&conn)? {
-            Some((Message::Processes { list: part, more, .. }, _)) => {
+            Some((
+                Message::Processes {
+                    list: part, more, ..
+                },
+                _,
+            )) => {
                 list.extend(part);
                 if !more {
                     return Ok(list);
