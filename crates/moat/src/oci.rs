@@ -172,7 +172,7 @@ pub struct ExecArgs {
     /// Accepted for compatibility (ignored).
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for compatibility (ignored).
+    /// Not supported for exec (warned): only `create`/`run` pass extra fds in.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     pub id: String,
@@ -442,6 +442,12 @@ fn run_container(g: &Globals, a: &RunArgs, preserved: Vec<OwnedFd>) -> Result<Ex
 /// `exec`: the process from --process, or the container's own process with the command,
 /// --cwd, --env and --user of the command line.
 fn exec(g: &Globals, a: ExecArgs) -> Result<ExitCode, OciError> {
+    if a.preserve_fds > 0 {
+        g.log.warn(&format!(
+            "exec --preserve-fds {}: not supported for exec; no extra fds are passed in",
+            a.preserve_fds
+        ));
+    }
     let (process, source) = match &a.process {
         Some(path) => (bundle::load_process(path)?, path.clone()),
         None => {
