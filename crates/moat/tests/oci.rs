@@ -553,6 +553,9 @@ fn resources_are_applied_in_the_container_s_cgroup() {
     assert!(moat(&root, &["start", "c1"]).status.success());
     assert!(moat(&root, &["pause", "c1"]).status.success());
     assert_eq!(status(&root, "c1").as_deref(), Some("paused"));
+    // A frozen sandbox's kernel cannot say what runs in it: a clear error, not a hang.
+    let ps = moat(&root, &["ps", "c1"]);
+    assert!(text(&ps.stderr).contains("container is paused"), "{ps:?}");
     assert!(moat(&root, &["resume", "c1"]).status.success());
     assert_eq!(status(&root, "c1").as_deref(), Some("running"));
     assert!(moat(&root, &["delete", "--force", "c1"]).status.success());

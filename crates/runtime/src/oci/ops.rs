@@ -557,12 +557,24 @@ pub fn stats(g: &Globals, id: &str) -> Result<serde_json::Value, OciError> {
     }))
 }
 
-/// Send a question to the container's front; the connection its answer comes on.
+/// Send a question to the container's front; the connection its answer comes on (which
+/// gives up after 10 s rather than hang on a sandbox that cannot answer).
 fn ask(c: &Container, m: &Message) -> Result<OwnedFd, OciError> {
+    if c.status() == Status::Paused {
+        return Err(OciError::WrongState(
+            "container is paused: its kernel, frozen with it, cannot answer".into(),
+        ));
+    }
     let conn = front::connect(&c.control_socket()).map_err(OciError::io(format!(
         "connecting to container {}",
         c.record.id
     )))?;
+    rustix::net::sockopt::set_socket_timeout(
+        &conn,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(10)),
+    )
+    .map_err(|e| OciError::io("talking to the container")(e.into()))?;
     control::send(&conn, m, &[]).map_err(OciError::io("talking to the container"))?;
     Ok(conn)
 }
