@@ -696,7 +696,7 @@ fn start_container_hooks_run_in_the_container_before_the_program() {
         c["hooks"] = serde_json::json!({"startContainer": [{
             "path": "/bin/sh",
             "args": ["sh", "-c", format!(
-                "read -r state; echo \"$HOOK_ENV $(id -u) $PWD $state\" > /tmp/{marker}"
+                "echo hook-noise; read -r state; echo \"$HOOK_ENV $(id -u) $PWD $state\" > /tmp/{marker}"
             )],
             "env": ["HOOK_ENV=from-the-hook"]
         }]});
@@ -712,13 +712,15 @@ fn start_container_hooks_run_in_the_container_before_the_program() {
             && stdout.ends_with("}\nprogram ran\n"),
         "{stdout}"
     );
+    // As under runc, a hook's output is not the container's.
+    assert!(!stdout.contains("hook-noise") && !text(&out.stderr).contains("hook-noise"));
     // The hook ran in the sandbox: nothing of it is on the host.
     assert!(!Path::new("/tmp").join(&marker).exists());
 
     for (hook, error) in [
         (
-            serde_json::json!({"path": "/bin/false"}),
-            "startContainer hook #0 (/bin/false): exit status 1",
+            serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo no good >&2; exit 4"]}),
+            "startContainer hook #0 (/bin/sh): exit status 4, output: no good",
         ),
         (
             serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}),

@@ -646,9 +646,6 @@ fn start_kernel(
         creds: spec.creds.clone(),
         umask: spec.umask,
         state: spec.hook_state,
-        stderr: stdio
-            .get(2)
-            .and_then(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 3).ok()),
     };
     let (hook_execs, hook_signals) = (routes.execs.clone(), routes.signals.clone());
     let shown = String::from_utf8_lossy(spec.argv.first().map_or(&b"?"[..], |a| a)).into_owned();

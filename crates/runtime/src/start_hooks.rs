@@ -2,9 +2,9 @@
 //! and before the user's program, with the container's file tree, user and working
 //! directory. A Moat container has no host namespaces to run a host program in, so each
 //! hook is a process of the sandbox (started like an `exec`'d one, while init is loaded but
-//! has not run an instruction), with the container's state JSON on its stdin and its
-//! output on the container's stderr. A hook that cannot start, fails or outlives its
-//! `timeout` fails `start`, and the program never runs.
+//! has not run an instruction), with the container's state JSON on its stdin. Its output is
+//! kept, as runc keeps it, and shown only in the error when it fails: a hook that cannot
+//! start, fails or outlives its `timeout` fails `start`, and the program never runs.
 
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -21,9 +21,10 @@ pub struct HookContext {
     pub umask: u32,
     /// The container's state JSON (each hook's stdin).
     pub state: Vec<u8>,
-    /// The container's stderr (each hook's stdout and stderr).
-    pub stderr: Option<OwnedFd>,
 }
+
+/// How much of a failed hook's output its error shows.
+const MAX_SHOWN_OUTPUT: usize = 4096;
 
 enum Event {
     Started(Result<i32, String>),
@@ -55,6 +56,7 @@ fn run_one(
 ) -> Result<(), String> {
     let (tx, rx) = channel();
     let exited = tx.clone();
+    let (stdio, output) = stdio(cx).map_err(|e| format!("its stdio: {e}"))?;
     let call = ExecCall {
         filename: hook.path.clone(),
         argv: hook.args.clone(),
@@ -64,7 +66,7 @@ fn run_one(
         umask: cx.umask,
         search_path: false,
         no_new_privs: false,
-        stdio: stdio(cx).map_err(|e| format!("its stdio: {e}"))?,
+        stdio,
         started: Some(Box::new(move |r| {
             let _ = tx.send(Event::Started(r.map_err(|e| e.to_string())));
         })),
@@ -102,25 +104,41 @@ fn run_one(
             _ => return Err("the sandbox has ended".into()),
         }
     };
-    match status {
-        ExitStatus::Exited(0) => Ok(()),
-        ExitStatus::Exited(code) => Err(format!("exit status {code}")),
-        ExitStatus::Signaled { signo, .. } => Err(format!("killed by signal {signo}")),
+    let failure = match status {
+        ExitStatus::Exited(0) => return Ok(()),
+        ExitStatus::Exited(code) => format!("exit status {code}"),
+        ExitStatus::Signaled { signo, .. } => format!("killed by signal {signo}"),
+    };
+    let shown = shown_output(&output);
+    if shown.is_empty() {
+        Err(failure)
+    } else {
+        Err(format!("{failure}, output: {shown}"))
     }
 }
 
+/// The start of what a hook wrote, trimmed, for its error.
+fn shown_output(output: &OwnedFd) -> String {
+    let mut buf = vec![0u8; MAX_SHOWN_OUTPUT];
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::pread(output, &mut buf[got..], got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    String::from_utf8_lossy(&buf[..got]).trim().to_string()
+}
+
 /// A hook's fds 0-2: a memfd holding the state (read from its start, then end of file), and
-/// the container's stderr twice.
-fn stdio(cx: &HookContext) -> std::io::Result<Vec<OwnedFd>> {
+/// twice one memfd that keeps its output; that memfd is also returned, to be read after.
+fn stdio(cx: &HookContext) -> std::io::Result<(Vec<OwnedFd>, OwnedFd)> {
     let state = rustix::fs::memfd_create(c"moat-hook-state", rustix::fs::MemfdFlags::CLOEXEC)?;
     let mut written = 0;
     while written < cx.state.len() {
         written += rustix::io::pwrite(&state, &cx.state[written..], written as u64)?;
     }
-    let mut fds = vec![state];
-    if let Some(err) = &cx.stderr {
-        fds.push(err.try_clone()?);
-        fds.push(err.try_clone()?);
-    }
-    Ok(fds)
+    let output = rustix::fs::memfd_create(c"moat-hook-output", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let fds = vec![state, output.try_clone()?, output.try_clone()?];
+    Ok((fds, output))
 }
