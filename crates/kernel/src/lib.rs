@@ -10,9 +10,11 @@
 pub mod exit;
 pub mod fs;
 pub mod futex;
+pub mod inspect;
 pub mod loader;
 pub mod mm;
 pub mod net;
+pub mod oom;
 pub mod process;
 pub mod signal;
 pub mod strace;
@@ -99,6 +101,9 @@ pub struct SandboxConfig {
     pub envp: Vec<Vec<u8>>,
     /// Host fds donated as the application's fds 0, 1 and 2.
     pub stdio: Vec<OwnedFd>,
+    /// Host fds donated as init's fds 3, 4, ... (OCI `create --preserve-fds`), made Moat
+    /// files as stdio is.
+    pub preserved_fds: Vec<OwnedFd>,
     pub cwd: Vec<u8>,
     /// The working directory was asked for (`--cwd`): its absence is an error, not `/`.
     pub cwd_required: bool,
@@ -116,8 +121,9 @@ pub struct SandboxConfig {
     /// (as `execvp` does; an OCI `process.args[0]` is such a name).
     pub search_path: bool,
     /// Called once init is loaded, just before its first instruction runs (an OCI `start`
-    /// learns that the program was found and loaded).
-    pub on_start: Option<Box<dyn FnOnce() + Send>>,
+    /// runs its `startContainer` hooks in the sandbox, then learns that the program was found
+    /// and loaded). An error ends the sandbox before init runs ([`KernelError::Start`]).
+    pub on_start: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
     pub creds: Credentials,
     pub umask: u32,
     pub limits: [Rlimit; RLIMIT_COUNT],
@@ -127,6 +133,9 @@ pub struct SandboxConfig {
     pub strace: bool,
     /// Size of the memory file's address range (the sandbox's memory ceiling).
     pub memory_size: u64,
+    /// The most memory the sandbox may use (`u64::MAX`: no limit of its own): beyond it page
+    /// faults are served by killing the largest process (`oom.rs`).
+    pub memory_limit: u64,
     /// CPUs the sandbox reports (`sched_getaffinity`), as a bitmask in bytes.
     pub cpu_mask: Vec<u8>,
     /// Signals sent to `moat` itself (^C on the terminal, `kill`), to pass on to the
@@ -136,6 +145,8 @@ pub struct SandboxConfig {
     pub exec_calls: Option<std::sync::mpsc::Receiver<ExecCall>>,
     /// Whose network TCP and UDP sockets use.
     pub network: net::NetworkMode,
+    /// Questions about the sandbox from outside (OCI `ps`, `events --stats`).
+    pub inspect: Option<std::sync::mpsc::Receiver<inspect::Inspect>>,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
@@ -182,6 +193,9 @@ pub enum KernelError {
     Memory(#[from] MemoryError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// What had to happen before init's first instruction failed (a `startContainer` hook).
+    #[error("{0}")]
+    Start(String),
     #[error("setting up the standard file descriptors: {0}")]
     Stdio(moat_abi::Errno),
     #[error("setting up the root filesystem: {0}")]
@@ -230,6 +244,8 @@ pub struct Kernel {
     pub inet: Arc<net::inet::Stack>,
     /// Whose network TCP and UDP sockets use: the sandbox's stack, or the host's.
     pub network: net::NetworkMode,
+    /// The OOM killer's state (a sandbox with a memory limit).
+    pub oom: oom::OomState,
 }
 
 /// Told the pid of a process started from outside once it is loaded, or why it could not.
@@ -554,6 +570,7 @@ pub(crate) fn open_executable(
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     use process::Guard;
     let memory = Arc::new(MemoryFile::new(config.memory_size)?);
+    memory.set_limit(config.memory_limit);
     let vdso = Arc::new(vdso::Vdso::new(memory.clone())?);
     vdso.start_clock();
     let kernel = Arc::new(Kernel {
@@ -578,6 +595,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         exec_watchers: Mutex::new(std::collections::HashMap::new()),
         inet: Arc::new(net::inet::Stack::default()),
         network: config.network,
+        oom: oom::OomState::default(),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
     let mut config = config;
@@ -587,10 +605,13 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     if let Some(calls) = config.exec_calls.take() {
         serve_exec_calls(&kernel, calls);
     }
+    if let Some(questions) = config.inspect.take() {
+        inspect::serve(&kernel, questions);
+    }
     let on_start = config.on_start.take();
     let result = task::Task::start(kernel.clone(), config).and_then(|mut init| {
         if let Some(f) = on_start {
-            f();
+            f().map_err(KernelError::Start)?;
         }
         init.run()
     });

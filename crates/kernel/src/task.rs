@@ -14,7 +14,7 @@ use moat_platform::{Context, Trap};
 
 use crate::fs::{host::HostFile, FdTable, OpenFile};
 use crate::loader::{self, ExecRequest};
-use crate::mm::MemoryManager;
+use crate::mm::{Fault, MemoryManager};
 use crate::process::{Guard, ProcessNode, TaskHandle, TaskSignals, ThreadGroup};
 use crate::vfs::{FsContext, Resolve, VfsPath};
 use crate::wait::{WaitQueue, Waker};
@@ -124,6 +124,8 @@ struct Program<'a> {
     no_new_privs: bool,
     limits: &'a [Rlimit; RLIMIT_COUNT],
     stdio: Vec<std::os::fd::OwnedFd>,
+    /// Donated as fds 3, 4, ... (init only: `create --preserve-fds`).
+    preserved: Vec<std::os::fd::OwnedFd>,
 }
 
 impl Task {
@@ -142,6 +144,7 @@ impl Task {
             no_new_privs: config.no_new_privs,
             limits: &config.limits,
             stdio: config.stdio,
+            preserved: config.preserved_fds,
         };
         Task::load(kernel, fs, program, 1, 0)
     }
@@ -196,6 +199,7 @@ impl Task {
             no_new_privs: call.no_new_privs,
             limits: &limits,
             stdio: std::mem::take(&mut call.stdio),
+            preserved: Vec::new(),
         };
         if let Some(exited) = call.exited.take() {
             kernel.exec_watchers.guard().insert(pid, exited);
@@ -271,11 +275,12 @@ impl Task {
         let loaded = loader::load(&mut mm, &req, &mut read_interp, &mut crate::random_u64)?;
 
         let mut files = FdTable::default();
-        for (i, fd) in program.stdio.into_iter().enumerate() {
+        let numbered = (0..).zip(program.stdio).chain((3..).zip(program.preserved));
+        for (i, fd) in numbered {
             let (host, mode) = HostFile::new(fd).map_err(KernelError::Stdio)?;
             let file = Arc::new(OpenFile::new(Box::new(host), mode));
             files
-                .install_at(i as i32, file, false)
+                .install_at(i, file, false)
                 .map_err(KernelError::Stdio)?;
         }
 
@@ -477,18 +482,42 @@ impl Task {
         // An instruction fetch from memory that is not executable is the application's
         // fault; ptrace does not say which access faulted, but a fetch faults at `rip`.
         let rip = self.regs.rip;
-        let resolved = signo == libc::SIGSEGV
+        let outcome = if signo == libc::SIGSEGV
             && matches!(code, SEGV_MAPERR | SEGV_ACCERR)
             && !(repeated && self.fault_repeats >= MAX_FAULT_REPEATS)
-            && {
-                let mut mm = self.mm.guard();
-                let fetch_denied =
-                    addr == rip && mm.find_vma(addr).is_some_and(|(_, v)| !v.prot.executable());
-                !fetch_denied && mm.handle_fault(addr, code == SEGV_ACCERR)
-            };
-        if resolved {
-            self.fault_repeats = if repeated { self.fault_repeats + 1 } else { 0 };
-            return;
+        {
+            let mut mm = self.mm.guard();
+            let fetch_denied =
+                addr == rip && mm.find_vma(addr).is_some_and(|(_, v)| !v.prot.executable());
+            if fetch_denied {
+                Fault::Unresolved
+            } else {
+                mm.handle_fault(addr, code == SEGV_ACCERR)
+            }
+        } else {
+            Fault::Unresolved
+        };
+        match outcome {
+            Fault::Resolved => {
+                self.fault_repeats = if repeated { self.fault_repeats + 1 } else { 0 };
+                return;
+            }
+            Fault::OutOfMemory => {
+                // The sandbox is at its memory limit: the OOM killer frees memory (perhaps
+                // by killing this very process, which the loop then sees before the retry),
+                // and the instruction is retried after a pause that lets the victim go.
+                crate::oom::out_of_memory(&self.kernel);
+                self.last_fault = (0, 0);
+                self.fault_repeats = 0;
+                if !self.handle.interrupted() {
+                    let pause = std::time::Duration::from_millis(5);
+                    self.handle
+                        .waker
+                        .sleep(Some(std::time::Instant::now() + pause));
+                }
+                return;
+            }
+            Fault::Unresolved => {}
         }
         self.fault_repeats = 0;
         self.last_fault = (0, 0);

@@ -30,6 +30,9 @@ pub enum MemoryError {
     Map(#[source] std::io::Error),
     #[error("the memory file is full ({requested} bytes requested)")]
     Exhausted { requested: u64 },
+    /// The sandbox's memory limit ([`MemoryFile::set_limit`]) would be exceeded.
+    #[error("the memory limit of {limit} bytes is reached ({requested} bytes requested)")]
+    OverLimit { requested: u64, limit: u64 },
 }
 
 /// A page-aligned range of the memory file.
@@ -51,6 +54,8 @@ pub struct MemoryFile {
     /// Start of the kernel's `MAP_SHARED` mapping of the whole file.
     base: *mut u8,
     size: u64,
+    /// The most bytes that may be allocated at once (the sandbox's memory limit).
+    limit: std::sync::atomic::AtomicU64,
     alloc: Mutex<Alloc>,
 }
 
@@ -65,6 +70,8 @@ struct Alloc {
     /// Allocated pages with more than one reference: offset -> (length, count), count >= 2.
     /// Extents never overlap; adjacent extents with the same count are merged.
     shared: BTreeMap<u64, (u64, u64)>,
+    /// Bytes handed out and not yet released (the file's size minus the free extents).
+    allocated: u64,
 }
 
 // SAFETY: `base` points to a shared mapping that lives as long as `self`; all access goes
@@ -110,9 +117,11 @@ impl MemoryFile {
             fd,
             base: base.cast(),
             size,
+            limit: std::sync::atomic::AtomicU64::new(u64::MAX),
             alloc: Mutex::new(Alloc {
                 free,
                 shared: BTreeMap::new(),
+                allocated: 0,
             }),
         })
     }
@@ -133,11 +142,34 @@ impl MemoryFile {
         self.size
     }
 
+    /// Bound the bytes allocated at once (the sandbox's memory limit): allocations that would
+    /// go past it fail with [`MemoryError::OverLimit`].
+    ///
+    /// Allocated bytes bound the host memory the file can use, since only allocated pages are
+    /// ever populated (a page is punched before it is released): whatever the application
+    /// touches later without the kernel seeing it, the file never holds more than this.
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The limit set by [`MemoryFile::set_limit`] (`u64::MAX` when there is none).
+    pub fn limit(&self) -> u64 {
+        self.limit.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Allocate `len` bytes (rounded up to pages), first fit from the lowest offset.
     /// The range reads as zeros and its pages have one reference each.
     pub fn allocate(&self, len: u64) -> Result<FileRange, MemoryError> {
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let mut alloc = self.alloc();
+        let limit = self.limit();
+        if alloc.allocated.saturating_add(len) > limit {
+            return Err(MemoryError::OverLimit {
+                requested: len,
+                limit,
+            });
+        }
         let found = alloc
             .free
             .iter()
@@ -150,6 +182,7 @@ impl MemoryFile {
         if extent > len {
             alloc.free.insert(offset + len, extent - len);
         }
+        alloc.allocated += len;
         Ok(FileRange { offset, len })
     }
 
@@ -221,7 +254,7 @@ impl MemoryFile {
 
     /// Bytes of the file that are allocated (whether or not their pages are populated).
     pub fn allocated_bytes(&self) -> u64 {
-        self.size - self.alloc().free.values().sum::<u64>()
+        self.alloc().allocated
     }
 
     fn check_allocated(&self, alloc: &Alloc, range: FileRange) {
@@ -595,6 +628,7 @@ impl Alloc {
 
     /// Return a range to the free extents, coalescing with its neighbours.
     fn release(&mut self, range: FileRange) {
+        self.allocated -= range.len;
         let mut offset = range.offset;
         let mut len = range.len;
         if let Some((&prev, &plen)) = self.free.range(..offset).next_back() {
@@ -806,6 +840,28 @@ mod tests {
         let committed = mf.committed_bytes();
         mf.copy_populated(empty.offset, other.offset, 4 * P);
         assert_eq!(mf.committed_bytes(), committed);
+    }
+
+    #[test]
+    fn the_limit_bounds_allocated_bytes() {
+        let mf = MemoryFile::new(64 * P).unwrap();
+        mf.set_limit(8 * P);
+        let a = mf.allocate(6 * P).unwrap();
+        assert!(matches!(
+            mf.allocate(3 * P),
+            Err(MemoryError::OverLimit { requested, limit }) if requested == 3 * P && limit == 8 * P
+        ));
+        let b = mf.allocate(2 * P).unwrap();
+        assert_eq!(mf.allocated_bytes(), 8 * P);
+        // Shared pages count once, as a memory cgroup charges a page once.
+        mf.share(a);
+        assert_eq!(mf.allocated_bytes(), 8 * P);
+        mf.free(a);
+        assert!(mf.allocate(P).is_err(), "a is still referenced");
+        mf.free(a);
+        mf.free(b);
+        assert_eq!(mf.allocated_bytes(), 0);
+        assert!(mf.allocate(8 * P).is_ok());
     }
 
     #[test]

@@ -193,12 +193,15 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         aux,
         strace: args.strace,
         memory_size: MEMORY_FILE_SIZE,
+        memory_limit: args.memory.unwrap_or(u64::MAX),
         cpu_mask: moat_runtime::host::cpu_mask(),
         confinement,
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
         wait_for_start: false,
         network: args.network,
+        start_hooks: Vec::new(),
+        hook_state: Vec::new(),
     };
     match moat_runtime::run_sandbox(&spec, &served, log) {
         Ok(code) => code,

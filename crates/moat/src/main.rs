@@ -86,6 +86,11 @@ pub struct DoArgs {
     /// has it, else `/`).
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+    /// The most memory the sandbox may use, in bytes or with a binary suffix (`512M`, `2G`).
+    /// Past it a page fault kills the process holding the most memory (SIGKILL), as a memory
+    /// cgroup's limit does; mmap and brk still succeed (memory is overcommitted).
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory_size)]
+    pub memory: Option<u64>,
     /// Debugging Moat only: run the kernel and the gofer unconfined (no namespaces, own root,
     /// capability drop or seccomp filter). The sandbox is then NOT a security boundary.
     #[arg(long)]
@@ -122,6 +127,19 @@ struct SyscallsArgs {
 pub fn parse_network(name: &str) -> Result<moat_kernel::NetworkMode, String> {
     moat_kernel::NetworkMode::parse(name)
         .ok_or_else(|| format!("unknown network mode {name:?} (sandbox, none or host)"))
+}
+
+/// A size like docker's `--memory`: a number of bytes with an optional `K`, `M`, `G` or `T`
+/// suffix (binary multiples, case-insensitive, `B`/`iB` allowed).
+fn parse_memory_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{e}"))?;
+    if bytes < 1 << 20 {
+        return Err("the memory limit must be at least 1M".into());
+    }
+    Ok(bytes)
 }
 
 fn main() -> ExitCode {

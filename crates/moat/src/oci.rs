@@ -2,6 +2,7 @@
 //! a runtime (shared/clients/argv.txt). The work is `moat_runtime::oci::ops`; this file
 //! parses the command lines and prints as runc prints.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,7 +101,8 @@ pub struct CreateArgs {
     /// Accepted for compatibility.
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Extra fds to pass in (not supported: warned).
+    /// Pass our fds 3 .. 3+N into the container, where they are the process's 3 .. 3+N
+    /// (as runc: for socket activation, or a pipe the caller reads).
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     pub id: String,
@@ -176,7 +178,7 @@ pub struct ExecArgs {
     /// Accepted for compatibility (ignored).
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// Accepted for compatibility (ignored).
+    /// Not supported for exec (warned): only `create`/`run` pass extra fds in.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     pub id: String,
@@ -269,32 +271,66 @@ fn print_json(v: &serde_json::Value) {
 
 /// Run one OCI command.
 pub fn run(global: &GlobalArgs, command: OciCommand) -> ExitCode {
+    // `--preserve-fds`: take the fds before anything of ours can be opened at their numbers.
+    let preserve = match &command {
+        OciCommand::Create(a) => a.preserve_fds,
+        OciCommand::Run(a) => a.create.preserve_fds,
+        _ => 0,
+    };
+    let preserved = take_preserved_fds(preserve);
     let g = globals(global);
-    match command_result(&g, command) {
+    let result = preserved.and_then(|fds| command_result(&g, command, fds));
+    match result {
         Ok(code) => code,
         Err(e) => failed(&g, &e),
     }
 }
 
-fn create_options(a: &CreateArgs) -> ops::CreateOptions {
+/// Our fds 3 .. 3+`count`, owned and made close-on-exec (they travel to the container's
+/// front over a socket, not by inheritance); each must be open, as runc requires.
+fn take_preserved_fds(count: u32) -> Result<Vec<OwnedFd>, OciError> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let numbers: Vec<i32> = (0..count.min(4096) as i32).map(|i| 3 + i).collect();
+    let taken = moat_platform::confine::take_inherited_fds(&numbers);
+    numbers
+        .iter()
+        .zip(taken)
+        .map(|(n, fd)| {
+            let fd = fd.ok_or_else(|| {
+                OciError::Failed(format!("--preserve-fds {count}: fd {n} is not open"))
+            })?;
+            rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+                .map_err(|e| OciError::Failed(format!("--preserve-fds: fd {n}: {e}")))?;
+            Ok(fd)
+        })
+        .collect()
+}
+
+fn create_options(a: &CreateArgs, preserved_fds: Vec<OwnedFd>) -> ops::CreateOptions {
     ops::CreateOptions {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
-        preserve_fds: a.preserve_fds,
+        preserved_fds,
         allow_inherited_terminal: false,
     }
 }
 
-fn command_result(g: &Globals, command: OciCommand) -> Result<ExitCode, OciError> {
+fn command_result(
+    g: &Globals,
+    command: OciCommand,
+    preserved: Vec<OwnedFd>,
+) -> Result<ExitCode, OciError> {
     match command {
         OciCommand::Create(a) => {
-            ops::create(g, &create_options(&a))?;
+            ops::create(g, &create_options(&a, preserved))?;
             Ok(ExitCode::SUCCESS)
         }
         OciCommand::Start(a) => ops::start(g, &a.id).map(|()| ExitCode::SUCCESS),
-        OciCommand::Run(a) => run_container(g, &a),
+        OciCommand::Run(a) => run_container(g, &a, preserved),
         OciCommand::State(a) => {
             print_json(&ops::state(g, &a.id)?);
             Ok(ExitCode::SUCCESS)
@@ -306,20 +342,12 @@ fn command_result(g: &Globals, command: OciCommand) -> Result<ExitCode, OciError
         OciCommand::Delete(a) => ops::delete(g, &a.id, a.force).map(|()| ExitCode::SUCCESS),
         OciCommand::Exec(a) => exec(g, a),
         OciCommand::Ps(a) => {
-            let pids = ops::ps(g, &a.id)?;
+            let processes = ops::ps(g, &a.id)?;
             if a.format == "json" {
+                let pids: Vec<i32> = processes.iter().map(|p| p.pid).collect();
                 print_json(&serde_json::json!(pids));
             } else {
-                println!("{:>8} CMD", "PID");
-                for pid in pids {
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    let cmd: Vec<String> = cmd
-                        .split(|&b| b == 0)
-                        .filter(|p| !p.is_empty())
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .collect();
-                    println!("{pid:>8} {}", cmd.join(" "));
-                }
+                print!("{}", ps_table(&processes));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -376,8 +404,8 @@ fn command_result(g: &Globals, command: OciCommand) -> Result<ExitCode, OciError
 
 /// `run`: create and start; unless detached, wait for the container, delete it and end
 /// with its status (128+N for a signal, as runc).
-fn run_container(g: &Globals, a: &RunArgs) -> Result<ExitCode, OciError> {
-    let mut options = create_options(&a.create);
+fn run_container(g: &Globals, a: &RunArgs, preserved: Vec<OwnedFd>) -> Result<ExitCode, OciError> {
+    let mut options = create_options(&a.create, preserved);
     options.allow_inherited_terminal = !a.detach;
     let mut front = ops::create(g, &options)?;
     if let Err(e) = ops::start(g, &a.create.id) {
@@ -421,6 +449,12 @@ fn run_container(g: &Globals, a: &RunArgs) -> Result<ExitCode, OciError> {
 /// `exec`: the process from --process, or the container's own process with the command,
 /// --cwd, --env and --user of the command line.
 fn exec(g: &Globals, a: ExecArgs) -> Result<ExitCode, OciError> {
+    if a.preserve_fds > 0 {
+        g.log.warn(&format!(
+            "exec --preserve-fds {}: not supported for exec; no extra fds are passed in",
+            a.preserve_fds
+        ));
+    }
     let (process, source) = match &a.process {
         Some(path) => (bundle::load_process(path)?, path.clone()),
         None => {
@@ -472,33 +506,36 @@ fn exec(g: &Globals, a: ExecArgs) -> Result<ExitCode, OciError> {
     ops::exec(g, &options).map(ExitCode::from)
 }
 
-fn read_number(path: &std::path::Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// The container's statistics, in runc's `events --stats` shape (the cgroup's counters).
-fn stats(g: &Globals, id: &str) -> Result<serde_json::Value, OciError> {
-    let c = state::Container::open(&g.root, id)?;
-    let mut data = serde_json::json!({});
-    for dir in &c.record.cgroups {
-        if let Some(v) = read_number(&dir.join("memory.usage_in_bytes")) {
-            data["memory"] = serde_json::json!({"usage": {"usage": v,
-                "max": read_number(&dir.join("memory.max_usage_in_bytes")),
-                "limit": read_number(&dir.join("memory.limit_in_bytes"))}});
-        }
-        if let Some(v) = read_number(&dir.join("pids.current")) {
-            data["pids"] = serde_json::json!({"current": v});
-        }
-        if let Some(v) = read_number(&dir.join("cpuacct.usage")) {
-            data["cpu"] = serde_json::json!({"usage": {"total": v}});
-        }
+/// `ps -ef`'s columns, as `runc ps` prints them; what Moat does not track (start time,
+/// terminal) is `?`, the CPU column 0.
+fn ps_table(processes: &[moat_kernel::inspect::ProcessEntry]) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "{:<8} {:>7} {:>7} {:>2} {:<5} {:<8} {:>8} CMD\n",
+        "UID", "PID", "PPID", "C", "STIME", "TTY", "TIME"
+    );
+    for p in processes {
+        let secs = p.cpu.as_secs();
+        let time = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+        let _ = writeln!(
+            out,
+            "{:<8} {:>7} {:>7} {:>2} {:<5} {:<8} {:>8} {}",
+            p.uid,
+            p.pid,
+            p.ppid,
+            0,
+            "?",
+            "?",
+            time,
+            String::from_utf8_lossy(&p.command)
+        );
     }
-    Ok(serde_json::json!({"type": "stats", "id": id, "data": data}))
+    out
 }
 
 fn events(g: &Globals, a: &EventsArgs) -> Result<ExitCode, OciError> {
     if a.stats {
-        println!("{}", stats(g, &a.id)?);
+        println!("{}", ops::stats(g, &a.id)?);
         return Ok(ExitCode::SUCCESS);
     }
     let secs: f64 =
@@ -511,7 +548,7 @@ fn events(g: &Globals, a: &EventsArgs) -> Result<ExitCode, OciError> {
             return Ok(ExitCode::SUCCESS);
         }
         drop(c);
-        println!("{}", stats(g, &a.id)?);
+        println!("{}", ops::stats(g, &a.id)?);
         std::thread::sleep(std::time::Duration::from_secs_f64(secs.max(0.1)));
     }
 }
@@ -521,7 +558,7 @@ fn features() -> serde_json::Value {
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": moat_runtime::oci::OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "poststart", "poststop"],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": ["bind", "rbind", "ro", "rw", "mode"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],

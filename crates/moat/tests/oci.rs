@@ -153,7 +153,8 @@ fn the_lifecycle_has_runc_states_and_errors() {
     assert_eq!(list, "c1\n");
     let ps: Vec<i32> =
         serde_json::from_slice(&moat(&root, &["ps", "--format", "json", "c1"]).stdout).unwrap();
-    assert!(ps.contains(&pid), "{ps:?}");
+    // The sandbox's own pids: the shell is its init.
+    assert!(ps.contains(&1), "{ps:?}");
 
     assert!(moat(&root, &["kill", "c1", "TERM"]).status.success());
     assert!(eventually(5, || status(&root, "c1").as_deref() == Some("stopped")));
@@ -552,6 +553,9 @@ fn resources_are_applied_in_the_container_s_cgroup() {
     assert!(moat(&root, &["start", "c1"]).status.success());
     assert!(moat(&root, &["pause", "c1"]).status.success());
     assert_eq!(status(&root, "c1").as_deref(), Some("paused"));
+    // A frozen sandbox's kernel cannot say what runs in it: a clear error, not a hang.
+    let ps = moat(&root, &["ps", "c1"]);
+    assert!(text(&ps.stderr).contains("container is paused"), "{ps:?}");
     assert!(moat(&root, &["resume", "c1"]).status.success());
     assert_eq!(status(&root, "c1").as_deref(), Some("running"));
     assert!(moat(&root, &["delete", "--force", "c1"]).status.success());
@@ -615,4 +619,264 @@ fn network_host_is_the_runtimes_choice() {
         text(&out.stderr)
     );
     server.join().unwrap();
+}
+
+/// `linux.resources.memory.limit` bounds the sandbox from inside too: a program that touches
+/// memory without end is killed by Moat's OOM killer (SIGKILL, the largest process), and the
+/// container's shell lives on to report it, as under runc with a memory cgroup.
+#[test]
+fn the_memory_limit_kills_the_largest_process_inside_the_container() {
+    let s = Scratch::new("oci-memory");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "/hog; echo hog ended with $?; head -1 /proc/meminfo",
+        ],
+        false,
+    );
+    let src = s.path().join("hog.c");
+    std::fs::write(
+        &src,
+        "#include <stdlib.h>\n#include <string.h>\nint main(void) { for (;;) { char *p = \
+         malloc(1 << 20); if (!p) return 1; memset(p, 1, 1 << 20); __asm__ volatile(\"\" : : \
+         \"r\"(p) : \"memory\"); } }\n",
+    )
+    .unwrap();
+    let cc = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(b.join("rootfs/hog"))
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    edit_config(&b, |c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 268435456}});
+        // Where the host allows it, the host's memory cgroup has the same limit (as under
+        // containerd): Moat's own bound must act first, so that it chooses the victim.
+        c["linux"]["cgroupsPath"] = format!("/moat-test-{}/mem1", std::process::id()).into();
+    });
+    let root = s.path().join("root");
+    let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "mem1"]);
+    for c in ["memory", "cpu", "cpuacct", "pids", "blkio", "freezer"] {
+        let _ = std::fs::remove_dir(
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(format!("moat-test-{}", std::process::id())),
+        );
+    }
+    assert_eq!(
+        (text(&out.stdout).as_str(), out.status.code()),
+        ("hog ended with 137\nMemTotal:         262144 kB\n", Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `--preserve-fds 1`: the caller's fd 3 (here a pipe the test reads) is the container
+/// process's fd 3, and nothing past it comes in; a fd that is not open is an error.
+#[test]
+fn preserved_fds_reach_the_container_process() {
+    let s = Scratch::new("oci-preserve");
+    let b = bundle(
+        &s.path().join("b"),
+        &[
+            "sh",
+            "-c",
+            "echo through fd 3 >&3; ls /proc/self/fd >&3; echo on stdout",
+        ],
+        false,
+    );
+    let root = s.path().join("root");
+    // fd 3 of `moat run` is the shell's stdout: the pipe this test reads. Its own stdout
+    // goes elsewhere, so what arrives came through fd 3.
+    let run = |preserve: &str, id: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec "$0" --root "$1" run --preserve-fds "$2" --bundle "$3" "$4" 3>&1 1>"$5""#)
+            .arg(MOAT)
+            .arg(&root)
+            .arg(preserve)
+            .arg(&b)
+            .arg(id)
+            .arg(s.path().join("stdout"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("1", "p1");
+    // `ls` lists 0-2, the pipe at 3, and its own directory fd (the lowest free: 4).
+    assert_eq!(
+        (text(&out.stdout).as_str(), out.status.code()),
+        ("through fd 3\n0\n1\n2\n3\n4\n", Some(0)),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("stdout")).unwrap(),
+        "on stdout\n"
+    );
+    let out = run("2", "p2");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("fd 4 is not open"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(status(&root, "p2"), None);
+}
+
+/// `startContainer` hooks run as runc runs them: inside the container (its file tree, user
+/// and working directory), after `start`, before the program, with the state on stdin; a
+/// failing or slow hook fails `start` and the program never runs.
+#[test]
+fn start_container_hooks_run_in_the_container_before_the_program() {
+    let s = Scratch::new("oci-start-hooks");
+    let marker = format!("moat-hooked-{}", std::process::id());
+    let b = bundle(
+        &s.path().join("b"),
+        &["sh", "-c", &format!("cat /tmp/{marker}; echo program ran")],
+        false,
+    );
+    // As in a real image: anyone may write in /tmp.
+    std::fs::set_permissions(
+        b.join("rootfs/tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    edit_config(&b, |c| {
+        c["process"]["cwd"] = "/tmp".into();
+        c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+        c["hooks"] = serde_json::json!({"startContainer": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "echo hook-noise; read -r state; echo \"$HOOK_ENV $(id -u) $PWD $state\" > /tmp/{marker}"
+            )],
+            "env": ["HOOK_ENV=from-the-hook"]
+        }]});
+    });
+    let root = s.path().join("root");
+    let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "sh1"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("from-the-hook 1000 /tmp {")
+            && stdout.contains("\"id\":\"sh1\"")
+            && stdout.contains("\"status\":\"created\"")
+            && stdout.ends_with("}\nprogram ran\n"),
+        "{stdout}"
+    );
+    // As under runc, a hook's output is not the container's.
+    assert!(!stdout.contains("hook-noise") && !text(&out.stderr).contains("hook-noise"));
+    // The hook ran in the sandbox: nothing of it is on the host.
+    assert!(!Path::new("/tmp").join(&marker).exists());
+
+    for (hook, error) in [
+        (
+            serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo no good >&2; exit 4"]}),
+            "startContainer hook #0 (/bin/sh): exit status 4, output: no good",
+        ),
+        (
+            serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}),
+            "startContainer hook #0 (/bin/sleep): timed out after 1 s",
+        ),
+        (
+            serde_json::json!({"path": "/no/such/hook"}),
+            "startContainer hook #0 (/no/such/hook)",
+        ),
+    ] {
+        edit_config(&b, |c| {
+            c["hooks"] = serde_json::json!({"startContainer": [hook]});
+        });
+        let out = moat(&root, &["run", "--bundle", b.to_str().unwrap(), "sh2"]);
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains(error), "{}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("program ran"));
+        assert_eq!(status(&root, "sh2"), None);
+    }
+}
+
+/// `ps` lists the container's processes as the sandbox sees them (runc's `--format json` is
+/// their pids), and `events --stats` reports the kernel's figures in runc's shape.
+#[test]
+fn ps_and_stats_come_from_the_sandbox_kernel() {
+    let s = Scratch::new("oci-ps");
+    let b = bundle(
+        &s.path().join("b"),
+        &["sh", "-c", "sleep 100 & sleep 101; true"],
+        false,
+    );
+    edit_config(&b, |c| {
+        c["linux"]["resources"] = serde_json::json!({"memory": {"limit": 268435456}});
+    });
+    let root = s.path().join("root");
+    create(&root, &b, "ps1", &s.path().join("out"));
+    // Whatever happens below, the container goes.
+    struct Delete<'a>(&'a Path);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = moat(self.0, &["delete", "--force", "ps1"]);
+        }
+    }
+    let _delete = Delete(&root);
+    // Created: no process has run yet.
+    let out = moat(&root, &["ps", "--format", "json", "ps1"]);
+    assert_eq!(text(&out.stdout).trim(), "[]", "{}", text(&out.stderr));
+    assert!(moat(&root, &["start", "ps1"]).status.success());
+    assert!(
+        eventually(10, || {
+            let out = moat(&root, &["ps", "--format", "json", "ps1"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+                == Some(serde_json::json!([1, 2, 3]))
+        }),
+        "{}",
+        text(&moat(&root, &["ps", "--format", "json", "ps1"]).stdout)
+    );
+    // Each child shows its own command once it has exec'd (a forked shell shows the
+    // shell's until then).
+    let expected = [
+        ["0", "1", "0", "sh -c sleep 100 & sleep 101; true"],
+        ["0", "2", "1", "sleep 100"],
+        ["0", "3", "1", "sleep 101"],
+    ];
+    let rows = || {
+        let table = text(&moat(&root, &["ps", "ps1"]).stdout);
+        let rows: Vec<Vec<String>> = table
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() < 8 {
+                    return f.iter().map(|s| (*s).to_string()).collect();
+                }
+                vec![f[0].into(), f[1].into(), f[2].into(), f[7..].join(" ")]
+            })
+            .collect();
+        (table, rows)
+    };
+    assert!(
+        eventually(10, || rows().1[1..]
+            == expected.map(|r| r.map(String::from).to_vec())),
+        "{}",
+        rows().0
+    );
+    // The header's columns are `ps -ef`'s (UID PID PPID C STIME TTY TIME CMD).
+    assert_eq!(rows().1[0], ["UID", "PID", "PPID", "CMD"]);
+
+    let out = moat(&root, &["events", "--stats", "ps1"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(stats["id"], "ps1");
+    let data = &stats["data"];
+    assert_eq!(data["pids"]["current"], 3, "{stats}");
+    assert_eq!(data["memory"]["usage"]["limit"], 268_435_456_u64, "{stats}");
+    let usage = data["memory"]["usage"]["usage"].as_u64().unwrap();
+    assert!((1 << 16..1 << 28).contains(&usage), "{stats}");
+    assert!(
+        data["cpu"]["usage"]["total"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+
+    assert!(moat(&root, &["delete", "--force", "ps1"]).status.success());
 }

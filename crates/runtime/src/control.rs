@@ -6,6 +6,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use moat_kernel::inspect::{ProcessEntry, SandboxStats};
 use moat_kernel::Credentials;
 
 use crate::spec::{Reader, Writer};
@@ -50,8 +51,12 @@ pub struct ExecSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A signal for the sandbox's init (or, `all`, every process in it).
-    Signal { signo: i32, all: bool },
-    /// Load and run the program (OCI `start`).
+    Signal {
+        signo: i32,
+        all: bool,
+    },
+    /// Load and run the program (OCI `start`). From `create` to the front and from the front
+    /// to the kernel it carries the fds of `--preserve-fds` (3, 4, ... in order).
     Start,
     /// The program is loaded and runs.
     Started,
@@ -62,16 +67,53 @@ pub enum Message {
     /// The sandbox's init ended so; the kernel's last message.
     Exited(Status),
     /// Start another process in the sandbox; its stdio fds ride along (0, 1, 2 in order).
-    Exec { id: u64, spec: ExecSpec },
+    Exec {
+        id: u64,
+        spec: ExecSpec,
+    },
     /// The exec'd process runs, with this pid in the sandbox.
-    ExecStarted { id: u64, pid: i32 },
+    ExecStarted {
+        id: u64,
+        pid: i32,
+    },
     /// The exec'd process could not start.
-    ExecFailed { id: u64, message: String },
+    ExecFailed {
+        id: u64,
+        message: String,
+    },
     /// The exec'd process ended.
-    ExecExited { id: u64, status: Status },
+    ExecExited {
+        id: u64,
+        status: Status,
+    },
     /// A signal for an exec'd process.
-    ExecSignal { id: u64, signo: i32 },
+    ExecSignal {
+        id: u64,
+        signo: i32,
+    },
+    /// Which processes the sandbox has (`moat ps`); answered by `Processes` messages.
+    Ps {
+        id: u64,
+    },
+    /// Some of the sandbox's processes; `more` until the last part.
+    Processes {
+        id: u64,
+        list: Vec<ProcessEntry>,
+        more: bool,
+    },
+    /// The sandbox's resource figures (`moat events`); answered by `StatsReport`.
+    Stats {
+        id: u64,
+    },
+    StatsReport {
+        id: u64,
+        stats: SandboxStats,
+    },
 }
+
+/// How many processes one `Processes` message carries (each at most ~300 bytes: well under
+/// [`MAX_MESSAGE`]).
+pub const PROCESSES_PER_MESSAGE: usize = 256;
 
 fn status(w: &mut Writer, s: Status) {
     match s {
@@ -148,6 +190,41 @@ impl Message {
                 w.u64(*id);
                 w.u32(*signo as u32);
             }
+            Message::Ps { id } => {
+                w.0.push(12);
+                w.u64(*id);
+            }
+            Message::Processes { id, list, more } => {
+                w.0.push(13);
+                w.u64(*id);
+                w.u64(list.len() as u64);
+                for p in list {
+                    w.u32(p.pid as u32);
+                    w.u32(p.ppid as u32);
+                    w.u32(p.uid);
+                    w.u64(p.cpu.as_nanos() as u64);
+                    w.bytes(&p.command);
+                }
+                w.bool(*more);
+            }
+            Message::Stats { id } => {
+                w.0.push(14);
+                w.u64(*id);
+            }
+            Message::StatsReport { id, stats } => {
+                w.0.push(15);
+                w.u64(*id);
+                for v in [
+                    stats.memory_usage,
+                    stats.memory_allocated,
+                    stats.memory_limit,
+                    stats.oom_kills,
+                    stats.tasks,
+                    stats.cpu.as_nanos() as u64,
+                ] {
+                    w.u64(v);
+                }
+            }
         }
         w.0
     }
@@ -193,6 +270,38 @@ impl Message {
                 id: r.u64()?,
                 signo: r.u32()? as i32,
             },
+            12 => Message::Ps { id: r.u64()? },
+            13 => {
+                let id = r.u64()?;
+                let n = r.len()?;
+                let mut list = Vec::with_capacity(n.min(PROCESSES_PER_MESSAGE));
+                for _ in 0..n {
+                    list.push(ProcessEntry {
+                        pid: r.u32()? as i32,
+                        ppid: r.u32()? as i32,
+                        uid: r.u32()?,
+                        cpu: std::time::Duration::from_nanos(r.u64()?),
+                        command: r.bytes()?,
+                    });
+                }
+                Message::Processes {
+                    id,
+                    list,
+                    more: r.bool()?,
+                }
+            }
+            14 => Message::Stats { id: r.u64()? },
+            15 => Message::StatsReport {
+                id: r.u64()?,
+                stats: SandboxStats {
+                    memory_usage: r.u64()?,
+                    memory_allocated: r.u64()?,
+                    memory_limit: r.u64()?,
+                    oom_kills: r.u64()?,
+                    tasks: r.u64()?,
+                    cpu: std::time::Duration::from_nanos(r.u64()?),
+                },
+            },
             _ => return Err(RuntimeError::Spec("unknown control message")),
         };
         if !r.0.is_empty() {
@@ -202,6 +311,10 @@ impl Message {
     }
 }
 
+/// The most fds one message carries: an exec's three stdio fds, or the fds `create
+/// --preserve-fds` passes into the container (riding on `Start`).
+pub const MAX_FDS: usize = 64;
+
 /// Send `message` with `fds` on a `SOCK_SEQPACKET` socket (no `SIGPIPE` if the peer left).
 pub fn send(sock: impl AsFd, message: &Message, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -209,7 +322,7 @@ pub fn send(sock: impl AsFd, message: &Message, fds: &[BorrowedFd<'_>]) -> std::
     if bytes.len() > MAX_MESSAGE {
         return Err(std::io::Error::other("control message too large"));
     }
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(std::io::Error::other("too many fds for a control message"));
@@ -232,7 +345,7 @@ pub fn send(sock: impl AsFd, message: &Message, fds: &[BorrowedFd<'_>]) -> std::
 pub fn recv(sock: impl AsFd) -> Result<Option<(Message, Vec<OwnedFd>)>, RuntimeError> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let got = loop {
         match rustix::net::recvmsg(
@@ -312,6 +425,30 @@ mod tests {
                 status: Status::Exited(3),
             },
             Message::ExecSignal { id: 7, signo: 2 },
+            Message::Ps { id: 3 },
+            Message::Processes {
+                id: 3,
+                list: vec![ProcessEntry {
+                    pid: 1,
+                    ppid: 0,
+                    uid: 1000,
+                    cpu: std::time::Duration::from_millis(12),
+                    command: b"sleep 30".to_vec(),
+                }],
+                more: false,
+            },
+            Message::Stats { id: 4 },
+            Message::StatsReport {
+                id: 4,
+                stats: SandboxStats {
+                    memory_usage: 1,
+                    memory_allocated: 2,
+                    memory_limit: 3,
+                    oom_kills: 4,
+                    tasks: 5,
+                    cpu: std::time::Duration::from_nanos(6),
+                },
+            },
         ]
     }
 

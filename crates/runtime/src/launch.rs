@@ -15,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use moat_kernel::inspect::{Inspect, ProcessEntry, SandboxStats};
 use moat_kernel::{
     ExecCall, ExitStatus, HostSignal, KernelError, LoadError, SandboxConfig, SignalTarget,
 };
@@ -265,7 +266,8 @@ pub fn forward_signals(control: &OwnedFd, signals: &[i32]) {
 
 /// What the control thread hands the kernel's main thread before the program starts.
 enum BeforeStart {
-    Start,
+    /// With the fds of `create --preserve-fds`.
+    Start(Vec<OwnedFd>),
     Signal(i32),
 }
 
@@ -275,6 +277,8 @@ struct Routes {
     before_start: Mutex<Option<std::sync::mpsc::Sender<BeforeStart>>>,
     signals: std::sync::mpsc::Sender<HostSignal>,
     execs: std::sync::mpsc::Sender<ExecCall>,
+    /// Questions for the kernel (`ps`, `events`), once it runs.
+    inspect: std::sync::mpsc::Sender<Inspect>,
     /// The sandbox pid of each running exec'd process, by the front's exec number.
     exec_pids: Arc<Mutex<std::collections::HashMap<u64, i32>>>,
 }
@@ -349,7 +353,7 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
             let before = lock(&routes.before_start).clone();
             match (message, before) {
                 (Message::Start, Some(tx)) => {
-                    let _ = tx.send(BeforeStart::Start);
+                    let _ = tx.send(BeforeStart::Start(fds));
                 }
                 (Message::Signal { signo, .. }, Some(tx)) => {
                     let _ = tx.send(BeforeStart::Signal(signo));
@@ -373,6 +377,26 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
                     let call = exec_call(id, spec, fds, &control, &routes.exec_pids);
                     let _ = routes.execs.send(call);
                 }
+                (Message::Ps { id }, before) => {
+                    let list = if before.is_some() {
+                        Vec::new()
+                    } else {
+                        ask(&routes.inspect, Inspect::Processes).unwrap_or_default()
+                    };
+                    send_processes(&control, id, &list);
+                }
+                (Message::Stats { id }, before) => {
+                    let stats = if before.is_some() {
+                        None
+                    } else {
+                        ask(&routes.inspect, Inspect::Stats)
+                    };
+                    let stats = stats.unwrap_or(SandboxStats {
+                        memory_limit: u64::MAX,
+                        ..SandboxStats::default()
+                    });
+                    let _ = control::send(&*control, &Message::StatsReport { id, stats }, &[]);
+                }
                 (Message::ExecSignal { id, signo }, _) => {
                     if let Some(&pid) = lock(&routes.exec_pids).get(&id) {
                         let target = SignalTarget::Process(pid);
@@ -382,6 +406,37 @@ fn read_control(control: Arc<OwnedFd>, routes: Arc<Routes>) {
                 (other, _) => tracing::warn!("control socket: unexpected {other:?}"),
             }
         });
+}
+
+/// Ask the kernel's inspect thread; `None` once the sandbox has ended.
+fn ask<T>(
+    inspect: &std::sync::mpsc::Sender<Inspect>,
+    question: impl FnOnce(std::sync::mpsc::Sender<T>) -> Inspect,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    inspect.send(question(tx)).ok()?;
+    rx.recv().ok()
+}
+
+/// The process list in parts that fit a control message (at least one, maybe empty).
+fn send_processes(control: &OwnedFd, id: u64, list: &[ProcessEntry]) {
+    let mut parts = list.chunks(control::PROCESSES_PER_MESSAGE).peekable();
+    if parts.peek().is_none() {
+        let m = Message::Processes {
+            id,
+            list: Vec::new(),
+            more: false,
+        };
+        let _ = control::send(control, &m, &[]);
+    }
+    while let Some(part) = parts.next() {
+        let m = Message::Processes {
+            id,
+            list: part.to_vec(),
+            more: parts.peek().is_some(),
+        };
+        let _ = control::send(control, &m, &[]);
+    }
 }
 
 /// Whether a signal's default action ends a process (what a not yet started init does).
@@ -537,7 +592,9 @@ fn start_kernel(
     let (signals_tx, signals_rx) = std::sync::mpsc::channel();
     let (start_tx, start_rx) = std::sync::mpsc::channel();
     let (execs_tx, execs_rx) = std::sync::mpsc::channel();
+    let (inspect_tx, inspect_rx) = std::sync::mpsc::channel();
     let routes = Arc::new(Routes {
+        inspect: inspect_tx,
         before_start: Mutex::new(spec.wait_for_start.then_some(start_tx)),
         signals: signals_tx,
         execs: execs_tx,
@@ -567,11 +624,15 @@ fn start_kernel(
             format!("the seccomp probe survived: {probe:?}"),
         )));
     }
+    let mut preserved_fds = Vec::new();
     if spec.wait_for_start {
         // OCI `create` is done: nothing of the application runs before `start`.
         loop {
             match start_rx.recv() {
-                Ok(BeforeStart::Start) => break,
+                Ok(BeforeStart::Start(fds)) => {
+                    preserved_fds = fds;
+                    break;
+                }
                 Ok(BeforeStart::Signal(signo)) if kills_by_default(signo) => {
                     client.hang_up();
                     return Ok(Ok(Status::Signaled(signo)));
@@ -587,6 +648,14 @@ fn start_kernel(
         *lock(&routes.before_start) = None;
     }
     let started = control.clone();
+    let start_hooks = spec.start_hooks;
+    let hook_context = crate::start_hooks::HookContext {
+        cwd: spec.cwd.clone(),
+        creds: spec.creds.clone(),
+        umask: spec.umask,
+        state: spec.hook_state,
+    };
+    let (hook_execs, hook_signals) = (routes.execs.clone(), routes.signals.clone());
     let shown = String::from_utf8_lossy(spec.argv.first().map_or(&b"?"[..], |a| a)).into_owned();
     let cwd_shown = String::from_utf8_lossy(&spec.cwd).into_owned();
     let config = SandboxConfig {
@@ -596,6 +665,7 @@ fn start_kernel(
         argv: spec.argv,
         envp: spec.envp,
         stdio,
+        preserved_fds,
         cwd: spec.cwd,
         cwd_required: spec.cwd_required,
         volumes: spec.volumes,
@@ -605,7 +675,9 @@ fn start_kernel(
         search_path: spec.search_path,
         no_new_privs: spec.no_new_privs,
         on_start: Some(Box::new(move || {
+            crate::start_hooks::run(&start_hooks, &hook_context, &hook_execs, &hook_signals)?;
             let _ = control::send(&*started, &Message::Started, &[]);
+            Ok(())
         })),
         creds: spec.creds,
         umask: spec.umask,
@@ -614,10 +686,12 @@ fn start_kernel(
         aux: spec.aux,
         strace: spec.strace,
         memory_size: spec.memory_size,
+        memory_limit: spec.memory_limit,
         cpu_mask: spec.cpu_mask,
         forwarded_signals: Some(signals_rx),
         exec_calls: Some(execs_rx),
         network: spec.network,
+        inspect: Some(inspect_rx),
     };
     let platform = spec.platform.clone();
     let result = moat_kernel::run(config);
@@ -663,6 +737,7 @@ fn outcome(
             EXIT_MOAT_FAILED,
             format!("cannot change to {cwd}: {}", strerror(e)),
         )),
+        Err(KernelError::Start(message)) => Err((EXIT_MOAT_FAILED, message)),
         Err(e) => Err((EXIT_MOAT_FAILED, format!("sandbox failed: {e}"))),
     }
 }

@@ -22,6 +22,7 @@ pub mod launch;
 pub mod oci;
 pub mod seccomp;
 pub mod spec;
+pub mod start_hooks;
 
 pub use launch::{gofer_main, kernel_main, run_sandbox, Sandbox};
 pub use spec::{Confinement, KernelSpec};

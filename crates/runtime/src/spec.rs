@@ -32,6 +32,8 @@ pub struct KernelSpec {
     pub aux: AuxFacts,
     pub strace: bool,
     pub memory_size: u64,
+    /// The sandbox's memory limit in bytes (`u64::MAX`: none of its own).
+    pub memory_limit: u64,
     pub cpu_mask: Vec<u8>,
     /// How the kernel process confines itself.
     pub confinement: Confinement,
@@ -47,6 +49,20 @@ pub struct KernelSpec {
     /// process in the host's network namespace and adds the host-network section to its
     /// seccomp allowlist.
     pub network: NetworkMode,
+    /// OCI `startContainer` hooks: run in the sandbox, in order, before the program.
+    pub start_hooks: Vec<StartHook>,
+    /// The container's state JSON, the hooks' stdin.
+    pub hook_state: Vec<u8>,
+}
+
+/// An OCI hook run inside the sandbox (`startContainer`): a program of the container's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartHook {
+    pub path: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+    pub env: Vec<Vec<u8>>,
+    /// Seconds it may run (0: no limit).
+    pub timeout: u64,
 }
 
 /// How much of the confinement applies.
@@ -207,6 +223,7 @@ impl KernelSpec {
         }
         w.bool(self.strace);
         w.u64(self.memory_size);
+        w.u64(self.memory_limit);
         w.bytes(&self.cpu_mask);
         w.0.push(match self.confinement {
             Confinement::Full => 0,
@@ -221,6 +238,14 @@ impl KernelSpec {
             NetworkMode::None => 1,
             NetworkMode::Host => 2,
         });
+        w.u64(self.start_hooks.len() as u64);
+        for h in &self.start_hooks {
+            w.bytes(&h.path);
+            w.list(&h.args);
+            w.list(&h.env);
+            w.u64(h.timeout);
+        }
+        w.bytes(&self.hook_state);
         w.0
     }
 
@@ -281,6 +306,7 @@ impl KernelSpec {
         };
         let strace = r.bool()?;
         let memory_size = r.u64()?;
+        let memory_limit = r.u64()?;
         let cpu_mask = r.bytes()?;
         let confinement = match r.take(1)?[0] {
             0 => Confinement::Full,
@@ -297,6 +323,17 @@ impl KernelSpec {
             2 => NetworkMode::Host,
             _ => return Err(RuntimeError::Spec("bad network mode")),
         };
+        let n = r.len()?;
+        let mut start_hooks = Vec::with_capacity(n);
+        for _ in 0..n {
+            start_hooks.push(StartHook {
+                path: r.bytes()?,
+                args: r.list()?,
+                env: r.list()?,
+                timeout: r.u64()?,
+            });
+        }
+        let hook_state = r.bytes()?;
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -320,12 +357,15 @@ impl KernelSpec {
             aux,
             strace,
             memory_size,
+            memory_limit,
             cpu_mask,
             confinement,
             debug_log,
             probe_seccomp,
             wait_for_start,
             network,
+            start_hooks,
+            hook_state,
         })
     }
 }
@@ -385,12 +425,20 @@ mod tests {
             },
             strace: true,
             memory_size: 1 << 30,
+            memory_limit: 1 << 28,
             cpu_mask: vec![3],
             confinement: Confinement::LogSeccomp,
             debug_log: true,
             probe_seccomp: false,
             wait_for_start: true,
             network: NetworkMode::Host,
+            start_hooks: vec![StartHook {
+                path: b"/hook".to_vec(),
+                args: vec![b"hook".to_vec(), b"x".to_vec()],
+                env: vec![b"A=1".to_vec()],
+                timeout: 5,
+            }],
+            hook_state: b"{}".to_vec(),
         }
     }
 

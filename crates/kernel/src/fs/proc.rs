@@ -392,7 +392,13 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
             let cpus = cpus.clone();
             file(0o444, root, move || cpuinfo(&cpus).into_bytes())
         }),
-        ("meminfo", file(0o444, root, || meminfo().into_bytes())),
+        ("meminfo", {
+            let k = kernel.clone();
+            file(0o444, root, move || {
+                let limit = k.upgrade().map(|k| k.memory.clone());
+                meminfo(limit.as_deref()).into_bytes()
+            })
+        }),
         ("version", text(root, version())),
         ("filesystems", text(root, FILESYSTEMS.into())),
         (
@@ -637,19 +643,23 @@ fn cpu_flags() -> String {
     flags.join(" ")
 }
 
-/// `/proc/meminfo`: the host's memory figures until the sandbox has its own limit (issue 6
-/// places it in a cgroup; then this reports the cgroup's limit).
-fn meminfo() -> String {
+/// `/proc/meminfo`: the host's memory figures, bounded by the sandbox's memory limit when it
+/// has one (as gVisor reports a container's limit as its total).
+fn meminfo(memory: Option<&moat_memory::MemoryFile>) -> String {
     let info = rustix::system::sysinfo();
     let unit = u64::from(info.mem_unit.max(1));
+    let (total, free) = crate::oom::memory_figures(
+        memory,
+        info.totalram * unit,
+        (info.freeram + info.bufferram) * unit,
+    );
     let kb = |v: u64| v * unit / 1024;
-    let total = kb(info.totalram);
-    let free = kb(info.freeram);
+    let (total, free) = (total / 1024, free / 1024);
     let mut s = String::new();
     for (name, value) in [
         ("MemTotal", total),
         ("MemFree", free),
-        ("MemAvailable", free + kb(info.bufferram)),
+        ("MemAvailable", free),
         ("Buffers", 0),
         ("Cached", 0),
         ("SwapCached", 0),

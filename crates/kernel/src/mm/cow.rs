@@ -407,9 +407,9 @@ mod tests {
         // A missing-page fault where a page is mapped lost a race with another thread of the
         // address space: it is retried, and changes nothing. A write fault breaks one chunk.
         let addr = a + 20 * PAGE + 5;
-        assert!(parent.handle_fault(addr, false));
+        assert!(parent.handle_fault(addr, false).resolved());
         assert_eq!(host(&pages, page_of(addr)).unwrap().0, Prot::READ);
-        assert!(parent.handle_fault(addr, true));
+        assert!(parent.handle_fault(addr, true).resolved());
         let chunk = addr & !(COW_CHUNK - 1);
         let (prot, off) = host(&pages, page_of(addr)).unwrap();
         assert_eq!(prot, RW);
@@ -421,16 +421,16 @@ mod tests {
         assert_eq!(read(&mut parent, addr, 1), [7], "the copy has the contents");
         // A second write fault there is a race with another thread: the page is mapped again
         // as the tables say (writable, the parent's own now) and the write retried.
-        assert!(parent.handle_fault(addr, true));
+        assert!(parent.handle_fault(addr, true).resolved());
         assert_eq!(host(&pages, page_of(addr)).unwrap().0, RW);
 
         // The child lets go of everything: the parent's next faults make what is left of
         // each PMA writable in place, without copying.
         drop(child);
         let committed = memory.committed_bytes();
-        assert!(parent.handle_fault(a, true));
+        assert!(parent.handle_fault(a, true).resolved());
         assert_eq!(parent.cow_bytes(), a + 64 * PAGE - (chunk + COW_CHUNK));
-        assert!(parent.handle_fault(a + 64 * PAGE - 1, true));
+        assert!(parent.handle_fault(a + 64 * PAGE - 1, true).resolved());
         assert_eq!(parent.cow_bytes(), 0);
         assert_eq!(host(&pages, a), Some((RW, before.offset)));
         assert_eq!(
@@ -456,14 +456,17 @@ mod tests {
         let mut child = parent.fork().unwrap();
         child.attach(fake().0).unwrap();
         assert_eq!(host(&pages, a).unwrap().0, Prot::READ);
-        assert!(!parent.handle_fault(a, true), "not writable: a real fault");
+        assert!(
+            !parent.handle_fault(a, true).resolved(),
+            "not writable: a real fault"
+        );
         parent.protect(a, 2 * PAGE, RW).unwrap();
         assert_eq!(
             host(&pages, a).unwrap().0,
             Prot::READ,
             "still without write"
         );
-        assert!(parent.handle_fault(a, true));
+        assert!(parent.handle_fault(a, true).resolved());
         assert_eq!(host(&pages, a).unwrap().0, RW);
         parent.write_bytes(a, b"rw").unwrap();
         assert_eq!(read(&mut child, a, 2), b"ro");
@@ -624,7 +627,10 @@ mod tests {
                 moat_platform::Trap::Fault { signo, code, addr } => {
                     assert_eq!(signo, libc::SIGSEGV);
                     let t = std::time::Instant::now();
-                    assert!(mm.handle_fault(addr, code == 2), "unresolved fault");
+                    assert!(
+                        mm.handle_fault(addr, code == 2).resolved(),
+                        "unresolved fault"
+                    );
                     HANDLE.with(|h| h.set(h.get() + t.elapsed()));
                     faults += 1;
                 }

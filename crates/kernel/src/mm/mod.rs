@@ -72,6 +72,23 @@ impl Pma {
     }
 }
 
+/// What became of a page fault the kernel was asked to resolve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The page is there now: retry the instruction.
+    Resolved,
+    /// A real fault of the application (a signal for it).
+    Unresolved,
+    /// The page cannot be supplied: the sandbox is at its memory limit.
+    OutOfMemory,
+}
+
+impl Fault {
+    pub fn resolved(self) -> bool {
+        self == Fault::Resolved
+    }
+}
+
 /// Where a new mapping may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -130,6 +147,9 @@ pub struct MemoryManager {
     /// `RLIMIT_AS` and `RLIMIT_DATA`, kept current by `setrlimit`.
     pub limit_as: u64,
     pub limit_data: u64,
+    /// Dropped only after [`Drop`] has given every page back: whoever waits for this address
+    /// space's memory to return (the OOM killer, [`MemoryManager::released`]) watches it.
+    alive: Arc<()>,
 }
 
 impl MemoryManager {
@@ -154,7 +174,14 @@ impl MemoryManager {
             brk: 0,
             limit_as: u64::MAX,
             limit_data: u64::MAX,
+            alive: Arc::new(()),
         }
+    }
+
+    /// Something that tells when this address space's pages are back in the memory file:
+    /// the weak reference dies once the manager is dropped and has freed them.
+    pub fn released(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
     }
 
     /// The VMAs, in address order.
@@ -985,12 +1012,20 @@ impl MemoryManager {
         gaps
     }
 
+    /// Populate the fault window around `addr`; near the memory limit, where a whole window
+    /// no longer fits, only the page itself (`ENOMEM` when not even that fits).
     fn populate_around(&mut self, addr: u64) -> Result<(), Errno> {
         let (vs, v) = self.find_vma(addr).ok_or(Errno::EFAULT)?;
         let window = addr & !(FAULT_WINDOW - 1);
         let start = window.max(vs);
         let end = (window + FAULT_WINDOW).min(v.end);
-        self.populate(start, end)
+        match self.populate(start, end) {
+            Err(Errno::ENOMEM) if self.pma_at(addr).is_none() => {
+                let page = page_down(addr);
+                self.populate(page, page + PAGE)
+            }
+            other => other,
+        }
     }
 
     /// Handle a page fault at `addr`: `write` when the host reported a protection fault
@@ -1001,32 +1036,51 @@ impl MemoryManager {
     /// A protection fault on a copy-on-write page of a writable VMA is taken to be a write:
     /// the stub maps such pages readable (unless the VMA is not), so a read cannot fault. An
     /// execute fault there breaks the sharing needlessly, then faults again as a real fault.
-    pub fn handle_fault(&mut self, addr: u64, write: bool) -> bool {
+    ///
+    /// [`Fault::OutOfMemory`] when the page could not be supplied for want of memory (the
+    /// sandbox's memory limit): the caller decides whom that kills.
+    pub fn handle_fault(&mut self, addr: u64, write: bool) -> Fault {
         let Some((_, v)) = self.find_vma(addr) else {
-            return false;
+            return Fault::Unresolved;
         };
         if v.prot == Prot::NONE {
-            return false;
+            return Fault::Unresolved;
         }
         let writable = v.prot.writable();
+        // ENOMEM is also how a failing stub shows (`platform_fault`): only near the memory
+        // limit is it the limit's doing.
+        let memory = self.memory.clone();
+        let at_limit =
+            move || memory.allocated_bytes().saturating_add(FAULT_WINDOW) > memory.limit();
+        let outcome = |r: Result<(), Errno>, ok: bool| match r {
+            Err(Errno::ENOMEM) if at_limit() => Fault::OutOfMemory,
+            Ok(()) if ok => Fault::Resolved,
+            _ => Fault::Unresolved,
+        };
         match self.pma_at(addr) {
             // A protection fault where nothing is mapped cannot be ours to resolve.
             None => {
                 let (file_backed, kind) = (matches!(v.kind, VmaKind::SharedFile { .. }), v.kind);
-                (file_backed || !write && kind.populates())
-                    && self.populate_around(addr).is_ok()
-                    && self.pma_at(addr).is_some()
+                if !(file_backed || !write && kind.populates()) {
+                    return Fault::Unresolved;
+                }
+                let r = self.populate_around(addr);
+                outcome(r, self.pma_at(addr).is_some())
             }
-            Some((_, p)) if write && writable && p.cow => self.break_cow_fault(addr).is_ok(),
+            Some((_, p)) if write && writable && p.cow => outcome(self.break_cow_fault(addr), true),
             // Another thread of the address space resolved this fault meanwhile (populated the
             // window, or broke the copy): map the page again as the tables say, so that the
             // retried instruction makes progress whatever the host had.
             Some((s, p)) if !write || (writable && !p.cow) => {
                 let page = addr & !(PAGE - 1);
                 let offset = p.offset + (page - s);
-                self.host_map(page, PAGE, p.host_prot(), offset).is_ok()
+                if self.host_map(page, PAGE, p.host_prot(), offset).is_ok() {
+                    Fault::Resolved
+                } else {
+                    Fault::Unresolved
+                }
             }
-            Some(_) => false,
+            Some(_) => Fault::Unresolved,
         }
     }
 

@@ -60,15 +60,20 @@ pub fn sched_yield(_: &mut Task, _: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
-/// `sysinfo`: the sandbox's uptime and process count, the host's memory figures (until the
-/// sandbox has a memory limit of its own, issue 6), no load.
+/// `sysinfo`: the sandbox's uptime and process count, the host's memory figures bounded by
+/// the sandbox's memory limit, no load.
 pub fn sysinfo(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let host = rustix::system::sysinfo();
     let unit = u64::from(host.mem_unit.max(1));
+    let (totalram, freeram) = crate::oom::memory_figures(
+        Some(&task.kernel.memory),
+        host.totalram * unit,
+        host.freeram * unit,
+    );
     let info = Sysinfo {
         uptime: i64::try_from(task.kernel.boot.elapsed().as_secs()).unwrap_or(i64::MAX),
-        totalram: host.totalram * unit,
-        freeram: host.freeram * unit,
+        totalram,
+        freeram,
         sharedram: host.sharedram * unit,
         bufferram: host.bufferram * unit,
         totalswap: host.totalswap * unit,

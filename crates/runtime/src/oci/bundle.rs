@@ -286,15 +286,36 @@ fn raw_warnings(raw: &serde_json::Value, out: &mut Vec<String>) {
             }
         }
     }
-    if let Some(hooks) = raw["hooks"].as_object() {
-        if hooks.get("startContainer").is_some_and(is_set) {
-            out.push(
-                "hooks.startContainer: not run (they would run host programs inside the \
-                 container's namespaces, which a Moat sandbox does not have)"
-                    .into(),
-            );
-        }
-    }
+}
+
+/// `hooks.startContainer`: run as runc runs them, in the container (its file tree, user and
+/// working directory) after `start`, before the program; here as processes of the sandbox.
+fn start_hooks(spec: &Spec) -> Vec<crate::spec::StartHook> {
+    let list = spec
+        .hooks()
+        .as_ref()
+        .and_then(|h| h.start_container().clone())
+        .unwrap_or_default();
+    list.iter()
+        .map(|h| crate::spec::StartHook {
+            path: bytes(h.path()),
+            args: h
+                .args()
+                .clone()
+                .unwrap_or_else(|| vec![h.path().to_string_lossy().into_owned()])
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+            env: h
+                .env()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
+            timeout: h.timeout().and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
+        })
+        .collect()
 }
 
 /// A process's credentials: `user.uid`, `user.gid`, `user.additionalGids`.
@@ -574,12 +595,25 @@ pub fn plan(
         hostname: spec.hostname().clone().unwrap_or_else(|| "moat".into()),
         strace: false,
         memory_size: MEMORY_FILE_SIZE,
+        // The same bound in Moat's kernel as in the host cgroup (`cgroup.rs`): the kernel's
+        // OOM killer then picks a victim inside the sandbox, as Linux would inside the
+        // container, rather than the host's killing the whole sandbox.
+        memory_limit: linux
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.memory().as_ref())
+            .and_then(oci_spec::runtime::LinuxMemory::limit)
+            .and_then(|l| u64::try_from(l).ok())
+            .filter(|&l| l > 0)
+            .unwrap_or(u64::MAX),
         cpu_mask: crate::host::cpu_mask(),
         confinement: Confinement::Full,
         debug_log: false,
         probe_seccomp: false,
         wait_for_start: true,
         network: NetworkMode::Sandbox,
+        start_hooks: start_hooks(spec),
+        // Written by `create` once the front's pid is known.
+        hook_state: Vec::new(),
     };
     let network_namespace = linux
         .and_then(|l| l.namespaces().as_ref())

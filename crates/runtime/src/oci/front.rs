@@ -152,12 +152,16 @@ struct Routes {
     start: Option<Sender<Message>>,
     /// Exec connections by exec number.
     execs: HashMap<u64, Sender<Message>>,
+    /// `ps` and `events` connections waiting for the kernel's answer, by question number.
+    questions: HashMap<u64, Sender<Message>>,
     /// Init's status, once the kernel said it.
     exited: Option<Status>,
 }
 
 struct Front {
     kernel: OwnedFd,
+    /// `create --preserve-fds`: handed to the kernel with the (first) `start`.
+    preserved: Mutex<Vec<OwnedFd>>,
     routes: Mutex<Routes>,
     next_exec: AtomicU64,
     log: Log,
@@ -208,6 +212,21 @@ fn read_kernel(front: &Front) {
                     let _ = tx.send(message);
                 }
             }
+            Message::Processes { id, more, .. } => {
+                let route = if more {
+                    routes.questions.get(&id).cloned()
+                } else {
+                    routes.questions.remove(&id)
+                };
+                if let Some(tx) = route {
+                    let _ = tx.send(message);
+                }
+            }
+            Message::StatsReport { id, .. } => {
+                if let Some(tx) = routes.questions.remove(&id) {
+                    let _ = tx.send(message);
+                }
+            }
             Message::Exited(status) => routes.exited = Some(status),
             other => front
                 .log
@@ -232,7 +251,14 @@ fn serve(front: &Arc<Front>, conn: &OwnedFd) {
         Message::Start => {
             let (tx, rx) = channel();
             front.routes().start = Some(tx);
-            if !front.to_kernel(&Message::Start, &[]) {
+            let preserved = std::mem::take(
+                &mut *front
+                    .preserved
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let borrowed: Vec<_> = preserved.iter().map(AsFd::as_fd).collect();
+            if !front.to_kernel(&Message::Start, &borrowed) {
                 reply(&Message::Failed("the sandbox has ended".into()));
                 return;
             }
@@ -251,8 +277,30 @@ fn serve(front: &Arc<Front>, conn: &OwnedFd) {
             }
         }
         Message::Exec { spec, .. } => exec(front, conn, spec, &fds),
+        Message::Ps { .. } => ask(front, conn, |id| Message::Ps { id }),
+        Message::Stats { .. } => ask(front, conn, |id| Message::Stats { id }),
         other => reply(&Message::Failed(format!("unexpected request {other:?}"))),
     }
+}
+
+/// Pass a question (`ps`, `events`) to the kernel under a number of ours and relay the
+/// answer's parts to `conn`.
+fn ask(front: &Arc<Front>, conn: &OwnedFd, question: impl FnOnce(u64) -> Message) {
+    let id = front.next_exec.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = channel();
+    front.routes().questions.insert(id, tx);
+    if !front.to_kernel(&question(id), &[]) {
+        front.routes().questions.remove(&id);
+        let _ = control::send(conn, &Message::Failed("container not running".into()), &[]);
+        return;
+    }
+    while let Ok(m) = rx.recv() {
+        let last = !matches!(m, Message::Processes { more: true, .. });
+        if control::send(conn, &m, &[]).is_err() || last {
+            break;
+        }
+    }
+    front.routes().questions.remove(&id);
 }
 
 /// Start an exec'd process and relay its life to the `moat exec` process on `conn`.
@@ -345,10 +393,9 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
     // Out of the caller's session and process group: its terminal's signals are not ours.
     let _ = rustix::process::setsid();
     // `create` writes the plan to a file (seeded files can be large) and says go.
-    match control::recv(&sync) {
-        Ok(Some((Message::Start, _))) => {}
-        _ => return ExitCode::from(crate::launch::EXIT_MOAT_FAILED),
-    }
+    let Ok(Some((Message::Start, preserved))) = control::recv(&sync) else {
+        return ExitCode::from(crate::launch::EXIT_MOAT_FAILED);
+    };
     let plan_path = state_dir.join(PLAN_FILE);
     let plan = std::fs::read(&plan_path);
     let _ = std::fs::remove_file(&plan_path);
@@ -378,6 +425,7 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
     crate::launch::forward_signals(&kernel, &FORWARDED_SIGNALS);
     let front = Arc::new(Front {
         kernel,
+        preserved: Mutex::new(preserved),
         routes: Mutex::new(Routes::default()),
         next_exec: AtomicU64::new(1),
         log,

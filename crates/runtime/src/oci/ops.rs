@@ -10,6 +10,7 @@ use super::log::Log;
 use super::state::{self, Container, Record, Status};
 use super::{bundle, cgroup, console, front, hooks, OciError};
 use crate::control::{self, ExecSpec, Message};
+use moat_kernel::inspect::ProcessEntry;
 
 /// Global options: `--root`, `--log`, `--log-format`, `--debug`.
 #[derive(Debug)]
@@ -30,7 +31,9 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
-    pub preserve_fds: u32,
+    /// `--preserve-fds N`: the caller's fds 3 .. 3+N, taken at the start of `main`; they
+    /// become the container process's 3 .. 3+N.
+    pub preserved_fds: Vec<OwnedFd>,
     /// `run` keeps its own terminal when there is no console socket.
     pub allow_inherited_terminal: bool,
 }
@@ -100,11 +103,12 @@ pub fn create(g: &Globals, o: &CreateOptions) -> Result<Child, OciError> {
         &mut warnings,
     );
     plan.warnings = warnings;
-    if o.preserve_fds > 0 {
-        plan.warnings.push(format!(
-            "--preserve-fds {}: extra fds are not passed into the sandbox",
-            o.preserve_fds
-        ));
+    if o.preserved_fds.len() > control::MAX_FDS {
+        return Err(OciError::Failed(format!(
+            "--preserve-fds {}: Moat passes at most {} fds into a container",
+            o.preserved_fds.len(),
+            control::MAX_FDS
+        )));
     }
     let record = Record {
         id: o.id.clone(),
@@ -208,6 +212,13 @@ fn create_in(
         g.log
             .warn("linux.resources without linux.cgroupsPath: limits are not applied");
     }
+    if !plan.spec.start_hooks.is_empty() {
+        // What runc's startContainer hooks read: the state as it is when they run (the
+        // container created, not yet running), its pid the container's (the front's).
+        let mut state = container.state_json();
+        state["status"] = "created".into();
+        plan.spec.hook_state = state.to_string().into_bytes();
+    }
     let front_spec = front::FrontSpec {
         kernel: plan.spec,
         served: plan.served,
@@ -216,7 +227,10 @@ fn create_in(
     let plan_path = container.dir.join(front::PLAN_FILE);
     std::fs::write(&plan_path, front_spec.encode())
         .map_err(OciError::io("writing the sandbox's plan"))?;
-    control::send(&ours, &Message::Start, &[])
+    // The fds to preserve (3, 4, ... of ours, as runc takes them) go to the front with "go";
+    // it hands them to the kernel with `start`, and they become the program's 3, 4, ...
+    let preserved: Vec<_> = o.preserved_fds.iter().map(AsFd::as_fd).collect();
+    control::send(&ours, &Message::Start, &preserved)
         .map_err(OciError::io("talking to the container's front"))?;
     match control::recv(&ours)? {
         Some((Message::Done, _)) => {}
@@ -467,56 +481,114 @@ pub fn list(g: &Globals) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Host pids of `pid` and its descendants.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut parent_of = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.filter_map(Result::ok) {
-            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let ppid = text
-                .rfind(')')
-                .and_then(|i| text[i + 1..].split_whitespace().nth(1))
-                .and_then(|s| s.parse::<i32>().ok());
-            if let Some(ppid) = ppid {
-                parent_of.push((p, ppid));
-            }
-        }
-    }
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        out.extend(
-            parent_of
-                .iter()
-                .filter(|&&(_, pp)| pp == p)
-                .map(|&(c, _)| c),
-        );
-        i += 1;
-    }
-    out
-}
-
-/// `ps`: the host processes of the container (its front, the gofer, the kernel and the
-/// stubs, and its exec processes). The application's own processes live in Moat's
-/// kernel and have no host pids.
-pub fn ps(g: &Globals, id: &str) -> Result<Vec<i32>, OciError> {
+/// `ps`: the container's processes as the sandbox sees them (pid, parent, user, CPU time,
+/// command), asked of Moat's kernel through the front, as runsc lists a sandbox's processes
+/// (runc lists the host pids of its cgroup; a Moat sandbox's processes have none).
+pub fn ps(g: &Globals, id: &str) -> Result<Vec<ProcessEntry>, OciError> {
     let c = Container::open(&g.root, id)?;
     if c.status() == Status::Stopped {
         return Ok(Vec::new());
     }
-    let mut pids = descendants(c.record.pid);
-    for &e in &c.record.execs {
-        if std::path::Path::new(&format!("/proc/{e}")).exists() {
-            pids.extend(descendants(e));
+    let conn = ask(&c, &Message::Ps { id: 0 })?;
+    let mut list = Vec::new();
+    loop {
+        match control::recv(&conn)? {
+            Some((
+                Message::Processes {
+                    list: part, more, ..
+                },
+                _,
+            )) => {
+                list.extend(part);
+                if !more {
+                    return Ok(list);
+                }
+            }
+            Some((Message::Failed(text), _)) => return Err(OciError::Failed(text)),
+            _ => return Err(OciError::Failed("the container's front hung up".into())),
         }
     }
-    Ok(pids)
+}
+
+/// `events --stats`: the container's figures in runc's shape (`types.Stats`): memory, pids
+/// and CPU from Moat's kernel; the limits from its cgroup where it has one.
+pub fn stats(g: &Globals, id: &str) -> Result<serde_json::Value, OciError> {
+    let c = Container::open(&g.root, id)?;
+    if c.status() == Status::Stopped {
+        return Err(OciError::WrongState("container not running".into()));
+    }
+    let conn = ask(&c, &Message::Stats { id: 0 })?;
+    let s = match control::recv(&conn)? {
+        Some((Message::StatsReport { stats, .. }, _)) => stats,
+        Some((Message::Failed(text), _)) => return Err(OciError::Failed(text)),
+        _ => return Err(OciError::Failed("the container's front hung up".into())),
+    };
+    let read = |file: &str| {
+        c.record.cgroups.iter().find_map(|dir| {
+            std::fs::read_to_string(dir.join(file))
+                .ok()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+    };
+    // The smaller of Moat's own limit and the host cgroup's (whose "no limit" is huge).
+    let limit = [
+        Some(s.memory_limit),
+        read("memory.limit_in_bytes"),
+        read("memory.max"),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(u64::MAX);
+    let pids_limit = read("pids.max").unwrap_or(0);
+    let cpu = s.cpu.as_nanos() as u64;
+    Ok(serde_json::json!({
+        "type": "stats",
+        "id": id,
+        "data": {
+            "cpu": {
+                "usage": {"total": cpu, "percpu": [], "kernel": 0, "user": cpu},
+                "throttling": {}
+            },
+            "memory": {
+                "usage": {
+                    "usage": s.memory_usage,
+                    "limit": limit,
+                    "failcnt": s.oom_kills
+                },
+                "swap": {"usage": 0, "limit": 0},
+                "cache": 0,
+                "raw": {"oom_kill": s.oom_kills, "allocated": s.memory_allocated}
+            },
+            "pids": {"current": s.tasks, "limit": pids_limit},
+            "blkio": {},
+            "hugetlb": {}
+        }
+    }))
+}
+
+/// Send a question to the container's front; the connection its answer comes on (which
+/// gives up after 10 s rather than hang on a sandbox that cannot answer).
+fn ask(c: &Container, m: &Message) -> Result<OwnedFd, OciError> {
+    if c.status() == Status::Paused {
+        return Err(OciError::WrongState(
+            "container is paused: its kernel, frozen with it, cannot answer".into(),
+        ));
+    }
+    let conn = front::connect(&c.control_socket()).map_err(OciError::io(format!(
+        "connecting to container {}",
+        c.record.id
+    )))?;
+    rustix::net::sockopt::set_socket_timeout(
+        &conn,
+        rustix::net::sockopt::Timeout::Recv,
+        Some(std::time::Duration::from_secs(10)),
+    )
+    .map_err(|e| OciError::io("talking to the container")(e.into()))?;
+    control::send(&conn, m, &[]).map_err(OciError::io("talking to the container"))?;
+    Ok(conn)
 }
 
 /// `pause` (`freeze`: true) and `resume`: freeze or thaw the container's cgroup (every
