@@ -11,6 +11,7 @@ mod fd;
 mod fs_context;
 mod futex;
 mod itimer;
+mod kcmp;
 mod locks;
 mod mm;
 pub(crate) mod names;
@@ -291,6 +292,7 @@ syscall_table! {
     SIGNALFD => signalfd::signalfd, [Int, Ptr, Uint], FULL;
     SIGNALFD4 => signalfd::signalfd4, [Int, Ptr, Uint, Hex], FULL;
     PIDFD_OPEN => signalfd::pidfd_open, [Int, Hex], FULL;
+    KCMP => kcmp::kcmp, [Int, Int, Int, Int, Int], Support::Partial("KCMP_EPOLL_TFD is EOPNOTSUPP");
     PIDFD_SEND_SIGNAL => signalfd::pidfd_send_signal, [Int, Int, Ptr, Hex], FULL;
     TIMER_CREATE => posix_timer::timer_create, [Int, Ptr, Ptr], Support::Partial("no timers on CPU-time clocks (EOPNOTSUPP)");
     TIMER_SETTIME => posix_timer::timer_settime, [Int, Hex, Ptr, Ptr], FULL;
