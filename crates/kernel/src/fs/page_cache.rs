@@ -145,15 +145,32 @@ impl PageSource for HostPageCache {
         {
             self.fill(&mut state, first, inside_end)?;
         }
-        let mut out = Vec::with_capacity(count as usize);
-        for index in first..end {
-            let page = state.pages.get(&index).copied();
-            if let Some(offset) = page {
-                self.memory.share(FileRange { offset, len: PAGE });
-            }
-            out.push(page);
-        }
+        let out: Vec<Option<u64>> = (first..end)
+            .map(|index| state.pages.get(&index).copied())
+            .collect();
+        share_runs(&self.memory, &out);
         Ok(out)
+    }
+}
+
+/// Give each of `pages` one more reference, a run of pages contiguous in the memory file at
+/// a time (one update of the file's reference counts per run, not per page).
+pub fn share_runs(memory: &MemoryFile, pages: &[Option<u64>]) {
+    let mut i = 0;
+    while i < pages.len() {
+        let Some(first) = pages[i] else {
+            i += 1;
+            continue;
+        };
+        let mut n = 1;
+        while i + n < pages.len() && pages[i + n] == Some(first + n as u64 * PAGE) {
+            n += 1;
+        }
+        memory.share(FileRange {
+            offset: first,
+            len: n as u64 * PAGE,
+        });
+        i += n;
     }
 }
 

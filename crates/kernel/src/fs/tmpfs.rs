@@ -376,25 +376,17 @@ impl TmpfsInode {
             let page = match pages.get(&index) {
                 Some(&p) => p,
                 None => {
+                    // No reference has been taken yet (they are taken at the end).
                     let Ok(range) = self.fs.memory.allocate(PAGE) else {
-                        for off in out.iter().flatten() {
-                            self.fs.memory.free(FileRange {
-                                offset: *off,
-                                len: PAGE,
-                            });
-                        }
                         return Err(Errno::ENOMEM);
                     };
                     pages.insert(index, range.offset);
                     range.offset
                 }
             };
-            self.fs.memory.share(FileRange {
-                offset: page,
-                len: PAGE,
-            });
             out.push(Some(page));
         }
+        super::page_cache::share_runs(&self.fs.memory, &out);
         Ok(out)
     }
 
