@@ -32,6 +32,7 @@ use moat_memory::{MemoryError, MemoryFile};
 use moat_platform::{Platform, PlatformError};
 
 pub use loader::{AuxFacts, LoadError};
+pub use net::ext::InterfaceConfig;
 pub use task::ExitStatus;
 
 /// Number of resource limits (`RLIM_NLIMITS`).
@@ -133,6 +134,9 @@ pub struct SandboxConfig {
     pub forwarded_signals: Option<std::sync::mpsc::Receiver<HostSignal>>,
     /// Processes to start in the running sandbox (OCI `exec`).
     pub exec_calls: Option<std::sync::mpsc::Receiver<ExecCall>>,
+    /// The external interface (`--network=sandbox`): its configuration and a packet socket
+    /// on it. `None`: loopback only.
+    pub network: Option<(InterfaceConfig, OwnedFd)>,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
@@ -510,6 +514,20 @@ pub fn read_executable(
 /// Must run on the host thread that will drive init (ptrace binds them).
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     use process::Guard;
+    let mut config = config;
+    let external = config.network.take().and_then(|(iface, fd)| {
+        let name = iface.name.clone();
+        match net::ext::External::start(iface, fd) {
+            Ok(ext) => {
+                net::iface::set_external(ext.clone());
+                Some(ext)
+            }
+            Err(e) => {
+                tracing::warn!("the external interface {name} cannot start: {e:?}");
+                None
+            }
+        }
+    });
     let memory = Arc::new(MemoryFile::new(config.memory_size)?);
     let vdso = Arc::new(vdso::Vdso::new(memory.clone())?);
     vdso.start_clock();
@@ -533,10 +551,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         ptys: Arc::new(fs::pty::PtyTable::default()),
         root: Mutex::new(None),
         exec_watchers: Mutex::new(std::collections::HashMap::new()),
-        inet: Arc::new(net::inet::Stack::default()),
+        inet: Arc::new(net::inet::Stack::new(external)),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
-    let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {
         forward_signals(&kernel, signals);
     }

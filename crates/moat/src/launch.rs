@@ -14,7 +14,7 @@ use moat_runtime::confine::Served;
 use moat_runtime::launch::{EXIT_MOAT_FAILED, EXIT_NOT_FOUND};
 use moat_runtime::{Confinement, KernelSpec};
 
-use crate::DoArgs;
+use crate::{DoArgs, NetworkMode};
 
 /// Default size of the memory file's range: the ceiling on the sandbox's memory.
 const MEMORY_FILE_SIZE: u64 = 64 << 30;
@@ -198,8 +198,24 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
         wait_for_start: false,
+        network: None,
     };
-    match moat_runtime::run_sandbox(&spec, &served, log) {
+    let mut spec = spec;
+    let net = match args.network {
+        NetworkMode::None => None,
+        NetworkMode::Sandbox => match moat_runtime::network::take_interface() {
+            Ok(Some(taken)) => {
+                spec.network = Some(taken.config);
+                Some(taken.fd)
+            }
+            Ok(None) => None,
+            Err(e) => return fail(EXIT_MOAT_FAILED, &format!("--network=sandbox: {e}")),
+        },
+        NetworkMode::Host => {
+            return fail(2, "--network=host is not available in this build");
+        }
+    };
+    match moat_runtime::run_sandbox(&spec, &served, log, net) {
         Ok(code) => code,
         Err(e) => fail(EXIT_MOAT_FAILED, &format!("cannot start the sandbox: {e}")),
     }

@@ -95,9 +95,26 @@ pub struct DoArgs {
     /// the calls a new platform or feature makes.
     #[arg(long, hide = true, conflicts_with = "no_confine")]
     pub seccomp_log: bool,
+    /// The sandbox's network: `sandbox` (its own TCP/IP stack: loopback, and the first
+    /// Ethernet interface with an IPv4 address of the network namespace `moat do` runs in,
+    /// whose addresses the sandbox takes over; never in the host's initial namespace) or
+    /// `none` (loopback only).
+    #[arg(long, value_enum, default_value = "sandbox", value_name = "MODE")]
+    pub network: NetworkMode,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+/// How a sandbox is networked (`--network`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    /// The sandbox's own stack: loopback, plus the namespace's interface if it has one.
+    Sandbox,
+    /// Loopback only.
+    None,
+    /// The host's sockets (not built in this branch).
+    Host,
 }
 
 /// Arguments of `moat syscalls`.

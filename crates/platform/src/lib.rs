@@ -17,6 +17,7 @@ use moat_memory::MemoryFile;
 
 pub mod confine;
 mod host;
+pub mod packet;
 pub mod ptrace;
 mod seccomp;
 pub mod systrap;

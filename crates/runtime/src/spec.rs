@@ -3,7 +3,11 @@
 //! encoding sent down a pipe. The front is trusted, but the decoder still checks every length.
 
 use moat_abi::Rlimit;
-use moat_kernel::{AuxFacts, Credentials, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
+use std::net::IpAddr;
+
+use moat_kernel::{
+    AuxFacts, Credentials, InterfaceConfig, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT,
+};
 
 use crate::RuntimeError;
 
@@ -43,6 +47,9 @@ pub struct KernelSpec {
     /// Confine, connect to the gofer, then wait for a start message on the control socket
     /// before loading the program (OCI `create`, then `start`).
     pub wait_for_start: bool,
+    /// The external interface the sandbox took (`--network=sandbox`); its packet socket
+    /// travels at `launch::KERNEL_NET_FD`.
+    pub network: Option<InterfaceConfig>,
 }
 
 /// How much of the confinement applies.
@@ -81,6 +88,18 @@ impl Writer {
         self.u64(c.groups.len() as u64);
         for &g in &c.groups {
             self.u32(g);
+        }
+    }
+    pub(crate) fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                self.0.push(4);
+                self.0.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.0.push(6);
+                self.0.extend_from_slice(&a.octets());
+            }
         }
     }
     pub(crate) fn list(&mut self, v: &[Vec<u8>]) {
@@ -151,6 +170,19 @@ impl Reader<'_> {
             groups,
         })
     }
+    pub(crate) fn ip(&mut self) -> Result<IpAddr, RuntimeError> {
+        match self.take(1)?[0] {
+            4 => {
+                let b: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
+                Ok(IpAddr::from(b))
+            }
+            6 => {
+                let b: [u8; 16] = self.take(16)?.try_into().expect("16 bytes");
+                Ok(IpAddr::from(b))
+            }
+            _ => Err(RuntimeError::Spec("bad address")),
+        }
+    }
     pub(crate) fn list(&mut self) -> Result<Vec<Vec<u8>>, RuntimeError> {
         let n = self.len()?;
         (0..n).map(|_| self.bytes()).collect()
@@ -212,6 +244,21 @@ impl KernelSpec {
         w.bool(self.debug_log);
         w.bool(self.probe_seccomp);
         w.bool(self.wait_for_start);
+        w.bool(self.network.is_some());
+        if let Some(n) = &self.network {
+            w.bytes(n.name.as_bytes());
+            w.0.extend_from_slice(&n.mac);
+            w.u32(n.mtu);
+            w.u64(n.addrs.len() as u64);
+            for (ip, prefix) in &n.addrs {
+                w.ip(*ip);
+                w.0.push(*prefix);
+            }
+            w.bool(n.gateway.is_some());
+            if let Some(gw) = n.gateway {
+                w.ip(gw);
+            }
+        }
         w.0
     }
 
@@ -282,6 +329,27 @@ impl KernelSpec {
         let debug_log = r.bool()?;
         let probe_seccomp = r.bool()?;
         let wait_for_start = r.bool()?;
+        let network = if r.bool()? {
+            let name = r.string()?;
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(r.take(6)?);
+            let mtu = r.u32()?;
+            let n = r.len()?;
+            let mut addrs = Vec::with_capacity(n);
+            for _ in 0..n {
+                addrs.push((r.ip()?, r.take(1)?[0]));
+            }
+            let gateway = if r.bool()? { Some(r.ip()?) } else { None };
+            Some(InterfaceConfig {
+                name,
+                mac,
+                mtu,
+                addrs,
+                gateway,
+            })
+        } else {
+            None
+        };
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -310,6 +378,7 @@ impl KernelSpec {
             debug_log,
             probe_seccomp,
             wait_for_start,
+            network,
         })
     }
 }
@@ -374,6 +443,16 @@ mod tests {
             debug_log: true,
             probe_seccomp: false,
             wait_for_start: true,
+            network: Some(InterfaceConfig {
+                name: "eth0".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 1500,
+                addrs: vec![
+                    ("10.0.0.2".parse().unwrap(), 24),
+                    ("fd00::2".parse().unwrap(), 64),
+                ],
+                gateway: Some("10.0.0.1".parse().unwrap()),
+            }),
         }
     }
 

@@ -530,6 +530,7 @@ pub fn plan(
         debug_log: false,
         probe_seccomp: false,
         wait_for_start: true,
+        network: None,
     };
     Ok(Plan {
         spec: kernel,

@@ -364,10 +364,11 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
         // reaches us, and we pass it on.
         let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
     }
-    let (sandbox, kernel) = match crate::launch::start_sandbox(&plan.kernel, &plan.served, None) {
-        Ok(started) => started,
-        Err(e) => return fail(format!("starting the sandbox: {e}")),
-    };
+    let (sandbox, kernel) =
+        match crate::launch::start_sandbox(&plan.kernel, &plan.served, None, None) {
+            Ok(started) => started,
+            Err(e) => return fail(format!("starting the sandbox: {e}")),
+        };
     let listener = match listen(&state_dir.join(CONTROL_SOCKET)) {
         Ok(l) => l,
         Err(e) => {

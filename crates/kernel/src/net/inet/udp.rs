@@ -23,6 +23,7 @@ use super::{Family, ProcLine, Route, SockAddr, Stack};
 use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::fs::{FileOps, OpenFile};
 use crate::mm::MemoryManager;
+use crate::net::ext::UdpBinding;
 use crate::net::unix::POLLRDHUP;
 use crate::net::{Blocking, Incoming, Outgoing, Socket, Ucred, SOL_SOCKET};
 use crate::process::Guard;
@@ -68,6 +69,8 @@ struct State {
     shut_rd: bool,
     shut_wr: bool,
     drops: u64,
+    /// Its port on the external interface, if its address takes traffic from there.
+    ext: Option<UdpBinding>,
 }
 
 /// A UDP socket.
@@ -111,7 +114,27 @@ impl Udp {
             .map_err(|_| Errno::EAGAIN)?;
         st.held = Some(port);
         st.local = Some(SockAddr { ip: any, port });
+        self.open_external(st, any, port)
+    }
+
+    /// Open the socket's port on the external interface too, if its address (the wildcard,
+    /// or the interface's) takes traffic from there.
+    fn open_external(self: &Arc<Self>, st: &mut State, ip: IpAddr, port: u16) -> Result<(), Errno> {
+        let dual = self.family == Family::V6 && !st.opts.v6only;
+        if let (Some(ext), Some(addr)) = (&self.stack.ext, self.stack.external_binding(ip, dual)) {
+            st.ext = Some(ext.udp_bind(addr, port, Arc::downgrade(self))?);
+        }
         Ok(())
+    }
+
+    /// A datagram from the external interface for this socket's port (a connected socket
+    /// takes only its peer's).
+    pub(crate) fn deliver_external(&self, data: &[u8], from: SockAddr) {
+        let remote = self.state.guard().remote;
+        if remote.is_some_and(|r| r != from) {
+            return;
+        }
+        self.deliver(data, from);
     }
 
     /// Put a datagram on this socket's queue, or drop it if the buffer is full.
@@ -184,7 +207,10 @@ impl Udp {
             {
                 return Err(Errno::EACCES);
             }
-            let Route::Loopback { src, dst: dst_ip } = super::route(dst.ip)?;
+            let (src, dst_ip, external) = match self.stack.route(dst.ip)? {
+                Route::Loopback { src, dst } => (src, dst, false),
+                Route::External { src } => (src, dst.ip, true),
+            };
             let dst = SockAddr {
                 ip: dst_ip,
                 port: dst.port,
@@ -212,6 +238,13 @@ impl Udp {
             };
             if src_ip.is_ipv4() != dst.ip.is_ipv4() {
                 return Err(Errno::ENETUNREACH);
+            }
+            if external {
+                let Some(ext) = &st.ext else {
+                    // Bound to an address the interface does not have (loopback).
+                    return Err(Errno::EINVAL);
+                };
+                return ext.send(data, src_ip, dst);
             }
             (
                 SockAddr {
@@ -339,6 +372,7 @@ impl UdpSocket {
                     shut_rd: false,
                     shut_wr: false,
                     drops: 0,
+                    ext: None,
                 }),
             }),
         }
@@ -374,6 +408,8 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
+        let ext = self.sk.state.guard().ext.take();
+        drop(ext);
         let held = self.sk.state.guard().held.take();
         if let Some(port) = held {
             self.sk.stack.udp.guard().release(port, self.sk.ino);
@@ -392,7 +428,7 @@ impl Socket for UdpSocket {
 
     fn bind(&self, task: &mut Task, raw: &[u8]) -> Result<(), Errno> {
         let mut st = self.sk.state.guard();
-        let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only)?;
+        let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only, &self.sk.stack)?;
         if super::port_needs_privilege(addr.port) && task.creds.euid != 0 {
             return Err(Errno::EACCES);
         }
@@ -405,6 +441,12 @@ impl Socket for UdpSocket {
         st.local = Some(SockAddr { ip: addr.ip, port });
         st.addr_locked = !addr.ip.is_unspecified();
         st.port_locked = addr.port != 0;
+        if let Err(e) = self.sk.open_external(&mut st, addr.ip, port) {
+            st.held = None;
+            st.local = None;
+            self.sk.stack.udp.guard().release(port, self.sk.ino);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -430,7 +472,10 @@ impl Socket for UdpSocket {
                 super::datagram_addr(raw, Family::V6, st.opts.v6only)?.ok_or(Errno::EAFNOSUPPORT)?
             }
         };
-        let Route::Loopback { src, dst: dst_ip } = super::route(dst.ip)?;
+        let (src, dst_ip) = match self.sk.stack.route(dst.ip)? {
+            Route::Loopback { src, dst } => (src, dst),
+            Route::External { src } => (src, dst.ip),
+        };
         let dst = SockAddr {
             ip: dst_ip,
             port: dst.port,
