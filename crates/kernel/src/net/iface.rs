@@ -3,6 +3,7 @@
 //! interface (index 2, `net/ext`), answered to the `SIOCGIF*` ioctls any socket takes and
 //! rendered in `/proc/net/dev`, `/proc/net/route` and `/proc/net/if_inet6`.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -231,20 +232,21 @@ pub fn proc_net_dev() -> String {
          face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
     );
     s.push_str(
-        "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n",
+        "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0",
     );
     if let Some(ext) = external() {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &ext.counters;
-        s.push_str(&format!(
-            "{:>6}: {:>8} {:>7}    0    0    0     0          0         0 {:>8} {:>7}    0 {:>4}    0     0       0          0\n",
+        let _ = writeln!(
+            s,
+            "{:>6}: {:>8} {:>7}    0    0    0     0          0         0 {:>8} {:>7}    0 {:>4}    0     0       0          0",
             ext.config.name,
             c.rx_bytes.load(Relaxed),
             c.rx_packets.load(Relaxed),
             c.tx_bytes.load(Relaxed),
             c.tx_packets.load(Relaxed),
             c.tx_dropped.load(Relaxed),
-        ));
+        );
     }
     s
 }
@@ -261,20 +263,22 @@ pub fn proc_net_route() -> String {
     let hex = |o: [u8; 4]| format!("{:08X}", u32::from_le_bytes(o));
     let name = &ext.config.name;
     if let Some(IpAddr::V4(gw)) = ext.config.gateway {
-        s.push_str(&format!(
-            "{name}\t00000000\t{}\t0003\t0\t0\t0\t00000000\t0\t0\t0                                                                            \n",
+        let _ = writeln!(
+            s,
+            "{name}\t00000000\t{}\t0003\t0\t0\t0\t00000000\t0\t0\t0",
             hex(gw.octets())
-        ));
+        );
     }
     for (a, p) in &ext.config.addrs {
         if let IpAddr::V4(a) = a {
             let mask = InterfaceConfig::netmask_v4(*p);
             let net: [u8; 4] = std::array::from_fn(|i| a.octets()[i] & mask[i]);
-            s.push_str(&format!(
-                "{name}\t{}\t00000000\t0001\t0\t0\t0\t{}\t0\t0\t0                                                                            \n",
+            let _ = writeln!(
+                s,
+                "{name}\t{}\t00000000\t0001\t0\t0\t0\t{}\t0\t0\t0",
                 hex(net),
                 hex(mask)
-            ));
+            );
         }
     }
     s

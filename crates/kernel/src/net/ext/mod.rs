@@ -46,6 +46,8 @@ use crate::wait::WaitQueue;
 pub const EXT_INDEX: i32 = 2;
 /// Frames read per hold of the lock before transmitting and letting others in.
 const INGRESS_BURST: usize = 64;
+/// Egress passes per hold of the lock (each sends at most one segment per socket).
+const EGRESS_BURST: usize = 256;
 /// The largest frame read: an Ethernet header and a 64 KiB IP packet (a host's TSO/GSO
 /// segments arrive unsplit on a veth).
 const RX_FRAME: usize = 14 + 65536 + 64;
@@ -339,7 +341,12 @@ impl External {
                 PollIngressSingleResult::SocketStateChanged => changed = true,
             }
         }
-        if iface.poll_egress(now, device, sockets) == PollResult::SocketStateChanged {
+        // smoltcp sends one segment per socket per egress pass: pass again while something
+        // leaves, so that a window's worth goes out in one hold of the lock.
+        for _ in 0..EGRESS_BURST {
+            if iface.poll_egress(now, device, sockets) == PollResult::None {
+                break;
+            }
             changed = true;
         }
         let mut events = Events::default();

@@ -70,7 +70,7 @@ struct State {
     shut_wr: bool,
     drops: u64,
     /// Its port on the external interface, if its address takes traffic from there.
-    ext: Option<UdpBinding>,
+    ext: Option<Arc<UdpBinding>>,
 }
 
 /// A UDP socket.
@@ -122,7 +122,7 @@ impl Udp {
     fn open_external(self: &Arc<Self>, st: &mut State, ip: IpAddr, port: u16) -> Result<(), Errno> {
         let dual = self.family == Family::V6 && !st.opts.v6only;
         if let (Some(ext), Some(addr)) = (&self.stack.ext, self.stack.external_binding(ip, dual)) {
-            st.ext = Some(ext.udp_bind(addr, port, Arc::downgrade(self))?);
+            st.ext = Some(Arc::new(ext.udp_bind(addr, port, Arc::downgrade(self))?));
         }
         Ok(())
     }
@@ -195,7 +195,7 @@ impl Udp {
 
     /// Send one datagram to `to` (or the connected peer).
     fn try_send(self: &Arc<Self>, data: &[u8], to: Option<SockAddr>) -> Result<usize, Errno> {
-        let (src, dst, connected_dst) = {
+        let (src, dst, connected_dst, external) = {
             let mut st = self.state.guard();
             let Some(dst) = to.or(st.remote) else {
                 return Err(Errno::EDESTADDRREQ);
@@ -239,13 +239,12 @@ impl Udp {
             if src_ip.is_ipv4() != dst.ip.is_ipv4() {
                 return Err(Errno::ENETUNREACH);
             }
-            if external {
-                let Some(ext) = &st.ext else {
-                    // Bound to an address the interface does not have (loopback).
-                    return Err(Errno::EINVAL);
-                };
-                return ext.send(data, src_ip, dst);
-            }
+            let external = if external {
+                // Bound to an address the interface does not have (loopback): EINVAL.
+                Some(st.ext.clone().ok_or(Errno::EINVAL)?)
+            } else {
+                None
+            };
             (
                 SockAddr {
                     ip: src_ip,
@@ -253,8 +252,13 @@ impl Udp {
                 },
                 dst,
                 st.remote == Some(dst),
+                external,
             )
         };
+        if let Some(ext) = external {
+            // Without the socket's lock: the interface's poll may deliver to this socket.
+            return ext.send(data, src.ip, dst);
+        }
         match Self::find(&self.stack, dst, src) {
             Some(target) => target.deliver(data, src),
             // ICMP port unreachable: a connected sender hears of it.
