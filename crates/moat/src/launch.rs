@@ -201,9 +201,10 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         network: None,
     };
     let mut spec = spec;
-    let net = match args.network {
+    let net = match args.network.unwrap_or(NetworkMode::Sandbox) {
         NetworkMode::None => None,
-        NetworkMode::Sandbox => match moat_runtime::network::take_interface() {
+        NetworkMode::Sandbox => match moat_runtime::network::take_interface(args.network.is_some())
+        {
             Ok(Some(taken)) => {
                 spec.network = Some(taken.config);
                 Some(taken.fd)

@@ -98,9 +98,9 @@ pub struct DoArgs {
     /// The sandbox's network: `sandbox` (its own TCP/IP stack: loopback, and the first
     /// Ethernet interface with an IPv4 address of the network namespace `moat do` runs in,
     /// whose addresses the sandbox takes over; never in the host's initial namespace) or
-    /// `none` (loopback only).
-    #[arg(long, value_enum, default_value = "sandbox", value_name = "MODE")]
-    pub network: NetworkMode,
+    /// `none` (loopback only). Default: `sandbox`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub network: Option<NetworkMode>,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,

@@ -285,13 +285,17 @@ fn ipv4_gateway(rtnl: &Rtnl, index: u32) -> io::Result<Option<Ipv4Addr>> {
 
 /// For `--network=sandbox`: take the first Ethernet interface of the caller's network
 /// namespace that has an IPv4 address (see the module's doc). `None` when there is none, or
-/// in the host's initial namespace (said on stderr, once).
-pub fn take_interface() -> Result<Option<TakenInterface>, crate::RuntimeError> {
+/// in the host's initial namespace (said in one line: on stderr if `say` — the user asked
+/// for the sandbox's network by name —, else in the log).
+pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::RuntimeError> {
     if in_initial_netns() {
-        tracing::info!("the host's initial network namespace: the sandbox is loopback-only");
-        eprintln!(
-            "moat: in the host's own network namespace: the sandbox's network is loopback only"
-        );
+        const LINE: &str =
+            "the host's own network namespace: the sandbox's network is loopback only";
+        if say {
+            eprintln!("moat: {LINE}");
+        } else {
+            tracing::info!("{LINE}");
+        }
         return Ok(None);
     }
     let fail = crate::RuntimeError::io("taking the network interface");
