@@ -327,3 +327,32 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_read_with_their_lengths_checked() {
+        // A 4-byte header, then IFA_LOCAL (8 bytes, 10.0.0.2), then a truncated attribute.
+        let mut body = vec![0u8; 4];
+        body.extend_from_slice(&8u16.to_le_bytes());
+        body.extend_from_slice(&IFA_LOCAL.to_le_bytes());
+        body.extend_from_slice(&[10, 0, 0, 2]);
+        body.extend_from_slice(&40u16.to_le_bytes());
+        body.extend_from_slice(&IFA_ADDRESS.to_le_bytes());
+        let attrs = attributes(&body, 4);
+        assert_eq!(attrs, vec![(IFA_LOCAL, &[10u8, 0, 0, 2][..])]);
+        assert!(attributes(&body, 100).is_empty());
+    }
+
+    #[test]
+    fn this_host_namespace_is_recognised() {
+        // Whatever namespace the tests run in, the answer must not panic; in the host's
+        // initial namespace (a fixed inode number on Linux 6.x) it must be `true`.
+        let ino = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino());
+        if ino.is_ok_and(|i| i == PROC_NET_INIT_INO) {
+            assert!(in_initial_netns());
+        }
+    }
+}

@@ -411,6 +411,11 @@ impl External {
         r
     }
 
+    /// Look at the stack without polling it (readiness, addresses, queue lengths).
+    pub fn peek<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.inner.guard())
+    }
+
     /// Open a UDP socket on `port` (of `addr`, or every address) whose datagrams go to
     /// `owner`.
     pub fn udp_bind(
@@ -525,5 +530,52 @@ fn run(ext: &Weak<External>) {
         }
         ext.inner.guard().sleep_until = None;
         drop(ext);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(gateway: Option<&str>) -> InterfaceConfig {
+        InterfaceConfig {
+            name: "eth0".into(),
+            mac: [2, 0, 0, 0, 0, 2],
+            mtu: 1500,
+            addrs: vec![("10.1.2.2".parse().unwrap(), 24)],
+            gateway: gateway.map(|g| g.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_subnet_is_direct_and_the_rest_goes_through_the_gateway() {
+        let c = config(None);
+        let on_link = "10.1.2.77".parse().unwrap();
+        assert_eq!(c.source_for(on_link), Some("10.1.2.2".parse().unwrap()));
+        // No gateway: nothing beyond the subnet is reachable.
+        assert_eq!(c.source_for("10.1.3.1".parse().unwrap()), None);
+        let c = config(Some("10.1.2.1"));
+        assert_eq!(
+            c.source_for("192.0.2.9".parse().unwrap()),
+            Some("10.1.2.2".parse().unwrap())
+        );
+        // No IPv6 address: an IPv6 destination has no source even with a gateway.
+        assert_eq!(c.source_for("2001:db8::1".parse().unwrap()), None);
+        assert!(c.is_local("10.1.2.2".parse().unwrap()));
+        assert!(!c.is_local("10.1.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn prefixes_and_netmasks() {
+        let a: IpAddr = "10.1.2.2".parse().unwrap();
+        assert!(same_subnet(a, "10.1.2.255".parse().unwrap(), 24));
+        assert!(!same_subnet(a, "10.1.3.1".parse().unwrap(), 24));
+        assert!(same_subnet(a, "10.200.0.1".parse().unwrap(), 8));
+        assert!(same_subnet(a, "1.1.1.1".parse().unwrap(), 0));
+        assert!(!same_subnet(a, "::1".parse().unwrap(), 0));
+        assert_eq!(InterfaceConfig::netmask_v4(24), [255, 255, 255, 0]);
+        assert_eq!(InterfaceConfig::netmask_v4(0), [0, 0, 0, 0]);
+        assert_eq!(InterfaceConfig::netmask_v4(32), [255; 4]);
+        assert_eq!(InterfaceConfig::netmask_v4(200), [255; 4]);
     }
 }

@@ -110,18 +110,27 @@ impl Conn {
         })
     }
 
+    /// Act on the connection, then poll the interface (what was queued leaves, a window
+    /// opened is announced).
     fn look<R>(&self, f: impl FnOnce(&mut Socket<'static>, &mut Flags) -> R) -> R {
-        self.ext.with(|inner| {
-            let s = inner.sockets.get_mut::<Socket>(self.handle);
-            let mut flags = self.flags.guard();
-            if !matches!(
-                s.state(),
-                State::SynSent | State::SynReceived | State::Closed
-            ) {
-                flags.established = true;
-            }
-            f(s, &mut flags)
-        })
+        self.ext.with(|inner| self.on(inner, f))
+    }
+
+    /// Look at the connection without polling the interface.
+    fn view<R>(&self, f: impl FnOnce(&mut Socket<'static>, &mut Flags) -> R) -> R {
+        self.ext.peek(|inner| self.on(inner, f))
+    }
+
+    fn on<R>(&self, inner: &mut Inner, f: impl FnOnce(&mut Socket<'static>, &mut Flags) -> R) -> R {
+        let s = inner.sockets.get_mut::<Socket>(self.handle);
+        let mut flags = self.flags.guard();
+        if !matches!(
+            s.state(),
+            State::SynSent | State::SynReceived | State::Closed
+        ) {
+            flags.established = true;
+        }
+        f(s, &mut flags)
     }
 
     /// The error that ended the connection, if one did: it closed without the application
@@ -140,7 +149,7 @@ impl Conn {
     }
 
     pub fn progress(&self) -> Progress {
-        self.look(|s, flags| match s.state() {
+        self.view(|s, flags| match s.state() {
             State::SynSent | State::SynReceived => Progress::Connecting,
             _ if flags.established => Progress::Open,
             _ => Progress::Failed(self.failure(s, flags).unwrap_or(Errno::ECONNREFUSED)),
@@ -149,7 +158,7 @@ impl Conn {
 
     /// The connection's error, once (`SO_ERROR`, or the next call).
     pub fn take_error(&self) -> Option<Errno> {
-        self.look(|s, flags| {
+        self.view(|s, flags| {
             if flags.error_taken {
                 return None;
             }
@@ -161,7 +170,7 @@ impl Conn {
 
     /// What `poll` reports (Linux's `tcp_poll`).
     pub fn poll(&self) -> u32 {
-        self.look(|s, flags| {
+        self.view(|s, flags| {
             let st = s.state();
             if matches!(st, State::SynSent | State::SynReceived) {
                 return 0;
@@ -292,7 +301,7 @@ impl Conn {
 
     /// Local and remote addresses.
     pub fn endpoints(&self) -> (Option<SockAddr>, Option<SockAddr>) {
-        self.look(|s, _| {
+        self.view(|s, _| {
             (
                 s.local_endpoint().map(sock_addr),
                 s.remote_endpoint().map(sock_addr),
@@ -302,12 +311,12 @@ impl Conn {
 
     /// Bytes waiting to be read, and bytes not yet acknowledged.
     pub fn queues(&self) -> (usize, usize) {
-        self.look(|s, _| (s.recv_queue(), s.send_queue()))
+        self.view(|s, _| (s.recv_queue(), s.send_queue()))
     }
 
     /// The TCP state, as Linux numbers it.
     pub fn linux_state(&self) -> u8 {
-        self.look(|s, _| match s.state() {
+        self.view(|s, _| match s.state() {
             State::Closed | State::Listen => state::CLOSE,
             State::SynSent => state::SYN_SENT,
             State::SynReceived => 3,
@@ -385,7 +394,7 @@ impl Listen {
     /// Whether a connection waits for `accept`.
     pub fn ready(&self) -> bool {
         let pool = self.pool.guard();
-        self.ext.with(|inner| {
+        self.ext.peek(|inner| {
             pool.iter().any(|h| {
                 !matches!(
                     inner.sockets.get::<Socket>(*h).state(),
@@ -398,7 +407,7 @@ impl Listen {
     /// How many connections wait for `accept`.
     pub fn waiting(&self) -> usize {
         let pool = self.pool.guard();
-        self.ext.with(|inner| {
+        self.ext.peek(|inner| {
             pool.iter()
                 .filter(|h| {
                     !matches!(
