@@ -586,6 +586,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
             None => break,
         }
     }
+    if let Some(ext) = &kernel.inet.ext {
+        ext.linger(std::time::Duration::from_secs(10));
+    }
     kernel.vdso.stop_clock();
     result?;
     let status = kernel.exit_status.guard().unwrap_or(ExitStatus::Signaled {

@@ -11,8 +11,9 @@
 //!   in a namespace with only `lo` does;
 //! - programs inside see the interface (`ip addr`, `/proc/net/dev`) with its address and MAC.
 //!
-//! Needs root (network namespaces, veths) and iproute2; skipped with a line otherwise. The
-//! namespaces and links are removed even when a test fails.
+//! Needs root (network namespaces, veths), iproute2 and util-linux; skipped with a line
+//! otherwise. The namespaces and links are removed even when a test fails. Last, a sandbox
+//! must leave the host's `ip netns` namespace files alone.
 
 mod common;
 
@@ -28,10 +29,29 @@ use common::{have, platform_args, Scratch, MOAT};
 const PYTHON: &str = "/usr/bin/python3";
 
 /// A network namespace with the sandbox's end of a veth pair in it; removed when dropped.
+///
+/// The namespace is held by a process of its own (`unshare --net sleep`) and entered with
+/// `nsenter`, not named with `ip netns add`: a bind-mounted namespace file under
+/// `/run/netns` is at the mercy of every other program on the machine that detaches mounts
+/// (Moat's own gofer did, before its trees were made private; other test runs may share the
+/// machine).
 struct Veth {
+    holder: Child,
+    /// `/proc/PID/ns/net` of the holder.
     ns: String,
     host_if: String,
+    sandbox_if: String,
     net: (u8, u8),
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Veth {
@@ -41,8 +61,10 @@ impl Veth {
             eprintln!("SKIP: not root: network namespaces and veths need it");
             return None;
         }
-        if !have("ip") || !Path::new(PYTHON).exists() {
-            eprintln!("SKIP: iproute2 or {PYTHON} missing (scripts/setup installs them)");
+        if !have("ip") || !have("nsenter") || !have("unshare") || !Path::new(PYTHON).exists() {
+            eprintln!(
+                "SKIP: iproute2, util-linux or {PYTHON} missing (scripts/setup installs them)"
+            );
             return None;
         }
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -51,80 +73,73 @@ impl Veth {
         // Names and a subnet unique to this run (other test runs may share the machine).
         let tag = format!("{}{n}", pid % 100_000);
         let net = ((64 + (pid / 251 + n * 7) % 150) as u8, (pid % 251) as u8);
+        let holder = Command::new("unshare")
+            .args(["--net", "--", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare --net");
+        let ns = format!("/proc/{}/ns/net", holder.id());
+        // Wait until the holder is in its namespace.
+        let ours = std::fs::read_link("/proc/self/ns/net").ok();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(&ns).ok() == ours && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let v = Veth {
-            ns: format!("moatnet{tag}"),
+            holder,
+            ns,
             host_if: format!("mvh{tag}"),
+            sandbox_if: format!("mvs{tag}"),
             net,
         };
-        let sandbox_if = format!("mvs{tag}");
         let (a, b) = net;
-        let steps: Vec<Vec<String>> = vec![
-            vec!["netns".into(), "add".into(), v.ns.clone()],
+        let holder_pid = v.holder.id().to_string();
+        ip(&[
+            "link",
+            "add",
+            &v.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &v.sandbox_if,
+        ]);
+        ip(&["link", "set", &v.sandbox_if, "netns", &holder_pid]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.{a}.{b}.1/24"),
+            "dev",
+            &v.host_if,
+        ]);
+        ip(&["link", "set", &v.host_if, "up"]);
+        for step in [
             vec![
-                "link".into(),
-                "add".into(),
-                v.host_if.clone(),
-                "type".into(),
-                "veth".into(),
-                "peer".into(),
-                "name".into(),
-                sandbox_if.clone(),
-            ],
-            vec![
-                "link".into(),
-                "set".into(),
-                sandbox_if.clone(),
-                "netns".into(),
-                v.ns.clone(),
-            ],
-            vec![
-                "addr".into(),
-                "add".into(),
-                format!("10.{a}.{b}.1/24"),
-                "dev".into(),
-                v.host_if.clone(),
-            ],
-            vec!["link".into(), "set".into(), v.host_if.clone(), "up".into()],
-            vec![
-                "-n".into(),
-                v.ns.clone(),
-                "addr".into(),
+                "addr".to_string(),
                 "add".into(),
                 format!("10.{a}.{b}.2/24"),
                 "dev".into(),
-                sandbox_if.clone(),
+                v.sandbox_if.clone(),
             ],
             vec![
-                "-n".into(),
-                v.ns.clone(),
                 "link".into(),
                 "set".into(),
-                sandbox_if.clone(),
+                v.sandbox_if.clone(),
                 "up".into(),
             ],
+            vec!["link".into(), "set".into(), "lo".into(), "up".into()],
             vec![
-                "-n".into(),
-                v.ns.clone(),
-                "link".into(),
-                "set".into(),
-                "lo".into(),
-                "up".into(),
-            ],
-            vec![
-                "-n".into(),
-                v.ns.clone(),
                 "route".into(),
                 "add".into(),
                 "default".into(),
                 "via".into(),
                 format!("10.{a}.{b}.1"),
             ],
-        ];
-        for step in steps {
-            let out = Command::new("ip").args(&step).output().expect("run ip");
+        ] {
+            let out = v.inside("ip").args(&step).output().expect("run ip");
             assert!(
                 out.status.success(),
-                "ip {}: {}",
+                "ip {} (in the namespace): {}",
                 step.join(" "),
                 String::from_utf8_lossy(&out.stderr)
             );
@@ -140,10 +155,17 @@ impl Veth {
         Ipv4Addr::new(10, self.net.0, self.net.1, 2)
     }
 
-    /// `ip netns exec NS moat do [options] /usr/bin/python3 SCRIPT ARGS...`.
+    /// `program` to run in the namespace.
+    fn inside(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.ns)).arg("--").arg(program);
+        c
+    }
+
+    /// `moat do [options] /usr/bin/python3 SCRIPT ARGS...` in the namespace.
     fn moat(&self, options: &[&str], script: &Path, args: &[String]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, MOAT, "do"])
+        let mut c = self.inside(MOAT);
+        c.arg("do")
             .args(platform_args())
             .args(options)
             .arg(PYTHON)
@@ -154,10 +176,8 @@ impl Veth {
 
     /// The same without Moat: the native reference.
     fn native(&self, script: &Path, args: &[String]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.ns, PYTHON])
-            .arg(script)
-            .args(args);
+        let mut c = self.inside(PYTHON);
+        c.arg(script).args(args);
         c
     }
 }
@@ -168,10 +188,8 @@ impl Drop for Veth {
             .args(["link", "del", &self.host_if])
             .stderr(Stdio::null())
             .status();
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 
@@ -533,9 +551,10 @@ fn udp_echoes_both_ways() {
 #[test]
 fn programs_inside_see_the_interface() {
     let Some(veth) = Veth::new() else { return };
-    let sandbox_if = veth.host_if.replacen("mvh", "mvs", 1);
-    let link = Command::new("ip")
-        .args(["-n", &veth.ns, "-o", "link", "show", "dev", &sandbox_if])
+    let sandbox_if = veth.sandbox_if.clone();
+    let link = veth
+        .inside("ip")
+        .args(["-o", "link", "show", "dev", &sandbox_if])
         .output()
         .unwrap();
     let link = String::from_utf8_lossy(&link.stdout).into_owned();
@@ -545,8 +564,9 @@ fn programs_inside_see_the_interface() {
         .nth(1)
         .expect("the veth's MAC")
         .to_string();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &veth.ns, MOAT, "do"])
+    let out = veth
+        .inside(MOAT)
+        .arg("do")
         .args(platform_args())
         .args([
             "/bin/sh",
@@ -564,5 +584,51 @@ fn programs_inside_see_the_interface() {
     assert!(
         printed.contains(&format!("default via {}", veth.host_ip())),
         "{printed}"
+    );
+}
+
+/// The gofer detaches the host's kernel filesystems from its copy of the host's tree; that
+/// must not detach the host's own. In a mount namespace of the test's own (so that nothing
+/// else on the machine can interfere), a network namespace file is bind-mounted under a
+/// shared tmpfs, as `ip netns` does under `/run/netns`; after `moat do` it must still work.
+#[test]
+fn a_sandbox_leaves_the_hosts_namespace_files_alone() {
+    if !rustix::process::geteuid().is_root() || !have("unshare") || !have("nsenter") {
+        eprintln!("SKIP: needs root and util-linux");
+        return;
+    }
+    const SCRIPT: &str = r#"
+set -e
+d=$(mktemp -d)
+mount -t tmpfs moat-test "$d"
+mount --make-shared "$d"
+touch "$d/ns"
+unshare --net sleep 60 & p=$!
+sleep 0.2
+mount --bind /proc/$p/ns/net "$d/ns"
+"$@" /bin/true
+if nsenter --net="$d/ns" true 2>/dev/null; then echo kept; else echo detached; fi
+kill $p
+"#;
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            SCRIPT,
+            "sh",
+            MOAT,
+            "do",
+        ])
+        .args(platform_args())
+        .output()
+        .unwrap();
+    let printed = check(&out, "the namespace file test");
+    assert_eq!(
+        printed.trim(),
+        "kept",
+        "the sandbox detached the host's nsfs mount"
     );
 }

@@ -411,6 +411,27 @@ impl External {
         r
     }
 
+    /// At the sandbox's end: give connections the application closed up to `limit` to
+    /// deliver what they still hold and their FIN, as Linux goes on sending for a process
+    /// that closed a socket and exited (the `moat-net` thread keeps polling meanwhile).
+    pub fn linger(&self, limit: std::time::Duration) {
+        use smoltcp::socket::tcp::{Socket, State};
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            let busy = self.peek(|inner| {
+                inner.closing.iter().any(|h| {
+                    let s = inner.sockets.get::<Socket>(*h);
+                    s.send_queue() > 0
+                        || matches!(s.state(), State::FinWait1 | State::Closing | State::LastAck)
+                })
+            });
+            if !busy {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Look at the stack without polling it (readiness, addresses, queue lengths).
     pub fn peek<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         f(&mut self.inner.guard())
