@@ -632,3 +632,54 @@ kill $p
         "the sandbox detached the host's nsfs mount"
     );
 }
+
+/// An OCI container whose spec names a network namespace takes that namespace's interface:
+/// busybox's `wget` inside fetches from a server on the host side of the veth.
+#[test]
+fn an_oci_container_takes_its_spec_s_network_namespace() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIP: busybox-static is not installed");
+        return;
+    }
+    let Some(veth) = Veth::new() else { return };
+    let listener = TcpListener::bind((veth.host_ip(), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let Ok((mut c, _)) = listener.accept() else {
+            return;
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(20)));
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nhello oci\n");
+    });
+    let s = Scratch::new("netext-oci");
+    let url = format!("http://{}:{port}/", veth.host_ip());
+    let b = common::bundle(&s.path().join("b"), &["wget", "-q", "-O", "-", &url], false);
+    common::edit_config(&b, |c| {
+        let entry = serde_json::json!({"type": "network", "path": veth.ns});
+        let list = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        list.retain(|n| n["type"] != "network");
+        list.push(entry);
+    });
+    let out = Command::new(MOAT)
+        .arg("--root")
+        .arg(s.path().join("root"))
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg(format!("net{}", std::process::id()))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    // Unblock the server if nothing came.
+    let _ = std::net::TcpStream::connect((veth.host_ip(), port));
+    let _ = server.join();
+    let printed = check(&out, "moat run");
+    assert_eq!(printed, "hello oci\n");
+}

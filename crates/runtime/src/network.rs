@@ -69,7 +69,8 @@ const PROC_NET_INIT_INO: u64 = 0xEFFF_FFF9;
 /// read (some hosts refuse even root) only the fixed number can tell; a namespace that
 /// cannot be read at all counts as the initial one.
 pub fn in_initial_netns() -> bool {
-    let Ok(ours) = std::fs::metadata("/proc/self/ns/net") else {
+    // The calling thread's: `take_interface_of` enters a namespace on a thread of its own.
+    let Ok(ours) = std::fs::metadata("/proc/thread-self/ns/net") else {
         return true;
     };
     if ours.ino() == PROC_NET_INIT_INO {
@@ -326,6 +327,28 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
         return Ok(Some(TakenInterface { config, fd }));
     }
     Ok(None)
+}
+
+/// [`take_interface`] in the network namespace at `path` (an OCI spec's), entered by a
+/// thread of its own (a namespace is a thread's; this one ends with the call).
+pub fn take_interface_of(
+    path: &std::path::Path,
+) -> Result<Option<TakenInterface>, crate::RuntimeError> {
+    let fail = crate::RuntimeError::io("entering the container's network namespace");
+    let ns = std::fs::File::open(path).map_err(&fail)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                rustix::thread::move_into_link_name_space(
+                    ns.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|e| fail(e.into()))?;
+                take_interface(false)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(crate::RuntimeError::Spec("network thread panicked")))
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct FrontSpec {
     /// Make stdin (a pty's slave) the front's controlling terminal: ^C reaches the front,
     /// which passes it on.
     pub terminal: bool,
+    /// The network namespace whose interface the sandbox takes (`Plan::netns`).
+    pub netns: Option<PathBuf>,
 }
 
 impl FrontSpec {
@@ -68,6 +70,10 @@ impl FrontSpec {
             w.bool(s.read_only);
         }
         w.bool(self.terminal);
+        w.bool(self.netns.is_some());
+        if let Some(p) = &self.netns {
+            w.bytes(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()));
+        }
         w.0
     }
 
@@ -85,6 +91,13 @@ impl FrontSpec {
             });
         }
         let terminal = r.bool()?;
+        let netns = if r.bool()? {
+            Some(PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(r.bytes()?),
+            ))
+        } else {
+            None
+        };
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -92,6 +105,7 @@ impl FrontSpec {
             kernel,
             served,
             terminal,
+            netns,
         })
     }
 }
@@ -364,8 +378,28 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
         // reaches us, and we pass it on.
         let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
     }
+    let mut plan = plan;
+    // The container's network namespace, if its spec names one: its interface is the
+    // sandbox's. A namespace that cannot be taken leaves the sandbox loopback-only.
+    let net =
+        plan.netns
+            .as_deref()
+            .and_then(|path| match crate::network::take_interface_of(path) {
+                Ok(Some(taken)) => {
+                    plan.kernel.network = Some(taken.config);
+                    Some(taken.fd)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    log.warn(&format!(
+                        "the network namespace {}: {e}; the sandbox is loopback-only",
+                        path.display()
+                    ));
+                    None
+                }
+            });
     let (sandbox, kernel) =
-        match crate::launch::start_sandbox(&plan.kernel, &plan.served, None, None) {
+        match crate::launch::start_sandbox(&plan.kernel, &plan.served, None, net) {
             Ok(started) => started,
             Err(e) => return fail(format!("starting the sandbox: {e}")),
         };
@@ -450,6 +484,7 @@ mod tests {
             kernel: plan.spec,
             served: plan.served,
             terminal: true,
+            netns: Some(PathBuf::from("/run/netns/x")),
         };
         let bytes = front.encode();
         let back = FrontSpec::decode(&bytes).unwrap();
