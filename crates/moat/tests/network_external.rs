@@ -24,7 +24,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{have, platform_args, Scratch, MOAT};
+use common::{have, platform_args, text, Scratch, MOAT};
 
 const PYTHON: &str = "/usr/bin/python3";
 
@@ -682,4 +682,173 @@ fn an_oci_container_takes_its_spec_s_network_namespace() {
     let _ = server.join();
     let printed = check(&out, "moat run");
     assert_eq!(printed, "hello oci\n");
+}
+
+/// IPv6 on the interface: the sandbox takes the global address too. The host's own namespace
+/// may have IPv6 disabled, so both ends are namespaces of the test's: a peer (server and
+/// client natively) and the sandbox's.
+const SANDBOX6: &str = r#"
+import socket, sys
+peer, port, mine = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+c = socket.create_connection((peer, port), timeout=20)
+print("client got", c.recv(100).decode(), flush=True)
+s = socket.socket(socket.AF_INET6)
+s.bind(("::", mine))
+s.listen(1)
+s.settimeout(30)
+print("listening", flush=True)
+c, a = s.accept()
+c.sendall(b"from the sandbox over IPv6")
+c.close()
+print("served", a[0], flush=True)
+"#;
+
+const PEER6: &str = r#"
+import socket, sys
+mode, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "serve":
+    s = socket.socket(socket.AF_INET6)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1)
+    s.settimeout(30)
+    print("ready", flush=True)
+    c, a = s.accept()
+    c.sendall(b"hello over IPv6")
+    c.close()
+    print("peer served", a[0], flush=True)
+else:
+    c = socket.create_connection((addr, port), timeout=20)
+    got = b""
+    while True:
+        b = c.recv(100)
+        if not b:
+            break
+        got += b
+    print(got.decode(), flush=True)
+"#;
+
+#[test]
+fn ipv6_through_the_interface_both_ways() {
+    use std::io::BufRead;
+    if !rustix::process::geteuid().is_root()
+        || !have("ip")
+        || !have("nsenter")
+        || !have("unshare")
+        || !Path::new(PYTHON).exists()
+    {
+        eprintln!("SKIP: needs root, iproute2, util-linux and {PYTHON}");
+        return;
+    }
+    struct Holders(Vec<Child>);
+    impl Drop for Holders {
+        fn drop(&mut self) {
+            for h in &mut self.0 {
+                let _ = h.kill();
+                let _ = h.wait();
+            }
+        }
+    }
+    let hold = || {
+        Command::new("unshare")
+            .args(["--net", "--", "sleep", "600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("unshare --net")
+    };
+    let holders = Holders(vec![hold(), hold()]);
+    std::thread::sleep(Duration::from_millis(200));
+    let ns: Vec<String> = holders
+        .0
+        .iter()
+        .map(|h| format!("--net=/proc/{}/ns/net", h.id()))
+        .collect();
+    let tag = std::process::id() % 100_000;
+    let (pa, sb) = (format!("m6p{tag}"), format!("m6s{tag}"));
+    let n = (std::process::id() % 0xffff) as u16;
+    let (peer_ip, sandbox_ip) = (format!("fd00:{n:x}::1"), format!("fd00:{n:x}::2"));
+    ip(&["link", "add", &pa, "type", "veth", "peer", "name", &sb]);
+    ip(&["link", "set", &pa, "netns", &holders.0[0].id().to_string()]);
+    ip(&["link", "set", &sb, "netns", &holders.0[1].id().to_string()]);
+    let setup = [
+        (0, format!("ip link set lo up; ip link set {pa} up; ip addr add 10.251.{}.1/24 dev {pa}; ip -6 addr add {peer_ip}/64 dev {pa} nodad", n % 250)),
+        (1, format!("ip link set lo up; ip link set {sb} up; ip addr add 10.251.{}.2/24 dev {sb}; ip -6 addr add {sandbox_ip}/64 dev {sb} nodad", n % 250)),
+    ];
+    for (i, script) in setup {
+        let out = Command::new("nsenter")
+            .arg(&ns[i])
+            .args(["sh", "-c", &script])
+            .output()
+            .unwrap();
+        check(&out, &script);
+    }
+    let dir = Scratch::new("netext-v6");
+    std::fs::write(dir.path().join("sandbox.py"), SANDBOX6).unwrap();
+    std::fs::write(dir.path().join("peer.py"), PEER6).unwrap();
+    let (port, mine) = (7000 + n % 1000, 8000 + n % 1000);
+    let mut peer = Command::new("nsenter")
+        .arg(&ns[0])
+        .arg(PYTHON)
+        .arg(dir.path().join("peer.py"))
+        .args(["serve", &peer_ip, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peer_out = std::io::BufReader::new(peer.stdout.take().unwrap());
+    let mut line = String::new();
+    let _ = peer_out.read_line(&mut line);
+    assert_eq!(line, "ready\n");
+    let mut sandbox = Command::new("nsenter")
+        .arg(&ns[1])
+        .arg(MOAT)
+        .arg("do")
+        .args(platform_args())
+        .arg(PYTHON)
+        .arg(dir.path().join("sandbox.py"))
+        .args([peer_ip.clone(), port.to_string(), mine.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sandbox_out = std::io::BufReader::new(sandbox.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.ends_with("listening\n") {
+        let mut l = String::new();
+        if sandbox_out.read_line(&mut l).unwrap_or(0) == 0 {
+            break;
+        }
+        printed.push_str(&l);
+    }
+    // While the sandbox still runs: it ends after serving.
+    let ping = have("ping").then(|| {
+        Command::new("nsenter")
+            .arg(&ns[0])
+            .args(["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", &sandbox_ip])
+            .output()
+            .unwrap()
+    });
+    let fetched = Command::new("nsenter")
+        .arg(&ns[0])
+        .arg(PYTHON)
+        .arg(dir.path().join("peer.py"))
+        .args(["fetch", &sandbox_ip, &mine.to_string()])
+        .output()
+        .unwrap();
+    let mut rest = String::new();
+    let _ = sandbox_out.read_to_string(&mut rest);
+    let out = finish(sandbox, Duration::from_secs(60));
+    check(&out, "the IPv6 sandbox");
+    printed.push_str(&rest);
+    let _ = peer_out.read_to_string(&mut line);
+    let _ = finish(peer, Duration::from_secs(10));
+    assert!(printed.contains("client got hello over IPv6"), "{printed}");
+    assert!(
+        line.contains(&format!("peer served {sandbox_ip}")),
+        "{line}"
+    );
+    assert_eq!(text(&fetched.stdout), "from the sandbox over IPv6\n");
+    assert!(printed.contains(&format!("served {peer_ip}")), "{printed}");
+    if let Some(p) = ping {
+        assert!(p.status.success(), "ping -6: {}", text(&p.stdout));
+    }
 }

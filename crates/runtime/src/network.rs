@@ -2,9 +2,9 @@
 //! namespace the sandbox is started in, the front finds the first Ethernet interface with an
 //! IPv4 address, opens a packet socket bound to it for the kernel (which runs in an empty
 //! network namespace of its own and only reads and writes frames on that socket), and takes
-//! the interface's IPv4 addresses away from the host's stack, so that the host neither
-//! answers the sandbox's packets (with resets) nor its ARP requests: the sandbox's own stack
-//! owns them now.
+//! the interface's IPv4 and global IPv6 addresses away from the host's stack, so that the
+//! host neither answers the sandbox's packets (with resets) nor its ARP and neighbour
+//! requests: the sandbox's own stack owns them now.
 //!
 //! Never in the host's initial network namespace: taking the host's addresses would cut the
 //! machine off. Linux gives that namespace a fixed inode number; the namespace of pid 1 (of
@@ -17,7 +17,7 @@
 //! async runtime.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
@@ -56,6 +56,7 @@ const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const RT_TABLE_MAIN: u8 = 254;
+const RT_SCOPE_UNIVERSE: u8 = 0;
 const ARPHRD_ETHER: u16 = 1;
 /// `IFF_UP`.
 const IFF_UP: u32 = 0x1;
@@ -225,44 +226,55 @@ fn links(rtnl: &Rtnl) -> io::Result<Vec<Link>> {
     Ok(out)
 }
 
-/// The IPv4 addresses of link `index` (address, prefix length) and the messages that
-/// describe them (sent back as deletions).
-fn ipv4_addresses(rtnl: &Rtnl, index: u32) -> io::Result<Vec<(Ipv4Addr, u8, Vec<u8>)>> {
+/// The addresses of `family` of link `index` (address, prefix length) and the messages
+/// that describe them (sent back as deletions). IPv6 link-local addresses stay the host's
+/// (the sandbox's stack speaks from its global ones).
+fn addresses(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Vec<(IpAddr, u8, Vec<u8>)>> {
     let mut req = [0u8; 8];
-    req[0] = libc::AF_INET as u8;
+    req[0] = family as u8;
     let mut out = Vec::new();
     for m in rtnl.dump(RTM_GETADDR, &req)? {
-        if m.kind != RTM_NEWADDR || m.body.len() < 8 || u32_at(&m.body, 4) != index {
+        if m.kind != RTM_NEWADDR
+            || m.body.len() < 8
+            || i32::from(m.body[0]) != family
+            || u32_at(&m.body, 4) != index
+        {
             continue;
         }
         let prefix = m.body[1];
+        let scope = m.body[3];
         let attrs = attributes(&m.body, 8);
-        let addr = attrs
-            .iter()
-            .find(|(k, v)| *k == IFA_LOCAL && v.len() == 4)
-            .or_else(|| {
-                attrs
-                    .iter()
-                    .find(|(k, v)| *k == IFA_ADDRESS && v.len() == 4)
-            })
-            .map(|(_, v)| Ipv4Addr::new(v[0], v[1], v[2], v[3]));
-        if let Some(a) = addr {
-            out.push((a, prefix, m.body));
+        let find = |kind: u16| {
+            attrs
+                .iter()
+                .find(|(k, v)| *k == kind && matches!(v.len(), 4 | 16))
+                .map(|(_, v)| *v)
+        };
+        let Some(raw) = find(IFA_LOCAL).or_else(|| find(IFA_ADDRESS)) else {
+            continue;
+        };
+        let addr = match raw.len() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(raw).unwrap_or_default()),
+            _ => IpAddr::from(<[u8; 16]>::try_from(raw).unwrap_or_default()),
+        };
+        if family == libc::AF_INET6 && scope != RT_SCOPE_UNIVERSE {
+            continue;
         }
+        out.push((addr, prefix, m.body));
     }
     Ok(out)
 }
 
-/// The IPv4 default route's gateway through link `index`, if any.
-fn ipv4_gateway(rtnl: &Rtnl, index: u32) -> io::Result<Option<Ipv4Addr>> {
+/// The default route's gateway of `family` through link `index`, if any.
+fn gateway(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<IpAddr>> {
     let mut req = [0u8; 12];
-    req[0] = libc::AF_INET as u8;
+    req[0] = family as u8;
     for m in rtnl.dump(RTM_GETROUTE, &req)? {
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
         if m.kind != RTM_NEWROUTE || m.body.len() < 12 || m.body[1] != 0 {
             continue;
         }
-        if m.body[4] != RT_TABLE_MAIN {
+        if m.body[4] != RT_TABLE_MAIN || i32::from(m.body[0]) != family {
             continue;
         }
         let attrs = attributes(&m.body, 12);
@@ -273,8 +285,12 @@ fn ipv4_gateway(rtnl: &Rtnl, index: u32) -> io::Result<Option<Ipv4Addr>> {
         let dst = attrs.iter().any(|(k, _)| *k == RTA_DST);
         let gw = attrs
             .iter()
-            .find(|(k, v)| *k == RTA_GATEWAY && v.len() == 4)
-            .map(|(_, v)| Ipv4Addr::new(v[0], v[1], v[2], v[3]));
+            .find(|(k, _)| *k == RTA_GATEWAY)
+            .and_then(|(_, v)| match v.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(*v).ok()?)),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(*v).ok()?)),
+                _ => None,
+            });
         if oif == Some(index) && !dst {
             if let Some(gw) = gw {
                 return Ok(Some(gw));
@@ -302,11 +318,13 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
     let fail = crate::RuntimeError::io("taking the network interface");
     let rtnl = Rtnl::open().map_err(&fail)?;
     for link in links(&rtnl).map_err(&fail)? {
-        let addrs = ipv4_addresses(&rtnl, link.index).map_err(&fail)?;
+        let mut addrs = addresses(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
         if addrs.is_empty() {
             continue;
         }
-        let gateway = ipv4_gateway(&rtnl, link.index).map_err(&fail)?;
+        addrs.extend(addresses(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?);
+        let gateway4 = gateway(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
+        let gateway6 = gateway(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?;
         let fd =
             moat_platform::packet::open_packet_socket(link.index, PACKET_BUFFER).map_err(&fail)?;
         // The host's stack lets go of the addresses (and the routes through them): from now
@@ -320,8 +338,9 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
             name: link.name,
             mac: link.mac,
             mtu: link.mtu,
-            addrs: addrs.iter().map(|(a, p, _)| (IpAddr::V4(*a), *p)).collect(),
-            gateway: gateway.map(IpAddr::V4),
+            addrs: addrs.iter().map(|(a, p, _)| (*a, *p)).collect(),
+            gateway: gateway4,
+            gateway6,
         };
         tracing::debug!(?config, "took the network interface");
         return Ok(Some(TakenInterface { config, fd }));

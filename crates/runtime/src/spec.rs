@@ -254,9 +254,11 @@ impl KernelSpec {
                 w.ip(*ip);
                 w.0.push(*prefix);
             }
-            w.bool(n.gateway.is_some());
-            if let Some(gw) = n.gateway {
-                w.ip(gw);
+            for gw in [n.gateway, n.gateway6] {
+                w.bool(gw.is_some());
+                if let Some(gw) = gw {
+                    w.ip(gw);
+                }
             }
         }
         w.0
@@ -340,12 +342,14 @@ impl KernelSpec {
                 addrs.push((r.ip()?, r.take(1)?[0]));
             }
             let gateway = if r.bool()? { Some(r.ip()?) } else { None };
+            let gateway6 = if r.bool()? { Some(r.ip()?) } else { None };
             Some(InterfaceConfig {
                 name,
                 mac,
                 mtu,
                 addrs,
                 gateway,
+                gateway6,
             })
         } else {
             None
@@ -452,6 +456,7 @@ mod tests {
                     ("fd00::2".parse().unwrap(), 64),
                 ],
                 gateway: Some("10.0.0.1".parse().unwrap()),
+                gateway6: Some("fd00::1".parse().unwrap()),
             }),
         }
     }

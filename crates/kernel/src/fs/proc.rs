@@ -493,7 +493,9 @@ fn net_dir(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
             ),
             (
                 "if_inet6",
-                text(root, crate::net::iface::proc_net_if_inet6()),
+                file(0o444, root, || {
+                    crate::net::iface::proc_net_if_inet6().into_bytes()
+                }),
             ),
             ("tcp", inet("tcp")),
             ("tcp6", inet("tcp6")),

@@ -286,5 +286,21 @@ pub fn proc_net_route() -> String {
 
 /// `/proc/net/if_inet6`: the IPv6 addresses (address, index, prefix, scope, flags, name).
 pub fn proc_net_if_inet6() -> String {
-    "00000000000000000000000000000001 01 80 10 80       lo\n".into()
+    let mut s = String::from("00000000000000000000000000000001 01 80 10 80       lo\n");
+    if let Some(ext) = external() {
+        for (a, p) in &ext.config.addrs {
+            if let IpAddr::V6(a) = a {
+                let hex = a.octets().iter().fold(String::new(), |mut h, b| {
+                    let _ = write!(h, "{b:02x}");
+                    h
+                });
+                let _ = writeln!(
+                    s,
+                    "{hex} {EXT_INDEX:02x} {p:02x} 00 80 {:>8}",
+                    ext.config.name
+                );
+            }
+        }
+    }
+    s
 }

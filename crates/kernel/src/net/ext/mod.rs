@@ -64,8 +64,9 @@ pub struct InterfaceConfig {
     pub mtu: u32,
     /// Addresses and prefix lengths.
     pub addrs: Vec<(IpAddr, u8)>,
-    /// The default route's gateway.
+    /// The default routes' gateways (IPv4, IPv6).
     pub gateway: Option<IpAddr>,
+    pub gateway6: Option<IpAddr>,
 }
 
 /// Whether `a` and `b` share their first `prefix` bits (and a family).
@@ -95,7 +96,11 @@ impl InterfaceConfig {
         if let Some((a, _)) = self.addrs.iter().find(|(a, p)| same_subnet(*a, dst, *p)) {
             return Some(*a);
         }
-        self.gateway?;
+        if dst.is_ipv4() {
+            self.gateway?;
+        } else {
+            self.gateway6?;
+        }
         self.addrs
             .iter()
             .find(|(a, _)| a.is_ipv4() == dst.is_ipv4())
@@ -286,14 +291,15 @@ impl External {
                 let _ = addrs.push(IpCidr::new(IpAddress::from(*ip), *prefix));
             }
         });
-        match config.gateway {
-            Some(IpAddr::V4(gw)) => {
-                let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        for gw in [config.gateway, config.gateway6].into_iter().flatten() {
+            match gw {
+                IpAddr::V4(gw) => {
+                    let _ = iface.routes_mut().add_default_ipv4_route(gw);
+                }
+                IpAddr::V6(gw) => {
+                    let _ = iface.routes_mut().add_default_ipv6_route(gw);
+                }
             }
-            Some(IpAddr::V6(gw)) => {
-                let _ = iface.routes_mut().add_default_ipv6_route(gw);
-            }
-            None => {}
         }
         let ext = Arc::new(External {
             config,
@@ -565,6 +571,7 @@ mod tests {
             mtu: 1500,
             addrs: vec![("10.1.2.2".parse().unwrap(), 24)],
             gateway: gateway.map(|g| g.parse().unwrap()),
+            gateway6: None,
         }
     }
 

@@ -391,12 +391,30 @@ impl Stack {
 
     /// Whether a socket bound to `ip` (the wildcard, or an address) also takes traffic of
     /// the external interface: the address to listen on there (`None`: every one).
+    ///
+    /// smoltcp's wildcard takes both families: a wildcard of one family on an interface with
+    /// both becomes that family's (first) address.
     pub fn external_binding(&self, ip: IpAddr, dual: bool) -> Option<Option<IpAddr>> {
         let ext = self.ext.as_ref()?;
-        let v4 = ext.config.addrs.iter().any(|(a, _)| a.is_ipv4());
+        let first = |v4: bool| {
+            ext.config
+                .addrs
+                .iter()
+                .find(|(a, _)| a.is_ipv4() == v4)
+                .map(|(a, _)| *a)
+        };
+        let (v4, v6) = (first(true), first(false));
         match ip {
-            IpAddr::V4(a) if a.is_unspecified() && v4 => Some(None),
-            IpAddr::V6(a) if a.is_unspecified() && (dual || !v4) => Some(None),
+            IpAddr::V4(a) if a.is_unspecified() => match (v4, v6) {
+                (Some(_), None) => Some(None),
+                (Some(a), Some(_)) => Some(Some(a)),
+                (None, _) => None,
+            },
+            IpAddr::V6(a) if a.is_unspecified() => match (v4, v6, dual) {
+                (_, _, true) | (None, Some(_), false) => Some(None),
+                (Some(_), Some(a), false) => Some(Some(a)),
+                (_, None, false) => None,
+            },
             _ if ext.config.is_local(ip) => Some(Some(ip)),
             _ => None,
         }
