@@ -35,6 +35,7 @@ use moat_platform::{Platform, PlatformError};
 
 pub use loader::{AuxFacts, LoadError};
 pub use net::NetworkMode;
+pub use net::ext::InterfaceConfig;
 pub use task::ExitStatus;
 
 /// Number of resource limits (`RLIM_NLIMITS`).
@@ -147,6 +148,9 @@ pub struct SandboxConfig {
     pub network: net::NetworkMode,
     /// Questions about the sandbox from outside (OCI `ps`, `events --stats`).
     pub inspect: Option<std::sync::mpsc::Receiver<inspect::Inspect>>,
+    /// The external interface (`--network=sandbox`): its configuration and a packet socket
+    /// on it. `None`: loopback only.
+    pub external: Option<(InterfaceConfig, OwnedFd)>,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
@@ -569,6 +573,20 @@ pub(crate) fn open_executable(
 /// Must run on the host thread that will drive init (ptrace binds them).
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     use process::Guard;
+    let mut config = config;
+    let external = config.external.take().and_then(|(iface, fd)| {
+        let name = iface.name.clone();
+        match net::ext::External::start(iface, fd) {
+            Ok(ext) => {
+                net::iface::set_external(ext.clone());
+                Some(ext)
+            }
+            Err(e) => {
+                tracing::warn!("the external interface {name} cannot start: {e:?}");
+                None
+            }
+        }
+    });
     let memory = Arc::new(MemoryFile::new(config.memory_size)?);
     memory.set_limit(config.memory_limit);
     let vdso = Arc::new(vdso::Vdso::new(memory.clone())?);
@@ -593,12 +611,11 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
         ptys: Arc::new(fs::pty::PtyTable::default()),
         root: Mutex::new(None),
         exec_watchers: Mutex::new(std::collections::HashMap::new()),
-        inet: Arc::new(net::inet::Stack::default()),
+        inet: Arc::new(net::inet::Stack::new(external)),
         network: config.network,
         oom: oom::OomState::default(),
     });
     kernel.ptys.set_kernel(Arc::downgrade(&kernel));
-    let mut config = config;
     if let Some(signals) = config.forwarded_signals.take() {
         forward_signals(&kernel, signals);
     }
@@ -633,6 +650,9 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
             }
             None => break,
         }
+    }
+    if let Some(ext) = &kernel.inet.ext {
+        ext.linger(std::time::Duration::from_secs(10));
     }
     kernel.vdso.stop_clock();
     result?;

@@ -15,6 +15,7 @@ use moat_runtime::launch::{EXIT_MOAT_FAILED, EXIT_NOT_FOUND};
 use moat_runtime::{Confinement, KernelSpec};
 
 use crate::DoArgs;
+use moat_kernel::NetworkMode;
 
 /// Default size of the memory file's range: the ceiling on the sandbox's memory.
 const MEMORY_FILE_SIZE: u64 = 64 << 30;
@@ -199,11 +200,27 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         debug_log: log.is_some(),
         probe_seccomp: std::env::var_os(SECCOMP_PROBE_ENV).is_some(),
         wait_for_start: false,
-        network: args.network,
+        network: args.network.unwrap_or(NetworkMode::Sandbox),
+        interface: None,
         start_hooks: Vec::new(),
         hook_state: Vec::new(),
     };
-    match moat_runtime::run_sandbox(&spec, &served, log) {
+    let mut spec = spec;
+    let net = match args.network.unwrap_or(NetworkMode::Sandbox) {
+        NetworkMode::None => None,
+        NetworkMode::Sandbox => match moat_runtime::network::take_interface(args.network.is_some())
+        {
+            Ok(Some(taken)) => {
+                spec.interface = Some(taken.config);
+                Some(taken.fd)
+            }
+            Ok(None) => None,
+            Err(e) => return fail(EXIT_MOAT_FAILED, &format!("--network=sandbox: {e}")),
+        },
+        // The kernel makes host sockets in the host's namespace: no interface to take.
+        NetworkMode::Host => None,
+    };
+    match moat_runtime::run_sandbox(&spec, &served, log, net) {
         Ok(code) => code,
         Err(e) => fail(EXIT_MOAT_FAILED, &format!("cannot start the sandbox: {e}")),
     }

@@ -100,13 +100,16 @@ pub struct DoArgs {
     /// the calls a new platform or feature makes.
     #[arg(long, hide = true, conflicts_with = "no_confine")]
     pub seccomp_log: bool,
-    /// Whose network TCP and UDP sockets use: `sandbox` (Moat's own stack; the host's never
-    /// sees the application's sockets), `none` (the sandbox's loopback only, nothing
-    /// outside ever), or `host` (real host sockets the kernel makes on the application's
-    /// behalf, in the host's network namespace: faster and reachable, but the host's network
-    /// stack is exposed; docs/SECURITY.md).
-    #[arg(long, default_value = "sandbox", value_parser = parse_network)]
-    pub network: moat_kernel::NetworkMode,
+    /// Whose network the sandbox's TCP and UDP sockets use: `sandbox` (Moat's own TCP/IP
+    /// stack: loopback, and the first Ethernet interface with an IPv4 address of the network
+    /// namespace `moat do` runs in, whose addresses the sandbox takes over, never in the host's
+    /// initial namespace; the host's stack never sees the application's sockets), `none` (the
+    /// sandbox's loopback only, nothing outside ever), or `host` (real host sockets the kernel
+    /// makes on the application's behalf, in the host's network namespace: faster and
+    /// reachable, but the host's network stack is exposed; docs/SECURITY.md). Default:
+    /// `sandbox`.
+    #[arg(long, value_name = "MODE", value_parser = parse_network)]
+    pub network: Option<moat_kernel::NetworkMode>,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,

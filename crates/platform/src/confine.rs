@@ -187,7 +187,8 @@ const MOUNT_ATTR_RDONLY: u64 = 1;
 const MOUNT_ATTR_NOSUID: u64 = 2;
 const MOUNT_ATTR_NODEV: u64 = 4;
 
-/// Make every mount of the tree `tree` (an `open_tree` fd) read-only, `nosuid` and `nodev`.
+/// Make every mount of the tree `tree` (an `open_tree` fd) read-only, `nosuid`, `nodev` and
+/// private.
 pub fn make_tree_read_only(tree: &OwnedFd) -> std::io::Result<()> {
     set_tree_attributes(
         tree,
@@ -195,16 +196,20 @@ pub fn make_tree_read_only(tree: &OwnedFd) -> std::io::Result<()> {
     )
 }
 
-/// Make every mount of the tree `tree` `nosuid` and `nodev` (a writable volume).
+/// Make every mount of the tree `tree` `nosuid`, `nodev` and private (a writable volume).
 pub fn make_tree_nosuid(tree: &OwnedFd) -> std::io::Result<()> {
     set_tree_attributes(tree, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 }
 
+/// Set `attrs` on every mount of `tree`, and make them private: a clone of a shared mount
+/// stays in its peer group, so detaching a mount below it (the gofer detaches the host's
+/// kernel filesystems) would detach the host's own copy too — every `ip netns` namespace
+/// file under a shared `/run/netns`, for one.
 fn set_tree_attributes(tree: &OwnedFd, attrs: u64) -> std::io::Result<()> {
     let attr = MountAttr {
         attr_set: attrs,
         attr_clr: 0,
-        propagation: 0,
+        propagation: libc::MS_PRIVATE,
         userns_fd: 0,
     };
     // SAFETY: mount_setattr reads `size` bytes of `attr`, which lives on our stack; the

@@ -18,6 +18,7 @@ use moat_memory::MemoryFile;
 pub mod confine;
 mod host;
 pub mod host_socket;
+pub mod packet;
 pub mod ptrace;
 mod seccomp;
 pub mod systrap;

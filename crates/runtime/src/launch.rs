@@ -31,6 +31,8 @@ pub const KERNEL_GOFER_FD: i32 = 3;
 pub const KERNEL_SPEC_FD: i32 = 4;
 pub const KERNEL_CONTROL_FD: i32 = 5;
 pub const KERNEL_LOG_FD: i32 = 6;
+/// The packet socket on the external interface (`--network=sandbox`), when there is one.
+pub const KERNEL_NET_FD: i32 = 7;
 
 /// Exit codes, following the shell: 126 found but cannot run, 127 not found, 125 Moat failed.
 pub const EXIT_CANNOT_RUN: u8 = 126;
@@ -141,6 +143,7 @@ pub fn start_sandbox(
     spec: &KernelSpec,
     served: &[Served],
     log: Option<OwnedFd>,
+    net: Option<OwnedFd>,
 ) -> Result<(Sandbox, OwnedFd), RuntimeError> {
     use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
     let pair = || {
@@ -189,6 +192,9 @@ pub fn start_sandbox(
         fds.push((log.as_fd(), KERNEL_LOG_FD));
     }
     let host_network = spec.network == moat_kernel::NetworkMode::Host;
+    if let Some(net) = &net {
+        fds.push((net.as_fd(), KERNEL_NET_FD));
+    }
     let kernel = match spawn(&["kernel"], spec.confinement, host_network, fds) {
         Ok(pid) => pid,
         Err(e) => {
@@ -197,7 +203,7 @@ pub fn start_sandbox(
             return Err(e);
         }
     };
-    drop((ours, spec_r, control_kernel, log));
+    drop((ours, spec_r, control_kernel, log, net));
     let sandbox = Sandbox { kernel, gofer };
     tracing::debug!(?sandbox, "started");
     // A kernel that died early closes the pipe: its status says why.
@@ -232,8 +238,9 @@ pub fn run_sandbox(
     spec: &KernelSpec,
     served: &[Served],
     log: Option<OwnedFd>,
+    net: Option<OwnedFd>,
 ) -> Result<ExitCode, RuntimeError> {
-    let (sandbox, control) = start_sandbox(spec, served, log)?;
+    let (sandbox, control) = start_sandbox(spec, served, log, net)?;
     forward_signals(&control, &FORWARDED_SIGNALS);
     // The kernel's own exit code is the program's (128+N for a signal), as `moat do` ends.
     Ok(match wait_sandbox(&sandbox, None) {
@@ -506,9 +513,11 @@ pub fn kernel_main() -> ExitCode {
         KERNEL_SPEC_FD,
         KERNEL_CONTROL_FD,
         KERNEL_LOG_FD,
+        KERNEL_NET_FD,
     ])
     .into_iter();
-    let (gofer, spec_pipe, control, log) = (
+    let (gofer, spec_pipe, control, log, net) = (
+        fds.next().flatten(),
         fds.next().flatten(),
         fds.next().flatten(),
         fds.next().flatten(),
@@ -545,7 +554,7 @@ pub fn kernel_main() -> ExitCode {
         return fail(2, &format!("unknown platform {}", spec.platform));
     };
     let control = Arc::new(control);
-    let outcome = start_kernel(spec, platform, gofer, &control)
+    let outcome = start_kernel(spec, platform, gofer, &control, net)
         .unwrap_or_else(|e| Err((EXIT_MOAT_FAILED, format!("sandbox kernel: {e}"))));
     let status = match outcome {
         Ok(status) => status,
@@ -566,6 +575,7 @@ fn start_kernel(
     platform: Arc<dyn moat_platform::Platform>,
     gofer: OwnedFd,
     control: &Arc<OwnedFd>,
+    net: Option<OwnedFd>,
 ) -> Result<Result<Status, (u8, String)>, RuntimeError> {
     let stdio = stdio();
     if spec.confinement != Confinement::None {
@@ -692,6 +702,7 @@ fn start_kernel(
         exec_calls: Some(execs_rx),
         network: spec.network,
         inspect: Some(inspect_rx),
+        external: spec.interface.clone().zip(net),
     };
     let platform = spec.platform.clone();
     let result = moat_kernel::run(config);

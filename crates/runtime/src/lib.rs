@@ -19,6 +19,7 @@ pub mod confine;
 pub mod control;
 pub mod host;
 pub mod launch;
+pub mod network;
 pub mod oci;
 pub mod seccomp;
 pub mod spec;

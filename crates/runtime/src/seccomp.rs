@@ -129,6 +129,16 @@ pub const KERNEL_COMMON: &[HostSyscall] = &[
     any(libc::SYS_getpid),
     any(libc::SYS_exit),
     any(libc::SYS_exit_group),
+    // The external interface's thread (`--network=sandbox`) is woken through an eventfd;
+    // it reads and writes frames on its packet socket with `read`/`write` and waits in
+    // `ppoll`, all above.
+    when(
+        libc::SYS_eventfd2,
+        &[&[ArgIs::int(
+            1,
+            (libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) as u32,
+        )]],
+    ),
     // Time, entropy, the host's memory figures (sysinfo).
     any(libc::SYS_clock_gettime),
     any(libc::SYS_clock_getres),

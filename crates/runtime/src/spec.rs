@@ -3,7 +3,12 @@
 //! encoding sent down a pipe. The front is trusted, but the decoder still checks every length.
 
 use moat_abi::Rlimit;
-use moat_kernel::{AuxFacts, Credentials, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
+use std::net::IpAddr;
+
+use moat_kernel::{
+    AuxFacts, Credentials, InterfaceConfig, NetworkMode, SeedFile, TmpfsMount, Volume,
+    RLIMIT_COUNT,
+};
 
 use crate::RuntimeError;
 
@@ -49,6 +54,9 @@ pub struct KernelSpec {
     /// process in the host's network namespace and adds the host-network section to its
     /// seccomp allowlist.
     pub network: NetworkMode,
+    /// The external interface the sandbox took (`--network=sandbox`); its packet socket
+    /// travels at `launch::KERNEL_NET_FD`.
+    pub interface: Option<InterfaceConfig>,
     /// OCI `startContainer` hooks: run in the sandbox, in order, before the program.
     pub start_hooks: Vec<StartHook>,
     /// The container's state JSON, the hooks' stdin.
@@ -101,6 +109,18 @@ impl Writer {
         self.u64(c.groups.len() as u64);
         for &g in &c.groups {
             self.u32(g);
+        }
+    }
+    pub(crate) fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                self.0.push(4);
+                self.0.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.0.push(6);
+                self.0.extend_from_slice(&a.octets());
+            }
         }
     }
     pub(crate) fn list(&mut self, v: &[Vec<u8>]) {
@@ -171,6 +191,19 @@ impl Reader<'_> {
             groups,
         })
     }
+    pub(crate) fn ip(&mut self) -> Result<IpAddr, RuntimeError> {
+        match self.take(1)?[0] {
+            4 => {
+                let b: [u8; 4] = self.take(4)?.try_into().expect("4 bytes");
+                Ok(IpAddr::from(b))
+            }
+            6 => {
+                let b: [u8; 16] = self.take(16)?.try_into().expect("16 bytes");
+                Ok(IpAddr::from(b))
+            }
+            _ => Err(RuntimeError::Spec("bad address")),
+        }
+    }
     pub(crate) fn list(&mut self) -> Result<Vec<Vec<u8>>, RuntimeError> {
         let n = self.len()?;
         (0..n).map(|_| self.bytes()).collect()
@@ -238,6 +271,23 @@ impl KernelSpec {
             NetworkMode::None => 1,
             NetworkMode::Host => 2,
         });
+        w.bool(self.interface.is_some());
+        if let Some(n) = &self.interface {
+            w.bytes(n.name.as_bytes());
+            w.0.extend_from_slice(&n.mac);
+            w.u32(n.mtu);
+            w.u64(n.addrs.len() as u64);
+            for (ip, prefix) in &n.addrs {
+                w.ip(*ip);
+                w.0.push(*prefix);
+            }
+            for gw in [n.gateway, n.gateway6] {
+                w.bool(gw.is_some());
+                if let Some(gw) = gw {
+                    w.ip(gw);
+                }
+            }
+        }
         w.u64(self.start_hooks.len() as u64);
         for h in &self.start_hooks {
             w.bytes(&h.path);
@@ -323,6 +373,29 @@ impl KernelSpec {
             2 => NetworkMode::Host,
             _ => return Err(RuntimeError::Spec("bad network mode")),
         };
+        let interface = if r.bool()? {
+            let name = r.string()?;
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(r.take(6)?);
+            let mtu = r.u32()?;
+            let n = r.len()?;
+            let mut addrs = Vec::with_capacity(n);
+            for _ in 0..n {
+                addrs.push((r.ip()?, r.take(1)?[0]));
+            }
+            let gateway = if r.bool()? { Some(r.ip()?) } else { None };
+            let gateway6 = if r.bool()? { Some(r.ip()?) } else { None };
+            Some(InterfaceConfig {
+                name,
+                mac,
+                mtu,
+                addrs,
+                gateway,
+                gateway6,
+            })
+        } else {
+            None
+        };
         let n = r.len()?;
         let mut start_hooks = Vec::with_capacity(n);
         for _ in 0..n {
@@ -364,6 +437,7 @@ impl KernelSpec {
             probe_seccomp,
             wait_for_start,
             network,
+            interface,
             start_hooks,
             hook_state,
         })
@@ -439,6 +513,17 @@ mod tests {
                 timeout: 5,
             }],
             hook_state: b"{}".to_vec(),
+            interface: Some(InterfaceConfig {
+                name: "eth0".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 1500,
+                addrs: vec![
+                    ("10.0.0.2".parse().unwrap(), 24),
+                    ("fd00::2".parse().unwrap(), 64),
+                ],
+                gateway: Some("10.0.0.1".parse().unwrap()),
+                gateway6: Some("fd00::1".parse().unwrap()),
+            }),
         }
     }
 

@@ -507,10 +507,23 @@ fn net_dir(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
     dir(
         root,
         vec![
-            ("dev", text(root, crate::net::iface::proc_net_dev())),
+            (
+                "dev",
+                file(0o444, root, || {
+                    crate::net::iface::proc_net_dev().into_bytes()
+                }),
+            ),
+            (
+                "route",
+                file(0o444, root, || {
+                    crate::net::iface::proc_net_route().into_bytes()
+                }),
+            ),
             (
                 "if_inet6",
-                text(root, crate::net::iface::proc_net_if_inet6()),
+                file(0o444, root, || {
+                    crate::net::iface::proc_net_if_inet6().into_bytes()
+                }),
             ),
             ("tcp", inet("tcp")),
             ("tcp6", inet("tcp6")),

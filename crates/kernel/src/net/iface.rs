@@ -1,11 +1,85 @@
-//! The sandbox's network interfaces, as programs ask about them: today only `lo`
-//! (127.0.0.1/8 and ::1/128, index 1), answered to the `SIOCGIF*` ioctls any socket takes
-//! and rendered in `/proc/net/dev` and `/proc/net/if_inet6`. An external interface (a veth
-//! or tap with its own stack) would be listed here too.
+//! The sandbox's network interfaces, as programs ask about them: `lo` (127.0.0.1/8 and
+//! ::1/128, index 1) and, with `--network=sandbox` and an interface to take, the external
+//! interface (index 2, `net/ext`), answered to the `SIOCGIF*` ioctls any socket takes and
+//! rendered in `/proc/net/dev`, `/proc/net/route` and `/proc/net/if_inet6`.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use moat_abi::Errno;
 
 use crate::mm::MemoryManager;
+use crate::net::ext::{External, InterfaceConfig, EXT_INDEX};
+
+/// The sandbox's external interface: one per kernel process (one sandbox), set once at
+/// start, before any application runs.
+static EXTERNAL: OnceLock<Arc<External>> = OnceLock::new();
+
+/// Record the external interface (at the sandbox's start).
+pub fn set_external(ext: Arc<External>) {
+    let _ = EXTERNAL.set(ext);
+}
+
+/// The external interface, if the sandbox has one.
+pub fn external() -> Option<&'static Arc<External>> {
+    EXTERNAL.get()
+}
+
+/// `IFF_UP | IFF_BROADCAST | IFF_RUNNING | IFF_MULTICAST`.
+const EXT_FLAGS: i16 = 0x1 | 0x2 | 0x40 | 0x1000;
+/// `ARPHRD_ETHER`.
+pub const ARPHRD_ETHER: u16 = 1;
+
+/// What the ioctls say of one interface.
+struct Desc {
+    index: i32,
+    name: Vec<u8>,
+    flags: i16,
+    mtu: i32,
+    hw_type: u16,
+    mac: [u8; 6],
+    /// IPv4 address, netmask, broadcast.
+    v4: Option<([u8; 4], [u8; 4], [u8; 4])>,
+}
+
+/// The first IPv4 address of an interface, its netmask and broadcast address.
+pub fn first_v4(config: &InterfaceConfig) -> Option<([u8; 4], [u8; 4], [u8; 4])> {
+    config.addrs.iter().find_map(|(a, p)| match a {
+        IpAddr::V4(a) => {
+            let mask = InterfaceConfig::netmask_v4(*p);
+            let ip = a.octets();
+            let bcast = std::array::from_fn(|i| ip[i] | !mask[i]);
+            Some((ip, mask, bcast))
+        }
+        IpAddr::V6(_) => None,
+    })
+}
+
+/// The sandbox's interfaces, `lo` first.
+fn interfaces() -> Vec<Desc> {
+    let mut v = vec![Desc {
+        index: LO_INDEX,
+        name: LO_NAME.to_vec(),
+        flags: LO_FLAGS,
+        mtu: LO_MTU,
+        hw_type: ARPHRD_LOOPBACK,
+        mac: [0; 6],
+        v4: Some(([127, 0, 0, 1], [255, 0, 0, 0], [0; 4])),
+    }];
+    if let Some(ext) = external() {
+        v.push(Desc {
+            index: EXT_INDEX,
+            name: ext.config.name.as_bytes().to_vec(),
+            flags: EXT_FLAGS,
+            mtu: ext.config.mtu as i32,
+            hw_type: ARPHRD_ETHER,
+            mac: ext.config.mac,
+            v4: first_v4(&ext.config),
+        });
+    }
+    v
+}
 
 /// The loopback interface's index, name and MTU.
 pub const LO_INDEX: i32 = 1;
@@ -14,7 +88,7 @@ pub const LO_MTU: i32 = 65536;
 /// `IFF_UP | IFF_LOOPBACK | IFF_RUNNING` (`SIOCGIFFLAGS` has no room for `IFF_LOWER_UP`).
 const LO_FLAGS: i16 = 0x1 | 0x8 | 0x40;
 /// `ARPHRD_LOOPBACK`: the hardware type of `lo`.
-const ARPHRD_LOOPBACK: u16 = 772;
+pub const ARPHRD_LOOPBACK: u16 = 772;
 /// `IFNAMSIZ` and `sizeof(struct ifreq)`.
 const IFNAMSIZ: usize = 16;
 const IFREQ_LEN: usize = 40;
@@ -56,35 +130,40 @@ pub fn ioctl(
         SIOCGIFNAME => (|| {
             let mut req: [u8; IFREQ_LEN] = mm.read_obj(arg)?;
             let index = i32::from_le_bytes([req[16], req[17], req[18], req[19]]);
-            if index != LO_INDEX {
+            let Some(d) = interfaces().into_iter().find(|d| d.index == index) else {
                 return Err(Errno::ENODEV);
-            }
+            };
             req[..IFNAMSIZ].fill(0);
-            req[..LO_NAME.len()].copy_from_slice(LO_NAME);
+            let n = d.name.len().min(IFNAMSIZ - 1);
+            req[..n].copy_from_slice(&d.name[..n]);
             mm.write_obj(arg, &req)?;
             Ok(0)
         })(),
         SIOCGIFFLAGS | SIOCGIFINDEX | SIOCGIFMTU | SIOCGIFMETRIC | SIOCGIFHWADDR
-        | SIOCGIFTXQLEN => named(mm, arg, |req| {
+        | SIOCGIFTXQLEN => named(mm, arg, |req, d| {
             let value = &mut req[IFNAMSIZ..];
             match request {
-                SIOCGIFFLAGS => value[..2].copy_from_slice(&LO_FLAGS.to_le_bytes()),
-                SIOCGIFINDEX => value[..4].copy_from_slice(&LO_INDEX.to_le_bytes()),
-                SIOCGIFMTU => value[..4].copy_from_slice(&LO_MTU.to_le_bytes()),
+                SIOCGIFFLAGS => value[..2].copy_from_slice(&d.flags.to_le_bytes()),
+                SIOCGIFINDEX => value[..4].copy_from_slice(&d.index.to_le_bytes()),
+                SIOCGIFMTU => value[..4].copy_from_slice(&d.mtu.to_le_bytes()),
                 SIOCGIFMETRIC => value[..4].fill(0),
                 SIOCGIFTXQLEN => value[..4].copy_from_slice(&1000i32.to_le_bytes()),
                 _ => {
                     value[..16].fill(0);
-                    value[..2].copy_from_slice(&ARPHRD_LOOPBACK.to_le_bytes());
+                    value[..2].copy_from_slice(&d.hw_type.to_le_bytes());
+                    value[2..8].copy_from_slice(&d.mac);
                 }
             }
             Ok(())
         }),
-        SIOCGIFADDR | SIOCGIFNETMASK | SIOCGIFBRDADDR if inet => named(mm, arg, |req| {
+        SIOCGIFADDR | SIOCGIFNETMASK | SIOCGIFBRDADDR if inet => named(mm, arg, |req, d| {
+            let Some((ip, mask, bcast)) = d.v4 else {
+                return Err(Errno::EADDRNOTAVAIL);
+            };
             let addr = match request {
-                SIOCGIFADDR => [127, 0, 0, 1],
-                SIOCGIFNETMASK => [255, 0, 0, 0],
-                _ => [0; 4],
+                SIOCGIFADDR => ip,
+                SIOCGIFNETMASK => mask,
+                _ => bcast,
             };
             req[IFNAMSIZ..IFNAMSIZ + 16].copy_from_slice(&sockaddr_in(addr));
             Ok(())
@@ -96,21 +175,22 @@ pub fn ioctl(
     Some(r)
 }
 
-/// An ioctl on the interface named in the `ifreq` at `arg`: `ENODEV` for any name but `lo`;
-/// `fill` writes the answer into the request, which goes back to the caller.
+/// An ioctl on the interface named in the `ifreq` at `arg` (`ENODEV` for a name the
+/// sandbox has not); `fill` writes the answer into the request, which goes back to the
+/// caller.
 fn named(
     mm: &mut MemoryManager,
     arg: u64,
-    fill: impl FnOnce(&mut [u8; IFREQ_LEN]) -> Result<(), Errno>,
+    fill: impl FnOnce(&mut [u8; IFREQ_LEN], &Desc) -> Result<(), Errno>,
 ) -> Result<u64, Errno> {
     let mut req: [u8; IFREQ_LEN] = mm.read_obj(arg)?;
     // Linux terminates the name itself before looking it up.
     req[IFNAMSIZ - 1] = 0;
     let end = req.iter().position(|&b| b == 0).unwrap_or(IFNAMSIZ);
-    if &req[..end] != LO_NAME {
+    let Some(d) = interfaces().into_iter().find(|d| d.name == req[..end]) else {
         return Err(Errno::ENODEV);
-    }
-    fill(&mut req)?;
+    };
+    fill(&mut req, &d)?;
     mm.write_obj(arg, &req)?;
     Ok(0)
 }
@@ -122,16 +202,24 @@ fn ifconf(mm: &mut MemoryManager, arg: u64) -> Result<u64, Errno> {
         let raw: [u64; 2] = mm.read_obj(arg)?;
         (raw[0] as u32 as i32, raw[1])
     };
-    let mut entry = [0u8; IFREQ_LEN];
-    entry[..LO_NAME.len()].copy_from_slice(LO_NAME);
-    entry[IFNAMSIZ..IFNAMSIZ + 16].copy_from_slice(&sockaddr_in([127, 0, 0, 1]));
+    let mut entries = Vec::new();
+    for d in interfaces() {
+        let Some((ip, _, _)) = d.v4 else {
+            continue;
+        };
+        let mut entry = [0u8; IFREQ_LEN];
+        let n = d.name.len().min(IFNAMSIZ - 1);
+        entry[..n].copy_from_slice(&d.name[..n]);
+        entry[IFNAMSIZ..IFNAMSIZ + 16].copy_from_slice(&sockaddr_in(ip));
+        entries.push(entry);
+    }
     let written = if buf == 0 {
-        IFREQ_LEN as i32
-    } else if len >= IFREQ_LEN as i32 {
-        mm.write_bytes(buf, &entry)?;
-        IFREQ_LEN as i32
+        (entries.len() * IFREQ_LEN) as i32
     } else {
-        0
+        // As many whole entries as fit.
+        let fit = (len.max(0) as usize / IFREQ_LEN).min(entries.len());
+        mm.write_bytes(buf, &entries[..fit].concat())?;
+        (fit * IFREQ_LEN) as i32
     };
     mm.write_obj(arg, &written)?;
     Ok(0)
@@ -144,12 +232,75 @@ pub fn proc_net_dev() -> String {
          face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n",
     );
     s.push_str(
-        "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n",
+        "    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0",
     );
+    if let Some(ext) = external() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &ext.counters;
+        let _ = writeln!(
+            s,
+            "{:>6}: {:>8} {:>7}    0    0    0     0          0         0 {:>8} {:>7}    0 {:>4}    0     0       0          0",
+            ext.config.name,
+            c.rx_bytes.load(Relaxed),
+            c.rx_packets.load(Relaxed),
+            c.tx_bytes.load(Relaxed),
+            c.tx_packets.load(Relaxed),
+            c.tx_dropped.load(Relaxed),
+        );
+    }
+    s
+}
+
+/// `/proc/net/route`: the IPv4 routes of the external interface (its subnet, and the
+/// default route through the gateway), in the host's byte order as Linux prints them.
+pub fn proc_net_route() -> String {
+    let mut s = String::from(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT           \n",
+    );
+    let Some(ext) = external() else {
+        return s;
+    };
+    let hex = |o: [u8; 4]| format!("{:08X}", u32::from_le_bytes(o));
+    let name = &ext.config.name;
+    if let Some(IpAddr::V4(gw)) = ext.config.gateway {
+        let _ = writeln!(
+            s,
+            "{name}\t00000000\t{}\t0003\t0\t0\t0\t00000000\t0\t0\t0",
+            hex(gw.octets())
+        );
+    }
+    for (a, p) in &ext.config.addrs {
+        if let IpAddr::V4(a) = a {
+            let mask = InterfaceConfig::netmask_v4(*p);
+            let net: [u8; 4] = std::array::from_fn(|i| a.octets()[i] & mask[i]);
+            let _ = writeln!(
+                s,
+                "{name}\t{}\t00000000\t0001\t0\t0\t0\t{}\t0\t0\t0",
+                hex(net),
+                hex(mask)
+            );
+        }
+    }
     s
 }
 
 /// `/proc/net/if_inet6`: the IPv6 addresses (address, index, prefix, scope, flags, name).
 pub fn proc_net_if_inet6() -> String {
-    "00000000000000000000000000000001 01 80 10 80       lo\n".into()
+    let mut s = String::from("00000000000000000000000000000001 01 80 10 80       lo\n");
+    if let Some(ext) = external() {
+        for (a, p) in &ext.config.addrs {
+            if let IpAddr::V6(a) = a {
+                let hex = a.octets().iter().fold(String::new(), |mut h, b| {
+                    let _ = write!(h, "{b:02x}");
+                    h
+                });
+                let _ = writeln!(
+                    s,
+                    "{hex} {EXT_INDEX:02x} {p:02x} 00 80 {:>8}",
+                    ext.config.name
+                );
+            }
+        }
+    }
+    s
 }

@@ -5,6 +5,7 @@
 //! which [`netlink`] route sockets describe.
 
 pub mod host;
+pub mod ext;
 pub mod iface;
 pub mod inet;
 pub mod netlink;

@@ -1,18 +1,22 @@
 //! Netlink route sockets (`AF_NETLINK`, `NETLINK_ROUTE`), answering what programs ask about
 //! the sandbox's interfaces: dumps of links (`RTM_GETLINK`) and addresses (`RTM_GETADDR`)
-//! describing `lo`, as glibc's `getifaddrs` and iproute2's `ip addr` read them; other dumps
-//! (routes, neighbours, rules) are empty, and changes are refused (`EPERM`: nothing in the
+//! describing `lo` and the external interface if there is one (`net/ext`), as glibc's
+//! `getifaddrs` and iproute2's `ip addr` read them, and of the external interface's IPv4
+//! routes (`RTM_GETROUTE`, for `ip route`); other dumps (neighbours, rules) are empty, and
+//! changes are refused (`EPERM`: nothing in the
 //! sandbox holds `CAP_NET_ADMIN`). Each answer is a datagram of its own on the socket's
 //! queue; a dump ends with `NLMSG_DONE`. No events are ever multicast (the interfaces never
 //! change).
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use moat_abi::{Errno, Stat};
 
+use super::ext::{External, InterfaceConfig, EXT_INDEX};
 use super::iface::{LO_INDEX, LO_MTU, LO_NAME};
 use super::{Blocking, Incoming, Outgoing, Socket, Ucred, SOL_SOCKET};
 use crate::fs::pipe::{POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
@@ -41,6 +45,22 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PREFSRC: u16 = 7;
+const RTA_TABLE: u16 = 15;
+const RT_TABLE_MAIN: u8 = 254;
+const RTPROT_KERNEL: u8 = 2;
+const RTPROT_BOOT: u8 = 3;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
+const RTN_UNICAST: u8 = 1;
+const IFA_BROADCAST: u16 = 4;
+/// The external interface's flags: up, broadcast, running, multicast, lower up.
+const EXT_FLAGS: u32 = 0x1 | 0x2 | 0x40 | 0x1000 | 0x1_0000;
 /// The first and last route message types (`RTM_BASE`, `RTM_MAX`).
 const RTM_BASE: u16 = 16;
 const RTM_MAX: u16 = 127;
@@ -166,6 +186,135 @@ fn addr_lo(family: i32, flags: u16, seq: u32, port: u32) -> Vec<u8> {
     m.done()
 }
 
+/// `RTM_NEWLINK` for the external interface.
+fn link_ext(ext: &External, flags: u16, seq: u32, port: u32) -> Vec<u8> {
+    let mut m = Message::new(RTM_NEWLINK, flags, seq, port);
+    let mut info = [0u8; 16];
+    info[2..4].copy_from_slice(&super::iface::ARPHRD_ETHER.to_le_bytes());
+    info[4..8].copy_from_slice(&EXT_INDEX.to_le_bytes());
+    info[8..12].copy_from_slice(&EXT_FLAGS.to_le_bytes());
+    let mut name = ext.config.name.as_bytes().to_vec();
+    name.push(0);
+    let mut stats = [0u8; 96];
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &ext.counters;
+        for (i, v) in [
+            c.rx_packets.load(Relaxed),
+            c.tx_packets.load(Relaxed),
+            c.rx_bytes.load(Relaxed),
+            c.tx_bytes.load(Relaxed),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            stats[i * 4..i * 4 + 4].copy_from_slice(&(v as u32).to_le_bytes());
+        }
+    }
+    m.put(&info)
+        .attr(IFLA_IFNAME, &name)
+        .attr(IFLA_TXQLEN, &1000u32.to_le_bytes())
+        .attr(IFLA_OPERSTATE, &[6]) // IF_OPER_UP
+        .attr(IFLA_LINKMODE, &[0])
+        .attr(IFLA_MTU, &ext.config.mtu.to_le_bytes())
+        .attr(IFLA_GROUP, &0u32.to_le_bytes())
+        .attr(IFLA_PROMISCUITY, &0u32.to_le_bytes())
+        .attr(IFLA_NUM_TX_QUEUES, &1u32.to_le_bytes())
+        .attr(IFLA_NUM_RX_QUEUES, &1u32.to_le_bytes())
+        .attr(IFLA_CARRIER, &[1])
+        .attr(IFLA_QDISC, b"noqueue\0")
+        .attr(IFLA_ADDRESS, &ext.config.mac)
+        .attr(IFLA_BROADCAST, &[0xff; 6])
+        .attr(IFLA_STATS, &stats);
+    m.done()
+}
+
+/// `RTM_NEWADDR` for each of the external interface's addresses of `family`.
+fn addrs_ext(ext: &External, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (ip, prefix) in &ext.config.addrs {
+        let (fam, bytes) = match ip {
+            IpAddr::V4(a) => (libc::AF_INET, a.octets().to_vec()),
+            IpAddr::V6(a) => (libc::AF_INET6, a.octets().to_vec()),
+        };
+        if family != libc::AF_UNSPEC && family != fam {
+            continue;
+        }
+        let mut m = Message::new(RTM_NEWADDR, NLM_F_MULTI, seq, port);
+        let mut info = [0u8; 8];
+        info[0] = fam as u8;
+        info[1] = *prefix;
+        info[2] = IFA_F_PERMANENT;
+        info[3] = RT_SCOPE_UNIVERSE;
+        info[4..8].copy_from_slice(&EXT_INDEX.to_le_bytes());
+        let mut cache = [0u8; 16];
+        cache[..8].copy_from_slice(&[0xff; 8]);
+        m.put(&info).attr(IFA_ADDRESS, &bytes);
+        if let IpAddr::V4(a) = ip {
+            let mask = InterfaceConfig::netmask_v4(*prefix);
+            let bcast: [u8; 4] = std::array::from_fn(|i| a.octets()[i] | !mask[i]);
+            let mut label = ext.config.name.as_bytes().to_vec();
+            label.push(0);
+            m.attr(IFA_LOCAL, &bytes)
+                .attr(IFA_BROADCAST, &bcast)
+                .attr(IFA_LABEL, &label);
+        }
+        m.attr(IFA_FLAGS, &u32::from(IFA_F_PERMANENT).to_le_bytes())
+            .attr(IFA_CACHEINFO, &cache);
+        out.push(m.done());
+    }
+    out
+}
+
+/// `RTM_NEWROUTE` for the external interface's IPv4 routes: the default route through the
+/// gateway, and each address's subnet on the link.
+fn routes_ext(ext: &External, seq: u32, port: u32) -> Vec<Vec<u8>> {
+    let route = |dst: Option<([u8; 4], u8)>, gw: Option<[u8; 4]>, src: Option<[u8; 4]>| {
+        let mut m = Message::new(RTM_NEWROUTE, NLM_F_MULTI, seq, port);
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        let mut info = [0u8; 12];
+        info[0] = libc::AF_INET as u8;
+        info[1] = dst.map_or(0, |(_, p)| p);
+        info[4] = RT_TABLE_MAIN;
+        info[5] = if gw.is_some() {
+            RTPROT_BOOT
+        } else {
+            RTPROT_KERNEL
+        };
+        info[6] = if gw.is_some() {
+            RT_SCOPE_UNIVERSE
+        } else {
+            RT_SCOPE_LINK
+        };
+        info[7] = RTN_UNICAST;
+        m.put(&info)
+            .attr(RTA_TABLE, &u32::from(RT_TABLE_MAIN).to_le_bytes());
+        if let Some((d, _)) = dst {
+            m.attr(RTA_DST, &d);
+        }
+        if let Some(s) = src {
+            m.attr(RTA_PREFSRC, &s);
+        }
+        if let Some(g) = gw {
+            m.attr(RTA_GATEWAY, &g);
+        }
+        m.attr(RTA_OIF, &EXT_INDEX.to_le_bytes());
+        m.done()
+    };
+    let mut out = Vec::new();
+    if let Some(IpAddr::V4(gw)) = ext.config.gateway {
+        out.push(route(None, Some(gw.octets()), None));
+    }
+    for (ip, prefix) in &ext.config.addrs {
+        if let IpAddr::V4(a) = ip {
+            let mask = InterfaceConfig::netmask_v4(*prefix);
+            let net: [u8; 4] = std::array::from_fn(|i| a.octets()[i] & mask[i]);
+            out.push(route(Some((net, *prefix)), None, Some(a.octets())));
+        }
+    }
+    out
+}
+
 /// `NLMSG_ERROR` answering `request` (its header) with `-errno` (0: an acknowledgement).
 fn error(request: &[u8], errno: i32, port: u32) -> Vec<u8> {
     let seq = u32::from_le_bytes([request[8], request[9], request[10], request[11]]);
@@ -240,14 +389,25 @@ impl NetlinkSocket {
                 let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
                 let first = replies.len();
                 match kind {
-                    RTM_GETLINK if dump => replies.push(link_lo(NLM_F_MULTI, seq, port)),
+                    RTM_GETLINK if dump => {
+                        replies.push(link_lo(NLM_F_MULTI, seq, port));
+                        if let Some(ext) = super::iface::external() {
+                            replies.push(link_ext(ext, NLM_F_MULTI, seq, port));
+                        }
+                    }
                     RTM_GETLINK => {
                         // One interface, by index or name.
                         let index = body
                             .get(4..8)
                             .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                        if index == LO_INDEX || (index == 0 && names_lo(body)) {
+                        let ext = super::iface::external();
+                        if index == LO_INDEX || (index == 0 && names(body, LO_NAME)) {
                             replies.push(link_lo(0, seq, port));
+                        } else if let Some(ext) = ext.filter(|e| {
+                            index == EXT_INDEX
+                                || (index == 0 && names(body, e.config.name.as_bytes()))
+                        }) {
+                            replies.push(link_ext(ext, 0, seq, port));
                         } else {
                             replies.push(error(h, Errno::ENODEV.0, port));
                         }
@@ -258,6 +418,17 @@ impl NetlinkSocket {
                             if family == libc::AF_UNSPEC || family == fam {
                                 replies.push(addr_lo(fam, NLM_F_MULTI, seq, port));
                             }
+                        }
+                        if let Some(ext) = super::iface::external() {
+                            replies.extend(addrs_ext(ext, family, seq, port));
+                        }
+                    }
+                    RTM_GETROUTE if dump => {
+                        let family = body.first().map_or(0, |&f| i32::from(f));
+                        if let (Some(ext), libc::AF_UNSPEC | libc::AF_INET) =
+                            (super::iface::external(), family)
+                        {
+                            replies.extend(routes_ext(ext, seq, port));
                         }
                     }
                     // Other dumps of route objects are empty: no routes beyond `lo`'s own,
@@ -290,8 +461,8 @@ impl NetlinkSocket {
     }
 }
 
-/// Whether an `RTM_GETLINK` request names `lo` with `IFLA_IFNAME`.
-fn names_lo(body: &[u8]) -> bool {
+/// Whether an `RTM_GETLINK` request names `wanted` with `IFLA_IFNAME`.
+fn names(body: &[u8], wanted: &[u8]) -> bool {
     let mut at = 16; // after struct ifinfomsg
     while at + 4 <= body.len() {
         let len = u16::from_le_bytes([body[at], body[at + 1]]) as usize;
@@ -302,7 +473,7 @@ fn names_lo(body: &[u8]) -> bool {
         if kind == IFLA_IFNAME {
             let name = &body[at + 4..at + len];
             let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-            return &name[..end] == LO_NAME;
+            return &name[..end] == wanted;
         }
         at += align4(len);
     }

@@ -5,7 +5,9 @@
 //!
 //! Moat honours what its model gives a meaning to and says so for the rest: every field it
 //! ignores or serves differently produces a warning in the log ([`Plan::warnings`]), never a
-//! silent difference. The sandbox is always fully isolated, whatever `linux.namespaces` asks.
+//! silent difference. The sandbox is always fully isolated, whatever `linux.namespaces` asks;
+//! a network namespace's path names the namespace whose interface the sandbox's own stack
+//! takes over (`network.rs`), as runsc does.
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -90,6 +92,9 @@ pub struct Plan {
     pub resources: Option<LinuxResources>,
     /// What Moat does not honour, or serves otherwise, one line each.
     pub warnings: Vec<String>,
+    /// `linux.namespaces`' network namespace path: the sandbox takes that namespace's
+    /// interface (`--network=sandbox`, `network.rs`); none gives a loopback-only sandbox.
+    pub netns: Option<PathBuf>,
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> OciError {
@@ -258,7 +263,8 @@ fn raw_warnings(raw: &serde_json::Value, out: &mut Vec<String>) {
     }
     if let Some(namespaces) = linux["namespaces"].as_array() {
         for ns in namespaces {
-            if let Some(path) = ns["path"].as_str().filter(|p| !p.is_empty()) {
+            let network = ns["type"].as_str() == Some("network");
+            if let Some(path) = ns["path"].as_str().filter(|p| !p.is_empty() && !network) {
                 out.push(format!(
                     "linux.namespaces: joining the {} namespace at {path} is not supported; \
                      the sandbox has its own",
@@ -611,6 +617,7 @@ pub fn plan(
         probe_seccomp: false,
         wait_for_start: true,
         network: NetworkMode::Sandbox,
+        interface: None,
         start_hooks: start_hooks(spec),
         // Written by `create` once the front's pid is known.
         hook_state: Vec::new(),
@@ -635,6 +642,14 @@ pub fn plan(
         cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
         resources: linux.and_then(|l| l.resources().clone()),
         warnings,
+        netns: linux
+            .and_then(|l| l.namespaces().as_ref())
+            .and_then(|nss| {
+                nss.iter()
+                    .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+            })
+            .and_then(|n| n.path().clone())
+            .filter(|p| !p.as_os_str().is_empty()),
     })
 }
 

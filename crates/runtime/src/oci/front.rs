@@ -54,6 +54,8 @@ pub struct FrontSpec {
     /// Make stdin (a pty's slave) the front's controlling terminal: ^C reaches the front,
     /// which passes it on.
     pub terminal: bool,
+    /// The network namespace whose interface the sandbox takes (`Plan::netns`).
+    pub netns: Option<PathBuf>,
 }
 
 impl FrontSpec {
@@ -68,6 +70,10 @@ impl FrontSpec {
             w.bool(s.read_only);
         }
         w.bool(self.terminal);
+        w.bool(self.netns.is_some());
+        if let Some(p) = &self.netns {
+            w.bytes(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()));
+        }
         w.0
     }
 
@@ -85,6 +91,13 @@ impl FrontSpec {
             });
         }
         let terminal = r.bool()?;
+        let netns = if r.bool()? {
+            Some(PathBuf::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(r.bytes()?),
+            ))
+        } else {
+            None
+        };
         if !r.0.is_empty() {
             return Err(RuntimeError::Spec("trailing bytes"));
         }
@@ -92,6 +105,7 @@ impl FrontSpec {
             kernel,
             served,
             terminal,
+            netns,
         })
     }
 }
@@ -411,10 +425,35 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
         // reaches us, and we pass it on.
         let _ = rustix::process::ioctl_tiocsctty(rustix::stdio::stdin());
     }
-    let (sandbox, kernel) = match crate::launch::start_sandbox(&plan.kernel, &plan.served, None) {
-        Ok(started) => started,
-        Err(e) => return fail(format!("starting the sandbox: {e}")),
-    };
+    let mut plan = plan;
+    // The container's network namespace, if its spec names one: its interface is the
+    // sandbox's (with the sandbox's own network only: `none` takes nothing, `host` uses the
+    // host's sockets). A namespace that cannot be taken leaves the sandbox loopback-only.
+    let netns = plan
+        .netns
+        .clone()
+        .filter(|_| plan.kernel.network == moat_kernel::NetworkMode::Sandbox);
+    let net = netns
+        .as_deref()
+        .and_then(|path| match crate::network::take_interface_of(path) {
+            Ok(Some(taken)) => {
+                plan.kernel.interface = Some(taken.config);
+                Some(taken.fd)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                log.warn(&format!(
+                    "the network namespace {}: {e}; the sandbox is loopback-only",
+                    path.display()
+                ));
+                None
+            }
+        });
+    let (sandbox, kernel) =
+        match crate::launch::start_sandbox(&plan.kernel, &plan.served, None, net) {
+            Ok(started) => started,
+            Err(e) => return fail(format!("starting the sandbox: {e}")),
+        };
     let listener = match listen(&state_dir.join(CONTROL_SOCKET)) {
         Ok(l) => l,
         Err(e) => {
@@ -497,6 +536,7 @@ mod tests {
             kernel: plan.spec,
             served: plan.served,
             terminal: true,
+            netns: Some(PathBuf::from("/run/netns/x")),
         };
         let bytes = front.encode();
         let back = FrontSpec::decode(&bytes).unwrap();

@@ -223,6 +223,7 @@ fn create_in(
         kernel: plan.spec,
         served: plan.served,
         terminal: o.console_socket.is_some() && plan.terminal,
+        netns: plan.netns,
     };
     let plan_path = container.dir.join(front::PLAN_FILE);
     std::fs::write(&plan_path, front_spec.encode())

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 
 use moat_abi::Errno;
 
+use crate::net::ext::External;
+
 /// An IP socket's address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -171,9 +173,14 @@ fn read_raw(raw: &[u8], family: Family) -> Result<RawAddr, Errno> {
 }
 
 /// Whether `ip` is an address of the sandbox an IPv4 socket may bind: the wildcard, the
-/// loopback network, or a broadcast or multicast address (which Linux lets sockets bind).
-fn bindable_v4(ip: Ipv4Addr) -> bool {
-    ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast()
+/// loopback network, the external interface's, or a broadcast or multicast address (which
+/// Linux lets sockets bind).
+fn bindable_v4(ip: Ipv4Addr, stack: &Stack) -> bool {
+    ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || stack.is_local(IpAddr::V4(ip))
 }
 
 /// Whether an IPv6 address needs a scope (an interface) to mean anything: link-local
@@ -188,7 +195,12 @@ fn needs_scope(ip: Ipv6Addr) -> bool {
 /// also takes `AF_UNSPEC` with the wildcard), then whether the address is the sandbox's
 /// (`EADDRNOTAVAIL`; a mapped address on an `IPV6_V6ONLY` socket, or a link-local one
 /// without a scope, is `EINVAL`).
-pub fn bind_addr(raw: &[u8], family: Family, v6only: bool) -> Result<SockAddr, Errno> {
+pub fn bind_addr(
+    raw: &[u8],
+    family: Family,
+    v6only: bool,
+    stack: &Stack,
+) -> Result<SockAddr, Errno> {
     let r = read_raw(raw, family)?;
     match family {
         Family::V4 => {
@@ -200,7 +212,7 @@ pub fn bind_addr(raw: &[u8], family: Family, v6only: bool) -> Result<SockAddr, E
             {
                 return Err(Errno::EAFNOSUPPORT);
             }
-            if !bindable_v4(ip) {
+            if !bindable_v4(ip, stack) {
                 return Err(Errno::EADDRNOTAVAIL);
             }
         }
@@ -213,7 +225,7 @@ pub fn bind_addr(raw: &[u8], family: Family, v6only: bool) -> Result<SockAddr, E
                     if v6only {
                         return Err(Errno::EINVAL);
                     }
-                    if !bindable_v4(ip) {
+                    if !bindable_v4(ip, stack) {
                         return Err(Errno::EADDRNOTAVAIL);
                     }
                 }
@@ -228,7 +240,11 @@ pub fn bind_addr(raw: &[u8], family: Family, v6only: bool) -> Result<SockAddr, E
                         if !ip.is_multicast() {
                             return Err(Errno::EADDRNOTAVAIL);
                         }
-                    } else if !(ip.is_unspecified() || ip.is_loopback() || ip.is_multicast()) {
+                    } else if !(ip.is_unspecified()
+                        || ip.is_loopback()
+                        || ip.is_multicast()
+                        || stack.is_local(IpAddr::V6(ip)))
+                    {
                         return Err(Errno::EADDRNOTAVAIL);
                     }
                 }
@@ -297,10 +313,12 @@ pub enum Route {
     /// destination sees when the socket is not bound to one, `dst` the destination (the
     /// wildcard, as on Linux, means this host).
     Loopback { src: IpAddr, dst: IpAddr },
+    /// Out of the external interface (`net/ext`), from its address `src`.
+    External { src: IpAddr },
 }
 
-/// Route a packet to `dst`. `lo` is the only interface: a destination beyond it is
-/// `ENETUNREACH`.
+/// Route a packet to `dst` through `lo`: a destination beyond it is `ENETUNREACH` here
+/// ([`Stack::route`] knows the external interface too).
 pub fn route(dst: IpAddr) -> Result<Route, Errno> {
     match dst {
         IpAddr::V4(a) if a.is_unspecified() || a.is_loopback() => Ok(Route::Loopback {
@@ -325,17 +343,80 @@ pub fn port_needs_privilege(port: u16) -> bool {
     port != 0 && port < 1024
 }
 
-/// The network of one sandbox: its TCP and UDP ports.
+/// The network of one sandbox: its TCP and UDP ports, and its external interface if it
+/// has one (`--network=sandbox` with an interface to take).
 pub struct Stack {
     pub(crate) tcp: Mutex<ports::PortTable<tcp::Tcp>>,
     pub(crate) udp: Mutex<ports::PortTable<udp::Udp>>,
+    pub ext: Option<Arc<External>>,
 }
 
 impl Default for Stack {
     fn default() -> Self {
+        Stack::new(None)
+    }
+}
+
+impl Stack {
+    pub fn new(ext: Option<Arc<External>>) -> Stack {
         Stack {
             tcp: Mutex::new(ports::PortTable::new(ports::Proto::Tcp)),
             udp: Mutex::new(ports::PortTable::new(ports::Proto::Udp)),
+            ext,
+        }
+    }
+
+    /// Whether `ip` is the external interface's address.
+    pub fn is_local(&self, ip: IpAddr) -> bool {
+        self.ext.as_ref().is_some_and(|e| e.config.is_local(ip))
+    }
+
+    /// Route a packet to `dst`: loopback (which the sandbox's own external address takes
+    /// too, as Linux routes local addresses through `lo`), the external interface's subnet
+    /// or its gateway, or `ENETUNREACH`.
+    pub fn route(&self, dst: IpAddr) -> Result<Route, Errno> {
+        if let Ok(r) = route(dst) {
+            return Ok(r);
+        }
+        if let Some(ext) = &self.ext {
+            if ext.config.is_local(dst) {
+                return Ok(Route::Loopback { src: dst, dst });
+            }
+            if let Some(src) = ext.config.source_for(dst) {
+                return Ok(Route::External { src });
+            }
+        }
+        Err(Errno::ENETUNREACH)
+    }
+
+    /// Whether a socket bound to `ip` (the wildcard, or an address) also takes traffic of
+    /// the external interface: the address to listen on there (`None`: every one).
+    ///
+    /// smoltcp's wildcard takes both families: a wildcard of one family on an interface with
+    /// both becomes that family's (first) address.
+    pub fn external_binding(&self, ip: IpAddr, dual: bool) -> Option<Option<IpAddr>> {
+        let ext = self.ext.as_ref()?;
+        let first = |v4: bool| {
+            ext.config
+                .addrs
+                .iter()
+                .find(|(a, _)| a.is_ipv4() == v4)
+                .map(|(a, _)| *a)
+        };
+        let (v4, v6) = (first(true), first(false));
+        match ip {
+            IpAddr::V4(a) if a.is_unspecified() => match (v4, v6) {
+                (Some(_), None) => Some(None),
+                (Some(a), Some(_)) => Some(Some(a)),
+                (None, _) => None,
+            },
+            IpAddr::V6(a) if a.is_unspecified() => match (v4, v6, dual) {
+                (_, _, true) | (None, Some(_), false) => Some(None),
+                (Some(_), Some(a), false) => Some(Some(a)),
+                (_, None, false) => None,
+            },
+            _ if ext.config.is_local(ip) => Some(Some(ip)),
+            _ => None,
         }
     }
 }
@@ -505,19 +586,32 @@ mod tests {
     #[test]
     fn bind_checks_in_linux_s_order() {
         let mut raw = SockAddr::new("127.0.0.1".parse().unwrap(), 0).to_sockaddr(Family::V4);
-        assert!(bind_addr(&raw, Family::V4, false).is_ok());
-        assert_eq!(bind_addr(&raw[..15], Family::V4, false), Err(Errno::EINVAL));
+        let stack = Stack::default();
+        assert!(bind_addr(&raw, Family::V4, false, &stack).is_ok());
+        assert_eq!(
+            bind_addr(&raw[..15], Family::V4, false, &stack),
+            Err(Errno::EINVAL)
+        );
         raw[0] = libc::AF_INET6 as u8;
-        assert_eq!(bind_addr(&raw, Family::V4, false), Err(Errno::EAFNOSUPPORT));
+        assert_eq!(
+            bind_addr(&raw, Family::V4, false, &stack),
+            Err(Errno::EAFNOSUPPORT)
+        );
         let other = SockAddr::new("10.1.1.1".parse().unwrap(), 0).to_sockaddr(Family::V4);
         assert_eq!(
-            bind_addr(&other, Family::V4, false),
+            bind_addr(&other, Family::V4, false, &stack),
             Err(Errno::EADDRNOTAVAIL)
         );
         let mapped = SockAddr::new("127.0.0.1".parse().unwrap(), 0).to_sockaddr(Family::V6);
-        assert_eq!(bind_addr(&mapped, Family::V6, true), Err(Errno::EINVAL));
+        assert_eq!(
+            bind_addr(&mapped, Family::V6, true, &stack),
+            Err(Errno::EINVAL)
+        );
         let ll = SockAddr::new("fe80::1".parse().unwrap(), 0).to_sockaddr(Family::V6);
-        assert_eq!(bind_addr(&ll, Family::V6, false), Err(Errno::EINVAL));
+        assert_eq!(
+            bind_addr(&ll, Family::V6, false, &stack),
+            Err(Errno::EINVAL)
+        );
     }
 
     #[test]

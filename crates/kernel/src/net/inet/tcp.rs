@@ -40,6 +40,7 @@ use super::{state, Family, ProcLine, Route, SockAddr, Stack};
 use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::fs::{FileOps, OpenFile};
 use crate::mm::MemoryManager;
+use crate::net::ext::tcp::{Conn, Listen, Progress};
 use crate::net::unix::POLLRDHUP;
 use crate::net::{Blocking, Incoming, Outgoing, Socket, Ucred, SOL_SOCKET};
 use crate::process::Guard;
@@ -209,6 +210,8 @@ struct Listener {
     max: usize,
     /// Sockets waiting for room in the backlog.
     pending: VecDeque<Weak<Tcp>>,
+    /// Its share of the external interface, if its address takes traffic from there.
+    ext: Option<Listen>,
 }
 
 enum Phase {
@@ -219,6 +222,8 @@ enum Phase {
         remote: SockAddr,
     },
     Connected(Link),
+    /// Connecting or connected through the external interface.
+    Remote(Arc<Conn>),
 }
 
 struct State {
@@ -294,6 +299,14 @@ impl Tcp {
         e.reuseaddr = st.opts.flag(SOL_SOCKET, SO_REUSEADDR);
         e.reuseport = st.opts.flag(SOL_SOCKET, SO_REUSEPORT);
         e
+    }
+
+    /// The external interface's MTU (`IP_MTU`; less 40 for `TCP_MAXSEG`).
+    fn ext_mtu(&self) -> i32 {
+        self.stack
+            .ext
+            .as_ref()
+            .map_or(1500, |e| e.config.mtu as i32)
     }
 
     /// This socket's receive and send limits for a connection.
@@ -478,6 +491,10 @@ impl Tcp {
                 drop(ends);
                 link.notify_peer();
             }
+            Phase::Remote(conn) => {
+                let linger0 = entry.as_ref().is_some_and(|(_, z)| *z);
+                conn.close(abort || linger0);
+            }
             Phase::SynSent { .. } | Phase::Closed => {}
         }
         if let Some(port) = held {
@@ -500,11 +517,16 @@ impl Tcp {
         let st = self.state.guard();
         let link = match &st.phase {
             Phase::Listening(l) => {
-                return if l.backlog.is_empty() {
+                return if l.backlog.is_empty() && !l.ext.as_ref().is_some_and(Listen::ready) {
                     0
                 } else {
                     POLLIN | POLLRDNORM
                 };
+            }
+            Phase::Remote(c) => {
+                let c = c.clone();
+                drop(st);
+                return c.poll();
             }
             Phase::SynSent { .. } => return if st.error.is_some() { POLLERR } else { 0 },
             Phase::Closed => {
@@ -639,6 +661,7 @@ impl Tcp {
             Phase::Listening(_) => (state::LISTEN, None, st.opts.user_mss),
             Phase::SynSent { .. } => (state::SYN_SENT, None, st.opts.user_mss),
             Phase::Connected(l) => (0, Some(l.clone()), st.opts.user_mss),
+            Phase::Remote(c) => (c.linux_state(), None, st.opts.user_mss),
         };
         drop(st);
         b[0] = tcp_state;
@@ -712,6 +735,15 @@ impl Tcp {
             Phase::SynSent { remote } => {
                 line.state = state::SYN_SENT;
                 line.remote = *remote;
+                return Some(line);
+            }
+            Phase::Remote(c) => {
+                let c = c.clone();
+                drop(st);
+                let (_, remote) = c.endpoints();
+                line.remote = remote.unwrap_or(none);
+                line.state = c.linux_state();
+                (line.rx_queue, line.tx_queue) = c.queues();
                 return Some(line);
             }
             Phase::Connected(l) => l.clone(),
@@ -817,6 +849,22 @@ impl TcpSocket {
                         return Err(st.error.take().unwrap_or(Errno::ECONNABORTED));
                     }
                     Phase::Listening(_) => return Err(Errno::EISCONN),
+                    Phase::Remote(c) => match c.progress() {
+                        Progress::Open => {
+                            st.connecting = false;
+                            return Ok(());
+                        }
+                        Progress::Failed(e) => {
+                            let c = c.clone();
+                            let _ = c.take_error();
+                            c.close(false);
+                            st.phase = Phase::Closed;
+                            st.connecting = false;
+                            self.sk.release_auto_port(&mut st);
+                            return Err(e);
+                        }
+                        Progress::Connecting => {}
+                    },
                     Phase::SynSent { .. } => {}
                 }
             }
@@ -855,7 +903,7 @@ impl TcpSocket {
             st.connecting = false;
             st.shut_rd = false;
             st.shut_wr = false;
-            if matches!(phase, Phase::Connected(_)) {
+            if matches!(phase, Phase::Connected(_) | Phase::Remote(_)) {
                 st.error = Some(Errno::ECONNRESET);
             }
             if let (Phase::Listening(_), Some(port)) = (&phase, st.held) {
@@ -882,6 +930,7 @@ impl TcpSocket {
                 }
                 link.notify_peer();
             }
+            Phase::Remote(conn) => conn.close(true),
             Phase::SynSent { .. } | Phase::Closed => {}
         }
         self.sk.queue.notify();
@@ -1001,6 +1050,31 @@ impl TcpSocket {
 }
 
 impl TcpSocket {
+    /// A connection waiting on the external interface, as a new socket and its peer's
+    /// address.
+    fn accept_external(&self) -> Option<(Box<dyn FileOps>, Vec<u8>)> {
+        let st = self.sk.state.guard();
+        let Phase::Listening(Listener { ext: Some(ext), .. }) = &st.phase else {
+            return None;
+        };
+        let sk = Tcp::new(
+            self.sk.family,
+            self.sk.uid,
+            self.sk.stack.clone(),
+            st.opts.inherit(),
+        );
+        let conn = ext.accept(sk.queue.clone())?;
+        drop(st);
+        let (local, remote) = conn.endpoints();
+        {
+            let mut s = sk.state.guard();
+            s.local = local;
+            s.phase = Phase::Remote(Arc::new(conn));
+        }
+        let peer = remote.unwrap_or(SockAddr::new(self.sk.family.any(), 0));
+        Some((Box::new(TcpSocket { sk }), peer.to_sockaddr(self.sk.family)))
+    }
+
     /// `recv`: up to `len` bytes to `sink`, waiting unless non-blocking; `wait_all` keeps
     /// waiting until all `len` came (or the stream ended, or an error or a signal after
     /// some). Returns the count.
@@ -1025,6 +1099,11 @@ impl TcpSocket {
                         let l = l.clone();
                         drop(st);
                         Tcp::try_receive(&l, len - got, peek, sink)
+                    }
+                    Phase::Remote(c) => {
+                        let c = c.clone();
+                        drop(st);
+                        c.receive(len - got, peek, sink)
                     }
                     Phase::SynSent { .. } => Err(Errno::EAGAIN),
                     Phase::Listening(_) => Err(Errno::ENOTCONN),
@@ -1072,7 +1151,7 @@ impl Socket for TcpSocket {
 
     fn bind(&self, task: &mut Task, raw: &[u8]) -> Result<(), Errno> {
         let mut st = self.sk.state.guard();
-        let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only)?;
+        let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only, &self.sk.stack)?;
         if super::port_needs_privilege(addr.port) && task.creds.euid != 0 {
             return Err(Errno::EACCES);
         }
@@ -1094,9 +1173,14 @@ impl Socket for TcpSocket {
         match &mut st.phase {
             Phase::Listening(l) => {
                 l.max = max;
+                if let Some(ext) = &l.ext {
+                    ext.set_backlog(max)?;
+                }
                 return Ok(());
             }
-            Phase::Connected(_) | Phase::SynSent { .. } => return Err(Errno::EINVAL),
+            Phase::Connected(_) | Phase::SynSent { .. } | Phase::Remote(_) => {
+                return Err(Errno::EINVAL)
+            }
             Phase::Closed => {}
         }
         if st.held.is_none() {
@@ -1109,10 +1193,32 @@ impl Socket for TcpSocket {
         }
         let port = st.held.unwrap_or(0);
         self.sk.stack.tcp.guard().listen(port, self.sk.ino)?;
+        let local_ip = st.local.map_or(self.sk.family.any(), |l| l.ip);
+        let dual = self.sk.family == Family::V6 && !st.opts.v6only;
+        let ext = match (
+            &self.sk.stack.ext,
+            self.sk.stack.external_binding(local_ip, dual),
+        ) {
+            (Some(ext), Some(addr)) => {
+                match Listen::new(ext, self.sk.queue.clone(), addr, port, max) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        self.sk
+                            .stack
+                            .tcp
+                            .guard()
+                            .update(port, self.sk.ino, |e| e.listening = false);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         st.phase = Phase::Listening(Listener {
             backlog: VecDeque::new(),
             max,
             pending: VecDeque::new(),
+            ext,
         });
         st.shut_rd = false;
         st.shut_wr = false;
@@ -1137,6 +1243,18 @@ impl Socket for TcpSocket {
                     }
                     return Err(Errno::EISCONN);
                 }
+                Phase::Remote(c) => match c.progress() {
+                    Progress::Open if st.connecting => {
+                        st.connecting = false;
+                        return Ok(());
+                    }
+                    Progress::Open => return Err(Errno::EISCONN),
+                    Progress::Connecting if nonblocking => return Err(Errno::EALREADY),
+                    Progress::Connecting | Progress::Failed(_) => {
+                        drop(st);
+                        return self.wait_connected(task);
+                    }
+                },
                 Phase::SynSent { .. } => {
                     if nonblocking {
                         return Err(Errno::EALREADY);
@@ -1155,7 +1273,38 @@ impl Socket for TcpSocket {
                 }
             }
             let dst = super::connect_addr(raw, self.sk.family, st.opts.v6only)?;
-            let Route::Loopback { src, dst: dst_ip } = super::route(dst.ip)?;
+            let (src, dst_ip) = match self.sk.stack.route(dst.ip)? {
+                Route::Loopback { src, dst } => (src, dst),
+                Route::External { src } => {
+                    if dst.port == 0 {
+                        return Err(Errno::ECONNREFUSED);
+                    }
+                    let Some(ext) = self.sk.stack.ext.clone() else {
+                        return Err(Errno::ENETUNREACH);
+                    };
+                    let local = self.bind_for_connect(&mut st, src)?;
+                    let conn = match Conn::connect(&ext, self.sk.queue.clone(), local, dst) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            self.sk.release_auto_port(&mut st);
+                            return Err(e);
+                        }
+                    };
+                    self.sk
+                        .stack
+                        .tcp
+                        .guard()
+                        .update(local.port, self.sk.ino, |e| e.remote = Some(dst));
+                    st.phase = Phase::Remote(Arc::new(conn));
+                    st.error = None;
+                    st.connecting = true;
+                    if nonblocking {
+                        return Err(Errno::EINPROGRESS);
+                    }
+                    drop(st);
+                    return self.wait_connected(task);
+                }
+            };
             let dst = SockAddr {
                 ip: dst_ip,
                 port: dst.port,
@@ -1197,6 +1346,9 @@ impl Socket for TcpSocket {
                     peer.to_sockaddr(self.sk.family),
                 ));
             }
+            if let Some(accepted) = self.accept_external() {
+                return Ok(accepted);
+            }
             if nonblocking {
                 return Err(Errno::EAGAIN);
             }
@@ -1229,6 +1381,15 @@ impl Socket for TcpSocket {
                         let l = l.clone();
                         drop(st);
                         Tcp::try_send(&l, &data[done..])
+                    }
+                    Phase::Remote(c) => {
+                        let c = c.clone();
+                        drop(st);
+                        if c.progress() == Progress::Connecting {
+                            Err(Errno::EAGAIN)
+                        } else {
+                            c.send(&data[done..])
+                        }
                     }
                     Phase::SynSent { .. } => Err(Errno::EAGAIN),
                     Phase::Closed | Phase::Listening(_) => {
@@ -1321,6 +1482,13 @@ impl Socket for TcpSocket {
                 self.disconnect()
             }
             Phase::Listening(_) => Ok(()),
+            Phase::Remote(c) => {
+                let c = c.clone();
+                drop(st);
+                c.shutdown(rd, wr);
+                self.sk.queue.notify();
+                Ok(())
+            }
             Phase::SynSent { .. } => {
                 drop(st);
                 self.disconnect()
@@ -1345,6 +1513,20 @@ impl Socket for TcpSocket {
     }
 
     fn peer_name(&self) -> Result<Vec<u8>, Errno> {
+        let remote = match &self.sk.state.guard().phase {
+            Phase::Remote(c) => Some(c.clone()),
+            _ => None,
+        };
+        if let Some(c) = remote {
+            if c.progress() != Progress::Open {
+                return Err(Errno::ENOTCONN);
+            }
+            return c
+                .endpoints()
+                .1
+                .map(|r| r.to_sockaddr(self.sk.family))
+                .ok_or(Errno::ENOTCONN);
+        }
         let link = self.sk.link().ok_or(Errno::ENOTCONN)?;
         if link.conn.ends.guard().0[link.side].reset {
             return Err(Errno::ENOTCONN);
@@ -1369,6 +1551,11 @@ impl Socket for TcpSocket {
                         let mut ends = l.conn.ends.guard();
                         ends.0[l.side].error.take()
                     }
+                    Phase::Remote(c) => {
+                        let c = c.clone();
+                        drop(st);
+                        c.take_error()
+                    }
                     _ => st.error.take(),
                 };
                 int(e.map_or(0, |e| e.0))
@@ -1382,6 +1569,7 @@ impl Socket for TcpSocket {
                 int(match st.phase {
                     Phase::Connected(_) if user > 0 => user.min(LO_MSS),
                     Phase::Connected(_) => LO_MSS,
+                    Phase::Remote(_) => self.sk.ext_mtu() - 40,
                     _ if user > 0 => user,
                     _ => MSS_DEFAULT,
                 })
@@ -1391,6 +1579,7 @@ impl Socket for TcpSocket {
             {
                 match st.phase {
                     Phase::Connected(_) => int(LO_PATH_MTU),
+                    Phase::Remote(_) => int(self.sk.ext_mtu()),
                     _ => Err(Errno::ENOTCONN),
                 }
             }
@@ -1456,6 +1645,16 @@ impl FileOps for TcpSocket {
             let mut st = self.sk.state.guard();
             match &st.phase {
                 Phase::Connected(l) => l.clone(),
+                Phase::Remote(c) => {
+                    let c = c.clone();
+                    drop(st);
+                    let mut at = 0;
+                    c.receive(buf.len(), false, &mut |a, _| {
+                        buf[..a.len()].copy_from_slice(a);
+                        at = a.len();
+                    })?;
+                    return Ok(at);
+                }
                 Phase::SynSent { .. } => return Err(Errno::EAGAIN),
                 Phase::Listening(_) => return Err(Errno::ENOTCONN),
                 Phase::Closed => {
@@ -1481,6 +1680,11 @@ impl FileOps for TcpSocket {
             let mut st = self.sk.state.guard();
             match &st.phase {
                 Phase::Connected(l) => l.clone(),
+                Phase::Remote(c) => {
+                    let c = c.clone();
+                    drop(st);
+                    return c.send(buf);
+                }
                 Phase::SynSent { .. } => return Err(Errno::EAGAIN),
                 Phase::Closed | Phase::Listening(_) => {
                     return Err(st.error.take().unwrap_or(Errno::EPIPE))
@@ -1505,6 +1709,12 @@ impl FileOps for TcpSocket {
                 let link = match &self.sk.state.guard().phase {
                     Phase::Listening(_) => return Err(Errno::EINVAL),
                     Phase::Connected(l) => Some(l.clone()),
+                    Phase::Remote(c) => {
+                        let (rx, tx) = c.queues();
+                        let n = if request == FIONREAD { rx } else { tx };
+                        mm.write_obj(arg, &(n.min(i32::MAX as usize) as i32))?;
+                        return Ok(0);
+                    }
                     _ => None,
                 };
                 link.map_or(0, |l| {

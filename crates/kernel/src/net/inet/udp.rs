@@ -23,6 +23,7 @@ use super::{Family, ProcLine, Route, SockAddr, Stack};
 use crate::fs::pipe::{POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::fs::{FileOps, OpenFile};
 use crate::mm::MemoryManager;
+use crate::net::ext::UdpBinding;
 use crate::net::unix::POLLRDHUP;
 use crate::net::{Blocking, Incoming, Outgoing, Socket, Ucred, SOL_SOCKET};
 use crate::process::Guard;
@@ -68,6 +69,8 @@ struct State {
     shut_rd: bool,
     shut_wr: bool,
     drops: u64,
+    /// Its port on the external interface, if its address takes traffic from there.
+    ext: Option<Arc<UdpBinding>>,
 }
 
 /// A UDP socket.
@@ -111,7 +114,27 @@ impl Udp {
             .map_err(|_| Errno::EAGAIN)?;
         st.held = Some(port);
         st.local = Some(SockAddr { ip: any, port });
+        self.open_external(st, any, port)
+    }
+
+    /// Open the socket's port on the external interface too, if its address (the wildcard,
+    /// or the interface's) takes traffic from there.
+    fn open_external(self: &Arc<Self>, st: &mut State, ip: IpAddr, port: u16) -> Result<(), Errno> {
+        let dual = self.family == Family::V6 && !st.opts.v6only;
+        if let (Some(ext), Some(addr)) = (&self.stack.ext, self.stack.external_binding(ip, dual)) {
+            st.ext = Some(Arc::new(ext.udp_bind(addr, port, Arc::downgrade(self))?));
+        }
         Ok(())
+    }
+
+    /// A datagram from the external interface for this socket's port (a connected socket
+    /// takes only its peer's).
+    pub(crate) fn deliver_external(&self, data: &[u8], from: SockAddr) {
+        let remote = self.state.guard().remote;
+        if remote.is_some_and(|r| r != from) {
+            return;
+        }
+        self.deliver(data, from);
     }
 
     /// Put a datagram on this socket's queue, or drop it if the buffer is full.
@@ -172,7 +195,7 @@ impl Udp {
 
     /// Send one datagram to `to` (or the connected peer).
     fn try_send(self: &Arc<Self>, data: &[u8], to: Option<SockAddr>) -> Result<usize, Errno> {
-        let (src, dst, connected_dst) = {
+        let (src, dst, connected_dst, external) = {
             let mut st = self.state.guard();
             let Some(dst) = to.or(st.remote) else {
                 return Err(Errno::EDESTADDRREQ);
@@ -184,7 +207,10 @@ impl Udp {
             {
                 return Err(Errno::EACCES);
             }
-            let Route::Loopback { src, dst: dst_ip } = super::route(dst.ip)?;
+            let (src, dst_ip, external) = match self.stack.route(dst.ip)? {
+                Route::Loopback { src, dst } => (src, dst, false),
+                Route::External { src } => (src, dst.ip, true),
+            };
             let dst = SockAddr {
                 ip: dst_ip,
                 port: dst.port,
@@ -213,6 +239,12 @@ impl Udp {
             if src_ip.is_ipv4() != dst.ip.is_ipv4() {
                 return Err(Errno::ENETUNREACH);
             }
+            let external = if external {
+                // Bound to an address the interface does not have (loopback): EINVAL.
+                Some(st.ext.clone().ok_or(Errno::EINVAL)?)
+            } else {
+                None
+            };
             (
                 SockAddr {
                     ip: src_ip,
@@ -220,8 +252,13 @@ impl Udp {
                 },
                 dst,
                 st.remote == Some(dst),
+                external,
             )
         };
+        if let Some(ext) = external {
+            // Without the socket's lock: the interface's poll may deliver to this socket.
+            return ext.send(data, src.ip, dst);
+        }
         match Self::find(&self.stack, dst, src) {
             Some(target) => target.deliver(data, src),
             // ICMP port unreachable: a connected sender hears of it.
@@ -339,6 +376,7 @@ impl UdpSocket {
                     shut_rd: false,
                     shut_wr: false,
                     drops: 0,
+                    ext: None,
                 }),
             }),
         }
@@ -374,6 +412,8 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
+        let ext = self.sk.state.guard().ext.take();
+        drop(ext);
         let held = self.sk.state.guard().held.take();
         if let Some(port) = held {
             self.sk.stack.udp.guard().release(port, self.sk.ino);
@@ -392,7 +432,7 @@ impl Socket for UdpSocket {
 
     fn bind(&self, task: &mut Task, raw: &[u8]) -> Result<(), Errno> {
         let mut st = self.sk.state.guard();
-        let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only)?;
+        let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only, &self.sk.stack)?;
         if super::port_needs_privilege(addr.port) && task.creds.euid != 0 {
             return Err(Errno::EACCES);
         }
@@ -405,6 +445,12 @@ impl Socket for UdpSocket {
         st.local = Some(SockAddr { ip: addr.ip, port });
         st.addr_locked = !addr.ip.is_unspecified();
         st.port_locked = addr.port != 0;
+        if let Err(e) = self.sk.open_external(&mut st, addr.ip, port) {
+            st.held = None;
+            st.local = None;
+            self.sk.stack.udp.guard().release(port, self.sk.ino);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -430,7 +476,10 @@ impl Socket for UdpSocket {
                 super::datagram_addr(raw, Family::V6, st.opts.v6only)?.ok_or(Errno::EAFNOSUPPORT)?
             }
         };
-        let Route::Loopback { src, dst: dst_ip } = super::route(dst.ip)?;
+        let (src, dst_ip) = match self.sk.stack.route(dst.ip)? {
+            Route::Loopback { src, dst } => (src, dst),
+            Route::External { src } => (src, dst.ip),
+        };
         let dst = SockAddr {
             ip: dst_ip,
             port: dst.port,

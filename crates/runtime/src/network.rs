@@ -1,0 +1,400 @@
+//! The external interface of `--network=sandbox`, as gVisor's runsc takes it: in the network
+//! namespace the sandbox is started in, the front finds the first Ethernet interface with an
+//! IPv4 address, opens a packet socket bound to it for the kernel (which runs in an empty
+//! network namespace of its own and only reads and writes frames on that socket), and takes
+//! the interface's IPv4 and global IPv6 addresses away from the host's stack, so that the
+//! host neither answers the sandbox's packets (with resets) nor its ARP and neighbour
+//! requests: the sandbox's own stack owns them now.
+//!
+//! Never in the host's initial network namespace: taking the host's addresses would cut the
+//! machine off. Linux gives that namespace a fixed inode number; the namespace of pid 1 (of
+//! this pid namespace, so a container's init in a container) stands for it too, so that a
+//! container's own namespace is never taken from under it either.
+//!
+//! Interfaces, addresses and routes are read over rtnetlink (not `/sys`, which shows the
+//! namespace it was mounted in rather than the caller's): a dump request and its replies are a
+//! few fixed-layout headers, written here rather than pulling in an rtnetlink crate and its
+//! async runtime.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use moat_kernel::InterfaceConfig;
+use rustix::net::netlink::SocketAddrNetlink;
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+
+/// The interface a sandbox took: its configuration and the packet socket on it.
+#[derive(Debug)]
+pub struct TakenInterface {
+    pub config: InterfaceConfig,
+    pub fd: OwnedFd,
+}
+
+/// The packet socket's buffers: deep enough for a burst of a bulk transfer.
+const PACKET_BUFFER: i32 = 4 << 20;
+
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_DUMP: u16 = 0x300;
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RT_TABLE_MAIN: u8 = 254;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const ARPHRD_ETHER: u16 = 1;
+/// `IFF_UP`.
+const IFF_UP: u32 = 0x1;
+
+/// The inode number of the initial network namespace (`PROC_NET_INIT_INO`), fixed since
+/// Linux 6.x; older kernels number it like any other.
+const PROC_NET_INIT_INO: u64 = 0xEFFF_FFF9;
+
+/// Whether this process is in the host's initial network namespace (see the module's doc):
+/// its namespace has the initial one's fixed number, or is pid 1's. When pid 1's cannot be
+/// read (some hosts refuse even root) only the fixed number can tell; a namespace that
+/// cannot be read at all counts as the initial one.
+pub fn in_initial_netns() -> bool {
+    // The calling thread's: `take_interface_of` enters a namespace on a thread of its own.
+    let Ok(ours) = std::fs::metadata("/proc/thread-self/ns/net") else {
+        return true;
+    };
+    if ours.ino() == PROC_NET_INIT_INO {
+        return true;
+    }
+    match std::fs::metadata("/proc/1/ns/net") {
+        Ok(init) => ours.ino() == init.ino() && ours.dev() == init.dev(),
+        Err(_) => false,
+    }
+}
+
+/// One rtnetlink message: its type and its body (after the 16-byte header).
+struct Message {
+    kind: u16,
+    body: Vec<u8>,
+}
+
+/// An rtnetlink socket of the caller's network namespace.
+struct Rtnl(OwnedFd);
+
+impl Rtnl {
+    fn open() -> io::Result<Rtnl> {
+        let fd = rustix::net::socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            None, // NETLINK_ROUTE
+        )?;
+        Ok(Rtnl(fd))
+    }
+
+    fn send(&self, kind: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+        let mut m = Vec::with_capacity(16 + body.len());
+        m.extend_from_slice(&((16 + body.len()) as u32).to_le_bytes());
+        m.extend_from_slice(&kind.to_le_bytes());
+        m.extend_from_slice(&flags.to_le_bytes());
+        m.extend_from_slice(&1u32.to_le_bytes());
+        m.extend_from_slice(&0u32.to_le_bytes());
+        m.extend_from_slice(body);
+        rustix::net::sendto(
+            self.0.as_fd(),
+            &m,
+            SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 0),
+        )?;
+        Ok(())
+    }
+
+    /// The replies to a request, up to `NLMSG_DONE` (a dump) or the acknowledgement.
+    fn replies(&self, dump: bool) -> io::Result<Vec<Message>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let (n, _) = rustix::net::recv(self.0.as_fd(), &mut buf[..], RecvFlags::empty())?;
+            let mut rest = &buf[..n];
+            while rest.len() >= 16 {
+                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                let kind = u16::from_le_bytes([rest[4], rest[5]]);
+                if len < 16 || len > rest.len() {
+                    return Err(io::Error::other("malformed rtnetlink reply"));
+                }
+                let body = &rest[16..len];
+                match kind {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR => {
+                        let errno = body
+                            .get(..4)
+                            .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                        if errno != 0 {
+                            return Err(io::Error::from_raw_os_error(-errno));
+                        }
+                        if !dump {
+                            return Ok(out);
+                        }
+                    }
+                    _ => out.push(Message {
+                        kind,
+                        body: body.to_vec(),
+                    }),
+                }
+                rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+            }
+        }
+    }
+
+    fn dump(&self, kind: u16, body: &[u8]) -> io::Result<Vec<Message>> {
+        self.send(kind, NLM_F_REQUEST | NLM_F_DUMP, body)?;
+        self.replies(true)
+    }
+}
+
+/// The attributes of a message body whose fixed header is `header` bytes long.
+fn attributes(body: &[u8], header: usize) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = body.get(header..).unwrap_or(&[]);
+    while rest.len() >= 4 {
+        let len = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+        let kind = u16::from_le_bytes([rest[2], rest[3]]) & 0x3fff;
+        if len < 4 || len > rest.len() {
+            break;
+        }
+        out.push((kind, &rest[4..len]));
+        rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+    }
+    out
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// An Ethernet link: index, name, MAC, MTU.
+struct Link {
+    index: u32,
+    name: String,
+    mac: [u8; 6],
+    mtu: u32,
+}
+
+fn links(rtnl: &Rtnl) -> io::Result<Vec<Link>> {
+    let mut out = Vec::new();
+    for m in rtnl.dump(RTM_GETLINK, &[0u8; 16])? {
+        if m.kind != RTM_NEWLINK || m.body.len() < 16 {
+            continue;
+        }
+        let kind = u16::from_le_bytes([m.body[2], m.body[3]]);
+        let flags = u32_at(&m.body, 8);
+        if kind != ARPHRD_ETHER || flags & IFF_UP == 0 {
+            continue;
+        }
+        let mut link = Link {
+            index: u32_at(&m.body, 4),
+            name: String::new(),
+            mac: [0; 6],
+            mtu: 1500,
+        };
+        for (k, v) in attributes(&m.body, 16) {
+            match k {
+                IFLA_IFNAME => {
+                    let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+                    link.name = String::from_utf8_lossy(&v[..end]).into_owned();
+                }
+                IFLA_ADDRESS if v.len() == 6 => link.mac.copy_from_slice(v),
+                IFLA_MTU => link.mtu = u32_at(v, 0),
+                _ => {}
+            }
+        }
+        out.push(link);
+    }
+    out.sort_by_key(|l| l.index);
+    Ok(out)
+}
+
+/// The addresses of `family` of link `index` (address, prefix length) and the messages
+/// that describe them (sent back as deletions). IPv6 link-local addresses stay the host's
+/// (the sandbox's stack speaks from its global ones).
+fn addresses(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Vec<(IpAddr, u8, Vec<u8>)>> {
+    let mut req = [0u8; 8];
+    req[0] = family as u8;
+    let mut out = Vec::new();
+    for m in rtnl.dump(RTM_GETADDR, &req)? {
+        if m.kind != RTM_NEWADDR
+            || m.body.len() < 8
+            || i32::from(m.body[0]) != family
+            || u32_at(&m.body, 4) != index
+        {
+            continue;
+        }
+        let prefix = m.body[1];
+        let scope = m.body[3];
+        let attrs = attributes(&m.body, 8);
+        let find = |kind: u16| {
+            attrs
+                .iter()
+                .find(|(k, v)| *k == kind && matches!(v.len(), 4 | 16))
+                .map(|(_, v)| *v)
+        };
+        let Some(raw) = find(IFA_LOCAL).or_else(|| find(IFA_ADDRESS)) else {
+            continue;
+        };
+        let addr = match raw.len() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(raw).unwrap_or_default()),
+            _ => IpAddr::from(<[u8; 16]>::try_from(raw).unwrap_or_default()),
+        };
+        if family == libc::AF_INET6 && scope != RT_SCOPE_UNIVERSE {
+            continue;
+        }
+        out.push((addr, prefix, m.body));
+    }
+    Ok(out)
+}
+
+/// The default route's gateway of `family` through link `index`, if any.
+fn gateway(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<IpAddr>> {
+    let mut req = [0u8; 12];
+    req[0] = family as u8;
+    for m in rtnl.dump(RTM_GETROUTE, &req)? {
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+        if m.kind != RTM_NEWROUTE || m.body.len() < 12 || m.body[1] != 0 {
+            continue;
+        }
+        if m.body[4] != RT_TABLE_MAIN || i32::from(m.body[0]) != family {
+            continue;
+        }
+        let attrs = attributes(&m.body, 12);
+        let oif = attrs
+            .iter()
+            .find(|(k, _)| *k == RTA_OIF)
+            .map(|(_, v)| u32_at(v, 0));
+        let dst = attrs.iter().any(|(k, _)| *k == RTA_DST);
+        let gw = attrs
+            .iter()
+            .find(|(k, _)| *k == RTA_GATEWAY)
+            .and_then(|(_, v)| match v.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(*v).ok()?)),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(*v).ok()?)),
+                _ => None,
+            });
+        if oif == Some(index) && !dst {
+            if let Some(gw) = gw {
+                return Ok(Some(gw));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// For `--network=sandbox`: take the first Ethernet interface of the caller's network
+/// namespace that has an IPv4 address (see the module's doc). `None` when there is none, or
+/// in the host's initial namespace (said in one line: on stderr if `say` — the user asked
+/// for the sandbox's network by name —, else in the log).
+pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::RuntimeError> {
+    if in_initial_netns() {
+        const LINE: &str =
+            "the host's own network namespace: the sandbox's network is loopback only";
+        if say {
+            eprintln!("moat: {LINE}");
+        } else {
+            tracing::info!("{LINE}");
+        }
+        return Ok(None);
+    }
+    let fail = crate::RuntimeError::io("taking the network interface");
+    let rtnl = Rtnl::open().map_err(&fail)?;
+    for link in links(&rtnl).map_err(&fail)? {
+        let mut addrs = addresses(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
+        if addrs.is_empty() {
+            continue;
+        }
+        addrs.extend(addresses(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?);
+        let gateway4 = gateway(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
+        let gateway6 = gateway(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?;
+        let fd =
+            moat_platform::packet::open_packet_socket(link.index, PACKET_BUFFER).map_err(&fail)?;
+        // The host's stack lets go of the addresses (and the routes through them): from now
+        // on the sandbox's stack answers for them.
+        for (_, _, message) in &addrs {
+            rtnl.send(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, message)
+                .map_err(&fail)?;
+            rtnl.replies(false).map_err(&fail)?;
+        }
+        let config = InterfaceConfig {
+            name: link.name,
+            mac: link.mac,
+            mtu: link.mtu,
+            addrs: addrs.iter().map(|(a, p, _)| (*a, *p)).collect(),
+            gateway: gateway4,
+            gateway6,
+        };
+        tracing::debug!(?config, "took the network interface");
+        return Ok(Some(TakenInterface { config, fd }));
+    }
+    Ok(None)
+}
+
+/// [`take_interface`] in the network namespace at `path` (an OCI spec's), entered by a
+/// thread of its own (a namespace is a thread's; this one ends with the call).
+pub fn take_interface_of(
+    path: &std::path::Path,
+) -> Result<Option<TakenInterface>, crate::RuntimeError> {
+    let fail = crate::RuntimeError::io("entering the container's network namespace");
+    let ns = std::fs::File::open(path).map_err(&fail)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                rustix::thread::move_into_link_name_space(
+                    ns.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|e| fail(e.into()))?;
+                take_interface(false)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(crate::RuntimeError::Spec("network thread panicked")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_read_with_their_lengths_checked() {
+        // A 4-byte header, then IFA_LOCAL (8 bytes, 10.0.0.2), then a truncated attribute.
+        let mut body = vec![0u8; 4];
+        body.extend_from_slice(&8u16.to_le_bytes());
+        body.extend_from_slice(&IFA_LOCAL.to_le_bytes());
+        body.extend_from_slice(&[10, 0, 0, 2]);
+        body.extend_from_slice(&40u16.to_le_bytes());
+        body.extend_from_slice(&IFA_ADDRESS.to_le_bytes());
+        let attrs = attributes(&body, 4);
+        assert_eq!(attrs, vec![(IFA_LOCAL, &[10u8, 0, 0, 2][..])]);
+        assert!(attributes(&body, 100).is_empty());
+    }
+
+    #[test]
+    fn this_host_namespace_is_recognised() {
+        // Whatever namespace the tests run in, the answer must not panic; in the host's
+        // initial namespace (a fixed inode number on Linux 6.x) it must be `true`.
+        let ino = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino());
+        if ino.is_ok_and(|i| i == PROC_NET_INIT_INO) {
+            assert!(in_initial_netns());
+        }
+    }
+}
