@@ -34,8 +34,8 @@ use moat_memory::{MemoryError, MemoryFile};
 use moat_platform::{Platform, PlatformError};
 
 pub use loader::{AuxFacts, LoadError};
-pub use net::NetworkMode;
 pub use net::ext::InterfaceConfig;
+pub use net::NetworkMode;
 pub use task::ExitStatus;
 
 /// Number of resource limits (`RLIM_NLIMITS`).

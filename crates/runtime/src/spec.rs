@@ -6,8 +6,7 @@ use moat_abi::Rlimit;
 use std::net::IpAddr;
 
 use moat_kernel::{
-    AuxFacts, Credentials, InterfaceConfig, NetworkMode, SeedFile, TmpfsMount, Volume,
-    RLIMIT_COUNT,
+    AuxFacts, Credentials, InterfaceConfig, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT,
 };
 
 use crate::RuntimeError;

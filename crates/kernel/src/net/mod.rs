@@ -4,8 +4,8 @@
 //! over IPv4 and IPv6 in [`inet`], with the sandbox's one interface, `lo`, in [`iface`],
 //! which [`netlink`] route sockets describe.
 
-pub mod host;
 pub mod ext;
+pub mod host;
 pub mod iface;
 pub mod inet;
 pub mod netlink;
