@@ -1,8 +1,10 @@
 //! Sockets. Every socket is a Moat object behind the [`Socket`] trait; the system calls in
 //! `syscalls/socket.rs` decode the application's arguments (addresses, iovecs, control
 //! messages) and hand a socket plain values. Unix domain sockets are in [`unix`]; TCP and UDP
-//! over IPv4 and IPv6 in [`inet`], with the sandbox's one interface, `lo`, in [`iface`],
-//! which [`netlink`] route sockets describe.
+//! over IPv4 and IPv6 in [`inet`], over the sandbox's loopback and, where the sandbox took
+//! one, its external interface ([`ext`], smoltcp on a packet socket); the interfaces are in
+//! [`iface`], which [`netlink`] route sockets describe. With `--network=host`, TCP and UDP
+//! sockets are [`host`] sockets instead.
 
 pub mod ext;
 pub mod host;
