@@ -91,12 +91,15 @@ fn spawn(
         .chain(args.iter().copied())
         .map(cstring)
         .collect();
-    // Nothing of the caller's environment: the application's travels in the spec.
-    let envp: Vec<CString> = ["RUST_BACKTRACE", "RUST_LOG"]
-        .iter()
-        .filter_map(|k| {
-            std::env::var_os(k).map(|v| cstring([k.as_bytes(), b"=", v.as_bytes()].concat()))
+    // Nothing of the caller's environment: the application's travels in the spec. Moat's
+    // own debugging and tuning variables do pass (the systrap platform's `MOAT_SYSTRAP_*`
+    // are read in the kernel process).
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| {
+            let k = k.as_bytes();
+            k == b"RUST_BACKTRACE" || k == b"RUST_LOG" || k.starts_with(b"MOAT_SYSTRAP_")
         })
+        .map(|(k, v)| cstring([k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect();
     let confined = confinement != Confinement::None;
     let pid = moat_platform::confine::spawn(&moat_platform::confine::Spawn {

@@ -10,6 +10,7 @@
 //! copy-on-write on both sides (`cow.rs`).
 
 mod cow;
+mod patch;
 mod vma;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use moat_memory::MemoryFile;
 use moat_platform::{AddressSpace, Prot, USER_MAX, USER_MIN};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+pub use patch::SiteFault;
 pub use vma::{Vma, VmaKind};
 
 /// Page size.
@@ -114,6 +116,8 @@ pub struct MemoryManager {
     /// `RLIMIT_AS` and `RLIMIT_DATA`, kept current by `setrlimit`.
     pub limit_as: u64,
     pub limit_data: u64,
+    /// Patched system call sites (`patch.rs`).
+    patches: patch::Patches,
 }
 
 impl MemoryManager {
@@ -138,6 +142,7 @@ impl MemoryManager {
             brk: 0,
             limit_as: u64::MAX,
             limit_data: u64::MAX,
+            patches: patch::Patches::default(),
         }
     }
 
@@ -448,6 +453,7 @@ impl MemoryManager {
 
     /// Remove `[start, end)` from the tables and the stub; free the backing only if `free`.
     fn detach_range(&mut self, start: u64, end: u64, free: bool) -> Result<(), Errno> {
+        self.patches_before_detach(start, end, !free);
         self.split_at(start);
         self.split_at(end);
         let vmas: Vec<u64> = self.vmas.range(start..end).map(|(&s, _)| s).collect();
@@ -547,6 +553,7 @@ impl MemoryManager {
         if covered == start {
             return Err(Errno::ENOMEM);
         }
+        self.patches_before_protect(start, covered, prot);
         self.split_at(start);
         self.split_at(covered);
         let keys: Vec<u64> = self.vmas.range(start..covered).map(|(&s, _)| s).collect();
@@ -610,6 +617,7 @@ impl MemoryManager {
     }
 
     fn discard_mapped(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        self.patches_discarded(start, end);
         let mut dropped = Vec::new();
         for (&s, p) in self.pmas.range(..end) {
             if p.end <= start {
