@@ -260,11 +260,7 @@ impl Tuning {
         let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
         let fsgsbase = hwcap2 & 2 != 0;
         let (xsave_size, xcr0) = xsave_layout();
-        // The patched path needs `rdgsbase` and room for the XSAVE area in the slot.
-        let patch = flag("MOAT_SYSTRAP_PATCH").unwrap_or(PATCH_BY_DEFAULT)
-            && fsgsbase
-            && xsave_size != 0
-            && u64::from(xsave_size) + 4 <= PATCH_FP_ROOM;
+        let patch = flag("MOAT_SYSTRAP_PATCH").unwrap_or(PATCH_BY_DEFAULT) && patching_supported();
         Tuning {
             pinning,
             cpus,
@@ -328,6 +324,15 @@ impl Tuning {
 
 /// Whether sites are patched unless `MOAT_SYSTRAP_PATCH` says otherwise.
 const PATCH_BY_DEFAULT: bool = true;
+
+/// The patched path needs `rdgsbase` (the host enabled `FSGSBASE`) and room for the XSAVE
+/// area in the slot.
+fn patching_supported() -> bool {
+    // SAFETY: getauxval has no preconditions.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    let (size, _) = xsave_layout();
+    hwcap2 & 2 != 0 && size != 0 && u64::from(size) + 4 <= PATCH_FP_ROOM
+}
 
 /// The size of the XSAVE area for the components XCR0 enables, and XCR0 (0, 0 without
 /// XSAVE).

@@ -98,6 +98,12 @@ pub fn trampoline_address(index: u64) -> u64 {
     TRAMPOLINES + TRAMPOLINE_LEN * index
 }
 
+/// Whether this host can run patched sites (`FSGSBASE` for `rdgsbase`, and an XSAVE area
+/// that fits a slot); `MOAT_SYSTRAP_PATCH=0` turns them off even so.
+pub fn available() -> bool {
+    super::patching_supported()
+}
+
 /// The stub's patched entry, for [`ENTRY_SLOT`].
 pub fn entry_address() -> u64 {
     super::stub::patched_entry_address()
