@@ -13,7 +13,10 @@
 //! writes the registers back into the frame and flips the word to "run"; the handler returns
 //! through `rt_sigreturn`, which loads the edited frame. Faults (`SIGSEGV`, `SIGBUS`, ...)
 //! and the kernel's interrupt ([`INTERRUPT_SIGNAL`], sent with `tgkill`) travel the same way.
-//! See [`stub`] for the handler and the header.
+//! See [`stub`] for the handler and the header. Hot `mov $nr, %eax; syscall` sites skip the
+//! signal: the kernel patches them into jumps to the stub's patched path ([`patch`]), which
+//! leaves the same record in the slot, so the kernel side cannot tell the two apart except
+//! for the FP state, which a patched trap saves only when the kernel asks.
 //!
 //! # Waiting
 //! Each side waits for the other on the state word: it spins for a while when an answer is

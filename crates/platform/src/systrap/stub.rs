@@ -30,6 +30,17 @@
 //! application can write too: at worst that makes the thread run one of the calls the filter
 //! allows, which the application could make itself by jumping here.
 //!
+//! # The patched path
+//! A system call site the kernel patched ([`super::patch`]) jumps, through its trampoline, to
+//! `moat_systrap_patched` without any signal: it saves the flags (`lahf`/`seto`), checks that
+//! the GS base is a slot (else it runs the trampoline's own `syscall`, which traps), stores
+//! the registers in a `ucontext` at [`PATCH_UC`] (a signal frame's layout, so the kernel reads
+//! it the same way), switches to a stack in the slot and joins the handler at the point where
+//! it records the FS and GS bases; at `K_RUN` the handler's tail sees the patched `ucontext`
+//! and, instead of `rt_sigreturn`, loads the registers (and the FP state, if the kernel had it
+//! saved with `CMD_XSAVE`) and jumps back. Signals are not blocked on this path: the kernel's
+//! interrupt landing there is folded into the trap (see `.Lmoat_pt_kicked`).
+//!
 //! # Thread start
 //! A new thread (the first one, one made by `CMD_CLONE_THREAD`, or the only thread of a copy
 //! made by `CMD_FORK`) starts at `thread_start` with its slot in `%r12` and Moat's pid in
