@@ -16,7 +16,8 @@
 //!   therefore always writes over its own bytes, and a page written while writable and
 //!   executable is never patched;
 //! - an application mapping over the `[moat]` area (`MAP_FIXED`, `munmap`, `mprotect`,
-//!   `mremap`) puts every site back and ends patching in that address space;
+//!   `mremap`, `madvise(MADV_DONTNEED)`) puts every site back and ends patching in that
+//!   address space;
 //! - `fork` copies the table with the memory (the child's pages are copies of the parent's);
 //!   `execve` starts a new address space with nothing patched.
 
@@ -271,8 +272,12 @@ impl MemoryManager {
         self.patches.rejected.retain(|&s| s < start || s >= end);
     }
 
-    /// `[start, end)` was discarded (`MADV_DONTNEED`): its private pages read afresh.
+    /// `[start, end)` is about to be discarded (`MADV_DONTNEED`): its private pages read
+    /// afresh (the original bytes, or zeros), and the area's would lose the trampolines.
     pub(super) fn patches_discarded(&mut self, start: u64, end: u64) {
+        if self.patches.area && overlaps((start, end), AREA) {
+            self.end_patching();
+        }
         for site in self.sites_in(start, end) {
             self.patches.sites.remove(&site);
         }
