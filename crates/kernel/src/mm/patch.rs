@@ -193,10 +193,11 @@ impl MemoryManager {
         let Some(s) = self.patches.sites.remove(&site) else {
             return;
         };
+        // While patched the page is not writable by the application: whatever differs from
+        // the original bytes there is the kernel's (the patch, or a rewrite cut short).
+        let old = code::original_site(s.nr);
         let mut bytes = [0u8; 7];
-        let patched = self.read_bytes_any(site, &mut bytes) && bytes == code::patched_site(s.index);
-        if patched {
-            let old = code::original_site(s.nr);
+        if self.read_bytes_any(site, &mut bytes) && bytes != old {
             let steps: [(u64, &[u8]); 4] = [
                 (site, &[0xcc]),
                 (site + 1, &old[1..5]),
