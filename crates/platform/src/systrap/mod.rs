@@ -328,13 +328,14 @@ impl Tuning {
 /// Whether sites are patched unless `MOAT_SYSTRAP_PATCH` says otherwise.
 const PATCH_BY_DEFAULT: bool = true;
 
-/// The patched path needs `rdgsbase` (the host enabled `FSGSBASE`) and room for the XSAVE
-/// area in the slot.
+/// The patched path needs `rdgsbase` (the host enabled `FSGSBASE`), `lahf`/`sahf` in 64-bit
+/// mode (all but the first x86-64 processors) and room for the XSAVE area in the slot.
 fn patching_supported() -> bool {
     // SAFETY: getauxval has no preconditions.
     let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    let lahf = core::arch::x86_64::__cpuid(0x8000_0001).ecx & 1 != 0;
     let (size, _) = xsave_layout();
-    hwcap2 & 2 != 0 && size != 0 && u64::from(size) + 4 <= PATCH_FP_ROOM
+    hwcap2 & 2 != 0 && lahf && size != 0 && u64::from(size) + 4 <= PATCH_FP_ROOM
 }
 
 /// The size of the XSAVE area for the components XCR0 enables, and XCR0 (0, 0 without
