@@ -21,7 +21,7 @@
 //! - `fork` copies the table with the memory (the child's pages are copies of the parent's);
 //!   `execve` starts a new address space with nothing patched.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use moat_platform::systrap::patch as code;
 use moat_platform::Prot;
@@ -57,7 +57,7 @@ pub(super) struct Patches {
     sites: BTreeMap<u64, Site>,
     /// Sites put back recently: (address, number).
     restored: VecDeque<(u64, u32)>,
-    rejected: HashSet<u64>,
+    rejected: BTreeSet<u64>,
 }
 
 /// What a fault at a patched site means (see [`MemoryManager::patched_site_fault`]).
@@ -230,6 +230,13 @@ impl MemoryManager {
             .collect()
     }
 
+    fn forget_rejected(&mut self, start: u64, end: u64) {
+        let hit: Vec<u64> = self.patches.rejected.range(start..end).copied().collect();
+        for s in hit {
+            self.patches.rejected.remove(&s);
+        }
+    }
+
     /// Everything back, and no more patching here (the application took the area).
     fn end_patching(&mut self) {
         let all: Vec<u64> = self.patches.sites.keys().copied().collect();
@@ -253,7 +260,7 @@ impl MemoryManager {
                 self.patches.sites.remove(&site);
             }
         }
-        self.patches.rejected.retain(|&s| s < start || s >= end);
+        self.forget_rejected(start, end);
         self.patches
             .restored
             .retain(|&(s, _)| s < start || s >= end);
@@ -270,7 +277,7 @@ impl MemoryManager {
             }
         }
         // A page made read-only and executable again may qualify now.
-        self.patches.rejected.retain(|&s| s < start || s >= end);
+        self.forget_rejected(start, end);
     }
 
     /// `[start, end)` is about to be discarded (`MADV_DONTNEED`): its private pages read
