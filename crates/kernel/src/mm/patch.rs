@@ -36,11 +36,10 @@ const RESTORED_MAX: usize = 64;
 /// `rt_sigreturn`: never patched (see the module's documentation).
 const RT_SIGRETURN: u32 = 15;
 
-/// One patched site: its call's number and its table entry.
+/// One patched site: its call's number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Site {
     nr: u32,
-    index: u64,
 }
 
 /// An address space's patched sites.
@@ -169,7 +168,7 @@ impl MemoryManager {
         let tramp = code::trampoline_address(index);
         self.write_bytes_force(tramp, &code::trampoline(nr, site + code::SITE_LEN))?;
         self.write_bytes_force(code::table_entry(index), &tramp.to_le_bytes())?;
-        self.patches.sites.insert(site, Site { nr, index });
+        self.patches.sites.insert(site, Site { nr });
         let new = code::patched_site(index);
         // The order the platform's documentation gives: tail, int3, middle, first byte. The
         // first write also gives this address space its own copy of the page.
