@@ -92,14 +92,22 @@ fn spawn(
         .map(cstring)
         .collect();
     // Nothing of the caller's environment: the application's travels in the spec. Moat's
-    // own debugging and tuning variables do pass (the systrap platform's `MOAT_SYSTRAP_*`
-    // are read in the kernel process).
-    let envp: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| {
-            let k = k.as_bytes();
-            k == b"RUST_BACKTRACE" || k == b"RUST_LOG" || k.starts_with(b"MOAT_SYSTRAP_")
+    // own debugging and tuning variables do pass: the systrap platform reads its tuning in
+    // the kernel process. (Not `MOAT_SYSTRAP_DISPATCH`: a confined kernel needs Syscall User
+    // Dispatch in its stubs, see `moat_platform::systrap`.)
+    const PASSED: &[&str] = &[
+        "RUST_BACKTRACE",
+        "RUST_LOG",
+        "MOAT_SYSTRAP_PATCH",
+        "MOAT_SYSTRAP_PIN",
+        "MOAT_SYSTRAP_SPIN_US",
+        "MOAT_SYSTRAP_STATS",
+    ];
+    let envp: Vec<CString> = PASSED
+        .iter()
+        .filter_map(|k| {
+            std::env::var_os(k).map(|v| cstring([k.as_bytes(), b"=", v.as_bytes()].concat()))
         })
-        .map(|(k, v)| cstring([k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect();
     let confined = confinement != Confinement::None;
     let pid = moat_platform::confine::spawn(&moat_platform::confine::Spawn {
