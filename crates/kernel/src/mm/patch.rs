@@ -324,3 +324,120 @@ impl MemoryManager {
 fn page_of(addr: u64) -> u64 {
     addr & !(PAGE - 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_memory::MemoryFile;
+    use std::sync::Arc;
+
+    const RX: Prot = Prot(5);
+    const RW: Prot = Prot(3);
+    const CODE: u64 = 0x40_0000;
+
+    /// An address space (no stub: the tables alone) with `mov $39, %eax; syscall` at `CODE+at`
+    /// in two read-only executable pages.
+    fn with_site(at: u64) -> MemoryManager {
+        let memory = Arc::new(MemoryFile::new(1 << 26).unwrap());
+        let mut mm = MemoryManager::new_detached(memory);
+        let kind = VmaKind::Anonymous { shared: false };
+        mm.map_anonymous(Placement::Fixed(CODE), 2 * PAGE, RX, kind)
+            .unwrap();
+        mm.write_bytes_force(CODE + at, &code::original_site(39))
+            .unwrap();
+        mm
+    }
+
+    fn bytes(mm: &mut MemoryManager, at: u64) -> [u8; 7] {
+        let mut b = [0u8; 7];
+        mm.read_bytes(at, &mut b).unwrap();
+        b
+    }
+
+    #[test]
+    fn a_site_is_patched_served_and_restored() {
+        let mut mm = with_site(0x10);
+        let site = CODE + 0x10;
+        // The wrong number, or not the end of a site: nothing.
+        mm.consider_patching(site + 7, 40);
+        assert_eq!(bytes(&mut mm, site), code::original_site(39));
+        mm.patches.rejected.clear();
+        mm.consider_patching(site + 7, 39);
+        assert_eq!(bytes(&mut mm, site), code::patched_site(0));
+        assert_eq!(mm.name_at(code::AREA_BASE), Some(&b"[moat]"[..]));
+        let mut entry = [0u8; 8];
+        mm.read_bytes(code::table_entry(0), &mut entry).unwrap();
+        assert_eq!(u64::from_le_bytes(entry), code::trampoline_address(0));
+        let mut tramp = [0u8; 64];
+        mm.read_bytes(code::trampoline_address(0), &mut tramp)
+            .unwrap();
+        assert_eq!(tramp, code::trampoline(39, site + 7));
+        // A jump to the site's `syscall` (SIGILL on byte 5), the int3 of a rewrite.
+        assert_eq!(
+            mm.patched_site_fault(libc::SIGILL, site + 5),
+            Some(SiteFault::SyscallInRax { ret: site + 7 })
+        );
+        assert_eq!(
+            mm.patched_site_fault(libc::SIGTRAP, site + 1),
+            Some(SiteFault::Site {
+                nr: 39,
+                ret: site + 7
+            })
+        );
+        assert_eq!(mm.patched_site_fault(libc::SIGILL, site + 4), None);
+        assert_eq!(mm.patched_site_fault(libc::SIGSEGV, site + 5), None);
+        // Writable again: the original bytes, and still recognised for a late fault...
+        mm.protect(CODE, PAGE, RW).unwrap();
+        assert_eq!(bytes(&mut mm, site), code::original_site(39));
+        assert_eq!(
+            mm.patched_site_fault(libc::SIGILL, site + 5),
+            Some(SiteFault::SyscallInRax { ret: site + 7 })
+        );
+        // ...until the program writes something else there.
+        mm.write_bytes(site, &[0x90; 7]).unwrap();
+        assert_eq!(mm.patched_site_fault(libc::SIGILL, site + 5), None);
+        // A writable page is never patched.
+        mm.write_bytes(site, &code::original_site(39)).unwrap();
+        mm.consider_patching(site + 7, 39);
+        assert_eq!(bytes(&mut mm, site), code::original_site(39));
+        // Executable and read-only again: patched again, with a new entry.
+        mm.protect(CODE, PAGE, RX).unwrap();
+        mm.consider_patching(site + 7, 39);
+        assert_eq!(bytes(&mut mm, site), code::patched_site(1));
+    }
+
+    #[test]
+    fn sites_are_put_back_when_the_area_or_the_page_goes() {
+        let mut mm = with_site(0x20);
+        let site = CODE + 0x20;
+        mm.consider_patching(site + 7, 39);
+        assert_eq!(bytes(&mut mm, site), code::patched_site(0));
+        // Moved: the bytes that move are the original ones.
+        let moved = mm
+            .remap(CODE, 2 * PAGE, 2 * PAGE, true, Some(0x50_0000))
+            .unwrap();
+        assert_eq!(bytes(&mut mm, moved + 0x20), code::original_site(39));
+        mm.consider_patching(moved + 0x20 + 7, 39);
+        assert_eq!(bytes(&mut mm, moved + 0x20), code::patched_site(1));
+        // The program maps over the area: every site back, no more patching.
+        let kind = VmaKind::Anonymous { shared: false };
+        mm.map_anonymous(Placement::Fixed(code::AREA_BASE), PAGE, RW, kind)
+            .unwrap();
+        assert_eq!(bytes(&mut mm, moved + 0x20), code::original_site(39));
+        mm.consider_patching(moved + 0x20 + 7, 39);
+        assert_eq!(bytes(&mut mm, moved + 0x20), code::original_site(39));
+    }
+
+    #[test]
+    fn a_site_across_pages_or_in_shared_memory_is_left_alone() {
+        let mut mm = with_site(PAGE - 3);
+        mm.consider_patching(CODE + PAGE + 4, 39);
+        assert_eq!(bytes(&mut mm, CODE + PAGE - 3), code::original_site(39));
+        assert!(!mm.patches.area);
+        let mut mm = with_site(0);
+        mm.set_kind(CODE, VmaKind::Anonymous { shared: true });
+        assert!(mm.find_vma(CODE).unwrap().1.kind.is_shared());
+        mm.consider_patching(CODE + 7, 39);
+        assert_eq!(bytes(&mut mm, CODE), code::original_site(39));
+    }
+}
