@@ -460,6 +460,11 @@ impl Task {
             match trap? {
                 Trap::Syscall => {
                     self.last_fault = (0, 0);
+                    if self.context.patchable_trap() {
+                        self.mm
+                            .guard()
+                            .consider_patching(self.regs.rip, self.regs.orig_rax);
+                    }
                     crate::syscalls::dispatch(self);
                 }
                 Trap::Fault { signo, code, addr } => self.fault(signo, code, addr),
@@ -471,6 +476,9 @@ impl Task {
     /// A synchronous fault: a page the kernel has not supplied yet or a copy-on-write page,
     /// or a real fault, which becomes a signal for the thread.
     fn fault(&mut self, signo: i32, code: i32, addr: u64) {
+        if matches!(signo, libc::SIGILL | libc::SIGTRAP) && self.patched_site_fault(signo) {
+            return;
+        }
         const SEGV_MAPERR: i32 = 1;
         const SEGV_ACCERR: i32 = 2;
         const MAX_FAULT_REPEATS: u32 = 16;
@@ -548,6 +556,31 @@ impl Task {
             _ => (signo, code),
         };
         self.force_signal(moat_abi::SigInfo::fault(signo, code, addr));
+    }
+
+    /// A fault on the bytes of a patched system call site (`mm/patch.rs`) is that site's
+    /// system call: serve it, and return after the site as `syscall` would.
+    fn patched_site_fault(&mut self, signo: i32) -> bool {
+        let Some(fault) = self.mm.guard().patched_site_fault(signo, self.regs.rip) else {
+            return false;
+        };
+        let ret = match fault {
+            crate::mm::SiteFault::SyscallInRax { ret } => {
+                self.regs.orig_rax = self.regs.rax;
+                ret
+            }
+            crate::mm::SiteFault::Site { nr, ret } => {
+                self.regs.rax = u64::from(nr);
+                self.regs.orig_rax = u64::from(nr);
+                ret
+            }
+        };
+        self.regs.rip = ret;
+        self.regs.rcx = ret;
+        self.regs.r11 = self.regs.eflags;
+        self.last_fault = (0, 0);
+        crate::syscalls::dispatch(self);
+        true
     }
 
     /// Let others (procfs) see the task's current memory, fds and filesystem context.

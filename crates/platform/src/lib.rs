@@ -286,6 +286,13 @@ pub trait Context: Send {
     fn set_fp_state(&mut self, state: &[u8]) -> Result<(), PlatformError>;
     /// A handle other host threads use to interrupt this thread.
     fn interrupter(&self) -> Arc<dyn Interrupter>;
+    /// Whether the last trap was a system call that came the slow way (a signal) and the
+    /// kernel may patch its `mov $nr, %eax; syscall` site into a jump to the platform's
+    /// trampolines (systrap, see [`systrap::patch`]); the other platforms run sites as they
+    /// are.
+    fn patchable_trap(&self) -> bool {
+        false
+    }
 }
 
 /// A thread started in an existing address space, waiting to be attached by the host thread

@@ -98,8 +98,19 @@ fn spawn(
         .chain(args.iter().copied())
         .map(cstring)
         .collect();
-    // Nothing of the caller's environment: the application's travels in the spec.
-    let envp: Vec<CString> = ["RUST_BACKTRACE", "RUST_LOG"]
+    // Nothing of the caller's environment: the application's travels in the spec. Moat's
+    // own debugging and tuning variables do pass: the systrap platform reads its tuning in
+    // the kernel process. (Not `MOAT_SYSTRAP_DISPATCH`: a confined kernel needs Syscall User
+    // Dispatch in its stubs, see `moat_platform::systrap`.)
+    const PASSED: &[&str] = &[
+        "RUST_BACKTRACE",
+        "RUST_LOG",
+        "MOAT_SYSTRAP_PATCH",
+        "MOAT_SYSTRAP_PIN",
+        "MOAT_SYSTRAP_SPIN_US",
+        "MOAT_SYSTRAP_STATS",
+    ];
+    let envp: Vec<CString> = PASSED
         .iter()
         .filter_map(|k| {
             std::env::var_os(k).map(|v| cstring([k.as_bytes(), b"=", v.as_bytes()].concat()))

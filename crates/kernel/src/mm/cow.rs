@@ -119,6 +119,7 @@ impl MemoryManager {
         child.brk = self.brk;
         child.limit_as = self.limit_as;
         child.limit_data = self.limit_data;
+        child.patches = self.patches.clone();
         let pmas: Vec<(u64, Pma)> = self.pmas.iter().map(|(&s, &p)| (s, p)).collect();
         for (s, p) in pmas {
             let (_, v) = self.find_vma(s).expect("a PMA lies inside a VMA");

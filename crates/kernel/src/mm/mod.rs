@@ -10,6 +10,7 @@
 //! copy-on-write on both sides (`cow.rs`).
 
 mod cow;
+mod patch;
 mod vma;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use moat_memory::MemoryFile;
 use moat_platform::{AddressSpace, Prot, USER_MAX, USER_MIN};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+pub use patch::SiteFault;
 pub use vma::{Vma, VmaKind};
 
 /// Page size.
@@ -150,6 +152,8 @@ pub struct MemoryManager {
     /// Dropped only after [`Drop`] has given every page back: whoever waits for this address
     /// space's memory to return (the OOM killer, [`MemoryManager::released`]) watches it.
     alive: Arc<()>,
+    /// Patched system call sites (`patch.rs`).
+    patches: patch::Patches,
 }
 
 impl MemoryManager {
@@ -175,6 +179,7 @@ impl MemoryManager {
             limit_as: u64::MAX,
             limit_data: u64::MAX,
             alive: Arc::new(()),
+            patches: patch::Patches::default(),
         }
     }
 
@@ -586,6 +591,7 @@ impl MemoryManager {
 
     /// Remove `[start, end)` from the tables and the stub; free the backing only if `free`.
     fn detach_range(&mut self, start: u64, end: u64, free: bool) -> Result<(), Errno> {
+        self.patches_before_detach(start, end, !free);
         self.split_at(start);
         self.split_at(end);
         let vmas: Vec<u64> = self.vmas.range(start..end).map(|(&s, _)| s).collect();
@@ -685,6 +691,7 @@ impl MemoryManager {
         if covered == start {
             return Err(Errno::ENOMEM);
         }
+        self.patches_before_protect(start, covered, prot);
         self.split_at(start);
         self.split_at(covered);
         let keys: Vec<u64> = self.vmas.range(start..covered).map(|(&s, _)| s).collect();
@@ -748,6 +755,7 @@ impl MemoryManager {
     }
 
     fn discard_mapped(&mut self, start: u64, end: u64) -> Result<(), Errno> {
+        self.patches_discarded(start, end);
         let mut dropped = Vec::new();
         for (&s, p) in self.pmas.range(..end) {
             if p.end <= start {

@@ -13,7 +13,10 @@
 //! writes the registers back into the frame and flips the word to "run"; the handler returns
 //! through `rt_sigreturn`, which loads the edited frame. Faults (`SIGSEGV`, `SIGBUS`, ...)
 //! and the kernel's interrupt ([`INTERRUPT_SIGNAL`], sent with `tgkill`) travel the same way.
-//! See [`stub`] for the handler and the header.
+//! See [`stub`] for the handler and the header. Hot `mov $nr, %eax; syscall` sites skip the
+//! signal: the kernel patches them into jumps to the stub's patched path ([`patch`]), which
+//! leaves the same record in the slot, so the kernel side cannot tell the two apart except
+//! for the FP state, which a patched trap saves only when the kernel asks.
 //!
 //! # Waiting
 //! Each side waits for the other on the state word: it spins for a while when an answer is
@@ -70,6 +73,7 @@
 //! own calls (those of [`factory`] and of `stub.rs`).
 
 mod factory;
+pub mod patch;
 mod stub;
 
 use std::collections::HashMap;
@@ -90,9 +94,9 @@ use crate::{
     STUB_SLOTS, STUB_SLOT_SIZE,
 };
 use stub::{
-    CMD_CLONE_THREAD, CMD_FORK, F_DISPATCH, F_FSGSBASE, H_CMD, H_FLAGS, H_FSBASE, H_GSBASE,
-    H_RESULT, H_SIGNO, H_SLEEPS, H_SPIN, H_SPIN_OK, H_STATE, H_UC, K_CMD, K_RUN, STACK_OFF,
-    ST_DONE, ST_TRAP, WAITER,
+    CMD_CLONE_THREAD, CMD_FORK, CMD_XSAVE, F_DISPATCH, F_FSGSBASE, F_PATCH, H_CMD, H_FLAGS,
+    H_FSBASE, H_GSBASE, H_RESULT, H_SIGNO, H_SLEEPS, H_SPIN, H_SPIN_OK, H_STATE, H_UC, K_CMD,
+    K_RUN, PATCH_FP, PATCH_FP_ROOM, PATCH_UC, STACK_OFF, ST_DONE, ST_TRAP, WAITER,
 };
 
 #[cfg(doc)]
@@ -158,6 +162,8 @@ pub struct SystrapStats {
     /// (adaptive pinning, see the module's documentation).
     pub pinned: u64,
     pub unpinned: u64,
+    /// System calls that came through a patched site (no signal).
+    pub patched: u64,
 }
 
 static ANSWERS: AtomicU64 = AtomicU64::new(0);
@@ -167,6 +173,7 @@ static STUB_SPINS: AtomicU64 = AtomicU64::new(0);
 static STUB_SLEEPS: AtomicU64 = AtomicU64::new(0);
 static PINNED: AtomicU64 = AtomicU64::new(0);
 static UNPINNED: AtomicU64 = AtomicU64::new(0);
+static PATCHED: AtomicU64 = AtomicU64::new(0);
 
 /// The wait counters so far (see [`SystrapStats`]).
 pub fn stats() -> SystrapStats {
@@ -178,6 +185,7 @@ pub fn stats() -> SystrapStats {
         stub_sleeps: STUB_SLEEPS.load(Ordering::Relaxed),
         pinned: PINNED.load(Ordering::Relaxed),
         unpinned: UNPINNED.load(Ordering::Relaxed),
+        patched: PATCHED.load(Ordering::Relaxed),
     }
 }
 
@@ -208,6 +216,12 @@ struct Tuning {
     round_ticks: u64,
     /// The host lets user code use `rdfsbase` and friends.
     fsgsbase: bool,
+    /// Patch `mov $nr, %eax; syscall` sites into jumps to the stub (see [`patch`]).
+    patch: bool,
+    /// The XSAVE area's size and the components XCR0 enables (a patched trap's FP state is
+    /// saved by the stub in the layout a signal frame has).
+    xsave_size: u32,
+    xcr0: u64,
 }
 
 impl Tuning {
@@ -247,6 +261,9 @@ impl Tuning {
         let (ticks_per_us, round_ticks) = calibrate();
         // SAFETY: getauxval has no preconditions.
         let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+        let fsgsbase = hwcap2 & 2 != 0;
+        let (xsave_size, xcr0) = xsave_layout();
+        let patch = flag("MOAT_SYSTRAP_PATCH").unwrap_or(PATCH_BY_DEFAULT) && patching_supported();
         Tuning {
             pinning,
             cpus,
@@ -254,7 +271,10 @@ impl Tuning {
             max_spin: max_spin_ns.saturating_mul(ticks_per_us) / 1000,
             ticks_per_us,
             round_ticks,
-            fsgsbase: hwcap2 & 2 != 0,
+            fsgsbase,
+            patch,
+            xsave_size,
+            xcr0,
         }
     }
 
@@ -266,6 +286,9 @@ impl Tuning {
         }
         if self.dispatch {
             flags |= F_DISPATCH;
+        }
+        if self.patch {
+            flags |= F_PATCH;
         }
         flags
     }
@@ -300,6 +323,38 @@ impl Tuning {
             );
         }
     }
+}
+
+/// Whether sites are patched unless `MOAT_SYSTRAP_PATCH` says otherwise.
+const PATCH_BY_DEFAULT: bool = true;
+
+/// The patched path needs `rdgsbase` (the host enabled `FSGSBASE`), `lahf`/`sahf` in 64-bit
+/// mode (all but the first x86-64 processors) and room for the XSAVE area in the slot.
+fn patching_supported() -> bool {
+    // SAFETY: getauxval has no preconditions.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    let lahf = core::arch::x86_64::__cpuid(0x8000_0001).ecx & 1 != 0;
+    let (size, _) = xsave_layout();
+    hwcap2 & 2 != 0 && lahf && size != 0 && u64::from(size) + 4 <= PATCH_FP_ROOM
+}
+
+/// The size of the XSAVE area for the components XCR0 enables, and XCR0 (0, 0 without
+/// XSAVE).
+fn xsave_layout() -> (u32, u64) {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    const OSXSAVE: u32 = 1 << 27;
+    if leaf1.ecx & OSXSAVE == 0 {
+        return (0, 0);
+    }
+    // Leaf 0xd exists when the OS enabled XSAVE (OSXSAVE above).
+    let leaf_d = core::arch::x86_64::__cpuid_count(0xd, 0);
+    let (lo, hi): (u32, u32);
+    // SAFETY: xgetbv(0) reads XCR0, allowed in user mode when OSXSAVE is set.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi,
+            options(nomem, nostack, preserves_flags));
+    }
+    (leaf_d.ebx, u64::from(hi) << 32 | u64::from(lo))
 }
 
 /// The calling host thread's voluntary context switches so far (`getrusage(RUSAGE_THREAD)`).
@@ -376,7 +431,7 @@ impl SystrapPlatform {
     /// The platform, tuned from the environment: `MOAT_SYSTRAP_PIN=1` pins each host thread
     /// with its stub thread and never spins, `MOAT_SYSTRAP_SPIN_US=N` bounds the spins (0: no
     /// spinning), `MOAT_SYSTRAP_DISPATCH=0` leaves Syscall User Dispatch off (seccomp alone
-    /// traps).
+    /// traps), `MOAT_SYSTRAP_PATCH=0` patches no system call site (see [`patch`]).
     pub fn new() -> SystrapPlatform {
         SystrapPlatform {
             tuning: Tuning::from_env(),
@@ -1255,6 +1310,10 @@ struct SystrapContext {
     bases: [u64; 2],
     /// Whether this context still counts in `Stub::threads` and owns its thread.
     live: bool,
+    /// The last trap came through a patched site (no signal frame: the FP registers are still
+    /// live in the stub thread until `CMD_XSAVE` saves them, `fp_saved`).
+    patched: bool,
+    fp_saved: bool,
     schedstat: Option<File>,
     adapt: Adapt,
 }
@@ -1309,6 +1368,8 @@ impl SystrapContext {
             frame: [0; 19],
             bases: [0; 2],
             live: true,
+            patched: false,
+            fp_saved: false,
             schedstat: None,
             adapt: Adapt {
                 window: 0,
@@ -1485,12 +1546,24 @@ impl SystrapContext {
                 .protocol(format!("signal frame at {uc_addr:#x}, outside its stack")));
         }
         self.uc = uc;
+        self.patched = uc == PATCH_UC;
+        self.fp_saved = false;
+        if self.patched {
+            PATCHED.fetch_add(1, Ordering::Relaxed);
+        }
         let mut g = [0u8; 19 * 8];
         ch.memory.read(ch.offset + uc + UC_GREGS, &mut g);
         for (i, word) in self.frame.iter_mut().enumerate() {
             *word = u64::from_ne_bytes(g[8 * i..8 * i + 8].try_into().expect("8"));
         }
         self.bases = [fs_base, gs_base];
+        // With patching, the GS base is the slot's address unless the application set one:
+        // the application sees 0 there, as it would on Linux.
+        let gs_base = if self.stub.tuning.patch && gs_base == ch.addr {
+            0
+        } else {
+            gs_base
+        };
         let r = |i: usize| self.frame[i];
         let csgsfs = r(18);
         *regs = Regs {
@@ -1581,13 +1654,49 @@ impl SystrapContext {
                 *old = new;
             }
         }
-        let bases = [regs.fs_base, regs.gs_base];
+        let gs_base = if self.stub.tuning.patch && regs.gs_base == 0 {
+            ch.addr
+        } else {
+            regs.gs_base
+        };
+        let bases = [regs.fs_base, gs_base];
         if bases != self.bases {
             ch.write_u64(H_FSBASE, bases[0]);
             ch.write_u64(H_GSBASE, bases[1]);
             self.bases = bases;
         }
         self.selectors = [regs.ds, regs.es, regs.fs, regs.gs];
+        Ok(())
+    }
+
+    /// A patched trap's FP state is still in the stub thread's registers: have the stub save
+    /// it (once per trap) where a signal frame would have it, with the software bytes and
+    /// magic a signal frame has, so that the rest reads and writes it the same way.
+    fn save_patched_fp(&mut self) -> Result<(), PlatformError> {
+        if !self.patched || self.fp_saved {
+            return Ok(());
+        }
+        let ch = &self.channel;
+        let (size, xcr0) = (self.stub.tuning.xsave_size, self.stub.tuning.xcr0);
+        // XSAVE leaves the header's reserved bytes as they were; XRSTOR wants them zero.
+        ch.memory
+            .zero(ch.offset + PATCH_FP + XSAVE_HEADER as u64, 64);
+        let r = ch.command(CMD_XSAVE, [0; 6])?;
+        if r != 0 {
+            return Err(self.thread().protocol(format!("xsave answered {r}")));
+        }
+        let mut sw = [0u8; 24];
+        sw[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_ne_bytes());
+        sw[4..8].copy_from_slice(&(size + 4).to_ne_bytes());
+        sw[8..16].copy_from_slice(&xcr0.to_ne_bytes());
+        sw[16..20].copy_from_slice(&size.to_ne_bytes());
+        ch.memory
+            .write(ch.offset + PATCH_FP + FP_SW_BYTES as u64, &sw);
+        ch.memory.write(
+            ch.offset + PATCH_FP + u64::from(size),
+            &FP_XSTATE_MAGIC2.to_ne_bytes(),
+        );
+        self.fp_saved = true;
         Ok(())
     }
 
@@ -1655,6 +1764,7 @@ impl Context for SystrapContext {
     }
 
     fn fp_state(&mut self) -> Result<Vec<u8>, PlatformError> {
+        self.save_patched_fp()?;
         let (fp, size, features) = self.fp_area()?;
         let mut buf = vec![0u8; size];
         self.channel.memory.read(self.channel.offset + fp, &mut buf);
@@ -1667,6 +1777,7 @@ impl Context for SystrapContext {
     }
 
     fn set_fp_state(&mut self, state: &[u8]) -> Result<(), PlatformError> {
+        self.save_patched_fp()?;
         let (fp, size, features) = self.fp_area()?;
         let ch = &self.channel;
         if state.len() < XSAVE_HEADER {
@@ -1706,6 +1817,10 @@ impl Context for SystrapContext {
 
     fn interrupter(&self) -> Arc<dyn Interrupter> {
         self.channel.thread.clone()
+    }
+
+    fn patchable_trap(&self) -> bool {
+        self.stub.tuning.patch && !self.patched
     }
 }
 

@@ -30,6 +30,17 @@
 //! application can write too: at worst that makes the thread run one of the calls the filter
 //! allows, which the application could make itself by jumping here.
 //!
+//! # The patched path
+//! A system call site the kernel patched ([`super::patch`]) jumps, through its trampoline, to
+//! `moat_systrap_patched` without any signal: it saves the flags (`lahf`/`seto`), checks that
+//! the GS base is a slot (else it runs the trampoline's own `syscall`, which traps), stores
+//! the registers in a `ucontext` at [`PATCH_UC`] (a signal frame's layout, so the kernel reads
+//! it the same way), switches to a stack in the slot and joins the handler at the point where
+//! it records the FS and GS bases; at `K_RUN` the handler's tail sees the patched `ucontext`
+//! and, instead of `rt_sigreturn`, loads the registers (and the FP state, if the kernel had it
+//! saved with `CMD_XSAVE`) and jumps back. Signals are not blocked on this path: the kernel's
+//! interrupt landing there is folded into the trap (see `.Lmoat_pt_kicked`).
+//!
 //! # Thread start
 //! A new thread (the first one, one made by `CMD_CLONE_THREAD`, or the only thread of a copy
 //! made by `CMD_FORK`) starts at `thread_start` with its slot in `%r12` and Moat's pid in
@@ -45,7 +56,7 @@ use crate::seccomp::{
     PR_SET_PDEATHSIG, PR_SET_SYSCALL_USER_DISPATCH, PR_SYS_DISPATCH_ON, STUB_CLONE_FLAGS,
     STUB_FORK_FLAGS, STUB_MEMFD_FD,
 };
-use crate::{STUB_AREA_BASE, STUB_AREA_LEN, STUB_BASE, STUB_LEN, STUB_SLOT_SIZE};
+use crate::{STUB_AREA_BASE, STUB_AREA_LEN, STUB_BASE, STUB_LEN, STUB_SLOTS, STUB_SLOT_SIZE};
 
 /// Header: the state word, the futex both sides wait on.
 pub(super) const H_STATE: u64 = 0x00;
@@ -64,6 +75,11 @@ pub(super) const H_RESULT: u64 = 0x78;
 /// `F_*` flags.
 pub(super) const H_SPIN: u64 = 0x80;
 pub(super) const H_FLAGS: u64 = 0x88;
+/// Header, patched sites (see [`super::patch`]): the stub sets `H_FPSAVED` when it has saved
+/// the FP/XSAVE state of a patched trap for the kernel (and then loads it back on return);
+/// a signal that lands in the patched path sets `H_KICKED` (an interrupt to report later).
+pub(super) const H_FPSAVED: u64 = 0x90;
+pub(super) const H_KICKED: u64 = 0x98;
 /// Header, counted by the stub (statistics only): waits that ended while spinning, sleeps.
 pub(super) const H_SPIN_OK: u64 = 0xc0;
 pub(super) const H_SLEEPS: u64 = 0xc8;
@@ -72,6 +88,16 @@ const H_SS: u64 = 0x100;
 const H_MASK: u64 = 0x120;
 /// Where the signal stack starts in a slot.
 pub(super) const STACK_OFF: u64 = 0x1000;
+/// A patched trap's state, at the bottom of the signal stack (signal frames are written from
+/// its top, and the patched path's own stack is in between): the FP/XSAVE area (saved only
+/// when the kernel asks, `CMD_XSAVE`), then a `ucontext` laid out as a signal frame's, so the
+/// kernel reads and writes the registers of either kind of trap the same way.
+pub(super) const PATCH_FP: u64 = STACK_OFF;
+pub(super) const PATCH_FP_ROOM: u64 = 0x2c00;
+pub(super) const PATCH_UC: u64 = PATCH_FP + PATCH_FP_ROOM;
+/// The patched path's stack: from here down to just above the `ucontext`.
+const PATCH_STACK: u64 = 0x8000;
+const PATCH_STACK_LOW: u64 = PATCH_UC + 0x180;
 
 /// States of the state word. The stub publishes `ST_*` (the kernel's turn), the kernel `K_*`
 /// (the stub's turn); 0 is what the host writes when the thread ends (`clear_child_tid`).
@@ -87,11 +113,46 @@ pub(super) const WAITER: u32 = 0x8000_0000;
 /// the slot is mapped already; `CMD_FORK`: the copy's slot, its offset, Moat's pid.
 pub(super) const CMD_CLONE_THREAD: u64 = 0x1_0000;
 pub(super) const CMD_FORK: u64 = 0x1_0001;
+/// `CMD_XSAVE`: save the FP/XSAVE state of a patched trap at `PATCH_FP` (the thread is in
+/// the patched path, its FP registers still the application's).
+pub(super) const CMD_XSAVE: u64 = 0x1_0002;
 
 /// `H_FLAGS`: use the `rdfsbase` family (the host enabled `FSGSBASE`), else `arch_prctl`.
 pub(super) const F_FSGSBASE: u64 = 1;
 /// `H_FLAGS`: a new thread turns on Syscall User Dispatch for everything outside the page.
 pub(super) const F_DISPATCH: u64 = 2;
+/// `H_FLAGS`: patched sites are on: a new thread points its GS base at its slot, which is
+/// how the patched path finds the slot without a system call.
+pub(super) const F_PATCH: u64 = 4;
+
+/// `ucontext` offsets of the general registers (`REG_*` of `<sys/ucontext.h>`, 8 bytes each
+/// from offset 40) and of the FP state pointer.
+const G: u64 = 40;
+const R8: u64 = G;
+const R9: u64 = G + 8;
+const R10: u64 = G + 2 * 8;
+const R11: u64 = G + 3 * 8;
+const R12: u64 = G + 4 * 8;
+const R13: u64 = G + 5 * 8;
+const R14: u64 = G + 6 * 8;
+const R15: u64 = G + 7 * 8;
+const RDI: u64 = G + 8 * 8;
+const RSI: u64 = G + 9 * 8;
+const RBP: u64 = G + 10 * 8;
+const RBX: u64 = G + 11 * 8;
+const RDX: u64 = G + 12 * 8;
+const RAX: u64 = G + 13 * 8;
+const RCX: u64 = G + 14 * 8;
+const RSP: u64 = G + 15 * 8;
+const RIP: u64 = G + 16 * 8;
+const EFL: u64 = G + 17 * 8;
+const CSGSFS: u64 = G + 18 * 8;
+const FPREGS: u64 = G + 23 * 8;
+/// `cs` 0x33 and `ss` 0x2b, as the host writes them in a 64-bit signal frame.
+const USER_CSGSFS: u64 = 0x33 | (0x2b << 48);
+/// The arithmetic flags `lahf`/`seto` save: CF, PF, AF, ZF, SF (AH's bits) and OF.
+const AH_FLAGS: u64 = 0xd5;
+const OF_FLAG: u64 = 0x800;
 
 const MAP_SHARED_FIXED: u32 = (libc::MAP_SHARED | libc::MAP_FIXED) as u32;
 
@@ -156,6 +217,50 @@ core::arch::global_asm!(
     "moat_systrap_handler:",
     "    mov %rsp, %rbx",
     "    and $-{slot_size}, %rbx",
+    // A signal someone sent (si_code <= 0: the kernel's interrupt) that landed in the patched
+    // path, which is already on its way to the kernel or back from it, is not a trap of its
+    // own: see `.Lmoat_pt_kicked`. Faults (si_code > 0) are reported as usual.
+    "    cmpl $0, 8(%rsi)",
+    "    jg .Lmoat_st_trap",
+    "    mov {g_rip}(%rdx), %rax",
+    "    lea .Lmoat_pt_critical(%rip), %rcx",
+    "    cmp %rcx, %rax",
+    "    jb 1f",
+    "    lea .Lmoat_pt_end(%rip), %rcx",
+    "    cmp %rcx, %rax",
+    "    jae 1f",
+    // In the last steps of a return to the application: report the interrupt instead.
+    "    lea .Lmoat_pt_kicked(%rip), %rax",
+    "    mov %rax, {g_rip}(%rdx)",
+    "    mov %rbx, {g_rbx}(%rdx)",
+    "    lea {pstack}(%rbx), %rax",
+    "    mov %rax, {g_rsp}(%rdx)",
+    "    jmp .Lmoat_st_sigreturn_rdx",
+    "1:",
+    "    lea moat_systrap_patched(%rip), %rcx",
+    "    cmp %rcx, %rax",
+    "    jb 2f",
+    "    lea .Lmoat_pt_end(%rip), %rcx",
+    "    cmp %rcx, %rax",
+    "    jb .Lmoat_st_kick_later",
+    "2:",
+    // On the patched path's stack (its wait or a command): idem.
+    "    mov {g_rsp}(%rdx), %rax",
+    "    sub %rbx, %rax",
+    "    cmp ${pstack}, %rax",
+    "    ja .Lmoat_st_trap",
+    "    cmp ${pstack_low}, %rax",
+    "    jb .Lmoat_st_trap",
+    // Before the kernel's answer the kernel sees the interrupt's news itself; after it, the
+    // return path finds `H_KICKED` and reports an interrupt (perhaps a spurious one).
+    ".Lmoat_st_kick_later:",
+    "    movq $1, {h_kicked}(%rbx)",
+    ".Lmoat_st_sigreturn_rdx:",
+    "    mov %rdx, %rsp",
+    "    mov $15, %eax",
+    "    syscall",
+    "    ud2",
+    ".Lmoat_st_trap:",
     "    mov %rdx, %r15",
     "    mov %edi, {h_signo}(%rbx)",
     "    mov 8(%rsi), %eax",
@@ -163,6 +268,8 @@ core::arch::global_asm!(
     "    mov 16(%rsi), %rax",
     "    mov %rax, {h_signo}+8(%rbx)",
     "    mov %rdx, {h_uc}(%rbx)",
+    // Shared with the patched path from here: %rbx = the slot, %r15 = the `ucontext`.
+    ".Lmoat_st_bases:",
     "    testq ${f_fsgsbase}, {h_flags}(%rbx)",
     "    jz 1f",
     "    rdfsbase %rax",
@@ -258,6 +365,9 @@ core::arch::global_asm!(
     "    mov {h_gsbase}(%rbx), %rsi",
     "    syscall",
     "6:",
+    "    lea {puc}(%rbx), %rax",
+    "    cmp %rax, %r15",
+    "    je .Lmoat_pt_return",
     // rt_sigreturn with the frame the host wrote (and the kernel edited).
     "    mov %r15, %rsp",
     "    mov $15, %eax",
@@ -270,6 +380,8 @@ core::arch::global_asm!(
     "    je .Lmoat_st_clone",
     "    cmp ${cmd_fork}, %rax",
     "    je .Lmoat_st_fork",
+    "    cmp ${cmd_xsave}, %rax",
+    "    je .Lmoat_st_xsave",
     "    mov {h_args}(%rbx), %rdi",
     "    mov {h_args}+8(%rbx), %rsi",
     "    mov {h_args}+16(%rbx), %rdx",
@@ -281,6 +393,15 @@ core::arch::global_asm!(
     "    mov %rax, {h_result}(%rbx)",
     "    mov ${st_done}, %eax",
     "    jmp .Lmoat_st_report",
+    // Save the FP/XSAVE state of a patched trap (every component XCR0 enables; the kernel
+    // zeroed the XSAVE header and writes the software bytes a signal frame would have).
+    ".Lmoat_st_xsave:",
+    "    mov $-1, %eax",
+    "    mov $-1, %edx",
+    "    xsave64 {pfp}(%rbx)",
+    "    movq $1, {h_fpsaved}(%rbx)",
+    "    xor %eax, %eax",
+    "    jmp .Lmoat_st_done",
     // A new thread: map its slot (shared with this one by CLONE_VM), then clone.
     ".Lmoat_st_clone:",
     "    mov {h_args}(%rbx), %r12",
@@ -360,6 +481,16 @@ core::arch::global_asm!(
     "    syscall",
     "    test %rax, %rax",
     "    jnz .Lmoat_st_exit",
+    // arch_prctl(ARCH_SET_GS, slot) when sites are patched: how the patched path finds it.
+    "    testq ${f_patch}, {h_flags}(%r12)",
+    "    jz 10f",
+    "    mov $158, %eax",
+    "    mov $0x1001, %edi",
+    "    mov %r12, %rsi",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    "10:",
     // set_tid_address(&state)
     "    mov $218, %eax",
     "    lea {h_state}(%r12), %rdi",
@@ -408,6 +539,140 @@ core::arch::global_asm!(
     "    syscall",
     "    ud2",
     //
+    //
+    // The patched path (see `super::patch`). A patched site jumped to its trampoline, which
+    // jumped here with %eax = the system call's number and %rcx = the trampoline's fallback
+    // (whose `movabs` holds the return address); the flags and every other register are the
+    // application's. Nothing here touches the application's stack.
+    ".globl moat_systrap_patched",
+    "moat_systrap_patched:",
+    "    mov %eax, %r11d",
+    "    lahf",
+    "    seto %al",
+    "    movzwl %ax, %eax",
+    // The flags are in %ax: now free to change them. %r11 = number << 16 | flags.
+    "    shl $16, %r11",
+    "    or %rax, %r11",
+    // The GS base must be a slot (Moat sets it; the application may have changed it).
+    "    rdgsbase %rax",
+    "    test $0xffff, %eax",
+    "    jnz .Lmoat_pt_fallback",
+    "    shr $16, %rax",
+    "    sub ${area_hi}, %rax",
+    "    cmp ${slots}, %rax",
+    "    jae .Lmoat_pt_fallback",
+    "    rdgsbase %rax",
+    "    mov %rbx, {puc}+{g_rbx}(%rax)",
+    "    mov %rax, %rbx",
+    "    mov %r8, {puc}+{g_r8}(%rbx)",
+    "    mov %r9, {puc}+{g_r9}(%rbx)",
+    "    mov %r10, {puc}+{g_r10}(%rbx)",
+    "    mov %r12, {puc}+{g_r12}(%rbx)",
+    "    mov %r13, {puc}+{g_r13}(%rbx)",
+    "    mov %r14, {puc}+{g_r14}(%rbx)",
+    "    mov %r15, {puc}+{g_r15}(%rbx)",
+    "    mov %rdi, {puc}+{g_rdi}(%rbx)",
+    "    mov %rsi, {puc}+{g_rsi}(%rbx)",
+    "    mov %rbp, {puc}+{g_rbp}(%rbx)",
+    "    mov %rdx, {puc}+{g_rdx}(%rbx)",
+    "    mov %rsp, {puc}+{g_rsp}(%rbx)",
+    "    lea {pstack}(%rbx), %rsp",
+    "    mov %r11, %rax",
+    "    shr $16, %rax",
+    "    mov %rax, {puc}+{g_rax}(%rbx)",
+    // The return address: where `syscall` would have returned, and left in %rcx.
+    "    mov 9(%rcx), %rax",
+    "    mov %rax, {puc}+{g_rip}(%rbx)",
+    "    mov %rax, {puc}+{g_rcx}(%rbx)",
+    // The flags: the current ones with the application's arithmetic flags put back (%r11
+    // after `syscall` holds them too).
+    "    pushfq",
+    "    pop %rax",
+    "    and ${not_arith}, %rax",
+    "    mov %r11, %rdx",
+    "    shr $8, %rdx",
+    "    and ${ah_flags}, %edx",
+    "    or %rdx, %rax",
+    "    test $1, %r11b",
+    "    jz 1f",
+    "    or ${of_flag}, %rax",
+    "1:",
+    "    mov %rax, {puc}+{g_efl}(%rbx)",
+    "    mov %rax, {puc}+{g_r11}(%rbx)",
+    "    movabs ${csgsfs}, %rax",
+    "    mov %rax, {puc}+{g_csgsfs}(%rbx)",
+    "    lea {pfp}(%rbx), %rax",
+    "    mov %rax, {puc}+{fpregs}(%rbx)",
+    "    movq $0, {h_fpsaved}(%rbx)",
+    "    movq $0, {h_kicked}(%rbx)",
+    // Report it as Syscall User Dispatch would: SIGSYS, SYS_USER_DISPATCH.
+    "    movl $31, {h_signo}(%rbx)",
+    "    movl $2, {h_signo}+4(%rbx)",
+    "    movq $0, {h_signo}+8(%rbx)",
+    "    lea {puc}(%rbx), %r15",
+    "    mov %r15, {h_uc}(%rbx)",
+    "    jmp .Lmoat_st_bases",
+    // Not Moat's GS base: run the trampoline's own `mov $nr, %eax; syscall`, which traps.
+    // The flags back first: OF (cleared by `test`, or set by 0x7f + 1), then the others
+    // from %ah, which `sahf` loads without touching OF.
+    ".Lmoat_pt_fallback:",
+    "    mov %r11, %rax",
+    "    test $1, %al",
+    "    jz 1f",
+    "    mov $0x7f, %al",
+    "    add $1, %al",
+    "1:",
+    "    sahf",
+    "    jmp *%rcx",
+    // Back from the kernel (K_RUN), the bases set: load its FP state if it was saved, then
+    // every register from the `ucontext` the kernel edited.
+    ".Lmoat_pt_return:",
+    "    cmpq $0, {h_fpsaved}(%rbx)",
+    "    je 1f",
+    "    mov $-1, %eax",
+    "    mov $-1, %edx",
+    "    xrstor64 {pfp}(%rbx)",
+    "1:",
+    // From here to the end an interrupt cannot wait for the next trap (the thread is about
+    // to run application code): the handler sends it to `.Lmoat_pt_kicked`.
+    ".Lmoat_pt_critical:",
+    "    cmpq $0, {h_kicked}(%rbx)",
+    "    jne .Lmoat_pt_kicked",
+    "    pushq {puc}+{g_efl}(%rbx)",
+    "    popfq",
+    "    mov {puc}+{g_r8}(%rbx), %r8",
+    "    mov {puc}+{g_r9}(%rbx), %r9",
+    "    mov {puc}+{g_r10}(%rbx), %r10",
+    "    mov {puc}+{g_r12}(%rbx), %r12",
+    "    mov {puc}+{g_r13}(%rbx), %r13",
+    "    mov {puc}+{g_r14}(%rbx), %r14",
+    "    mov {puc}+{g_r15}(%rbx), %r15",
+    "    mov {puc}+{g_rdi}(%rbx), %rdi",
+    "    mov {puc}+{g_rsi}(%rbx), %rsi",
+    "    mov {puc}+{g_rbp}(%rbx), %rbp",
+    "    mov {puc}+{g_rdx}(%rbx), %rdx",
+    "    mov {puc}+{g_rax}(%rbx), %rax",
+    // As `sysret`: %rcx = the return address, %r11 = the flags.
+    "    mov {puc}+{g_rip}(%rbx), %rcx",
+    "    mov {puc}+{g_efl}(%rbx), %r11",
+    "    mov {puc}+{g_rsp}(%rbx), %rsp",
+    "    mov {puc}+{g_rbx}(%rbx), %rbx",
+    "    jmp *%rcx",
+    ".Lmoat_pt_end:",
+    // An interrupt landed on the way back (or while waiting, after which the kernel may
+    // already have answered): report it as an interrupt trap whose registers are those the
+    // kernel last wrote (%rbx = the slot, the stack ours; the handler saw to both).
+    ".Lmoat_pt_kicked:",
+    "    lea {pstack}(%rbx), %rsp",
+    "    lea {puc}(%rbx), %r15",
+    "    movq $0, {h_kicked}(%rbx)",
+    "    movq $0, {h_fpsaved}(%rbx)",
+    "    movl ${intsig}, {h_signo}(%rbx)",
+    "    movl $0, {h_signo}+4(%rbx)",
+    "    movq $0, {h_signo}+8(%rbx)",
+    "    mov %r15, {h_uc}(%rbx)",
+    "    jmp .Lmoat_st_bases",
+    //
     ".globl moat_systrap_restorer",
     "moat_systrap_restorer:",
     "    mov $15, %eax",
@@ -452,6 +717,41 @@ core::arch::global_asm!(
     sud = const PR_SET_SYSCALL_USER_DISPATCH,
     sud_on = const PR_SYS_DISPATCH_ON,
     map_shared_fixed = const MAP_SHARED_FIXED,
+    cmd_xsave = const CMD_XSAVE,
+    f_patch = const F_PATCH,
+    h_fpsaved = const H_FPSAVED,
+    h_kicked = const H_KICKED,
+    pfp = const PATCH_FP,
+    puc = const PATCH_UC,
+    pstack = const PATCH_STACK,
+    pstack_low = const PATCH_STACK_LOW,
+    area_hi = const STUB_AREA_BASE >> 16,
+    slots = const STUB_SLOTS,
+    intsig = const super::INTERRUPT_SIGNAL,
+    not_arith = const !(AH_FLAGS | OF_FLAG) as i32,
+    ah_flags = const AH_FLAGS,
+    of_flag = const OF_FLAG,
+    csgsfs = const USER_CSGSFS,
+    g_csgsfs = const CSGSFS,
+    g_r8 = const R8,
+    g_r9 = const R9,
+    g_r10 = const R10,
+    g_r11 = const R11,
+    g_r12 = const R12,
+    g_r13 = const R13,
+    g_r14 = const R14,
+    g_r15 = const R15,
+    g_rdi = const RDI,
+    g_rsi = const RSI,
+    g_rbp = const RBP,
+    g_rbx = const RBX,
+    g_rdx = const RDX,
+    g_rax = const RAX,
+    g_rcx = const RCX,
+    g_rsp = const RSP,
+    g_rip = const RIP,
+    g_efl = const EFL,
+    fpregs = const FPREGS,
     memfd = const STUB_MEMFD_FD,
     options(att_syntax)
 );
@@ -462,6 +762,7 @@ unsafe extern "C" {
     static moat_systrap_start: u8;
     static moat_systrap_handler: u8;
     static moat_systrap_restorer: u8;
+    static moat_systrap_patched: u8;
     static moat_systrap_end: u8;
 }
 
@@ -490,5 +791,13 @@ pub(super) fn restorer_address() -> u64 {
     STUB_BASE + offset_of(&raw const moat_systrap_restorer)
 }
 
+/// The patched path's entry in the stub (where every trampoline jumps).
+pub(super) fn patched_entry_address() -> u64 {
+    STUB_BASE + offset_of(&raw const moat_systrap_patched)
+}
+
 const _: () = assert!(STUB_LEN == 0x1000);
+const _: () = assert!(STUB_AREA_BASE >> 16 < 1 << 31 && STUB_AREA_BASE % 0x1_0000 == 0);
+const _: () = assert!(STUB_SLOT_SIZE == 0x1_0000);
+const _: () = assert!(PATCH_UC + 0x130 < PATCH_STACK_LOW && PATCH_FP % 64 == 0);
 const _: () = assert!(STUB_AREA_LEN < 1 << 31 && STUB_SLOT_SIZE < 1 << 31);
