@@ -256,3 +256,39 @@ fn the_limit_is_the_sandboxs_total_memory() {
         common::text(&out.stderr)
     );
 }
+
+/// A limit too small for the program to even be loaded ends it (SIGKILL, as the OOM killer
+/// would, or a failed start) instead of leaving the kernel looping on pages it cannot have;
+/// a dynamic program whose libraries come from the page cache starts under a small limit.
+#[test]
+fn a_limit_too_small_to_load_ends_the_program() {
+    let run = |limit: &str, args: &[&str]| {
+        let mut child = Command::new(common::MOAT)
+            .arg("do")
+            .args(common::platform_args())
+            .args(["--memory", limit])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run moat");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                let mut out = String::new();
+                std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout"), &mut out)
+                    .expect("read");
+                return (out, status.code());
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("moat do --memory {limit} {args:?} did not end in 30 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let (_, code) = run("1M", &["/usr/bin/python3", "-c", "print(1)"]);
+    assert_ne!(code, Some(0), "python3 cannot run in 1 MiB");
+    let (out, code) = run("32M", &["/usr/bin/python3", "-c", "print(6*7)"]);
+    assert_eq!((out.as_str(), code), ("42\n", Some(0)));
+}

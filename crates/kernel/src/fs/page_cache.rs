@@ -69,9 +69,25 @@ impl HostPageCache {
         self.size.div_ceil(PAGE)
     }
 
-    /// Read the missing pages of `[first, end)` (page indices inside the file).
+    /// Read the missing pages of `[first, end)` (page indices inside the file), and as many
+    /// around them as make a good run; with the sandbox's memory nearly full, only those.
     fn fill(&self, state: &mut State, first: u64, end: u64) -> Result<(), Errno> {
-        let (first, end) = if self.size <= WHOLE_FILE {
+        match self.fill_range(state, first, end, true) {
+            Err(Errno::ENOMEM) => self.fill_range(state, first, end, false),
+            r => r,
+        }
+    }
+
+    fn fill_range(
+        &self,
+        state: &mut State,
+        first: u64,
+        end: u64,
+        widen: bool,
+    ) -> Result<(), Errno> {
+        let (first, end) = if !widen {
+            (first, end)
+        } else if self.size <= WHOLE_FILE {
             (0, self.file_pages())
         } else {
             let chunk = CHUNK / PAGE;

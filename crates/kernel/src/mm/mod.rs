@@ -969,8 +969,11 @@ impl MemoryManager {
                     let index = base.wrapping_add(g0) / PAGE;
                     // A file whose pages cannot be had (its host file is gone, the sandbox's
                     // memory is full) leaves the range unmapped: the access faults.
-                    let Ok(got) = pages.share_pages(index, (g1 - g0) / PAGE) else {
-                        continue;
+                    let got = match pages.share_pages(index, (g1 - g0) / PAGE) {
+                        Ok(got) => got,
+                        // Out of memory is the caller's to handle (the OOM killer).
+                        Err(Errno::ENOMEM) => return Err(Errno::ENOMEM),
+                        Err(_) => continue,
                     };
                     self.map_pages(g0, &got, v.prot, private)?;
                 }
@@ -1231,6 +1234,11 @@ impl MemoryManager {
                     let (vs, vend) = (vs, v.end);
                     let window = cursor & !(FAULT_WINDOW - 1);
                     self.populate_with(window.max(vs), (window + FAULT_WINDOW).min(vend), true)?;
+                    if self.pma_at(cursor).is_none() {
+                        // A file page that cannot be had (the sandbox's memory is full, the
+                        // host file is gone): never loop on it.
+                        return Err(Errno::ENOMEM);
+                    }
                 }
             }
         }
