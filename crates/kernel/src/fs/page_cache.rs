@@ -172,21 +172,11 @@ impl PageSource for HostPageCache {
 /// Give each of `pages` one more reference, a run of pages contiguous in the memory file at
 /// a time (one update of the file's reference counts per run, not per page).
 pub fn share_runs(memory: &MemoryFile, pages: &[Option<u64>]) {
-    let mut i = 0;
-    while i < pages.len() {
-        let Some(first) = pages[i] else {
-            i += 1;
-            continue;
-        };
-        let mut n = 1;
-        while i + n < pages.len() && pages[i + n] == Some(first + n as u64 * PAGE) {
-            n += 1;
-        }
+    for (_, offset, n) in crate::mm::contiguous_runs(pages) {
         memory.share(FileRange {
-            offset: first,
+            offset,
             len: n as u64 * PAGE,
         });
-        i += n;
     }
 }
 

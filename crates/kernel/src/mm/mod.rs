@@ -111,6 +111,27 @@ pub trait PageSource: Send + Sync {
     fn share_pages(&self, first: u64, count: u64) -> Result<Vec<Option<u64>>, Errno>;
 }
 
+/// The runs of `pages` that are contiguous in the memory file, as (index of the run's first
+/// page, its memory-file offset, page count); `None` pages belong to no run. A run is one PMA,
+/// one host mapping, one reference-count update.
+pub fn contiguous_runs(pages: &[Option<u64>]) -> Vec<(usize, u64, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < pages.len() {
+        let Some(first) = pages[i] else {
+            i += 1;
+            continue;
+        };
+        let mut n = 1;
+        while pages.get(i + n) == Some(&Some(first + n as u64 * PAGE)) {
+            n += 1;
+        }
+        runs.push((i, first, n));
+        i += n;
+    }
+    runs
+}
+
 /// A file as an `mmap` of it sees it.
 #[derive(Clone)]
 pub struct MappedFile {
@@ -441,16 +462,8 @@ impl MemoryManager {
         prot: Prot,
         cow: bool,
     ) -> Result<(), Errno> {
-        let mut i = 0;
-        while i < pages.len() {
-            let Some(first) = pages[i] else {
-                i += 1;
-                continue;
-            };
-            let mut n = 1;
-            while i + n < pages.len() && pages[i + n] == Some(first + n as u64 * PAGE) {
-                n += 1;
-            }
+        let runs = contiguous_runs(pages);
+        for (k, &(i, first, n)) in runs.iter().enumerate() {
             let addr = start + i as u64 * PAGE;
             let run = n as u64 * PAGE;
             let pma = Pma {
@@ -460,16 +473,15 @@ impl MemoryManager {
                 cow,
             };
             if let Err(e) = self.host_map(addr, run, pma.host_prot(), first) {
-                for off in pages[i..].iter().flatten() {
+                for &(_, offset, n) in &runs[k..] {
                     self.memory.free(moat_memory::FileRange {
-                        offset: *off,
-                        len: PAGE,
+                        offset,
+                        len: n as u64 * PAGE,
                     });
                 }
                 return Err(e);
             }
             self.pmas.insert(addr, pma);
-            i += n;
         }
         Ok(())
     }
@@ -1305,6 +1317,17 @@ mod tests {
 
     const RW: Prot = Prot(3);
     const ANON: VmaKind = VmaKind::Anonymous { shared: false };
+
+    #[test]
+    fn contiguous_runs_split_at_gaps_and_jumps() {
+        let p = |n: u64| Some(n * PAGE);
+        let pages = [p(4), p(5), p(6), None, p(9), p(8), p(9), None, None];
+        assert_eq!(
+            contiguous_runs(&pages),
+            vec![(0, 4 * PAGE, 3), (4, 9 * PAGE, 1), (5, 8 * PAGE, 2)]
+        );
+        assert!(contiguous_runs(&[None, None]).is_empty());
+    }
 
     fn manager() -> MemoryManager {
         let memory = Arc::new(MemoryFile::new(1 << 30).unwrap());
