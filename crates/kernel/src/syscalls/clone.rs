@@ -264,6 +264,13 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
         fp_state,
     };
 
+    // Others (procfs, kcmp) see the child's memory, fds and filesystem context as soon as
+    // its tid exists, not only once its host thread has started.
+    *handle.resources.guard() = Some(crate::process::TaskResources {
+        mm: seed.mm.clone(),
+        files: seed.files.clone(),
+        fs: seed.fs.clone(),
+    });
     {
         let mut tree = kernel.tree.guard();
         tree.tasks.insert(tid, handle);
