@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capability;
 pub mod exit;
 pub mod fs;
 pub mod futex;
@@ -42,10 +43,8 @@ pub use task::ExitStatus;
 pub const RLIMIT_COUNT: usize = 16;
 
 /// The application's credentials (per thread, as in Linux).
-///
-/// Capabilities are all-or-nothing: a task whose effective UID is 0 holds every capability,
-/// any other holds none (Linux's behaviour for root without file capabilities or securebits);
-/// the filesystem ones follow the filesystem UID (`syscalls/creds.rs`).
+/// Each carries its own capability sets, which the ID changes, `execve`, `capset` and `prctl`
+/// move by Linux's rules (`capability.rs`); privilege checks ask `Credentials::has`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: u32,
@@ -59,6 +58,9 @@ pub struct Credentials {
     pub fsuid: u32,
     pub fsgid: u32,
     pub groups: Vec<u32>,
+    pub caps: capability::CapSets,
+    /// `PR_SET_SECUREBITS` flags (`capability::SECBIT_*`).
+    pub securebits: u32,
 }
 
 /// A bind mount of a directory the gofer serves.

@@ -292,8 +292,13 @@ impl Task {
             eflags: 0x202,
             ..Regs::default()
         };
+        // The credentials were the caller's (the runtime's, for init), less what the sandbox
+        // withholds; the program gets them as an execve would move them.
+        let mut creds = program.creds.clone();
+        creds.caps.withhold();
+        crate::capability::on_exec(&mut creds, program.no_new_privs);
         let group = ThreadGroup::new(pid, [SigAction::default(); 64], *program.limits);
-        let handle = new_handle(pid, group.clone(), program.creds, comm_of(program.filename));
+        let handle = new_handle(pid, group.clone(), &creds, comm_of(program.filename));
         *handle.interrupter.guard() = Some(context.interrupter());
         handle
             .no_new_privs
@@ -332,7 +337,7 @@ impl Task {
             context,
             mm: Arc::new(Mutex::new(mm)),
             files: Arc::new(Mutex::new(files)),
-            creds: program.creds.clone(),
+            creds,
             fs: Arc::new(Mutex::new(fs)),
             altstack: AltStack::default(),
             clear_child_tid: 0,

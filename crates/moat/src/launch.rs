@@ -156,6 +156,11 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             .iter()
             .map(|g| g.as_raw())
             .collect(),
+        caps: moat_runtime::host::capabilities(
+            rustix::process::getuid().as_raw(),
+            rustix::process::geteuid().as_raw(),
+        ),
+        securebits: 0,
     };
     let aux = moat_runtime::host::aux(&creds);
     let umask = moat_runtime::host::umask();

@@ -404,12 +404,7 @@ mod tests {
                     argv: vec![b"sh".to_vec(), b"-c".to_vec(), b"true".to_vec()],
                     envp: vec![b"PATH=/bin".to_vec()],
                     cwd: b"/".to_vec(),
-                    creds: Credentials {
-                        uid: 1,
-                        gid: 2,
-                        groups: vec![3],
-                        ..Credentials::default()
-                    },
+                    creds: Credentials::for_user(1, 2, vec![3]),
                     umask: 0o22,
                     search_path: true,
                     no_new_privs: true,

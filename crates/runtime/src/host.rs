@@ -2,6 +2,7 @@
 //! auxiliary vector says about the CPU, the umask.
 
 use moat_abi::Rlimit;
+use moat_kernel::capability::CapSets;
 use moat_kernel::{AuxFacts, Credentials, RLIMIT_COUNT};
 
 /// This process's resource limits, in Linux's `RLIMIT_*` order.
@@ -73,4 +74,37 @@ pub fn umask() -> u32 {
     let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rustix::process::umask(umask);
     umask.as_raw_mode()
+}
+
+/// The capability sets of the calling thread, read from `/proc/thread-self/status` (its
+/// `CapInh`, `CapPrm`, `CapEff`, `CapBnd` and `CapAmb` lines): `moat do` gives the program the
+/// sets its caller has, as running it directly would. Where the file cannot be read, the sets
+/// Linux gives a new process of those IDs.
+pub fn capabilities(uid: u32, euid: u32) -> CapSets {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(":\t"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .map(|v| v & moat_kernel::capability::ALL_CAPS)
+    };
+    match (
+        field("CapInh"),
+        field("CapPrm"),
+        field("CapEff"),
+        field("CapBnd"),
+        field("CapAmb"),
+    ) {
+        (Some(inheritable), Some(permitted), Some(effective), Some(bounding), Some(ambient)) => {
+            CapSets {
+                effective,
+                permitted,
+                inheritable,
+                bounding,
+                ambient,
+            }
+        }
+        _ => CapSets::for_ids(uid, euid),
+    }
 }

@@ -109,6 +109,17 @@ impl Writer {
         for &g in &c.groups {
             self.u32(g);
         }
+        let caps = &c.caps;
+        for set in [
+            caps.effective,
+            caps.permitted,
+            caps.inheritable,
+            caps.bounding,
+            caps.ambient,
+        ] {
+            self.u64(set);
+        }
+        self.u32(c.securebits);
     }
     pub(crate) fn ip(&mut self, ip: IpAddr) {
         match ip {
@@ -178,6 +189,14 @@ impl Reader<'_> {
         }
         let n = self.len()?;
         let groups = (0..n).map(|_| self.u32()).collect::<Result<_, _>>()?;
+        let caps = moat_kernel::capability::CapSets {
+            effective: self.u64()?,
+            permitted: self.u64()?,
+            inheritable: self.u64()?,
+            bounding: self.u64()?,
+            ambient: self.u64()?,
+        };
+        let securebits = self.u32()?;
         Ok(Credentials {
             uid: ids[0],
             euid: ids[1],
@@ -188,6 +207,8 @@ impl Reader<'_> {
             fsuid: ids[6],
             fsgid: ids[7],
             groups,
+            caps,
+            securebits,
         })
     }
     pub(crate) fn ip(&mut self) -> Result<IpAddr, RuntimeError> {
@@ -483,6 +504,14 @@ mod tests {
                 fsuid: 7,
                 fsgid: 8,
                 groups: vec![9, 10],
+                caps: moat_kernel::capability::CapSets {
+                    effective: 1,
+                    permitted: 3,
+                    inheritable: 2,
+                    bounding: 7,
+                    ambient: 2,
+                },
+                securebits: 0x10,
             },
             umask: 0o22,
             limits: [Rlimit { cur: 11, max: 12 }; RLIMIT_COUNT],

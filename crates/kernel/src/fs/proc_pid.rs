@@ -373,6 +373,12 @@ fn status(v: &View) -> Result<Vec<u8>, Errno> {
         "SigBlk:\t{:016x}\nSigIgn:\t{ignored:016x}\nSigCgt:\t{caught:016x}",
         sig.mask
     );
+    let caps = c.caps;
+    let _ = writeln!(
+        s,
+        "CapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}",
+        caps.inheritable, caps.permitted, caps.effective, caps.bounding, caps.ambient
+    );
     let _ = writeln!(
         s,
         "NoNewPrivs:\t{}",

@@ -495,7 +495,9 @@ impl Socket for HostSocket {
 
     fn bind(&self, task: &mut Task, raw: &[u8]) -> Result<(), Errno> {
         let addr = self.address(raw, Purpose::Bind)?;
-        if super::inet::port_needs_privilege(addr.port()) && task.creds.euid != 0 {
+        if super::inet::port_needs_privilege(addr.port())
+            && !task.creds.has(crate::capability::Cap::NetBindService)
+        {
             return Err(Errno::EACCES);
         }
         rustix::net::bind(&self.fd, &addr).map_err(errno)

@@ -5,6 +5,7 @@ use moat_abi::{Errno, Timespec, Timeval};
 
 use super::path::{read_path, resolve_at, target_at, writable_mount, Target};
 use super::{int, SyscallResult};
+use crate::capability::Cap;
 use crate::process::Guard;
 use crate::task::Task;
 use crate::vfs::{permitted, FileKind, SetAttr, VfsPath, MAY_EXEC, MAY_READ, MAY_WRITE};
@@ -18,8 +19,15 @@ fn path_of(target: Target) -> Result<VfsPath, Errno> {
     }
 }
 
+/// Whether the caller owns the file (by its filesystem UID) or holds `CAP_FOWNER`: Linux's
+/// `inode_owner_or_capable`.
 fn is_owner(creds: &Credentials, path: &VfsPath) -> Result<bool, Errno> {
-    Ok(creds.euid == 0 || creds.euid == path.inode().stat()?.st_uid)
+    Ok(creds.has(Cap::Fowner) || creds.fsuid == path.inode().stat()?.st_uid)
+}
+
+/// Whether the caller is in group `gid` (its filesystem GID or a supplementary group).
+fn in_group(creds: &Credentials, gid: u32) -> bool {
+    creds.fsgid == gid || creds.groups.contains(&gid)
 }
 
 fn chmod_path(task: &Task, path: &VfsPath, mode: u32) -> SyscallResult {
@@ -29,11 +37,9 @@ fn chmod_path(task: &Task, path: &VfsPath, mode: u32) -> SyscallResult {
     writable_mount(path)?;
     let st = path.inode().stat()?;
     let mut mode = mode & 0o7777;
-    // Without membership in the file's group, the set-group-ID bit is dropped.
-    if task.creds.euid != 0
-        && st.st_gid != task.creds.egid
-        && !task.creds.groups.contains(&st.st_gid)
-    {
+    // Without membership in the file's group (or CAP_FSETID), the set-group-ID bit is
+    // dropped.
+    if !task.creds.has(Cap::Fsetid) && !in_group(&task.creds, st.st_gid) {
         mode &= !libc::S_ISGID;
     }
     path.inode().setattr(&SetAttr {
@@ -80,12 +86,12 @@ fn chown_path(task: &Task, path: &VfsPath, uid: u32, gid: u32) -> SyscallResult 
     let st = path.inode().stat()?;
     let uid = (uid != u32::MAX).then_some(uid);
     let gid = (gid != u32::MAX).then_some(gid);
-    if task.creds.euid != 0 {
-        let owner = task.creds.euid == st.st_uid;
+    // The owner may "change" the owner to itself and the group to one it is in;
+    // CAP_CHOWN may do anything.
+    if !task.creds.has(Cap::Chown) {
+        let owner = task.creds.fsuid == st.st_uid;
         let uid_ok = uid.is_none_or(|u| u == st.st_uid && owner);
-        let gid_ok = gid.is_none_or(|g| {
-            owner && (g == task.creds.egid || task.creds.groups.contains(&g) || g == st.st_gid)
-        });
+        let gid_ok = gid.is_none_or(|g| owner && (in_group(&task.creds, g) || g == st.st_gid));
         if !uid_ok || !gid_ok {
             return Err(Errno::EPERM);
         }
@@ -259,7 +265,7 @@ fn set_times(task: &Task, path: &VfsPath, times: Option<[Timespec; 2]>) -> Sysca
         return Ok(0);
     }
     let st = path.inode().stat()?;
-    let owner = task.creds.euid == 0 || task.creds.euid == st.st_uid;
+    let owner = task.creds.has(Cap::Fowner) || task.creds.fsuid == st.st_uid;
     if explicit && !owner {
         return Err(Errno::EPERM);
     }

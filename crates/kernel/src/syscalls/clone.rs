@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use moat_abi::Errno;
 
 use super::SyscallResult;
+use crate::capability::Cap;
 use crate::process::{Guard, ProcessNode, ThreadGroup};
 use crate::task::{self, Completion, Task, TaskSeed};
 
@@ -174,9 +175,13 @@ fn do_clone(task: &mut Task, args: &CloneArgs) -> SyscallResult {
         if tree.tasks.len() >= MAX_TASKS {
             return Err(Errno::EAGAIN);
         }
-        // RLIMIT_NPROC counts the tasks of the caller's real user; privilege ignores it.
+        // RLIMIT_NPROC counts the tasks of the caller's real user; root as the real user,
+        // CAP_SYS_RESOURCE and CAP_SYS_ADMIN ignore it.
         let nproc = task.limit(libc::RLIMIT_NPROC);
-        if !super::creds::privileged(&task.creds) && nproc != u64::MAX {
+        let exempt = task.creds.uid == 0
+            || task.creds.has(Cap::SysResource)
+            || task.creds.has(Cap::SysAdmin);
+        if !exempt && nproc != u64::MAX {
             let uid = task.creds.uid;
             let mine = tree
                 .tasks

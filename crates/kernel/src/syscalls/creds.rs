@@ -5,16 +5,13 @@
 //! (`task.creds`, copied to `task.handle.creds` for others to read). glibc makes `setuid` and
 //! friends process-wide by signalling every thread (`SIGSETXID`) to repeat the call.
 //!
-//! Privilege: Moat models capabilities all-or-nothing. A task whose effective UID is 0 holds
-//! every capability, any other holds none, which is Linux's behaviour for root without file
-//! capabilities, securebits or `PR_SET_KEEPCAPS`: the permitted set survives while one of the
-//! real, effective or saved UIDs is 0, the effective set is the permitted one while the
-//! effective UID is 0, and the filesystem capabilities follow the filesystem UID. `capget`
-//! reports exactly those sets and `capset` accepts only them.
+//! Privilege is `CAP_SETUID` for the user IDs and `CAP_SETGID` for the group IDs; every
+//! change of user IDs moves the capability sets by Linux's rules (`crate::capability`).
 
 use moat_abi::Errno;
 
 use super::{int, SyscallResult};
+use crate::capability::{self, Cap, ALL_CAPS};
 use crate::process::Guard;
 use crate::task::Task;
 use crate::Credentials;
@@ -63,15 +60,9 @@ const UNCHANGED: u32 = u32::MAX;
 /// The most supplementary groups a task may have (`NGROUPS_MAX`).
 const NGROUPS_MAX: u32 = 65536;
 
-/// Whether credentials carry the capabilities the privileged operations need
-/// (`CAP_SETUID`, `CAP_SETGID`, `CAP_SYS_NICE`...): all-or-nothing by the effective UID.
-pub(crate) fn privileged(creds: &Credentials) -> bool {
-    creds.euid == 0
-}
-
 /// Install new credentials for the calling thread, with Linux's side effects: a change of
 /// the effective or filesystem IDs clears the parent-death signal (`commit_creds`).
-fn commit(task: &mut Task, new: Credentials) {
+pub(crate) fn commit(task: &mut Task, new: Credentials) {
     let old = &task.creds;
     if old.euid != new.euid
         || old.egid != new.egid
@@ -92,6 +83,22 @@ enum Ids {
 }
 
 impl Ids {
+    /// The capability that lets a task set these IDs freely.
+    fn capability(self) -> Cap {
+        match self {
+            Ids::User => Cap::Setuid,
+            Ids::Group => Cap::Setgid,
+        }
+    }
+
+    /// Install `new` IDs, moving the capability sets as a user-ID change does.
+    fn commit(self, task: &mut Task, mut new: Credentials) {
+        if let Ids::User = self {
+            capability::fix_after_setuid(&task.creds, &mut new);
+        }
+        commit(task, new);
+    }
+
     /// The real, effective, saved and filesystem IDs.
     fn get(self, c: &Credentials) -> [u32; 4] {
         match self {
@@ -115,14 +122,14 @@ fn set_id(task: &mut Task, ids: Ids, id: u32) -> SyscallResult {
         return Err(Errno::EINVAL);
     }
     let [mut r, _, mut s, _] = ids.get(&task.creds);
-    if privileged(&task.creds) {
+    if task.creds.has(ids.capability()) {
         (r, s) = (id, id);
     } else if id != r && id != s {
         return Err(Errno::EPERM);
     }
     let mut new = task.creds.clone();
     ids.set(&mut new, [r, id, s, id]);
-    commit(task, new);
+    ids.commit(task, new);
     Ok(0)
 }
 
@@ -131,7 +138,7 @@ fn set_id(task: &mut Task, ids: Ids, id: u32) -> SyscallResult {
 /// one is set or the effective one moves away from the real one.
 fn set_re(task: &mut Task, ids: Ids, real: u32, effective: u32) -> SyscallResult {
     let [r, e, s, _] = ids.get(&task.creds);
-    let privileged = privileged(&task.creds);
+    let privileged = task.creds.has(ids.capability());
     let (mut nr, mut ne, mut ns) = (r, e, s);
     if real != UNCHANGED {
         if real != r && real != e && !privileged {
@@ -150,14 +157,14 @@ fn set_re(task: &mut Task, ids: Ids, real: u32, effective: u32) -> SyscallResult
     }
     let mut new = task.creds.clone();
     ids.set(&mut new, [nr, ne, ns, ne]);
-    commit(task, new);
+    ids.commit(task, new);
     Ok(0)
 }
 
 /// `setresuid`/`setresgid`: unprivileged, each ID may become any of the current three.
 fn set_res(task: &mut Task, ids: Ids, wanted: [u32; 3]) -> SyscallResult {
     let [r, e, s, _] = ids.get(&task.creds);
-    if !privileged(&task.creds)
+    if !task.creds.has(ids.capability())
         && wanted
             .iter()
             .any(|&w| w != UNCHANGED && w != r && w != e && w != s)
@@ -168,7 +175,7 @@ fn set_res(task: &mut Task, ids: Ids, wanted: [u32; 3]) -> SyscallResult {
     let (nr, ne, ns) = (keep(wanted[0], r), keep(wanted[1], e), keep(wanted[2], s));
     let mut new = task.creds.clone();
     ids.set(&mut new, [nr, ne, ns, ne]);
-    commit(task, new);
+    ids.commit(task, new);
     Ok(0)
 }
 
@@ -187,10 +194,13 @@ fn get_res(task: &mut Task, ids: Ids, a: &[u64; 6]) -> SyscallResult {
 /// (allowed to the real, effective, saved or current filesystem ID, or with privilege).
 fn set_fs(task: &mut Task, ids: Ids, id: u32) -> SyscallResult {
     let [r, e, s, fs] = ids.get(&task.creds);
-    let allowed = id == r || id == e || id == s || id == fs || privileged(&task.creds);
+    let allowed = id == r || id == e || id == s || id == fs || task.creds.has(ids.capability());
     if id != UNCHANGED && id != fs && allowed {
         let mut new = task.creds.clone();
         ids.set(&mut new, [r, e, s, id]);
+        if let Ids::User = ids {
+            capability::fix_after_setfsuid(&task.creds, &mut new);
+        }
         commit(task, new);
     }
     Ok(u64::from(fs))
@@ -236,9 +246,9 @@ pub fn setfsgid(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     set_fs(task, Ids::Group, a[0] as u32)
 }
 
-/// `setgroups`: privileged only; the list is kept sorted, as Linux keeps it.
+/// `setgroups`: with `CAP_SETGID` only; the list is kept sorted, as Linux keeps it.
 pub fn setgroups(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    if !privileged(&task.creds) {
+    if !task.creds.has(Cap::Setgid) {
         return Err(Errno::EPERM);
     }
     // A negative size is a huge unsigned one.
@@ -268,43 +278,6 @@ pub fn setgroups(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 const CAP_VERSION_1: u32 = 0x1998_0330;
 const CAP_VERSION_2: u32 = 0x2007_1026;
 const CAP_VERSION_3: u32 = 0x2008_0522;
-/// `CAP_LAST_CAP` (`CAP_CHECKPOINT_RESTORE`): every capability is a bit below it or it.
-pub(crate) const CAP_LAST_CAP: u32 = 40;
-const ALL_CAPS: u64 = (1 << (CAP_LAST_CAP + 1)) - 1;
-const CAP_SETPCAP: u32 = 8;
-/// What a filesystem UID other than 0 takes away (capabilities(7)): CAP_CHOWN,
-/// CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_LINUX_IMMUTABLE,
-/// CAP_MKNOD and CAP_MAC_OVERRIDE.
-const FS_CAPS: u64 = 0b1_1111 | 1 << 9 | 1 << 27 | 1 << 32;
-
-/// A task's capability sets.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct CapSets {
-    effective: u64,
-    permitted: u64,
-    inheritable: u64,
-}
-
-/// The sets the IDs imply in Moat's all-or-nothing model.
-fn cap_sets(c: &Credentials) -> CapSets {
-    let permitted = if c.uid == 0 || c.euid == 0 || c.suid == 0 {
-        ALL_CAPS
-    } else {
-        0
-    };
-    let mut effective = if c.euid == 0 { permitted } else { 0 };
-    if c.fsuid == 0 {
-        effective |= permitted & FS_CAPS;
-    } else {
-        effective &= !FS_CAPS;
-    }
-    CapSets {
-        effective,
-        permitted,
-        inheritable: 0,
-    }
-}
-
 /// Check the header's version: how many 32-bit words each set takes, or `EINVAL` after
 /// writing the preferred version into the header (the way programs probe it).
 fn cap_version(task: &mut Task, header: u64) -> Result<usize, Errno> {
@@ -338,7 +311,7 @@ pub fn capget(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         let creds = handle.creds.guard().clone();
         creds
     };
-    let sets = cap_sets(&creds);
+    let sets = creds.caps;
     // `struct __user_cap_data_struct { effective, permitted, inheritable }`, low word first.
     let mut out = Vec::with_capacity(words * 12);
     for word in 0..words {
@@ -350,9 +323,8 @@ pub fn capget(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
-/// `capset`: Linux's rules refuse any raise (`EPERM`); beyond them Moat accepts only the sets
-/// the IDs already imply, since its capabilities are all-or-nothing (dropping single
-/// capabilities is `EPERM` too).
+/// `capset`: only the caller's own sets, by Linux's rules (`capability::capset`: `EPERM` for
+/// any raise).
 pub fn capset(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let (header, data) = (a[0], a[1]);
     let words = cap_version(task, header)?;
@@ -370,23 +342,16 @@ pub fn capset(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             raw[i * 4 + 3],
         ]))
     };
+    // `struct __user_cap_data_struct { effective, permitted, inheritable }`, low word first;
+    // version 1 has no high word, so the capabilities above 31 are dropped.
     let set = |field: usize| {
         let high = if words == 2 { word(3 + field) } else { 0 };
         (word(field) | high << 32) & ALL_CAPS
     };
-    let new = CapSets {
-        effective: set(0),
-        permitted: set(1),
-        inheritable: set(2),
-    };
-    let old = cap_sets(&task.creds);
-    let setpcap = old.effective & (1 << CAP_SETPCAP) != 0;
-    if (!setpcap && new.inheritable & !(old.inheritable | old.permitted) != 0)
-        || new.permitted & !old.permitted != 0
-        || new.effective & !new.permitted != 0
-        || new != old
-    {
+    let mut new = task.creds.clone();
+    if !capability::capset(&mut new, set(0), set(1), set(2)) {
         return Err(Errno::EPERM);
     }
+    commit(task, new);
     Ok(0)
 }

@@ -263,11 +263,17 @@ fn do_execve(
     }
     task.altstack = crate::task::AltStack::default();
     // No program is set-user-ID to Moat: exec makes the saved and filesystem IDs the
-    // effective ones (credentials(7)).
+    // effective ones (credentials(7)), and moves the capability sets as for a file without
+    // file capabilities.
     task.creds.suid = task.creds.euid;
     task.creds.fsuid = task.creds.euid;
     task.creds.sgid = task.creds.egid;
     task.creds.fsgid = task.creds.egid;
+    let no_new_privs = task
+        .handle
+        .no_new_privs
+        .load(std::sync::atomic::Ordering::Relaxed);
+    crate::capability::on_exec(&mut task.creds, no_new_privs);
     *task.handle.creds.guard() = task.creds.clone();
     *task.handle.name.guard() = crate::task::comm_of(&filename);
     {

@@ -53,7 +53,7 @@ pub fn chroot(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let path = read_path(task, a[0])?;
     let target = resolve_at(task, libc::AT_FDCWD, &path, true)?;
     enter(task, &target)?;
-    if task.creds.euid != 0 {
+    if !task.creds.has(crate::capability::Cap::SysChroot) {
         return Err(Errno::EPERM);
     }
     task.fs.guard().root = target;

@@ -44,7 +44,7 @@ fn inspectable(task: &Task, pid: i32) -> Result<Arc<TaskHandle>, Errno> {
     let t = handle.creds.guard().clone();
     let same_user = [t.uid, t.euid, t.suid].iter().all(|&u| u == c.uid)
         && [t.gid, t.egid, t.sgid].iter().all(|&g| g == c.gid);
-    if c.euid != 0 && !same_user {
+    if !same_user && !c.has(crate::capability::Cap::SysPtrace) {
         return Err(Errno::EPERM);
     }
     Ok(handle)

@@ -117,7 +117,7 @@ syscall_table! {
     GETPGRP => process::getpgrp, [], FULL;
     SETSID => process::setsid, [], FULL;
     GETSID => process::getsid, [Int], FULL;
-    PRCTL => process::prctl, [Int, Hex, Hex, Hex, Hex], Support::Partial("PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER, PR_CAPBSET_READ");
+    PRCTL => process::prctl, [Int, Hex, Hex, Hex, Hex], Support::Partial("PR_SET/GET_NAME, PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER, KEEPCAPS, SECUREBITS, CAPBSET_READ/DROP, CAP_AMBIENT");
     RT_SIGPROCMASK => signal::rt_sigprocmask, [Int, Ptr, Ptr, Uint], FULL;
     IOCTL => fd::ioctl, [Int, Hex, Hex], Support::Partial("terminal, FIO* and socket requests (FIONREAD, SIOCOUTQ, SIOCGIF* for lo); no others");
     PREAD64 => read_write::pread64, [Int, OutBuf, Uint, Int], FULL;
@@ -236,8 +236,8 @@ syscall_table! {
     SETFSUID => creds::setfsuid, [Int], Support::Partial("file permission checks use it; new files' owners and owner-only operations still use the effective ID");
     SETFSGID => creds::setfsgid, [Int], Support::Partial("file permission checks use it; new files' owners and owner-only operations still use the effective ID");
     SETGROUPS => creds::setgroups, [Int, Ptr], FULL;
-    CAPGET => creds::capget, [Ptr, Ptr], Support::Partial("capabilities are all-or-nothing: every one with effective UID 0, none otherwise");
-    CAPSET => creds::capset, [Ptr, Ptr], Support::Partial("accepts only the sets the IDs imply: single capabilities cannot be dropped");
+    CAPGET => creds::capget, [Ptr, Ptr], FULL;
+    CAPSET => creds::capset, [Ptr, Ptr], Support::Partial("per-thread sets by Linux's rules; file capabilities and set-user-ID bits take no effect on execve");
     UMASK => fs_context::umask, [Hex], FULL;
     SETRLIMIT => resource::setrlimit, [Int, Ptr], FULL;
     ARCH_PRCTL => process::arch_prctl, [Hex, Hex], Support::Partial("no CPUID faulting, no AMX permission requests");

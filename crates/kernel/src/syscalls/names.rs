@@ -66,7 +66,7 @@ fn mknod_at(task: &mut Task, dirfd: i32, path_addr: u64, mode: u32, dev: u64) ->
             rdev: 0,
         },
         libc::S_IFCHR | libc::S_IFBLK => {
-            if task.creds.euid != 0 {
+            if !task.creds.has(crate::capability::Cap::Mknod) {
                 return Err(Errno::EPERM);
             }
             NewNode::Special {

@@ -99,9 +99,9 @@ pub fn may_modify_dir(task: &Task, dir: &VfsPath) -> Result<(), Errno> {
 pub fn may_delete(task: &Task, dir: &VfsPath, child: &VfsPath) -> Result<(), Errno> {
     may_modify_dir(task, dir)?;
     let d = dir.inode().stat()?;
-    if d.st_mode & libc::S_ISVTX != 0 && task.creds.euid != 0 {
+    if d.st_mode & libc::S_ISVTX != 0 && !task.creds.has(crate::capability::Cap::Fowner) {
         let c = child.inode().stat()?;
-        if task.creds.euid != c.st_uid && task.creds.euid != d.st_uid {
+        if task.creds.fsuid != c.st_uid && task.creds.fsuid != d.st_uid {
             return Err(Errno::EPERM);
         }
     }

@@ -132,7 +132,13 @@ const PR_GET_DUMPABLE: i32 = 3;
 const PR_SET_DUMPABLE: i32 = 4;
 const PR_SET_NAME: i32 = 15;
 const PR_GET_NAME: i32 = 16;
+const PR_GET_KEEPCAPS: i32 = 7;
+const PR_SET_KEEPCAPS: i32 = 8;
 const PR_CAPBSET_READ: i32 = 23;
+const PR_CAPBSET_DROP: i32 = 24;
+const PR_GET_SECUREBITS: i32 = 27;
+const PR_SET_SECUREBITS: i32 = 28;
+const PR_CAP_AMBIENT: i32 = 47;
 const PR_SET_NO_NEW_PRIVS: i32 = 38;
 const PR_GET_NO_NEW_PRIVS: i32 = 39;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
@@ -210,10 +216,8 @@ pub fn prctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             task.mm.guard().write_obj(a[1], &v)?;
             Ok(0)
         }
-        // Moat's capability model is all-or-nothing by uid, with nothing ever dropped from
-        // the bounding set: every capability Linux knows is in it.
-        PR_CAPBSET_READ if a[1] <= u64::from(crate::syscalls::creds::CAP_LAST_CAP) => Ok(1),
-        PR_CAPBSET_READ => Err(Errno::EINVAL),
+        PR_GET_KEEPCAPS | PR_SET_KEEPCAPS | PR_CAPBSET_READ | PR_CAPBSET_DROP
+        | PR_GET_SECUREBITS | PR_SET_SECUREBITS | PR_CAP_AMBIENT => capability_prctl(task, a),
         option => {
             task.kernel.report_unimplemented(
                 u64::from(moat_abi::syscalls::nr::PRCTL) | ((option as u64) << 32),
@@ -222,6 +226,93 @@ pub fn prctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
             Err(Errno::EINVAL)
         }
     }
+}
+
+const PR_CAP_AMBIENT_IS_SET: u64 = 1;
+const PR_CAP_AMBIENT_RAISE: u64 = 2;
+const PR_CAP_AMBIENT_LOWER: u64 = 3;
+const PR_CAP_AMBIENT_CLEAR_ALL: u64 = 4;
+
+/// The `prctl` options on the caller's capabilities (prctl(2), capabilities(7)): the bounding
+/// set, the ambient set, `SECBIT_KEEP_CAPS` and the securebits.
+fn capability_prctl(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    use crate::capability::{
+        Cap, CAP_LAST_CAP, SECBIT_KEEP_CAPS, SECBIT_KEEP_CAPS_LOCKED, SECBIT_NO_CAP_AMBIENT_RAISE,
+        SECURE_ALL_BITS, SECURE_ALL_LOCKS,
+    };
+    let valid = |cap: u64| cap <= u64::from(CAP_LAST_CAP);
+    let bit = |cap: u64| 1u64 << cap;
+    let mut new = task.creds.clone();
+    match int(a[0]) {
+        PR_GET_KEEPCAPS => return Ok(u64::from(new.securebits & SECBIT_KEEP_CAPS != 0)),
+        PR_SET_KEEPCAPS => {
+            if a[1] > 1 {
+                return Err(Errno::EINVAL);
+            }
+            if new.securebits & SECBIT_KEEP_CAPS_LOCKED != 0 {
+                return Err(Errno::EPERM);
+            }
+            new.securebits &= !SECBIT_KEEP_CAPS;
+            if a[1] == 1 {
+                new.securebits |= SECBIT_KEEP_CAPS;
+            }
+        }
+        PR_CAPBSET_READ if valid(a[1]) => return Ok(u64::from(new.caps.bounding & bit(a[1]) != 0)),
+        PR_CAPBSET_READ => return Err(Errno::EINVAL),
+        PR_CAPBSET_DROP => {
+            if !new.has(Cap::Setpcap) {
+                return Err(Errno::EPERM);
+            }
+            if !valid(a[1]) {
+                return Err(Errno::EINVAL);
+            }
+            new.caps.bounding &= !bit(a[1]);
+        }
+        PR_GET_SECUREBITS => return Ok(u64::from(new.securebits)),
+        PR_SET_SECUREBITS => {
+            let (old, wanted) = (u64::from(new.securebits), a[1]);
+            let locks = u64::from(SECURE_ALL_LOCKS);
+            // A locked flag cannot change, a lock cannot be lifted, unknown bits are refused,
+            // and all of it needs CAP_SETPCAP.
+            if ((old & locks) >> 1) & (old ^ wanted) != 0
+                || old & locks & !wanted != 0
+                || wanted & !u64::from(SECURE_ALL_BITS | SECURE_ALL_LOCKS) != 0
+                || !new.has(Cap::Setpcap)
+            {
+                return Err(Errno::EPERM);
+            }
+            new.securebits = wanted as u32;
+        }
+        _ => {
+            // PR_CAP_AMBIENT.
+            if a[1] == PR_CAP_AMBIENT_CLEAR_ALL {
+                if a[2] | a[3] | a[4] != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                new.caps.ambient = 0;
+            } else {
+                if !valid(a[2]) || a[3] | a[4] != 0 {
+                    return Err(Errno::EINVAL);
+                }
+                let cap = bit(a[2]);
+                match a[1] {
+                    PR_CAP_AMBIENT_IS_SET => return Ok(u64::from(new.caps.ambient & cap != 0)),
+                    PR_CAP_AMBIENT_RAISE => {
+                        if new.caps.permitted & new.caps.inheritable & cap == 0
+                            || new.securebits & SECBIT_NO_CAP_AMBIENT_RAISE != 0
+                        {
+                            return Err(Errno::EPERM);
+                        }
+                        new.caps.ambient |= cap;
+                    }
+                    PR_CAP_AMBIENT_LOWER => new.caps.ambient &= !cap,
+                    _ => return Err(Errno::EINVAL),
+                }
+            }
+        }
+    }
+    crate::syscalls::creds::commit(task, new);
+    Ok(0)
 }
 
 pub fn set_tid_address(task: &mut Task, a: &[u64; 6]) -> SyscallResult {

@@ -33,8 +33,8 @@ fn do_prlimit(task: &mut Task, res: usize, new: Option<Rlimit>, old_addr: u64) -
         task.mm.guard().write_obj(old_addr, &old)?;
     }
     if let Some(n) = new {
-        // Raising the hard limit needs CAP_SYS_RESOURCE, which only root has in the sandbox.
-        if n.max > old.max && task.creds.euid != 0 {
+        // Raising the hard limit needs CAP_SYS_RESOURCE.
+        if n.max > old.max && !task.creds.has(crate::capability::Cap::SysResource) {
             return Err(Errno::EPERM);
         }
         task.limits()[res] = n;

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use moat_abi::{Errno, Timespec};
 
-use super::creds::privileged;
 use super::{int, SyscallResult};
+use crate::capability::Cap;
 use crate::process::{Guard, TaskHandle};
 use crate::task::Task;
 use crate::Credentials;
@@ -93,10 +93,10 @@ fn limit_of(handle: &TaskHandle, resource: u32) -> u64 {
 }
 
 /// Whether `target` may get nice value `nice`: within its `RLIMIT_NICE` (in Linux's
-/// `20 - nice` encoding), or the caller is privileged (Linux's `can_nice`).
+/// `20 - nice` encoding), or the caller holds `CAP_SYS_NICE` (Linux's `can_nice`).
 fn can_nice(caller: &Credentials, target: &TaskHandle, nice: i32) -> bool {
     let wanted = u64::try_from(20 - nice).unwrap_or(0);
-    wanted <= limit_of(target, libc::RLIMIT_NICE) || privileged(caller)
+    wanted <= limit_of(target, libc::RLIMIT_NICE) || caller.has(Cap::SysNice)
 }
 
 /// The CPU mask `state` allows, as bytes of the sandbox's cpumask size.
@@ -119,7 +119,7 @@ pub fn sched_setaffinity(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let handle = target(task, pid)?;
     if !Arc::ptr_eq(&handle, &task.handle)
         && !same_owner(&task.creds, &creds_of(&handle))
-        && !privileged(&task.creds)
+        && !task.creds.has(Cap::SysNice)
     {
         return Err(Errno::EPERM);
     }
@@ -245,7 +245,7 @@ fn set_scheduler(task: &mut Task, pid: i32, policy: Option<i32>, param: u64) -> 
     {
         return Err(Errno::EINVAL);
     }
-    if !privileged(&caller) {
+    if !caller.has(Cap::SysNice) {
         if is_rt(policy) {
             let rtprio = limit_of(&handle, libc::RLIMIT_RTPRIO);
             if policy != state.policy && rtprio == 0 {
@@ -384,7 +384,7 @@ pub fn setpriority(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     let caller = task.creds.clone();
     let mut result = Err(Errno::ESRCH);
     for (handle, creds) in targets {
-        if !(creds.uid == caller.euid || creds.euid == caller.euid || privileged(&caller)) {
+        if !(creds.uid == caller.euid || creds.euid == caller.euid || caller.has(Cap::SysNice)) {
             result = Err(Errno::EPERM);
             continue;
         }

@@ -103,11 +103,11 @@ pub fn rt_sigprocmask(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     Ok(0)
 }
 
-/// May the caller signal a process with these credentials (kill(2): privileged, or the
+/// May the caller signal a process with these credentials (kill(2): `CAP_KILL`, or the
 /// sender's real or effective uid is the target's real or saved uid)?
 fn may_signal(task: &Task, target: &Credentials) -> bool {
     let me = &task.creds;
-    me.euid == 0
+    me.has(crate::capability::Cap::Kill)
         || me.uid == target.uid
         || me.uid == target.suid
         || me.euid == target.uid

@@ -494,17 +494,18 @@ fn parse_control(task: &Task, hdr: &MsgHdr) -> Result<(Vec<Arc<OpenFile>>, Optio
     Ok((fds, creds))
 }
 
-/// Credentials a sender may claim: its own process, and IDs it holds, unless privileged.
+/// Credentials a sender may claim: its own process (or any, with `CAP_SYS_ADMIN`), and IDs it
+/// holds (or any, with `CAP_SETUID`/`CAP_SETGID`): Linux's `scm_check_creds`.
 fn check_credentials(task: &Task, c: Ucred) -> Result<(), Errno> {
-    let privileged = super::creds::privileged(&task.creds);
+    use crate::capability::Cap;
     let cr = &task.creds;
-    if c.pid != task.tgid && !privileged {
+    if c.pid != task.tgid && !cr.has(Cap::SysAdmin) {
         return Err(Errno::EPERM);
     }
-    if ![cr.uid, cr.euid, cr.suid].contains(&c.uid) && !privileged {
+    if ![cr.uid, cr.euid, cr.suid].contains(&c.uid) && !cr.has(Cap::Setuid) {
         return Err(Errno::EPERM);
     }
-    if ![cr.gid, cr.egid, cr.sgid].contains(&c.gid) && !privileged {
+    if ![cr.gid, cr.egid, cr.sgid].contains(&c.gid) && !cr.has(Cap::Setgid) {
         return Err(Errno::EPERM);
     }
     if c.pid != task.tgid && task.kernel.tree.guard().process(c.pid).is_none() {

@@ -6,6 +6,7 @@ use moat_abi::Errno;
 
 use super::path::{read_path, resolve_at};
 use super::{int, SyscallResult};
+use crate::capability::Cap;
 use crate::fs::tmpfs::{XATTR_CREATE, XATTR_REPLACE};
 use crate::process::Guard;
 use crate::task::Task;
@@ -63,7 +64,7 @@ fn check_access(task: &Task, at: &VfsPath, name: &[u8], write: bool) -> Result<(
         return Err(Errno::EROFS);
     }
     if name.starts_with(b"trusted.") {
-        if task.creds.euid != 0 {
+        if !task.creds.has(Cap::SysAdmin) {
             return Err(if write { Errno::EPERM } else { Errno::ENODATA });
         }
     } else if name.starts_with(b"user.") {
@@ -75,7 +76,7 @@ fn check_access(task: &Task, at: &VfsPath, name: &[u8], write: bool) -> Result<(
             return Err(Errno::EACCES);
         }
     } else if name.starts_with(b"security.") || name.starts_with(b"system.") {
-        if write && task.creds.euid != 0 && task.creds.euid != st.st_uid {
+        if write && !task.creds.has(Cap::Fowner) && task.creds.fsuid != st.st_uid {
             return Err(Errno::EPERM);
         }
     } else {
@@ -125,7 +126,7 @@ fn set(task: &mut Task, a: &[u64; 6], how: &Target) -> SyscallResult {
 
 fn list(task: &mut Task, a: &[u64; 6], how: &Target) -> SyscallResult {
     let at = target(task, a[0], how)?;
-    let privileged = task.creds.euid == 0;
+    let privileged = task.creds.has(Cap::SysAdmin);
     let mut out = Vec::new();
     for name in at.inode().list_xattr()? {
         // Unprivileged callers do not see trusted attributes.

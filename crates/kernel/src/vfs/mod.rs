@@ -499,15 +499,12 @@ pub const MAY_WRITE: u32 = 2;
 pub const MAY_EXEC: u32 = 1;
 
 /// Unix permission check of `mask` against a file's mode and owner, as Linux's
-/// `generic_permission` does it (root may read and write anything, and execute anything
-/// that has an execute bit or is a directory). The filesystem IDs decide.
+/// `generic_permission` does it: the owner, group or other bits by the filesystem IDs, then
+/// the capabilities that override them. `CAP_DAC_READ_SEARCH` reads any file and reads or
+/// searches any directory; `CAP_DAC_OVERRIDE` does anything to a directory, and reads and
+/// writes any file and executes one that has an execute bit.
 pub fn permitted(st: &Stat, creds: &Credentials, mask: u32) -> bool {
-    if creds.fsuid == 0 {
-        if mask & MAY_EXEC == 0 {
-            return true;
-        }
-        return st.st_mode & libc::S_IFMT == libc::S_IFDIR || st.st_mode & 0o111 != 0;
-    }
+    use crate::capability::Cap;
     let bits = if creds.fsuid == st.st_uid {
         (st.st_mode >> 6) & 7
     } else if creds.fsgid == st.st_gid || creds.groups.contains(&st.st_gid) {
@@ -515,5 +512,15 @@ pub fn permitted(st: &Stat, creds: &Credentials, mask: u32) -> bool {
     } else {
         st.st_mode & 7
     };
-    bits & mask == mask
+    if bits & mask == mask {
+        return true;
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        return (mask & MAY_WRITE == 0 && creds.has(Cap::DacReadSearch))
+            || creds.has(Cap::DacOverride);
+    }
+    if mask == MAY_READ && creds.has(Cap::DacReadSearch) {
+        return true;
+    }
+    (mask & MAY_EXEC == 0 || st.st_mode & 0o111 != 0) && creds.has(Cap::DacOverride)
 }

@@ -14,6 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use moat_abi::Rlimit;
+use moat_kernel::capability::{self, CapSets};
 use moat_kernel::{Credentials, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT};
 use oci_spec::runtime::{Hooks, LinuxResources, PosixRlimitType, Process, Spec};
 
@@ -324,21 +325,37 @@ fn start_hooks(spec: &Spec) -> Vec<crate::spec::StartHook> {
         .collect()
 }
 
-/// A process's credentials: `user.uid`, `user.gid`, `user.additionalGids`.
+/// A process's credentials: `user.uid`, `user.gid`, `user.additionalGids`, and the
+/// capability sets of `capabilities` as runc leaves them just before it executes the program
+/// (the kernel then moves them as `execve` does). Without `capabilities`, root keeps every
+/// capability and other users have none, as with runc.
 fn credentials(process: &Process) -> Credentials {
     let user = process.user();
-    let (uid, gid) = (user.uid(), user.gid());
-    Credentials {
-        uid,
-        euid: uid,
-        suid: uid,
-        gid,
-        egid: gid,
-        sgid: gid,
-        fsuid: uid,
-        fsgid: gid,
-        groups: user.additional_gids().clone().unwrap_or_default(),
+    let mut creds = Credentials::for_user(
+        user.uid(),
+        user.gid(),
+        user.additional_gids().clone().unwrap_or_default(),
+    );
+    if let Some(caps) = process.capabilities() {
+        let set = |listed: &Option<oci_spec::runtime::Capabilities>| {
+            listed
+                .iter()
+                .flatten()
+                .filter_map(|c| capability::by_name(&c.to_string()))
+                .fold(0u64, |set, cap| set | 1 << cap)
+        };
+        let permitted = set(caps.permitted());
+        let inheritable = set(caps.inheritable());
+        creds.caps = CapSets {
+            effective: set(caps.effective()) & permitted,
+            permitted,
+            inheritable,
+            bounding: set(caps.bounding()),
+            // An ambient capability must be permitted and inheritable (runc skips others).
+            ambient: set(caps.ambient()) & permitted & inheritable,
+        };
     }
+    creds
 }
 
 fn rlimit_index(t: PosixRlimitType) -> Option<usize> {
@@ -467,20 +484,6 @@ pub fn plan(
         return Err(invalid(&path, "process is missing (nothing to run)"));
     };
     let exec = exec_spec(process, &path)?;
-    if let Some(caps) = process.capabilities() {
-        let full_root = exec.creds.euid == 0;
-        let bounded = caps
-            .bounding()
-            .as_ref()
-            .map_or(0, std::collections::HashSet::len);
-        if full_root && bounded < 41 {
-            warnings.push(format!(
-                "process.capabilities: Moat's kernel gives uid 0 every capability and other \
-                 users none; the {bounded} listed are not enforced as a restricted set"
-            ));
-        }
-    }
-
     // The gofer's trees: 0 the root (read-only: writes land in the overlay), 1.. volumes.
     let mut served = vec![Served {
         host_path: rootfs.clone(),
@@ -722,6 +725,37 @@ mod tests {
         assert!(text.contains("/weird"), "{text}");
         assert!(text.contains("linux.seccomp"), "{text}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn capabilities_become_the_programs_sets() {
+        let mut config = minimal();
+        config["process"]["user"] = serde_json::json!({"uid": 0, "gid": 0});
+        let plan_of = |config: &serde_json::Value| {
+            let dir = bundle_with(config);
+            let (spec, raw) = load(&dir).unwrap();
+            let plan = plan(&dir, &spec, &raw, "ptrace").unwrap();
+            let _ = std::fs::remove_dir_all(dir);
+            plan.spec.creds.caps
+        };
+        // Without `capabilities`, root has them all.
+        assert_eq!(plan_of(&config).effective, capability::ALL_CAPS);
+        let chown = 1 << capability::Cap::Chown as u32;
+        let bind = 1 << capability::Cap::NetBindService as u32;
+        config["process"]["capabilities"] = serde_json::json!({
+            "bounding": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+            "effective": ["CAP_CHOWN"],
+            "permitted": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+            "inheritable": ["CAP_NET_BIND_SERVICE"],
+            "ambient": ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]
+        });
+        let caps = plan_of(&config);
+        assert_eq!(caps.bounding, chown | bind);
+        assert_eq!(caps.effective, chown);
+        assert_eq!(caps.permitted, chown | bind);
+        assert_eq!(caps.inheritable, bind);
+        // CAP_CHOWN is not inheritable, so it cannot be ambient.
+        assert_eq!(caps.ambient, bind);
     }
 
     #[test]

@@ -125,7 +125,7 @@ enum Rule {
     Tos,
     /// `SO_RCVLOWAT`: at least 1; a negative value means `INT_MAX`.
     LowAt,
-    /// `SO_PRIORITY`: 0..6 unless privileged.
+    /// `SO_PRIORITY`: 0..6 without `CAP_NET_RAW` or `CAP_NET_ADMIN`.
     Priority,
     /// `TCP_LINGER2`: negative is -1, capped at 120 seconds, 0 reads as the default.
     Linger2,
@@ -463,15 +463,19 @@ impl Options {
         int(v)
     }
 
-    /// `setsockopt` of a stored option; `privileged` is whether the caller holds every
-    /// capability.
+    /// `setsockopt` of a stored option, by a caller with these credentials (the forced
+    /// buffer sizes and `SO_DEBUG` need `CAP_NET_ADMIN`; marks and high priorities
+    /// `CAP_NET_RAW` or `CAP_NET_ADMIN`).
     pub fn set(
         &mut self,
         level: i32,
         name: i32,
         value: &[u8],
-        privileged: bool,
+        creds: &crate::Credentials,
     ) -> Result<(), Errno> {
+        use crate::capability::Cap;
+        let net_admin = creds.has(Cap::NetAdmin);
+        let net_raw = net_admin || creds.has(Cap::NetRaw);
         if !self.kind.has_level(level) {
             return Err(Errno::ENOPROTOOPT);
         }
@@ -494,7 +498,7 @@ impl Options {
         };
         match (level, name) {
             (SOL_SOCKET, SO_SNDBUF | SO_SNDBUFFORCE) => {
-                if name == SO_SNDBUFFORCE && !privileged {
+                if name == SO_SNDBUFFORCE && !net_admin {
                     return Err(Errno::EPERM);
                 }
                 self.sndbuf = size(int()?, name == SO_SNDBUF).max(MIN_SNDBUF);
@@ -502,7 +506,7 @@ impl Options {
                 return Ok(());
             }
             (SOL_SOCKET, SO_RCVBUF | SO_RCVBUFFORCE) => {
-                if name == SO_RCVBUFFORCE && !privileged {
+                if name == SO_RCVBUFFORCE && !net_admin {
                     return Err(Errno::EPERM);
                 }
                 self.rcvbuf = size(int()?, name == SO_RCVBUF).max(MIN_RCVBUF);
@@ -540,8 +544,8 @@ impl Options {
             }
             (SOL_SOCKET, SO_PASSCRED) => return Err(Errno::EOPNOTSUPP),
             (SOL_SOCKET, SO_PEEK_OFF) => return Err(Errno::EOPNOTSUPP),
-            (SOL_SOCKET, SO_DEBUG) if int()? != 0 && !privileged => return Err(Errno::EACCES),
-            (SOL_SOCKET, SO_MARK) if !privileged => return Err(Errno::EPERM),
+            (SOL_SOCKET, SO_DEBUG) if int()? != 0 && !net_admin => return Err(Errno::EACCES),
+            (SOL_SOCKET, SO_MARK) if !net_raw => return Err(Errno::EPERM),
             (SOL_IP, IP_OPTIONS) => return Ok(()),
             (SOL_IP, IP_MULTICAST_IF) => return Ok(()),
             (SOL_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP)
@@ -622,7 +626,7 @@ impl Options {
                 v => v,
             },
             Rule::Priority => {
-                if !(0..=6).contains(&v) && !privileged {
+                if !(0..=6).contains(&v) && !net_raw {
                     return Err(Errno::EPERM);
                 }
                 v
@@ -662,25 +666,30 @@ mod tests {
         int_of(&o.get(level, name).unwrap()).unwrap()
     }
 
+    /// An unprivileged caller.
+    fn user() -> crate::Credentials {
+        crate::Credentials::for_user(1000, 1000, vec![])
+    }
+
     #[test]
     fn defaults_and_ranges_are_linux_s() {
         let mut o = Options::new(TCP);
         assert_eq!(get(&o, SOL_TCP, TCP_KEEPIDLE), 7200);
         assert_eq!(get(&o, SOL_IP, IP_TTL), 64);
         assert_eq!(
-            o.set(SOL_TCP, TCP_KEEPIDLE, &0i32.to_le_bytes(), false),
+            o.set(SOL_TCP, TCP_KEEPIDLE, &0i32.to_le_bytes(), &user()),
             Err(Errno::EINVAL)
         );
-        o.set(SOL_TCP, TCP_DEFER_ACCEPT, &5i32.to_le_bytes(), false)
+        o.set(SOL_TCP, TCP_DEFER_ACCEPT, &5i32.to_le_bytes(), &user())
             .unwrap();
         assert_eq!(get(&o, SOL_TCP, TCP_DEFER_ACCEPT), 7);
-        o.set(SOL_TCP, TCP_LINGER2, &1000i32.to_le_bytes(), false)
+        o.set(SOL_TCP, TCP_LINGER2, &1000i32.to_le_bytes(), &user())
             .unwrap();
         assert_eq!(get(&o, SOL_TCP, TCP_LINGER2), 120);
-        o.set(SOL_IP, IP_TOS, &0x13i32.to_le_bytes(), false)
+        o.set(SOL_IP, IP_TOS, &0x13i32.to_le_bytes(), &user())
             .unwrap();
         assert_eq!(get(&o, SOL_IP, IP_TOS), 0x10);
-        o.set(SOL_SOCKET, SO_SNDBUF, &1000i32.to_le_bytes(), false)
+        o.set(SOL_SOCKET, SO_SNDBUF, &1000i32.to_le_bytes(), &user())
             .unwrap();
         assert_eq!(get(&o, SOL_SOCKET, SO_SNDBUF), 4608);
     }
@@ -690,7 +699,7 @@ mod tests {
         let mut o = Options::new(TCP);
         assert_eq!(o.get(SOL_IPV6, IPV6_V6ONLY), Err(Errno::EOPNOTSUPP));
         assert_eq!(
-            o.set(SOL_UDP, 1, &1i32.to_le_bytes(), false),
+            o.set(SOL_UDP, 1, &1i32.to_le_bytes(), &user()),
             Err(Errno::ENOPROTOOPT)
         );
         assert_eq!(o.get(SOL_TCP, 99), Err(Errno::ENOPROTOOPT));

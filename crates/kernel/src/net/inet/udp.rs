@@ -433,7 +433,9 @@ impl Socket for UdpSocket {
     fn bind(&self, task: &mut Task, raw: &[u8]) -> Result<(), Errno> {
         let mut st = self.sk.state.guard();
         let addr = super::bind_addr(raw, self.sk.family, st.opts.v6only, &self.sk.stack)?;
-        if super::port_needs_privilege(addr.port) && task.creds.euid != 0 {
+        if super::port_needs_privilege(addr.port)
+            && !task.creds.has(crate::capability::Cap::NetBindService)
+        {
             return Err(Errno::EACCES);
         }
         if st.held.is_some() {
@@ -619,7 +621,7 @@ impl Socket for UdpSocket {
         {
             return Err(Errno::EINVAL);
         }
-        st.opts.set(level, name, value, task.creds.euid == 0)?;
+        st.opts.set(level, name, value, &task.creds)?;
         if matches!((level, name), (SOL_SOCKET, SO_REUSEADDR | SO_REUSEPORT)) {
             if let Some(port) = st.held {
                 let (a, p) = (
