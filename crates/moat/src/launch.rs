@@ -211,12 +211,14 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         hook_state: Vec::new(),
     };
     let mut spec = spec;
+    let mut give_back = None;
     let net = match args.network.unwrap_or(NetworkMode::Sandbox) {
         NetworkMode::None => None,
         NetworkMode::Sandbox => match moat_runtime::network::take_interface(args.network.is_some())
         {
             Ok(Some(taken)) => {
                 spec.interface = Some(taken.config);
+                give_back = Some(taken.give_back);
                 Some(taken.fd)
             }
             Ok(None) => None,
@@ -225,10 +227,15 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         // The kernel makes host sockets in the host's namespace: no interface to take.
         NetworkMode::Host => None,
     };
-    match moat_runtime::run_sandbox(&spec, &served, log, net) {
+    let code = match moat_runtime::run_sandbox(&spec, &served, log, net) {
         Ok(code) => code,
         Err(e) => fail(EXIT_MOAT_FAILED, &format!("cannot start the sandbox: {e}")),
+    };
+    // The namespace gets its addresses back once the sandbox no longer answers for them.
+    if let Some(Err(e)) = give_back.map(moat_runtime::network::GiveBack::apply) {
+        eprintln!("moat: giving the network interface's addresses back: {e}");
     }
+    code
 }
 
 /// `moat seccomp-list`: both allowlists, as text or as docs/SECURITY.md's section.

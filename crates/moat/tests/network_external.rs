@@ -9,7 +9,8 @@
 //! - UDP echoes both ways;
 //! - with `--network=none` the same client finds the network unreachable, as a Linux process
 //!   in a namespace with only `lo` does;
-//! - programs inside see the interface (`ip addr`, `/proc/net/dev`) with its address and MAC.
+//! - programs inside see the interface (`ip addr`, `/proc/net/dev`) with its address and MAC,
+//!   and the namespace has its address and default route back when the sandbox ends.
 //!
 //! Needs root (network namespaces, veths), iproute2 and util-linux; skipped with a line
 //! otherwise. The namespaces and links are removed even when a test fails. Last, a sandbox
@@ -584,6 +585,19 @@ fn programs_inside_see_the_interface() {
     assert!(
         printed.contains(&format!("default via {}", veth.host_ip())),
         "{printed}"
+    );
+    // While the sandbox ran, the namespace's stack did not have the address; now that it
+    // ended, the address and the default route are the namespace's again.
+    let after = veth
+        .inside("sh")
+        .args(["-c", "ip -4 addr; ip route"])
+        .output()
+        .unwrap();
+    let after = check(&after, "ip addr after the sandbox");
+    assert!(after.contains(&addr), "{after}");
+    assert!(
+        after.contains(&format!("default via {}", veth.host_ip())),
+        "{after}"
     );
 }
 

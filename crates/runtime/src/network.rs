@@ -4,7 +4,9 @@
 //! network namespace of its own and only reads and writes frames on that socket), and takes
 //! the interface's IPv4 and global IPv6 addresses away from the host's stack, so that the
 //! host neither answers the sandbox's packets (with resets) nor its ARP and neighbour
-//! requests: the sandbox's own stack owns them now.
+//! requests: the sandbox's own stack owns them now. `moat do` gives them back when the sandbox
+//! ends ([`GiveBack`]), so the namespace is as it found it; a container's namespace ends with
+//! the container.
 //!
 //! Never in the host's initial network namespace: taking the host's addresses would cut the
 //! machine off. Linux gives that namespace a fixed inode number; the namespace of pid 1 (of
@@ -25,11 +27,48 @@ use moat_kernel::InterfaceConfig;
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
-/// The interface a sandbox took: its configuration and the packet socket on it.
+/// The interface a sandbox took: its configuration, the packet socket on it, and what gives
+/// the host's stack its addresses back.
 #[derive(Debug)]
 pub struct TakenInterface {
     pub config: InterfaceConfig,
     pub fd: OwnedFd,
+    pub give_back: GiveBack,
+}
+
+/// The addresses and default routes taken from the host's stack, as the rtnetlink messages
+/// that described them: sent back as creations, they restore the interface.
+#[derive(Debug)]
+pub struct GiveBack {
+    addrs: Vec<Vec<u8>>,
+    routes: Vec<Vec<u8>>,
+}
+
+impl GiveBack {
+    /// Give the host's stack the interface's addresses and default routes back (in the
+    /// caller's network namespace, the one they were taken in). Each is tried; the first
+    /// failure is returned.
+    pub fn apply(self) -> io::Result<()> {
+        let rtnl = Rtnl::open()?;
+        let mut result = Ok(());
+        let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        let sends = self
+            .addrs
+            .iter()
+            .map(|m| (RTM_NEWADDR, m))
+            .chain(self.routes.iter().map(|m| (RTM_NEWROUTE, m)));
+        for (kind, message) in sends {
+            let sent = rtnl
+                .send(kind, flags, message)
+                .and_then(|()| rtnl.replies(false));
+            if let Err(e) = sent {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
 }
 
 /// The packet socket's buffers: deep enough for a burst of a bulk transfer.
@@ -47,6 +86,8 @@ const RTM_GETROUTE: u16 = 26;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_CREATE: u16 = 0x400;
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
@@ -265,8 +306,8 @@ fn addresses(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Vec<(IpAddr, u8
     Ok(out)
 }
 
-/// The default route's gateway of `family` through link `index`, if any.
-fn gateway(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<IpAddr>> {
+/// The default route of `family` through link `index`, if any: its gateway and its message.
+fn default_route(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<(IpAddr, Vec<u8>)>> {
     let mut req = [0u8; 12];
     req[0] = family as u8;
     for m in rtnl.dump(RTM_GETROUTE, &req)? {
@@ -293,7 +334,7 @@ fn gateway(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<IpAddr>> {
             });
         if oif == Some(index) && !dst {
             if let Some(gw) = gw {
-                return Ok(Some(gw));
+                return Ok(Some((gw, m.body)));
             }
         }
     }
@@ -323,8 +364,8 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
             continue;
         }
         addrs.extend(addresses(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?);
-        let gateway4 = gateway(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
-        let gateway6 = gateway(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?;
+        let route4 = default_route(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
+        let route6 = default_route(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?;
         let fd =
             moat_platform::packet::open_packet_socket(link.index, PACKET_BUFFER).map_err(&fail)?;
         // The host's stack lets go of the addresses (and the routes through them): from now
@@ -339,11 +380,23 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
             mac: link.mac,
             mtu: link.mtu,
             addrs: addrs.iter().map(|(a, p, _)| (*a, *p)).collect(),
-            gateway: gateway4,
-            gateway6,
+            gateway: route4.as_ref().map(|(gw, _)| *gw),
+            gateway6: route6.as_ref().map(|(gw, _)| *gw),
         };
         tracing::debug!(?config, "took the network interface");
-        return Ok(Some(TakenInterface { config, fd }));
+        let give_back = GiveBack {
+            addrs: addrs.into_iter().map(|(_, _, m)| m).collect(),
+            routes: [route4, route6]
+                .into_iter()
+                .flatten()
+                .map(|(_, m)| m)
+                .collect(),
+        };
+        return Ok(Some(TakenInterface {
+            config,
+            fd,
+            give_back,
+        }));
     }
     Ok(None)
 }
@@ -367,6 +420,23 @@ pub fn take_interface_of(
             })
             .join()
             .unwrap_or_else(|_| Err(crate::RuntimeError::Spec("network thread panicked")))
+    })
+}
+
+/// [`GiveBack::apply`] in the network namespace at `path`, entered by a thread of its own.
+pub fn give_back_in(path: &std::path::Path, give_back: GiveBack) -> io::Result<()> {
+    let ns = std::fs::File::open(path)?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                rustix::thread::move_into_link_name_space(
+                    ns.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )?;
+                give_back.apply()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("network thread panicked")))
     })
 }
 

@@ -433,11 +433,13 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
         .netns
         .clone()
         .filter(|_| plan.kernel.network == moat_kernel::NetworkMode::Sandbox);
+    let mut give_back = None;
     let net = netns
         .as_deref()
         .and_then(|path| match crate::network::take_interface_of(path) {
             Ok(Some(taken)) => {
                 plan.kernel.interface = Some(taken.config);
+                give_back = Some(taken.give_back);
                 Some(taken.fd)
             }
             Ok(None) => None,
@@ -498,7 +500,18 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
         let _ = reader.join();
     }
     let reported = front.routes().exited;
-    match crate::launch::wait_sandbox(&sandbox, reported) {
+    let ended = crate::launch::wait_sandbox(&sandbox, reported);
+    // The namespace outlives the container (a pod's does, for the next container): its
+    // interface gets its addresses back.
+    if let (Some(path), Some(give_back)) = (netns.as_deref(), give_back) {
+        if let Err(e) = crate::network::give_back_in(path, give_back) {
+            front.log.warn(&format!(
+                "giving the addresses back to {}: {e}",
+                path.display()
+            ));
+        }
+    }
+    match ended {
         Ok(status) => exit_like(status),
         Err(message) => {
             front.log.error(&message);
