@@ -153,6 +153,9 @@ pub struct SandboxConfig {
     /// The external interface (`--network=sandbox`): its configuration and a packet socket
     /// on it. `None`: loopback only.
     pub external: Option<(InterfaceConfig, OwnedFd)>,
+    /// The host's interfaces, shown to programs with `--network=host` (read by the runtime
+    /// at start).
+    pub host_interfaces: Vec<net::iface::Iface>,
 }
 
 /// A signal sent to the sandbox from the host (`moat do` caught it, or `moat kill`).
@@ -576,6 +579,9 @@ pub(crate) fn open_executable(
 pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     use process::Guard;
     let mut config = config;
+    if config.network == net::NetworkMode::Host {
+        net::iface::set_host(std::mem::take(&mut config.host_interfaces));
+    }
     let external = config.external.take().and_then(|(iface, fd)| {
         let name = iface.name.clone();
         match net::ext::External::start(iface, fd) {

@@ -207,6 +207,7 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
         wait_for_start: false,
         network: args.network.unwrap_or(NetworkMode::Sandbox),
         interface: None,
+        host_interfaces: Vec::new(),
         start_hooks: Vec::new(),
         hook_state: Vec::new(),
     };
@@ -224,8 +225,15 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             Ok(None) => None,
             Err(e) => return fail(EXIT_MOAT_FAILED, &format!("--network=sandbox: {e}")),
         },
-        // The kernel makes host sockets in the host's namespace: no interface to take.
-        NetworkMode::Host => None,
+        // The kernel makes host sockets in the host's namespace: no interface to take, but
+        // programs see the namespace's interfaces.
+        NetworkMode::Host => {
+            match moat_runtime::network::host_interfaces() {
+                Ok(interfaces) => spec.host_interfaces = interfaces,
+                Err(e) => eprintln!("moat: reading the host's interfaces: {e}"),
+            }
+            None
+        }
     };
     let code = match moat_runtime::run_sandbox(&spec, &served, log, net) {
         Ok(code) => code,

@@ -223,6 +223,42 @@ except OSError as e:
     assert_eq!(out, "loop\nENETUNREACH\n", "{err}");
 }
 
+/// With `--network=host`, programs see the host's interfaces (their sockets are the host's):
+/// the interface names and indexes, and the IPv4 addresses `getifaddrs` finds, are those a
+/// native run of the same program prints. The sandbox's own network shows its `lo` only.
+#[test]
+fn network_host_shows_the_hosts_interfaces() {
+    if !Path::new(PYTHON).exists() {
+        eprintln!("skipped: {PYTHON} is not installed");
+        return;
+    }
+    // Names and indexes (netlink links), then the IPv4 addresses through the SIOCGIFCONF
+    // and SIOCGIFADDR ioctls, then the IPv6 ones from /proc/net/if_inet6.
+    let code = r"
+import fcntl, socket, struct
+print(socket.if_nameindex())
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i, name in socket.if_nameindex():
+    try:
+        r = fcntl.ioctl(s.fileno(), 0x8915, struct.pack('256s', name.encode()))
+        print(name, socket.inet_ntoa(r[20:24]))
+    except OSError as e:
+        print(name, e.errno)
+print(sorted(l.split()[0] for l in open('/proc/net/if_inet6')))
+";
+    let native = Command::new(PYTHON).args(["-c", code]).output().unwrap();
+    let native = String::from_utf8_lossy(&native.stdout).into_owned();
+    let (ok, out, err) = python_in("host", code, &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, native, "{err}");
+    let (ok, out, err) = python_in("none", code, &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        out, "[(1, 'lo')]\nlo 127.0.0.1\n['00000000000000000000000000000001']\n",
+        "{err}"
+    );
+}
+
 /// Blocking calls on host sockets wait in Moat, so a signal ends them: a handler that
 /// raises interrupts a blocking `accept` and a blocking `recv`; and a program killed in such
 /// a wait by a signal sent to `moat` ends the sandbox.

@@ -714,6 +714,7 @@ fn start_kernel(
         network: spec.network,
         inspect: Some(inspect_rx),
         external: spec.interface.clone().zip(net),
+        host_interfaces: spec.host_interfaces.clone(),
     };
     let platform = spec.platform.clone();
     let result = moat_kernel::run(config);

@@ -23,6 +23,7 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
+use moat_kernel::net::iface::{Iface, IfaceAddr, IfaceStats};
 use moat_kernel::InterfaceConfig;
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
@@ -421,6 +422,79 @@ pub fn take_interface_of(
             .join()
             .unwrap_or_else(|_| Err(crate::RuntimeError::Spec("network thread panicked")))
     })
+}
+
+/// For `--network=host`: every interface of the caller's network namespace, with its flags,
+/// addresses (all scopes) and default routes, as programs in the sandbox will see them.
+pub fn host_interfaces() -> io::Result<Vec<Iface>> {
+    let rtnl = Rtnl::open()?;
+    let mut out = Vec::new();
+    for m in rtnl.dump(RTM_GETLINK, &[0u8; 16])? {
+        if m.kind != RTM_NEWLINK || m.body.len() < 16 {
+            continue;
+        }
+        let mut d = Iface {
+            index: u32_at(&m.body, 4) as i32,
+            name: String::new(),
+            flags: u32_at(&m.body, 8),
+            hw_type: u16::from_le_bytes([m.body[2], m.body[3]]),
+            mtu: 1500,
+            mac: [0; 6],
+            addrs: Vec::new(),
+            gateway: None,
+            gateway6: None,
+            stats: IfaceStats::default(),
+        };
+        for (k, v) in attributes(&m.body, 16) {
+            match k {
+                IFLA_IFNAME => {
+                    let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+                    d.name = String::from_utf8_lossy(&v[..end]).into_owned();
+                }
+                IFLA_ADDRESS if v.len() == 6 => d.mac.copy_from_slice(v),
+                IFLA_MTU => d.mtu = u32_at(v, 0),
+                _ => {}
+            }
+        }
+        out.push(d);
+    }
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        let mut req = [0u8; 8];
+        req[0] = family as u8;
+        for m in rtnl.dump(RTM_GETADDR, &req)? {
+            if m.kind != RTM_NEWADDR || m.body.len() < 8 || i32::from(m.body[0]) != family {
+                continue;
+            }
+            let (prefix, scope, index) = (m.body[1], m.body[3], u32_at(&m.body, 4) as i32);
+            let attrs = attributes(&m.body, 8);
+            let find = |kind: u16| {
+                attrs
+                    .iter()
+                    .find(|(k, v)| *k == kind && matches!(v.len(), 4 | 16))
+                    .map(|(_, v)| *v)
+            };
+            let Some(raw) = find(IFA_LOCAL).or_else(|| find(IFA_ADDRESS)) else {
+                continue;
+            };
+            let addr = match raw.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(raw).unwrap_or_default()),
+                _ => IpAddr::from(<[u8; 16]>::try_from(raw).unwrap_or_default()),
+            };
+            if let Some(d) = out.iter_mut().find(|d| d.index == index) {
+                d.addrs.push(IfaceAddr {
+                    addr,
+                    prefix,
+                    scope,
+                });
+            }
+        }
+    }
+    for d in &mut out {
+        d.gateway = default_route(&rtnl, d.index as u32, libc::AF_INET)?.map(|(gw, _)| gw);
+        d.gateway6 = default_route(&rtnl, d.index as u32, libc::AF_INET6)?.map(|(gw, _)| gw);
+    }
+    out.sort_by_key(|d| d.index);
+    Ok(out)
 }
 
 /// [`GiveBack::apply`] in the network namespace at `path`, entered by a thread of its own.

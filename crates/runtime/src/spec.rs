@@ -5,6 +5,7 @@
 use moat_abi::Rlimit;
 use std::net::IpAddr;
 
+use moat_kernel::net::iface::{Iface, IfaceAddr, IfaceStats};
 use moat_kernel::{
     AuxFacts, Credentials, InterfaceConfig, NetworkMode, SeedFile, TmpfsMount, Volume, RLIMIT_COUNT,
 };
@@ -56,6 +57,9 @@ pub struct KernelSpec {
     /// The external interface the sandbox took (`--network=sandbox`); its packet socket
     /// travels at `launch::KERNEL_NET_FD`.
     pub interface: Option<InterfaceConfig>,
+    /// With `--network=host`: the host's interfaces, which programs see instead of the
+    /// sandbox's `lo` (`network::host_interfaces`).
+    pub host_interfaces: Vec<Iface>,
     /// OCI `startContainer` hooks: run in the sandbox, in order, before the program.
     pub start_hooks: Vec<StartHook>,
     /// The container's state JSON, the hooks' stdin.
@@ -308,6 +312,26 @@ impl KernelSpec {
                 }
             }
         }
+        w.u64(self.host_interfaces.len() as u64);
+        for d in &self.host_interfaces {
+            w.u32(d.index as u32);
+            w.bytes(d.name.as_bytes());
+            w.u32(d.flags);
+            w.u32(u32::from(d.hw_type));
+            w.u32(d.mtu);
+            w.0.extend_from_slice(&d.mac);
+            w.u64(d.addrs.len() as u64);
+            for a in &d.addrs {
+                w.ip(a.addr);
+                w.0.extend_from_slice(&[a.prefix, a.scope]);
+            }
+            for gw in [d.gateway, d.gateway6] {
+                w.bool(gw.is_some());
+                if let Some(gw) = gw {
+                    w.ip(gw);
+                }
+            }
+        }
         w.u64(self.start_hooks.len() as u64);
         for h in &self.start_hooks {
             w.bytes(&h.path);
@@ -417,6 +441,43 @@ impl KernelSpec {
             None
         };
         let n = r.len()?;
+        let mut host_interfaces = Vec::with_capacity(n.min(256));
+        for _ in 0..n {
+            let index = r.u32()? as i32;
+            let name = r.string()?;
+            let flags = r.u32()?;
+            let hw_type =
+                u16::try_from(r.u32()?).map_err(|_| RuntimeError::Spec("bad hardware type"))?;
+            let mtu = r.u32()?;
+            let mut mac = [0u8; 6];
+            mac.copy_from_slice(r.take(6)?);
+            let count = r.len()?;
+            let mut addrs = Vec::with_capacity(count.min(256));
+            for _ in 0..count {
+                let addr = r.ip()?;
+                let ps = r.take(2)?;
+                addrs.push(IfaceAddr {
+                    addr,
+                    prefix: ps[0],
+                    scope: ps[1],
+                });
+            }
+            let gateway = if r.bool()? { Some(r.ip()?) } else { None };
+            let gateway6 = if r.bool()? { Some(r.ip()?) } else { None };
+            host_interfaces.push(Iface {
+                index,
+                name,
+                flags,
+                hw_type,
+                mtu,
+                mac,
+                addrs,
+                gateway,
+                gateway6,
+                stats: IfaceStats::default(),
+            });
+        }
+        let n = r.len()?;
         let mut start_hooks = Vec::with_capacity(n);
         for _ in 0..n {
             start_hooks.push(StartHook {
@@ -458,6 +519,7 @@ impl KernelSpec {
             wait_for_start,
             network,
             interface,
+            host_interfaces,
             start_hooks,
             hook_state,
         })
@@ -552,6 +614,22 @@ mod tests {
                 gateway: Some("10.0.0.1".parse().unwrap()),
                 gateway6: Some("fd00::1".parse().unwrap()),
             }),
+            host_interfaces: vec![Iface {
+                index: 3,
+                name: "eth1".into(),
+                flags: 0x1_1043,
+                hw_type: 1,
+                mtu: 9000,
+                mac: [2, 0, 0, 0, 0, 3],
+                addrs: vec![IfaceAddr {
+                    addr: "fe80::3".parse().unwrap(),
+                    prefix: 64,
+                    scope: 253,
+                }],
+                gateway: Some("192.168.1.1".parse().unwrap()),
+                gateway6: None,
+                stats: IfaceStats::default(),
+            }],
         }
     }
 

@@ -1,12 +1,11 @@
 //! Netlink route sockets (`AF_NETLINK`, `NETLINK_ROUTE`), answering what programs ask about
-//! the sandbox's interfaces: dumps of links (`RTM_GETLINK`) and addresses (`RTM_GETADDR`)
-//! describing `lo` and the external interface if there is one (`net/ext`), as glibc's
-//! `getifaddrs` and iproute2's `ip addr` read them, and of the external interface's IPv4
-//! routes (`RTM_GETROUTE`, for `ip route`); other dumps (neighbours, rules) are empty, and
-//! changes are refused (`EPERM`: nothing in the
-//! sandbox holds `CAP_NET_ADMIN`). Each answer is a datagram of its own on the socket's
-//! queue; a dump ends with `NLMSG_DONE`. No events are ever multicast (the interfaces never
-//! change).
+//! the interfaces they see (`net/iface.rs`: the sandbox's `lo` and external interface, or the
+//! host's with `--network=host`): dumps of links (`RTM_GETLINK`) and addresses
+//! (`RTM_GETADDR`), as glibc's `getifaddrs` and iproute2's `ip addr` read them, and of the
+//! IPv4 routes (`RTM_GETROUTE`, for `ip route`); other dumps (neighbours, rules) are empty, and
+//! changes are refused (`EPERM`: the interfaces are not the sandbox's to change). Each answer
+//! is a datagram of its own on the socket's queue; a dump ends with `NLMSG_DONE`. No events
+//! are ever multicast (the interfaces never change).
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -16,8 +15,8 @@ use std::time::Duration;
 
 use moat_abi::{Errno, Stat};
 
-use super::ext::{External, InterfaceConfig, EXT_INDEX};
-use super::iface::{LO_INDEX, LO_MTU, LO_NAME};
+use super::ext::InterfaceConfig;
+use super::iface::{self, Iface, IFF_UP};
 use super::{Blocking, Incoming, Outgoing, Socket, Ucred, SOL_SOCKET};
 use crate::fs::pipe::{POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::fs::{FileOps, OpenFile};
@@ -59,8 +58,6 @@ const RT_SCOPE_UNIVERSE: u8 = 0;
 const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
 const IFA_BROADCAST: u16 = 4;
-/// The external interface's flags: up, broadcast, running, multicast, lower up.
-const EXT_FLAGS: u32 = 0x1 | 0x2 | 0x40 | 0x1000 | 0x1_0000;
 /// The first and last route message types (`RTM_BASE`, `RTM_MAX`).
 const RTM_BASE: u16 = 16;
 const RTM_MAX: u16 = 127;
@@ -86,11 +83,6 @@ const IFA_LABEL: u16 = 3;
 const IFA_CACHEINFO: u16 = 6;
 const IFA_FLAGS: u16 = 8;
 const IFA_F_PERMANENT: u8 = 0x80;
-const RT_SCOPE_HOST: u8 = 254;
-
-/// `ARPHRD_LOOPBACK`, and `lo`'s flags: up, loopback, running, lower up.
-const ARPHRD_LOOPBACK: u16 = 772;
-const LO_FLAGS: u32 = 0x1 | 0x8 | 0x40 | 0x1_0000;
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3
@@ -131,111 +123,58 @@ impl Message {
     }
 }
 
-/// `RTM_NEWLINK` for `lo`.
-fn link_lo(flags: u16, seq: u32, port: u32) -> Vec<u8> {
+/// `RTM_NEWLINK` for an interface.
+fn link(d: &Iface, flags: u16, seq: u32, port: u32) -> Vec<u8> {
     let mut m = Message::new(RTM_NEWLINK, flags, seq, port);
     let mut info = [0u8; 16];
-    info[2..4].copy_from_slice(&ARPHRD_LOOPBACK.to_le_bytes());
-    info[4..8].copy_from_slice(&LO_INDEX.to_le_bytes());
-    info[8..12].copy_from_slice(&LO_FLAGS.to_le_bytes());
-    let mut name = LO_NAME.to_vec();
+    info[2..4].copy_from_slice(&d.hw_type.to_le_bytes());
+    info[4..8].copy_from_slice(&d.index.to_le_bytes());
+    info[8..12].copy_from_slice(&d.flags.to_le_bytes());
+    let mut name = d.name.as_bytes().to_vec();
     name.push(0);
-    m.put(&info)
-        .attr(IFLA_IFNAME, &name)
-        .attr(IFLA_TXQLEN, &1000u32.to_le_bytes())
-        .attr(IFLA_OPERSTATE, &[0])
-        .attr(IFLA_LINKMODE, &[0])
-        .attr(IFLA_MTU, &(LO_MTU as u32).to_le_bytes())
-        .attr(IFLA_GROUP, &0u32.to_le_bytes())
-        .attr(IFLA_PROMISCUITY, &0u32.to_le_bytes())
-        .attr(IFLA_NUM_TX_QUEUES, &1u32.to_le_bytes())
-        .attr(IFLA_NUM_RX_QUEUES, &1u32.to_le_bytes())
-        .attr(IFLA_CARRIER, &[1])
-        .attr(IFLA_QDISC, b"noqueue\0")
-        .attr(IFLA_ADDRESS, &[0; 6])
-        .attr(IFLA_BROADCAST, &[0; 6])
-        // `struct rtnl_link_stats`: Moat does not count loopback traffic.
-        .attr(IFLA_STATS, &[0; 96]);
-    m.done()
-}
-
-/// `RTM_NEWADDR` for `lo`'s address of `family`.
-fn addr_lo(family: i32, flags: u16, seq: u32, port: u32) -> Vec<u8> {
-    let mut m = Message::new(RTM_NEWADDR, flags, seq, port);
-    let (prefix, addr): (u8, Vec<u8>) = if family == libc::AF_INET {
-        (8, vec![127, 0, 0, 1])
-    } else {
-        (128, std::net::Ipv6Addr::LOCALHOST.octets().to_vec())
-    };
-    let mut info = [0u8; 8];
-    info[0] = family as u8;
-    info[1] = prefix;
-    info[2] = IFA_F_PERMANENT;
-    info[3] = RT_SCOPE_HOST;
-    info[4..8].copy_from_slice(&LO_INDEX.to_le_bytes());
-    let mut cache = [0u8; 16];
-    cache[..8].copy_from_slice(&[0xff; 8]); // preferred and valid lifetimes: forever
-    m.put(&info).attr(IFA_ADDRESS, &addr);
-    if family == libc::AF_INET {
-        let mut label = LO_NAME.to_vec();
-        label.push(0);
-        m.attr(IFA_LOCAL, &addr).attr(IFA_LABEL, &label);
-    }
-    m.attr(IFA_FLAGS, &u32::from(IFA_F_PERMANENT).to_le_bytes())
-        .attr(IFA_CACHEINFO, &cache);
-    m.done()
-}
-
-/// `RTM_NEWLINK` for the external interface.
-fn link_ext(ext: &External, flags: u16, seq: u32, port: u32) -> Vec<u8> {
-    let mut m = Message::new(RTM_NEWLINK, flags, seq, port);
-    let mut info = [0u8; 16];
-    info[2..4].copy_from_slice(&super::iface::ARPHRD_ETHER.to_le_bytes());
-    info[4..8].copy_from_slice(&EXT_INDEX.to_le_bytes());
-    info[8..12].copy_from_slice(&EXT_FLAGS.to_le_bytes());
-    let mut name = ext.config.name.as_bytes().to_vec();
-    name.push(0);
+    // `struct rtnl_link_stats`: 32-bit counters, packets before bytes.
     let mut stats = [0u8; 96];
-    {
-        use std::sync::atomic::Ordering::Relaxed;
-        let c = &ext.counters;
-        for (i, v) in [
-            c.rx_packets.load(Relaxed),
-            c.tx_packets.load(Relaxed),
-            c.rx_bytes.load(Relaxed),
-            c.tx_bytes.load(Relaxed),
-        ]
+    let c = d.stats;
+    for (i, v) in [c.rx_packets, c.tx_packets, c.rx_bytes, c.tx_bytes]
         .into_iter()
         .enumerate()
-        {
-            stats[i * 4..i * 4 + 4].copy_from_slice(&(v as u32).to_le_bytes());
-        }
+    {
+        stats[i * 4..i * 4 + 4].copy_from_slice(&(v as u32).to_le_bytes());
     }
+    // `IF_OPER_UNKNOWN` for loopback (as Linux's), up or down for the others.
+    let operstate = if d.is_loopback() {
+        0
+    } else if d.flags & IFF_UP != 0 {
+        6
+    } else {
+        2
+    };
+    let broadcast = if d.is_loopback() { [0; 6] } else { [0xff; 6] };
     m.put(&info)
         .attr(IFLA_IFNAME, &name)
         .attr(IFLA_TXQLEN, &1000u32.to_le_bytes())
-        .attr(IFLA_OPERSTATE, &[6]) // IF_OPER_UP
+        .attr(IFLA_OPERSTATE, &[operstate])
         .attr(IFLA_LINKMODE, &[0])
-        .attr(IFLA_MTU, &ext.config.mtu.to_le_bytes())
+        .attr(IFLA_MTU, &d.mtu.to_le_bytes())
         .attr(IFLA_GROUP, &0u32.to_le_bytes())
         .attr(IFLA_PROMISCUITY, &0u32.to_le_bytes())
         .attr(IFLA_NUM_TX_QUEUES, &1u32.to_le_bytes())
         .attr(IFLA_NUM_RX_QUEUES, &1u32.to_le_bytes())
-        .attr(IFLA_CARRIER, &[1])
+        .attr(IFLA_CARRIER, &[u8::from(d.flags & IFF_UP != 0)])
         .attr(IFLA_QDISC, b"noqueue\0")
-        .attr(IFLA_ADDRESS, &ext.config.mac)
-        .attr(IFLA_BROADCAST, &[0xff; 6])
+        .attr(IFLA_ADDRESS, &d.mac)
+        .attr(IFLA_BROADCAST, &broadcast)
         .attr(IFLA_STATS, &stats);
     m.done()
 }
 
-/// `RTM_NEWADDR` for each of the external interface's addresses of `family`.
-fn addrs_ext(ext: &External, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
+/// `RTM_NEWADDR` for each of an interface's addresses of `family` (`AF_UNSPEC`: all).
+fn addrs(d: &Iface, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for (ip, prefix) in &ext.config.addrs {
-        let (fam, bytes) = match ip {
-            IpAddr::V4(a) => (libc::AF_INET, a.octets().to_vec()),
-            IpAddr::V6(a) => (libc::AF_INET6, a.octets().to_vec()),
+    for a in &d.addrs {
+        let (fam, bytes) = match a.addr {
+            IpAddr::V4(ip) => (libc::AF_INET, ip.octets().to_vec()),
+            IpAddr::V6(ip) => (libc::AF_INET6, ip.octets().to_vec()),
         };
         if family != libc::AF_UNSPEC && family != fam {
             continue;
@@ -243,21 +182,23 @@ fn addrs_ext(ext: &External, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
         let mut m = Message::new(RTM_NEWADDR, NLM_F_MULTI, seq, port);
         let mut info = [0u8; 8];
         info[0] = fam as u8;
-        info[1] = *prefix;
+        info[1] = a.prefix;
         info[2] = IFA_F_PERMANENT;
-        info[3] = RT_SCOPE_UNIVERSE;
-        info[4..8].copy_from_slice(&EXT_INDEX.to_le_bytes());
+        info[3] = a.scope;
+        info[4..8].copy_from_slice(&d.index.to_le_bytes());
         let mut cache = [0u8; 16];
-        cache[..8].copy_from_slice(&[0xff; 8]);
+        cache[..8].copy_from_slice(&[0xff; 8]); // preferred and valid lifetimes: forever
         m.put(&info).attr(IFA_ADDRESS, &bytes);
-        if let IpAddr::V4(a) = ip {
-            let mask = InterfaceConfig::netmask_v4(*prefix);
-            let bcast: [u8; 4] = std::array::from_fn(|i| a.octets()[i] | !mask[i]);
-            let mut label = ext.config.name.as_bytes().to_vec();
+        if let IpAddr::V4(ip) = a.addr {
+            let mut label = d.name.as_bytes().to_vec();
             label.push(0);
-            m.attr(IFA_LOCAL, &bytes)
-                .attr(IFA_BROADCAST, &bcast)
-                .attr(IFA_LABEL, &label);
+            m.attr(IFA_LOCAL, &bytes);
+            if !d.is_loopback() {
+                let mask = InterfaceConfig::netmask_v4(a.prefix);
+                let bcast: [u8; 4] = std::array::from_fn(|i| ip.octets()[i] | !mask[i]);
+                m.attr(IFA_BROADCAST, &bcast);
+            }
+            m.attr(IFA_LABEL, &label);
         }
         m.attr(IFA_FLAGS, &u32::from(IFA_F_PERMANENT).to_le_bytes())
             .attr(IFA_CACHEINFO, &cache);
@@ -266,9 +207,9 @@ fn addrs_ext(ext: &External, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
     out
 }
 
-/// `RTM_NEWROUTE` for the external interface's IPv4 routes: the default route through the
-/// gateway, and each address's subnet on the link.
-fn routes_ext(ext: &External, seq: u32, port: u32) -> Vec<Vec<u8>> {
+/// `RTM_NEWROUTE` for an interface's IPv4 routes: the default route through the gateway,
+/// and each address's subnet on the link (none for loopback).
+fn routes(d: &Iface, seq: u32, port: u32) -> Vec<Vec<u8>> {
     let route = |dst: Option<([u8; 4], u8)>, gw: Option<[u8; 4]>, src: Option<[u8; 4]>| {
         let mut m = Message::new(RTM_NEWROUTE, NLM_F_MULTI, seq, port);
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
@@ -289,8 +230,8 @@ fn routes_ext(ext: &External, seq: u32, port: u32) -> Vec<Vec<u8>> {
         info[7] = RTN_UNICAST;
         m.put(&info)
             .attr(RTA_TABLE, &u32::from(RT_TABLE_MAIN).to_le_bytes());
-        if let Some((d, _)) = dst {
-            m.attr(RTA_DST, &d);
+        if let Some((net, _)) = dst {
+            m.attr(RTA_DST, &net);
         }
         if let Some(s) = src {
             m.attr(RTA_PREFSRC, &s);
@@ -298,18 +239,21 @@ fn routes_ext(ext: &External, seq: u32, port: u32) -> Vec<Vec<u8>> {
         if let Some(g) = gw {
             m.attr(RTA_GATEWAY, &g);
         }
-        m.attr(RTA_OIF, &EXT_INDEX.to_le_bytes());
+        m.attr(RTA_OIF, &d.index.to_le_bytes());
         m.done()
     };
     let mut out = Vec::new();
-    if let Some(IpAddr::V4(gw)) = ext.config.gateway {
+    if d.is_loopback() {
+        return out;
+    }
+    if let Some(IpAddr::V4(gw)) = d.gateway {
         out.push(route(None, Some(gw.octets()), None));
     }
-    for (ip, prefix) in &ext.config.addrs {
-        if let IpAddr::V4(a) = ip {
-            let mask = InterfaceConfig::netmask_v4(*prefix);
-            let net: [u8; 4] = std::array::from_fn(|i| a.octets()[i] & mask[i]);
-            out.push(route(Some((net, *prefix)), None, Some(a.octets())));
+    for a in &d.addrs {
+        if let IpAddr::V4(ip) = a.addr {
+            let mask = InterfaceConfig::netmask_v4(a.prefix);
+            let net: [u8; 4] = std::array::from_fn(|i| ip.octets()[i] & mask[i]);
+            out.push(route(Some((net, a.prefix)), None, Some(ip.octets())));
         }
     }
     out
@@ -390,9 +334,8 @@ impl NetlinkSocket {
                 let first = replies.len();
                 match kind {
                     RTM_GETLINK if dump => {
-                        replies.push(link_lo(NLM_F_MULTI, seq, port));
-                        if let Some(ext) = super::iface::external() {
-                            replies.push(link_ext(ext, NLM_F_MULTI, seq, port));
+                        for d in iface::all() {
+                            replies.push(link(&d, NLM_F_MULTI, seq, port));
                         }
                     }
                     RTM_GETLINK => {
@@ -400,35 +343,26 @@ impl NetlinkSocket {
                         let index = body
                             .get(4..8)
                             .map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                        let ext = super::iface::external();
-                        if index == LO_INDEX || (index == 0 && names(body, LO_NAME)) {
-                            replies.push(link_lo(0, seq, port));
-                        } else if let Some(ext) = ext.filter(|e| {
-                            index == EXT_INDEX
-                                || (index == 0 && names(body, e.config.name.as_bytes()))
-                        }) {
-                            replies.push(link_ext(ext, 0, seq, port));
-                        } else {
-                            replies.push(error(h, Errno::ENODEV.0, port));
+                        let found = iface::all().into_iter().find(|d| {
+                            d.index == index || (index == 0 && names(body, d.name.as_bytes()))
+                        });
+                        match found {
+                            Some(d) => replies.push(link(&d, 0, seq, port)),
+                            None => replies.push(error(h, Errno::ENODEV.0, port)),
                         }
                     }
                     RTM_GETADDR if dump => {
                         let family = body.first().map_or(0, |&f| i32::from(f));
-                        for fam in [libc::AF_INET, libc::AF_INET6] {
-                            if family == libc::AF_UNSPEC || family == fam {
-                                replies.push(addr_lo(fam, NLM_F_MULTI, seq, port));
-                            }
-                        }
-                        if let Some(ext) = super::iface::external() {
-                            replies.extend(addrs_ext(ext, family, seq, port));
+                        for d in iface::all() {
+                            replies.extend(addrs(&d, family, seq, port));
                         }
                     }
                     RTM_GETROUTE if dump => {
                         let family = body.first().map_or(0, |&f| i32::from(f));
-                        if let (Some(ext), libc::AF_UNSPEC | libc::AF_INET) =
-                            (super::iface::external(), family)
-                        {
-                            replies.extend(routes_ext(ext, seq, port));
+                        if matches!(family, libc::AF_UNSPEC | libc::AF_INET) {
+                            for d in iface::all() {
+                                replies.extend(routes(&d, seq, port));
+                            }
                         }
                     }
                     // Other dumps of route objects are empty: no routes beyond `lo`'s own,

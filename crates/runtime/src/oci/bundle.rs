@@ -621,6 +621,7 @@ pub fn plan(
         wait_for_start: true,
         network: NetworkMode::Sandbox,
         interface: None,
+        host_interfaces: Vec::new(),
         start_hooks: start_hooks(spec),
         // Written by `create` once the front's pid is known.
         hook_state: Vec::new(),

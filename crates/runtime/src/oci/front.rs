@@ -433,6 +433,13 @@ pub fn front_main(state_dir: &Path, sync_fd: i32, log: Log) -> ExitCode {
         .netns
         .clone()
         .filter(|_| plan.kernel.network == moat_kernel::NetworkMode::Sandbox);
+    // With the host's network, programs see the host's interfaces.
+    if plan.kernel.network == moat_kernel::NetworkMode::Host {
+        match crate::network::host_interfaces() {
+            Ok(interfaces) => plan.kernel.host_interfaces = interfaces,
+            Err(e) => log.warn(&format!("reading the host's interfaces: {e}")),
+        }
+    }
     let mut give_back = None;
     let net = netns
         .as_deref()
