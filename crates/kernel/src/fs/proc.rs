@@ -353,6 +353,7 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
                 "fs",
                 dir(root, vec![("nr_open", text(root, "1048576\n".into()))]),
             ),
+            ("net", sys_net(kernel)),
         ],
     );
 
@@ -454,6 +455,28 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
         }
         out
     })
+}
+
+/// `/proc/sys/net`: the sandbox's network settings, read-only (the sandbox's own, not the
+/// host's: `ping_group_range` is its stack's).
+fn sys_net(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
+    let root = (0, 0);
+    let k = kernel.clone();
+    let ping_group_range = file(0o444, root, move || {
+        let (low, high) = k
+            .upgrade()
+            .map_or(crate::net::inet::icmp::PING_GROUP_RANGE, |k| {
+                k.inet.ping_group_range
+            });
+        format!("{low}\t{high}\n").into_bytes()
+    });
+    dir(
+        root,
+        vec![(
+            "ipv4",
+            dir(root, vec![("ping_group_range", ping_group_range)]),
+        )],
+    )
 }
 
 /// `/proc/stat`: the sandbox's CPUs, all idle but for what it does not account yet (the

@@ -154,6 +154,17 @@ pub struct Incoming {
     pub fds: Vec<Arc<OpenFile>>,
     /// The sender's credentials, when the receiver asked for them (`SO_PASSCRED`).
     pub creds: Option<Ucred>,
+    /// Other control messages the receiver asked for (`SO_TIMESTAMP`, `IP_TTL`...), in the
+    /// order Linux puts them.
+    pub control: Vec<Cmsg>,
+}
+
+/// A control message of a receive: its level, type and data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmsg {
+    pub level: i32,
+    pub kind: i32,
+    pub data: Vec<u8>,
 }
 
 /// How a send or receive may wait.

@@ -14,6 +14,7 @@
 //! second kind of connection behind the same socket types: the sockets, options, port
 //! tables and system calls would not change.
 
+pub mod icmp;
 pub mod options;
 pub mod ports;
 pub mod tcp;
@@ -348,6 +349,10 @@ pub fn port_needs_privilege(port: u16) -> bool {
 pub struct Stack {
     pub(crate) tcp: Mutex<ports::PortTable<tcp::Tcp>>,
     pub(crate) udp: Mutex<ports::PortTable<udp::Udp>>,
+    /// The echo identifiers of the ping sockets.
+    pub(crate) ping: Mutex<icmp::Table>,
+    /// `net.ipv4.ping_group_range`: the groups that may make ping sockets.
+    pub ping_group_range: (u32, u32),
     pub ext: Option<Arc<External>>,
 }
 
@@ -362,6 +367,8 @@ impl Stack {
         Stack {
             tcp: Mutex::new(ports::PortTable::new(ports::Proto::Tcp)),
             udp: Mutex::new(ports::PortTable::new(ports::Proto::Udp)),
+            ping: Mutex::new(icmp::Table::default()),
+            ping_group_range: icmp::PING_GROUP_RANGE,
             ext,
         }
     }
