@@ -236,4 +236,9 @@ pub trait Socket: Send + Sync {
     fn set_option(&self, task: &Task, level: i32, name: i32, value: &[u8]) -> Result<(), Errno>;
     /// The send and receive time-outs (`SO_SNDTIMEO`, `SO_RCVTIMEO`).
     fn timeouts(&self) -> (Option<Duration>, Option<Duration>);
+    /// Whether a receive with `MSG_TRUNC` returns a message's whole length rather than what
+    /// was copied: every message socket but Linux's ping sockets.
+    fn trunc_returns_whole(&self) -> bool {
+        self.kind() != libc::SOCK_STREAM
+    }
 }

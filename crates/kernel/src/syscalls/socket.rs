@@ -432,8 +432,7 @@ pub fn recvfrom(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 /// What a receive returns: with `MSG_TRUNC`, a message's whole length.
 fn received_len(file: &OpenFile, got: &Incoming, flags: u32) -> u64 {
-    let message = sock(file).kind() != libc::SOCK_STREAM;
-    if flags & MSG_TRUNC != 0 && message {
+    if flags & MSG_TRUNC != 0 && sock(file).trunc_returns_whole() {
         got.whole as u64
     } else {
         got.data.len() as u64

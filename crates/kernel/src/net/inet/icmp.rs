@@ -874,6 +874,11 @@ impl Socket for PingSocket {
         let st = self.sk.state.guard();
         (st.opts.send_timeout, st.opts.recv_timeout)
     }
+
+    /// `ping_recvmsg` returns what it copied, `MSG_TRUNC` or not.
+    fn trunc_returns_whole(&self) -> bool {
+        false
+    }
 }
 
 impl FileOps for PingSocket {
