@@ -5,7 +5,7 @@
 // short messages, EDESTADDRREQ/EAFNOSUPPORT/EINVAL for addresses, ENETUNREACH beyond lo;
 // connect/send/read, poll and epoll readiness, MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC,
 // SO_RCVTIMEO, MSG_ERRQUEUE on an empty error queue, control messages (SO_TIMESTAMP,
-// IP_TTL, IPV6_HOPLIMIT), and IPv6. Identifiers are never printed.
+// IP_TTL, IPV6_HOPLIMIT), /proc/net/icmp{,6}, and IPv6. Identifiers are never printed.
 // native-netns: ping
 #include "check.h"
 #include <arpa/inet.h>
@@ -77,6 +77,18 @@ static int port_of(int s) {
     if (a.ss_family == AF_INET)
         return ntohs(((struct sockaddr_in *)&a)->sin_port);
     return ntohs(((struct sockaddr_in6 *)&a)->sin6_port);
+}
+
+/* Whether /proc/net/icmp (or icmp6) has a line containing `what`. */
+static int listed(const char *file, const char *what) {
+    FILE *f = fopen(file, "r");
+    CHECK(f != NULL);
+    char line[512];
+    int found = 0;
+    while (fgets(line, sizeof line, f))
+        found |= strstr(line, what) != NULL;
+    fclose(f);
+    return found;
 }
 
 static int readable(int s, int ms) {
@@ -195,6 +207,9 @@ static void bind_v4(void) {
     }
     CHECK(id != 0);
     CHECK(port_of(s) == id);
+    char row[64];
+    snprintf(row, sizeof row, ": 0100007F:%04X 00000000:0000 07 ", id);
+    CHECK(listed("/proc/net/icmp", row));
     int t = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
     CHECK(t >= 0);
     CHECK(setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &zero, sizeof zero) == 0);
@@ -236,6 +251,8 @@ static void bind_v4(void) {
     CHECK(getpeername(s, (struct sockaddr *)&p, &pl) == 0);
     CHECK(p.sin_addr.s_addr == peer.sin_addr.s_addr && p.sin_port == htons(7));
     CHECK(port_of(s) == id);
+    snprintf(row, sizeof row, ": 0100007F:%04X 0200007F:0007 01 ", id);
+    CHECK(listed("/proc/net/icmp", row));
     n = request(buf, ICMP_ECHO, 301, 3);
     CHECK(write(s, buf, n) == (ssize_t)n);
     CHECK(read(s, got, sizeof got) == (ssize_t)n);
@@ -414,6 +431,9 @@ static void v6(void) {
     close(s);
     CHECK(bind(t, (struct sockaddr *)&b, sizeof b) == 0);
     CHECK(port_of(t) == id);
+    char row[80];
+    snprintf(row, sizeof row, ": 00000000000000000000000001000000:%04X ", id);
+    CHECK(listed("/proc/net/icmp6", row));
     CHECK(connect(t, (struct sockaddr *)&lo, sizeof lo) == 0);
     n = request(buf, 128, 6, 1);
     CHECK(send(t, buf, n, 0) == (ssize_t)n);

@@ -552,6 +552,8 @@ fn net_dir(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
             ("tcp6", inet("tcp6")),
             ("udp", inet("udp")),
             ("udp6", inet("udp6")),
+            ("icmp", inet("icmp")),
+            ("icmp6", inet("icmp6")),
             ("unix", unix),
         ],
     )

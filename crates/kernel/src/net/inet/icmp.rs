@@ -33,7 +33,7 @@ use super::options::{
     SO_BROADCAST, SO_DOMAIN, SO_ERROR, SO_PEERCRED, SO_PROTOCOL, SO_REUSEADDR, SO_TIMESTAMP,
     SO_TIMESTAMPNS, SO_TYPE,
 };
-use super::{Family, Route, SockAddr, Stack};
+use super::{Family, ProcLine, Route, SockAddr, Stack};
 use crate::fs::pipe::{POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM};
 use crate::fs::{FileOps, OpenFile};
 use crate::mm::MemoryManager;
@@ -566,6 +566,41 @@ impl Ping {
             ..Incoming::default()
         })
     }
+}
+
+/// The lines of `/proc/net/icmp` (IPv4 sockets) or `/proc/net/icmp6`: every socket holding
+/// an identifier.
+pub fn proc_lines(stack: &Stack, family: Family) -> Vec<ProcLine> {
+    let sockets: Vec<Arc<Ping>> = stack
+        .ping
+        .guard()
+        .holders
+        .values()
+        .flatten()
+        .filter(|h| h.family == family)
+        .filter_map(|h| h.owner.upgrade())
+        .collect();
+    sockets
+        .iter()
+        .filter_map(|sk| {
+            let st = sk.state.guard();
+            Some(ProcLine {
+                local: SockAddr::new(st.local, st.ident?),
+                remote: st.remote.unwrap_or(SockAddr::new(family.any(), 0)),
+                state: if st.remote.is_some() {
+                    super::state::ESTABLISHED
+                } else {
+                    super::state::CLOSE
+                },
+                tx_queue: 0,
+                rx_queue: st.recv_mem,
+                uid: sk.uid,
+                ino: sk.ino,
+                drops: st.drops,
+                time_wait: false,
+            })
+        })
+        .collect()
 }
 
 /// A ping socket open as a file.
