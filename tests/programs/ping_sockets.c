@@ -5,7 +5,7 @@
 // short messages, EDESTADDRREQ/EAFNOSUPPORT/EINVAL for addresses, ENETUNREACH beyond lo;
 // connect/send/read, poll and epoll readiness, MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC,
 // SO_RCVTIMEO, MSG_ERRQUEUE on an empty error queue, control messages (SO_TIMESTAMP,
-// IP_TTL, IPV6_HOPLIMIT), /proc/net/icmp{,6}, and IPv6. Identifiers are never printed.
+// IP_TTL, IP_TOS, IPV6_HOPLIMIT, IPV6_TCLASS), /proc/net/icmp{,6}, and IPv6. Identifiers are never printed.
 // native-netns: ping
 #include "check.h"
 #include <arpa/inet.h>
@@ -317,6 +317,10 @@ static void control_v4(void) {
     CHECK(setsockopt(s, SOL_IP, IP_RECVTTL, &one, sizeof one) == 0);
     CHECK(setsockopt(s, SOL_IP, IP_RETOPTS, &one, sizeof one) == 0);
     CHECK(setsockopt(s, SOL_SOCKET, SO_TIMESTAMP, &one, sizeof one) == 0);
+    // The reply carries the request's TOS back.
+    int tos = 0x10;
+    CHECK(setsockopt(s, SOL_IP, IP_TOS, &tos, sizeof tos) == 0);
+    CHECK(setsockopt(s, SOL_IP, IP_RECVTOS, &one, sizeof one) == 0);
     struct sockaddr_in lo = in4("127.0.0.1", 0);
     unsigned char buf[128], got[128];
     size_t n = request(buf, ICMP_ECHO, 9, 48);
@@ -352,14 +356,19 @@ static void control_v4(void) {
             int ttl;
             memcpy(&ttl, CMSG_DATA(c), sizeof ttl);
             CHECK(ttl == 64);
+            CHECK(seen == 1);
             seen |= 2;
+        } else if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_TOS) {
+            CHECK(c->cmsg_len == CMSG_LEN(1) && *CMSG_DATA(c) == 0x10);
+            CHECK(seen == 3);
+            seen |= 4;
         } else {
             CHECK(!"an unexpected control message");
         }
     }
-    CHECK(seen == 3);
+    CHECK(seen == 7);
     close(s);
-    printf("v4 control messages: timestamp, ttl\n");
+    printf("v4 control messages: timestamp, ttl, tos\n");
 }
 
 static void v6(void) {
@@ -371,6 +380,9 @@ static void v6(void) {
     int one = 1;
     CHECK(setsockopt(s, SOL_IPV6, IPV6_RECVHOPLIMIT, &one, sizeof one) == 0);
     CHECK(setsockopt(s, SOL_IPV6, IPV6_RECVERR, &one, sizeof one) == 0);
+    int tclass = 0x20;
+    CHECK(setsockopt(s, SOL_IPV6, IPV6_TCLASS, &tclass, sizeof tclass) == 0);
+    CHECK(setsockopt(s, SOL_IPV6, IPV6_RECVTCLASS, &one, sizeof one) == 0);
     struct sockaddr_in6 lo = in6("::1", 0);
     unsigned char buf[256], got[256];
     size_t n = request(buf, 128, 5, 100);
@@ -410,12 +422,18 @@ static void v6(void) {
     CHECK(icmp6_ok(got, r, &lo.sin6_addr, &lo.sin6_addr));
     CHECK(m.msg_namelen == sizeof from && from.sin6_family == AF_INET6 && from.sin6_port == 0);
     CHECK(IN6_IS_ADDR_LOOPBACK(&from.sin6_addr) && from.sin6_scope_id == 0);
-    int hops = -1;
+    int hops = -1, got_tclass = -1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-        CHECK(c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_HOPLIMIT);
-        memcpy(&hops, CMSG_DATA(c), sizeof hops);
+        CHECK(c->cmsg_level == SOL_IPV6);
+        if (c->cmsg_type == IPV6_HOPLIMIT) {
+            CHECK(got_tclass == -1);
+            memcpy(&hops, CMSG_DATA(c), sizeof hops);
+        } else {
+            CHECK(c->cmsg_type == IPV6_TCLASS);
+            memcpy(&got_tclass, CMSG_DATA(c), sizeof got_tclass);
+        }
     }
-    CHECK(hops == 64);
+    CHECK(hops == 64 && got_tclass == 0x20);
     CHECK_ERR(recv(s, got, sizeof got, MSG_DONTWAIT), EAGAIN);
 
     // bind: multicast and mapped addresses are refused; a bound identifier is used.
@@ -441,7 +459,7 @@ static void v6(void) {
     check_reply(got, r, buf, n, 129, id);
     CHECK(icmp6_ok(got, r, &lo.sin6_addr, &lo.sin6_addr));
     close(t);
-    printf("v6 echo: identifier, sequence, payload, checksum, hop limit, errors\n");
+    printf("v6 echo: identifier, sequence, payload, checksum, hop limit, class, errors\n");
 }
 
 int main(void) {
