@@ -10,6 +10,10 @@
 //! Headers, on the first comment lines of a program:
 //!   // expect: exit N      |  // expect: signal N
 //!   // args: a b c         (argv passed to both runs, split on white space)
+//!   // also-network: host  (also run under `moat do --network=host`)
+//!   // native-netns: ping  (the native run happens in a fresh network namespace with `lo`
+//!                          up and `net.ipv4.ping_group_range` admitting every group, as
+//!                          the sandbox's network is; needs root, else skipped with a line)
 //!
 //! Every run has stdin = /dev/null, stdout a pipe, and its own empty working directory; it is
 //! killed (with its whole process group) after `MOAT_DIFFERENTIAL_TIMEOUT` seconds (default 60).
@@ -72,12 +76,19 @@ struct Program {
     args: Vec<String>,
     /// `--network` modes to run under as well (`// also-network: host`).
     networks: Vec<String>,
+    /// The native run needs a network namespace of its own (`// native-netns: ping`).
+    native_netns: bool,
 }
 
-fn parse_headers(text: &str) -> Result<(Ended, Vec<String>, Vec<String>), String> {
+/// What a program's headers say: how it ends, its argv, its extra networks, whether its
+/// native run needs a network namespace of its own.
+type Headers = (Ended, Vec<String>, Vec<String>, bool);
+
+fn parse_headers(text: &str) -> Result<Headers, String> {
     let mut expect = Ended::Exit(0);
     let mut args = Vec::new();
     let mut networks = Vec::new();
+    let mut native_netns = false;
     for line in text.lines().take_while(|l| l.starts_with("//")) {
         let line = line.trim_start_matches('/').trim();
         if let Some(rest) = line.strip_prefix("expect:") {
@@ -101,9 +112,14 @@ fn parse_headers(text: &str) -> Result<(Ended, Vec<String>, Vec<String>), String
             args = rest.split_whitespace().map(str::to_string).collect();
         } else if let Some(rest) = line.strip_prefix("also-network:") {
             networks = rest.split_whitespace().map(str::to_string).collect();
+        } else if let Some(rest) = line.strip_prefix("native-netns:") {
+            if rest.trim() != "ping" {
+                return Err(format!("bad header (want `native-netns: ping`): {line}"));
+            }
+            native_netns = true;
         }
     }
-    Ok((expect, args, networks))
+    Ok((expect, args, networks, native_netns))
 }
 
 /// The `*.c` files of `dir`, sorted by name; a program whose headers do not parse becomes a
@@ -126,12 +142,13 @@ fn programs(dir: &Path) -> Vec<Result<Program, (String, String)>> {
                 .map_err(|e| e.to_string())
                 .and_then(|text| parse_headers(&text));
             match parsed {
-                Ok((expect, args, networks)) => Ok(Program {
+                Ok((expect, args, networks, native_netns)) => Ok(Program {
                     name,
                     source,
                     expect,
                     args,
                     networks,
+                    native_netns,
                 }),
                 Err(e) => Err((name, format!("{}: {e}", source.display()))),
             }
@@ -304,15 +321,38 @@ fn workdir(out_dir: &Path, name: &str, tag: &str) -> Result<PathBuf, Failed> {
     Ok(dir)
 }
 
+/// Set up a fresh network namespace as the sandbox's network is, then run the program
+/// (`$0`, with its arguments): `lo` up, and every group admitted to ping sockets (the
+/// setting is per namespace; a host's default, "1 0", admits nobody).
+const PING_NETNS: &str = "ip link set lo up && \
+    echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range && exec \"$0\" \"$@\"";
+
+/// The command of the native run.
+fn native_command(program: &Program, exe: &Path) -> Command {
+    if !program.native_netns {
+        let mut c = Command::new(exe);
+        c.args(&program.args);
+        return c;
+    }
+    let mut c = Command::new("unshare");
+    c.args(["--net", "--", "sh", "-c", PING_NETNS])
+        .arg(exe)
+        .args(&program.args);
+    c
+}
+
 fn differential(program: &Program, include: &Path, out_dir: &Path) -> Result<(), Failed> {
     let exe = build(program, include, out_dir)?;
+    if program.native_netns && !rustix::process::geteuid().is_root() {
+        eprintln!(
+            "SKIP {}: its native run needs a network namespace of its own (root)",
+            program.name
+        );
+        return Ok(());
+    }
     let native = run(
         "native",
-        Command::new(&exe).args(&program.args).current_dir(workdir(
-            out_dir,
-            &program.name,
-            "native",
-        )?),
+        native_command(program, &exe).current_dir(workdir(out_dir, &program.name, "native")?),
     )?;
     if native.ended != program.expect {
         return Err(format!(
@@ -497,17 +537,21 @@ fn self_tests() -> Vec<Trial> {
     }
     vec![
         Trial::test("harness::headers", || {
-            let (e, a, n) = parse_headers(
-                "// expect: signal 11\n// args: a  b\n// also-network: host\n#include <x.h>\n// args: late\n",
+            let (e, a, n, ns) = parse_headers(
+                "// expect: signal 11\n// args: a  b\n// also-network: host\n// native-netns: ping\n#include <x.h>\n// args: late\n",
             )?;
             check(
-                e == Ended::Signal(11) && a == ["a", "b"] && n == ["host"],
-                "signal header, args and networks",
+                e == Ended::Signal(11) && a == ["a", "b"] && n == ["host"] && ns,
+                "signal header, args, networks and namespace",
             )?;
-            let (e, a, n) = parse_headers("// A comment only.\nint main;\n")?;
+            let (e, a, n, ns) = parse_headers("// A comment only.\nint main;\n")?;
             check(
-                e == Ended::Exit(0) && a.is_empty() && n.is_empty(),
+                e == Ended::Exit(0) && a.is_empty() && n.is_empty() && !ns,
                 "defaults",
+            )?;
+            check(
+                parse_headers("// native-netns: raw\n").is_err(),
+                "unknown namespace set-up",
             )?;
             check(
                 parse_headers("// expect: exit 42\n")?.0 == Ended::Exit(42),

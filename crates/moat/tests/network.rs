@@ -317,3 +317,91 @@ for name, call in [('accept', l.accept), ('recv', lambda: u.recv(10))]:
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
 }
+
+/// A ping-socket client: an echo request to each address given, printing the reply's
+/// payload or the error's name; first the socket's own creation.
+const PINGER: &str = r"
+import errno, socket, sys
+def name(e):
+    return errno.errorcode.get(e.errno, e.errno)
+try:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+except OSError as e:
+    print('socket:', name(e))
+    sys.exit(0)
+s.settimeout(10)
+for host in sys.argv[1:]:
+    try:
+        s.sendto(b'\x08\x00\x00\x00\x00\x00\x00\x01hello', (host, 0))
+        data, (ip, port) = s.recvfrom(100)
+        print(host, 'reply from', ip, data[8:].decode())
+    except OSError as e:
+        print(host, name(e))
+";
+
+#[test]
+fn ping_sockets_by_network_mode() {
+    if !Path::new(PYTHON).exists() {
+        eprintln!("skipped: {PYTHON} is not installed");
+        return;
+    }
+    // The sandbox's own stack answers on loopback; nothing is beyond it with `none` (nor in
+    // the test's namespace, where `sandbox` takes no interface).
+    for mode in ["sandbox", "none"] {
+        let (ok, out, err) = python_in(mode, PINGER, &["127.0.0.1", "192.0.2.1"]);
+        assert!(ok, "{mode}: {err}");
+        assert_eq!(
+            out, "127.0.0.1 reply from 127.0.0.1 hello\n192.0.2.1 ENETUNREACH\n",
+            "{mode}: {err}"
+        );
+    }
+    // With the host's network, ping sockets would be the host's, which Moat does not make:
+    // refused as a host with Linux's default `ping_group_range` refuses them.
+    let (ok, out, err) = python_in("host", PINGER, &["127.0.0.1"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "socket: EACCES\n", "{err}");
+}
+
+/// iputils `ping` inside the sandbox, which answers itself on loopback.
+///
+/// IGNORED until per-task capability sets land on main: `ping` drops its capabilities
+/// first (`cap_set_proc`, then `prctl(PR_SET_KEEPCAPS)`), which Moat's all-or-nothing
+/// capability model refuses today, before `ping` ever opens a socket. (With
+/// `PR_SET_KEEPCAPS` stubbed locally, never committed, `ping` run as uid 1000 inside gave
+/// both replies with `ttl=64`, and `ping -6` its one.) The lead engineer enables this test
+/// (removes the `ignore`) when merging both; it needs iputils-ping (scripts/setup installs
+/// it).
+#[test]
+#[ignore = "needs per-task capability sets (cap_set_proc, PR_SET_KEEPCAPS) from main"]
+fn iputils_ping_inside_the_sandbox() {
+    if !Path::new("/bin/ping").exists() {
+        eprintln!("skipped: /bin/ping is not installed (scripts/setup installs iputils-ping)");
+        return;
+    }
+    for args in [
+        &["-c", "2", "-i", "0.2", "127.0.0.1"][..],
+        &["-6", "-c", "1", "::1"][..],
+    ] {
+        let out = Command::new(MOAT)
+            .arg("do")
+            .args(platform_args())
+            .arg("/bin/ping")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run moat");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "ping {args:?}: {:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let count = args[args.iter().position(|a| *a == "-c").unwrap() + 1];
+        assert!(
+            stdout.contains(&format!("{count} received, 0% packet loss")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("ttl=64"), "{stdout}");
+    }
+}

@@ -353,6 +353,7 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
                 "fs",
                 dir(root, vec![("nr_open", text(root, "1048576\n".into()))]),
             ),
+            ("net", sys_net(kernel)),
         ],
     );
 
@@ -456,6 +457,28 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
     })
 }
 
+/// `/proc/sys/net`: the sandbox's network settings, read-only (the sandbox's own, not the
+/// host's: `ping_group_range` is its stack's).
+fn sys_net(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
+    let root = (0, 0);
+    let k = kernel.clone();
+    let ping_group_range = file(0o444, root, move || {
+        let (low, high) = k
+            .upgrade()
+            .map_or(crate::net::inet::icmp::PING_GROUP_RANGE, |k| {
+                k.inet.ping_group_range
+            });
+        format!("{low}\t{high}\n").into_bytes()
+    });
+    dir(
+        root,
+        vec![(
+            "ipv4",
+            dir(root, vec![("ping_group_range", ping_group_range)]),
+        )],
+    )
+}
+
 /// `/proc/stat`: the sandbox's CPUs, all idle but for what it does not account yet (the
 /// per-CPU busy times are zero), its boot time and its process counts.
 fn system_stat(
@@ -529,6 +552,8 @@ fn net_dir(kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
             ("tcp6", inet("tcp6")),
             ("udp", inet("udp")),
             ("udp6", inet("udp6")),
+            ("icmp", inet("icmp")),
+            ("icmp6", inet("icmp6")),
             ("unix", unix),
         ],
     )

@@ -154,6 +154,17 @@ pub struct Incoming {
     pub fds: Vec<Arc<OpenFile>>,
     /// The sender's credentials, when the receiver asked for them (`SO_PASSCRED`).
     pub creds: Option<Ucred>,
+    /// Other control messages the receiver asked for (`SO_TIMESTAMP`, `IP_TTL`...), in the
+    /// order Linux puts them.
+    pub control: Vec<Cmsg>,
+}
+
+/// A control message of a receive: its level, type and data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmsg {
+    pub level: i32,
+    pub kind: i32,
+    pub data: Vec<u8>,
 }
 
 /// How a send or receive may wait.
@@ -225,4 +236,9 @@ pub trait Socket: Send + Sync {
     fn set_option(&self, task: &Task, level: i32, name: i32, value: &[u8]) -> Result<(), Errno>;
     /// The send and receive time-outs (`SO_SNDTIMEO`, `SO_RCVTIMEO`).
     fn timeouts(&self) -> (Option<Duration>, Option<Duration>);
+    /// Whether a receive with `MSG_TRUNC` returns a message's whole length rather than what
+    /// was copied: every message socket but Linux's ping sockets.
+    fn trunc_returns_whole(&self) -> bool {
+        self.kind() != libc::SOCK_STREAM
+    }
 }

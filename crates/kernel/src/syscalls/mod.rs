@@ -271,7 +271,7 @@ syscall_table! {
     EPOLL_WAIT => epoll::epoll_wait, [Int, Ptr, Int, Int], FULL;
     EPOLL_PWAIT => epoll::epoll_pwait, [Int, Ptr, Int, Int, Ptr, Uint], FULL;
     EPOLL_PWAIT2 => epoll::epoll_pwait2, [Int, Ptr, Int, Ptr, Ptr, Uint], FULL;
-    SOCKET => socket::socket, [Int, Hex, Int], Support::Partial("AF_UNIX; AF_INET and AF_INET6 TCP and UDP on the sandbox's loopback, or host sockets with --network=host; AF_NETLINK NETLINK_ROUTE (interface and address dumps); no packet, raw or ICMP sockets");
+    SOCKET => socket::socket, [Int, Hex, Int], Support::Partial("AF_UNIX; AF_INET and AF_INET6 TCP and UDP on the sandbox's loopback, or host sockets with --network=host; ICMP echo (ping) sockets, answered by the sandbox's own stack on loopback or through its interface (EACCES with --network=host); AF_NETLINK NETLINK_ROUTE (interface and address dumps); no packet or raw sockets");
     SOCKETPAIR => socket::socketpair, [Int, Hex, Int, Ptr], FULL;
     BIND => socket::bind, [Int, Ptr, Uint], FULL;
     LISTEN => socket::listen, [Int, Int], FULL;
@@ -281,7 +281,7 @@ syscall_table! {
     SENDTO => socket::sendto, [Int, InBuf, Uint, Hex, Ptr, Uint], Support::Partial("no MSG_OOB (TCP urgent data)");
     RECVFROM => socket::recvfrom, [Int, OutBuf, Uint, Hex, Ptr, Ptr], Support::Partial("no MSG_OOB");
     SENDMSG => socket::sendmsg, [Int, Ptr, Hex], Support::Partial("no MSG_OOB");
-    RECVMSG => socket::recvmsg, [Int, Ptr, Hex], Support::Partial("no MSG_OOB; no IP_PKTINFO, timestamp or MSG_ERRQUEUE control messages");
+    RECVMSG => socket::recvmsg, [Int, Ptr, Hex], Support::Partial("no MSG_OOB; SO_TIMESTAMP(NS), IP_TTL/IP_TOS and IPV6_HOPLIMIT/IPV6_TCLASS on ping sockets only; no IP_PKTINFO; MSG_ERRQUEUE finds an empty queue");
     SENDMMSG => socket::sendmmsg, [Int, Ptr, Uint, Hex], FULL;
     RECVMMSG => socket::recvmmsg, [Int, Ptr, Uint, Hex, Ptr], FULL;
     SHUTDOWN => socket::shutdown, [Int, Int], FULL;

@@ -12,6 +12,7 @@ use moat_abi::{Errno, SigInfo};
 use super::read_write::iovecs;
 use super::{int, SyscallResult};
 use crate::fs::OpenFile;
+use crate::net::inet::icmp::PingSocket;
 use crate::net::inet::tcp::TcpSocket;
 use crate::net::inet::udp::UdpSocket;
 use crate::net::inet::Family;
@@ -27,6 +28,7 @@ const MSG_CTRUNC: u32 = 0x8;
 const MSG_TRUNC: u32 = 0x20;
 const MSG_DONTWAIT: u32 = 0x40;
 const MSG_WAITALL: u32 = 0x100;
+const MSG_ERRQUEUE: u32 = 0x2000;
 const MSG_NOSIGNAL: u32 = 0x4000;
 const MSG_WAITFORONE: u32 = 0x1_0000;
 const MSG_CMSG_CLOEXEC: u32 = 0x4000_0000;
@@ -180,10 +182,12 @@ fn unsupported(task: &Task, domain: i32, kind: i32, what: &str, errno: Errno) ->
     errno
 }
 
-/// A TCP or UDP socket, by Linux's `inet_create` rules: an unknown type is
+/// A TCP, UDP or ICMP echo socket, by Linux's `inet_create` rules: an unknown type is
 /// `ESOCKTNOSUPPORT`, a protocol the type has not `EPROTONOSUPPORT`. Raw sockets need
-/// `CAP_NET_RAW`, which nothing in the sandbox has (`EPERM`); ICMP echo sockets are outside
-/// `net.ipv4.ping_group_range`, whose default admits nobody (`EACCES`).
+/// `CAP_NET_RAW`, which nothing in the sandbox has (`EPERM`). An ICMP echo socket needs the
+/// caller's effective or a supplementary group in the sandbox's `net.ipv4.ping_group_range`
+/// (`EACCES`); with `--network=host` it would be a host socket, which the host's range
+/// governs, and Moat makes none (`EACCES`, as a host with Linux's default range says).
 fn inet_socket(
     task: &Task,
     family: Family,
@@ -219,13 +223,24 @@ fn inet_socket(
             task.creds.euid,
             &task.kernel.inet,
         ))),
-        (libc::SOCK_DGRAM, p) if p == icmp => Err(unsupported(
+        (libc::SOCK_DGRAM, p) if p == icmp && host => Err(unsupported(
             task,
             domain,
             kind,
-            "ICMP echo socket",
+            "ICMP echo socket with --network=host",
             Errno::EACCES,
         )),
+        (libc::SOCK_DGRAM, p) if p == icmp => {
+            let range = task.kernel.inet.ping_group_range;
+            if !crate::net::inet::icmp::may_ping(range, task.creds.egid, &task.creds.groups) {
+                return Err(Errno::EACCES);
+            }
+            Ok(Box::new(PingSocket::new(
+                family,
+                task.creds.euid,
+                &task.kernel.inet,
+            )))
+        }
         (libc::SOCK_RAW | SOCK_PACKET, _) => {
             Err(unsupported(task, domain, kind, "raw socket", Errno::EPERM))
         }
@@ -350,6 +365,10 @@ fn receive_on(task: &mut Task, file: &OpenFile, len: usize, flags: u32) -> Resul
         return Err(Errno::EINVAL);
     }
     let s = sock(file);
+    if flags & MSG_ERRQUEUE != 0 && Family::from_domain(s.domain()).is_some() {
+        // No IP socket of the sandbox queues errors (`IP_RECVERR`): the queue is empty.
+        return Err(Errno::EAGAIN);
+    }
     let how = blocking(file, flags, s.timeouts().1);
     s.receive(
         task,
@@ -413,8 +432,7 @@ pub fn recvfrom(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
 
 /// What a receive returns: with `MSG_TRUNC`, a message's whole length.
 fn received_len(file: &OpenFile, got: &Incoming, flags: u32) -> u64 {
-    let message = sock(file).kind() != libc::SOCK_STREAM;
-    if flags & MSG_TRUNC != 0 && message {
+    if flags & MSG_TRUNC != 0 && sock(file).trunc_returns_whole() {
         got.whole as u64
     } else {
         got.data.len() as u64
@@ -557,14 +575,14 @@ fn deliver_control(
     let mut out = Vec::new();
     let mut flags = 0;
     /// Append one control message, truncated to what is left of `room`.
-    fn put(out: &mut Vec<u8>, flags: &mut u32, room: usize, kind: i32, data: &[u8]) {
+    fn put(out: &mut Vec<u8>, flags: &mut u32, room: usize, level: i32, kind: i32, data: &[u8]) {
         let left = room - out.len().min(room);
         if left < CMSG_HDR {
             *flags |= MSG_CTRUNC;
             return;
         }
         let mut c = ((CMSG_HDR + data.len()) as u64).to_le_bytes().to_vec();
-        c.extend_from_slice(&SOL_SOCKET.to_le_bytes());
+        c.extend_from_slice(&level.to_le_bytes());
         c.extend_from_slice(&kind.to_le_bytes());
         c.extend_from_slice(data);
         if c.len() > left {
@@ -575,8 +593,18 @@ fn deliver_control(
         c.resize(padded, 0);
         out.extend_from_slice(&c);
     }
+    for c in std::mem::take(&mut got.control) {
+        put(&mut out, &mut flags, room, c.level, c.kind, &c.data);
+    }
     if let Some(c) = got.creds {
-        put(&mut out, &mut flags, room, SCM_CREDENTIALS, &c.to_bytes());
+        put(
+            &mut out,
+            &mut flags,
+            room,
+            SOL_SOCKET,
+            SCM_CREDENTIALS,
+            &c.to_bytes(),
+        );
     }
     let files = std::mem::take(&mut got.fds);
     let passed = files.len();
@@ -597,7 +625,7 @@ fn deliver_control(
         }
         if !fds.is_empty() {
             let data: Vec<u8> = fds.iter().flat_map(|fd| fd.to_le_bytes()).collect();
-            put(&mut out, &mut flags, room, SCM_RIGHTS, &data);
+            put(&mut out, &mut flags, room, SOL_SOCKET, SCM_RIGHTS, &data);
         }
     }
     Ok((out, flags))

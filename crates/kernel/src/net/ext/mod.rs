@@ -34,7 +34,7 @@ use smoltcp::iface::{
     Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
 use smoltcp::phy::{Checksum, Device, DeviceCapabilities, Medium};
-use smoltcp::socket::udp;
+use smoltcp::socket::{icmp, udp};
 use smoltcp::time::Instant as NetInstant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
@@ -54,6 +54,9 @@ const RX_FRAME: usize = 14 + 65536 + 64;
 /// UDP socket buffers: datagrams and payload bytes.
 const UDP_PACKETS: usize = 256;
 const UDP_BYTES: usize = 1 << 20;
+/// ICMP echo socket buffers: messages and bytes each way (the largest echo fits).
+const ICMP_PACKETS: usize = 32;
+const ICMP_BYTES: usize = 128 << 10;
 
 /// An interface the runtime took for the sandbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +236,9 @@ pub struct Inner {
     pub(crate) watchers: HashMap<SocketHandle, Arc<WaitQueue>>,
     /// UDP sockets and the Moat sockets their datagrams go to.
     udp: HashMap<SocketHandle, Weak<super::inet::udp::Udp>>,
+    /// ICMP sockets (one per ping socket's identifier) and the ping sockets their echo
+    /// replies go to.
+    icmp: HashMap<SocketHandle, Weak<super::inet::icmp::Ping>>,
     /// TCP sockets the application closed, kept until their connection has ended.
     pub(crate) closing: Vec<SocketHandle>,
     /// When the `moat-net` thread wakes next, if it sleeps.
@@ -244,6 +250,7 @@ pub struct Inner {
 struct Events {
     queues: Vec<Arc<WaitQueue>>,
     datagrams: Vec<(Weak<super::inet::udp::Udp>, Vec<u8>, SockAddr)>,
+    echoes: Vec<(Weak<super::inet::icmp::Ping>, Vec<u8>, IpAddr)>,
 }
 
 /// The external interface and its stack.
@@ -310,6 +317,7 @@ impl External {
                 device,
                 watchers: HashMap::new(),
                 udp: HashMap::new(),
+                icmp: HashMap::new(),
                 closing: Vec::new(),
                 sleep_until: None,
             }),
@@ -375,6 +383,14 @@ impl External {
                     .push((owner.clone(), data.to_vec(), sock_addr(meta.endpoint)));
             }
         }
+        for (h, owner) in &inner.icmp {
+            let s = inner.sockets.get_mut::<icmp::Socket>(*h);
+            while let Ok((data, from)) = s.recv() {
+                events
+                    .echoes
+                    .push((owner.clone(), data.to_vec(), IpAddr::from(from)));
+            }
+        }
         if changed {
             events.queues = inner.watchers.values().cloned().collect();
         }
@@ -387,6 +403,11 @@ impl External {
             q.notify();
         }
         for (owner, data, from) in events.datagrams {
+            if let Some(sk) = owner.upgrade() {
+                sk.deliver_external(&data, from);
+            }
+        }
+        for (owner, data, from) in events.echoes {
             if let Some(sk) = owner.upgrade() {
                 sk.deliver_external(&data, from);
             }
@@ -472,6 +493,66 @@ impl External {
             ext: self.clone(),
             handle,
         })
+    }
+}
+
+impl External {
+    /// Open an ICMP socket for the echo identifier `ident`, whose echo messages go to
+    /// `owner`. Without a poll: the caller may hold its socket's lock, and a poll delivers.
+    pub fn icmp_bind(
+        self: &Arc<Self>,
+        ident: u16,
+        owner: Weak<super::inet::icmp::Ping>,
+    ) -> Result<IcmpBinding, Errno> {
+        let handle = self.peek(|inner| {
+            let buf = || {
+                icmp::PacketBuffer::new(
+                    vec![icmp::PacketMetadata::EMPTY; ICMP_PACKETS],
+                    vec![0; ICMP_BYTES],
+                )
+            };
+            let mut s = icmp::Socket::new(buf(), buf());
+            s.bind(icmp::Endpoint::Ident(ident))
+                .map_err(|_| Errno::EINVAL)?;
+            let h = inner.sockets.add(s);
+            inner.icmp.insert(h, owner);
+            Ok(h)
+        })?;
+        Ok(IcmpBinding {
+            ext: self.clone(),
+            handle,
+        })
+    }
+}
+
+/// An echo identifier open on the interface; dropping it closes it.
+pub struct IcmpBinding {
+    ext: Arc<External>,
+    handle: SocketHandle,
+}
+
+impl IcmpBinding {
+    /// Send one ICMP or ICMPv6 message (header, with the identifier and checksum set, and
+    /// payload) to `dst`; smoltcp picks the source address and computes the checksum again.
+    /// A message the interface cannot queue is dropped, as a full device queue drops it.
+    pub fn send(&self, msg: &[u8], dst: IpAddr) -> Result<(), Errno> {
+        let r = self.ext.with(|inner| {
+            let s = inner.sockets.get_mut::<icmp::Socket>(self.handle);
+            s.send_slice(msg, IpAddress::from(dst))
+        });
+        match r {
+            Ok(()) | Err(icmp::SendError::BufferFull) => Ok(()),
+            Err(icmp::SendError::Unaddressable) => Err(Errno::ENETUNREACH),
+        }
+    }
+}
+
+impl Drop for IcmpBinding {
+    fn drop(&mut self) {
+        self.ext.with(|inner| {
+            inner.icmp.remove(&self.handle);
+            inner.sockets.remove(self.handle);
+        });
     }
 }
 

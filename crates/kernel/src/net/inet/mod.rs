@@ -14,6 +14,7 @@
 //! second kind of connection behind the same socket types: the sockets, options, port
 //! tables and system calls would not change.
 
+pub mod icmp;
 pub mod options;
 pub mod ports;
 pub mod tcp;
@@ -348,6 +349,10 @@ pub fn port_needs_privilege(port: u16) -> bool {
 pub struct Stack {
     pub(crate) tcp: Mutex<ports::PortTable<tcp::Tcp>>,
     pub(crate) udp: Mutex<ports::PortTable<udp::Udp>>,
+    /// The echo identifiers of the ping sockets.
+    pub(crate) ping: Mutex<icmp::Table>,
+    /// `net.ipv4.ping_group_range`: the groups that may make ping sockets.
+    pub ping_group_range: (u32, u32),
     pub ext: Option<Arc<External>>,
 }
 
@@ -362,6 +367,8 @@ impl Stack {
         Stack {
             tcp: Mutex::new(ports::PortTable::new(ports::Proto::Tcp)),
             udp: Mutex::new(ports::PortTable::new(ports::Proto::Udp)),
+            ping: Mutex::new(icmp::Table::default()),
+            ping_group_range: icmp::PING_GROUP_RANGE,
             ext,
         }
     }
@@ -507,19 +514,32 @@ impl Stack {
     pub fn proc_udp(&self, family: Family) -> String {
         let mut lines = udp::proc_lines(self, family);
         lines.extend(crate::net::host::proc_lines(libc::SOCK_DGRAM, family));
-        let mut s = String::new();
-        match family {
+        proc_datagram(&lines, family, "   sl")
+    }
+
+    /// `/proc/net/icmp` or `/proc/net/icmp6`: the ping sockets holding an identifier, in
+    /// UDP's layout (the identifier is the local port).
+    pub fn proc_icmp(&self, family: Family) -> String {
+        proc_datagram(&icmp::proc_lines(self, family), family, "  sl")
+    }
+}
+
+/// The lines of a datagram protocol's `/proc/net` file; `sl` is how the IPv4 header begins
+/// (UDP's and ICMP's differ by a space).
+fn proc_datagram(lines: &[ProcLine], family: Family, sl: &str) -> String {
+    let mut s = String::new();
+    match family {
             Family::V4 => {
                 let _ = writeln!(
                     s,
                     "{:<127}",
-                    "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops"
+                    format!("{sl}  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops")
                 );
             }
             Family::V6 => s.push_str("  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n"),
         }
-        for (i, l) in lines.iter().enumerate() {
-            let line = format!(
+    for (i, l) in lines.iter().enumerate() {
+        let line = format!(
                 "{i:5}: {}:{:04X} {}:{:04X} {:02X} {:08X}:{:08X} 00:00000000 00000000 {:5} {:8} {} 2 0000000000000000 {}",
                 proc_addr(l.local.ip, family),
                 l.local.port,
@@ -533,17 +553,16 @@ impl Stack {
                 l.ino,
                 l.drops
             );
-            match family {
-                Family::V4 => {
-                    let _ = writeln!(s, "{line:<127}");
-                }
-                Family::V6 => {
-                    let _ = writeln!(s, "{line}");
-                }
+        match family {
+            Family::V4 => {
+                let _ = writeln!(s, "{line:<127}");
+            }
+            Family::V6 => {
+                let _ = writeln!(s, "{line}");
             }
         }
-        s
     }
+    s
 }
 
 /// The Linux TCP states, as `/proc/net/tcp` and `TCP_INFO` number them.
@@ -564,6 +583,8 @@ pub fn render(stack: &Arc<Stack>, file: &str) -> Vec<u8> {
         "tcp6" => stack.proc_tcp(Family::V6),
         "udp" => stack.proc_udp(Family::V4),
         "udp6" => stack.proc_udp(Family::V6),
+        "icmp" => stack.proc_icmp(Family::V4),
+        "icmp6" => stack.proc_icmp(Family::V6),
         _ => String::new(),
     }
     .into_bytes()

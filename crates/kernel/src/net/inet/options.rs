@@ -244,6 +244,8 @@ const SPECS: &[Spec] = &[
 pub struct Kind {
     pub tcp: bool,
     pub v6: bool,
+    /// An ICMP echo socket: neither TCP's nor UDP's level.
+    pub icmp: bool,
 }
 
 impl Kind {
@@ -253,7 +255,7 @@ impl Kind {
             SOL_SOCKET | SOL_IP => true,
             SOL_IPV6 => self.v6,
             SOL_TCP => self.tcp,
-            SOL_UDP => !self.tcp,
+            SOL_UDP => !self.tcp && !self.icmp,
             _ => false,
         }
     }
@@ -262,7 +264,7 @@ impl Kind {
         match who {
             Who::Any => true,
             Who::Tcp => self.tcp,
-            Who::Udp => !self.tcp,
+            Who::Udp => !self.tcp && !self.icmp,
         }
     }
 }
@@ -660,6 +662,7 @@ mod tests {
     const TCP: Kind = Kind {
         tcp: true,
         v6: false,
+        icmp: false,
     };
 
     fn get(o: &Options, level: i32, name: i32) -> i32 {

@@ -260,6 +260,7 @@ fn kind(family: Family) -> Kind {
     Kind {
         tcp: true,
         v6: family == Family::V6,
+        icmp: false,
     }
 }
 

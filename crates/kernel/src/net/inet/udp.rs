@@ -355,6 +355,7 @@ impl UdpSocket {
         let opts = Options::new(Kind {
             tcp: false,
             v6: family == Family::V6,
+            icmp: false,
         });
         UdpSocket {
             sk: Arc::new(Udp {
