@@ -362,29 +362,32 @@ fn ping_sockets_by_network_mode() {
     assert_eq!(out, "socket: EACCES\n", "{err}");
 }
 
-/// iputils `ping` inside the sandbox, which answers itself on loopback.
-///
-/// IGNORED until per-task capability sets land on main: `ping` drops its capabilities
-/// first (`cap_set_proc`, then `prctl(PR_SET_KEEPCAPS)`), which Moat's all-or-nothing
-/// capability model refuses today, before `ping` ever opens a socket. (With
-/// `PR_SET_KEEPCAPS` stubbed locally, never committed, `ping` run as uid 1000 inside gave
-/// both replies with `ttl=64`, and `ping -6` its one.) The lead engineer enables this test
-/// (removes the `ignore`) when merging both; it needs iputils-ping (scripts/setup installs
-/// it).
+/// iputils `ping` inside the sandbox, which answers itself on loopback: as root (ping drops
+/// its capabilities with `cap_set_proc` and `PR_SET_KEEPCAPS` first, which needs per-thread
+/// capability sets) and as another user (through `setpriv`), both over ping sockets.
 #[test]
-#[ignore = "needs per-task capability sets (cap_set_proc, PR_SET_KEEPCAPS) from main"]
 fn iputils_ping_inside_the_sandbox() {
     if !Path::new("/bin/ping").exists() {
         eprintln!("skipped: /bin/ping is not installed (scripts/setup installs iputils-ping)");
         return;
     }
-    for args in [
-        &["-c", "2", "-i", "0.2", "127.0.0.1"][..],
-        &["-6", "-c", "1", "::1"][..],
+    let as_user = [
+        "/usr/bin/setpriv",
+        "--reuid",
+        "1000",
+        "--regid",
+        "1000",
+        "--clear-groups",
+    ];
+    for (user, args) in [
+        (false, &["-c", "2", "-i", "0.2", "127.0.0.1"][..]),
+        (false, &["-6", "-c", "1", "::1"][..]),
+        (true, &["-c", "1", "127.0.0.1"][..]),
     ] {
         let out = Command::new(MOAT)
             .arg("do")
             .args(platform_args())
+            .args(if user { &as_user[..] } else { &[] })
             .arg("/bin/ping")
             .args(args)
             .stdin(Stdio::null())

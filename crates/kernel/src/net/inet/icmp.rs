@@ -619,7 +619,9 @@ impl PingSocket {
         opts.v6only = family == Family::V6;
         // Ping sockets are made with `SO_REUSEADDR` on (`INET_PROTOSW_REUSE`): identifiers
         // are shared unless a socket turns it off.
-        let _ = opts.set(SOL_SOCKET, SO_REUSEADDR, &1i32.to_le_bytes(), false);
+        // (No capability is needed for it: any credentials do.)
+        let creds = crate::Credentials::default();
+        let _ = opts.set(SOL_SOCKET, SO_REUSEADDR, &1i32.to_le_bytes(), &creds);
         PingSocket {
             sk: Arc::new(Ping {
                 family,
@@ -891,7 +893,7 @@ impl Socket for PingSocket {
             }
             return Ok(());
         }
-        st.opts.set(level, name, value, task.creds.euid == 0)?;
+        st.opts.set(level, name, value, &task.creds)?;
         if (level, name) == (SOL_SOCKET, SO_REUSEADDR) {
             if let Some(ident) = st.ident {
                 let reuse = st.opts.flag(SOL_SOCKET, SO_REUSEADDR);
