@@ -213,8 +213,17 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
     };
     let mut spec = spec;
     let mut give_back = None;
+    let mut veth = None;
     let net = match args.network.unwrap_or(NetworkMode::Sandbox) {
         NetworkMode::None => None,
+        NetworkMode::Sandbox if args.veth => match moat_runtime::veth::Veth::make() {
+            Ok((made, taken)) => {
+                spec.interface = Some(taken.config);
+                veth = Some(made);
+                Some(taken.fd)
+            }
+            Err(e) => return fail(EXIT_MOAT_FAILED, &format!("--veth: {e}")),
+        },
         NetworkMode::Sandbox => match moat_runtime::network::take_interface(args.network.is_some())
         {
             Ok(Some(taken)) => {
@@ -242,6 +251,9 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
     // The namespace gets its addresses back once the sandbox no longer answers for them.
     if let Some(Err(e)) = give_back.map(moat_runtime::network::GiveBack::apply) {
         eprintln!("moat: giving the network interface's addresses back: {e}");
+    }
+    if let Some(mut veth) = veth {
+        veth.remove();
     }
     code
 }

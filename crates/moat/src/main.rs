@@ -110,6 +110,12 @@ pub struct DoArgs {
     /// `sandbox`.
     #[arg(long, value_name = "MODE", value_parser = parse_network)]
     pub network: Option<moat_kernel::NetworkMode>,
+    /// With `--network=sandbox`: give the sandbox an interface of its own, `eth0` at the
+    /// end of a veth pair whose other end (`moatPID`, with a /30 in 100.64.0.0/10) stays in
+    /// this network namespace, which forwards and masquerades its traffic when `iptables`
+    /// is installed; instead of taking this namespace's interface (docs/ARCHITECTURE.md).
+    #[arg(long)]
+    pub veth: bool,
     /// The program to run (searched in PATH unless it contains a '/'), then its arguments.
     #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     pub command: Vec<std::ffi::OsString>,

@@ -951,3 +951,53 @@ fn ipv6_through_the_interface_both_ways() {
         assert!(p.status.success(), "ping -6: {}", text(&p.stdout));
     }
 }
+
+/// `moat do --veth`: the sandbox gets an `eth0` of its own, at the end of a veth pair whose
+/// other end stays in the namespace `moat do` runs in, which forwards and masquerades its
+/// traffic. Run in the test's namespace (standing for a host), the sandbox reaches a server
+/// beyond it (the test's own end of that namespace's veth), which sees the namespace's
+/// address (masqueraded), not the sandbox's; at the end the pair and the rules are gone.
+#[test]
+fn veth_gives_the_sandbox_its_own_interface_with_nat() {
+    let Some(veth) = Veth::new() else { return };
+    if !have("iptables") {
+        eprintln!("SKIP: iptables missing (scripts/setup installs it)");
+        return;
+    }
+    let listener = TcpListener::bind((veth.host_ip(), 0)).expect("bind on the veth");
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut c, peer) = listener.accept().expect("accept");
+        c.write_all(b"hello from outside").unwrap();
+        peer.ip()
+    });
+    let code = "import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+print(s.recv(100).decode())";
+    let out = veth
+        .inside(MOAT)
+        .arg("do")
+        .args(platform_args())
+        .args(["--veth", "/bin/sh", "-c"])
+        .arg(format!(
+            "ip -4 -o addr show eth0 | cut -d' ' -f7 | cut -d. -f1-2; ip route | head -1 | cut -d' ' -f1-2; {PYTHON} -c \"$0\" {} {port}",
+            veth.host_ip()
+        ))
+        .arg(code)
+        .output()
+        .unwrap();
+    let printed = check(&out, "moat do --veth");
+    assert_eq!(printed, "100.64\ndefault via\nhello from outside\n");
+    assert_eq!(
+        server.join().unwrap(),
+        std::net::IpAddr::V4(veth.sandbox_ip())
+    );
+    // Nothing is left in the namespace: no `moat` link, no rule naming one.
+    let left = veth
+        .inside("sh")
+        .args(["-c", "ip -o link; iptables -S; iptables -t nat -S"])
+        .output()
+        .unwrap();
+    let left = check(&left, "the namespace after the sandbox");
+    assert!(!left.contains("moat"), "{left}");
+}

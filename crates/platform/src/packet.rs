@@ -80,3 +80,17 @@ pub fn open_packet_socket(ifindex: u32, buffer: i32) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// Move the calling thread into a new, empty network namespace (`unshare(CLONE_NEWNET)`):
+/// where the runtime makes the end of a veth pair that a sandbox takes (`runtime/src/veth.rs`).
+/// Meant for a thread made for it, which then leaves the namespace by ending.
+pub fn unshare_network() -> io::Result<()> {
+    // SAFETY: CLONE_NEWNET changes only the calling thread's network namespace: no memory,
+    // file table or filesystem context is unshared, so nothing another thread relies on
+    // changes under it (rustix marks `unshare` unsafe for the flags that do).
+    let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -24,6 +24,7 @@ pub mod oci;
 pub mod seccomp;
 pub mod spec;
 pub mod start_hooks;
+pub mod veth;
 
 pub use launch::{gofer_main, kernel_main, run_sandbox, Sandbox};
 pub use spec::{Confinement, KernelSpec};

@@ -126,16 +126,16 @@ pub fn in_initial_netns() -> bool {
 }
 
 /// One rtnetlink message: its type and its body (after the 16-byte header).
-struct Message {
-    kind: u16,
-    body: Vec<u8>,
+pub(crate) struct Message {
+    pub(crate) kind: u16,
+    pub(crate) body: Vec<u8>,
 }
 
 /// An rtnetlink socket of the caller's network namespace.
-struct Rtnl(OwnedFd);
+pub(crate) struct Rtnl(OwnedFd);
 
 impl Rtnl {
-    fn open() -> io::Result<Rtnl> {
+    pub(crate) fn open() -> io::Result<Rtnl> {
         let fd = rustix::net::socket_with(
             AddressFamily::NETLINK,
             SocketType::RAW,
@@ -145,7 +145,7 @@ impl Rtnl {
         Ok(Rtnl(fd))
     }
 
-    fn send(&self, kind: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, kind: u16, flags: u16, body: &[u8]) -> io::Result<()> {
         let mut m = Vec::with_capacity(16 + body.len());
         m.extend_from_slice(&((16 + body.len()) as u32).to_le_bytes());
         m.extend_from_slice(&kind.to_le_bytes());
@@ -163,7 +163,7 @@ impl Rtnl {
     }
 
     /// The replies to a request, up to `NLMSG_DONE` (a dump) or the acknowledgement.
-    fn replies(&self, dump: bool) -> io::Result<Vec<Message>> {
+    pub(crate) fn replies(&self, dump: bool) -> io::Result<Vec<Message>> {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 64 << 10];
         loop {
