@@ -219,7 +219,8 @@ pub enum KernelError {
 pub struct Kernel {
     pub memory: Arc<MemoryFile>,
     pub platform: Arc<dyn Platform>,
-    pub hostname: String,
+    /// The sandbox's host and domain names (`uname`; `sethostname`, `setdomainname`).
+    pub uts: Mutex<syscalls::system::Uts>,
     pub strace: bool,
     pub cpu_mask: Vec<u8>,
     pub futexes: futex::FutexTable,
@@ -484,7 +485,6 @@ fn process_info(config: &SandboxConfig, boot: std::time::Instant) -> fs::proc::P
         creds: config.creds.clone(),
         umask: config.umask,
         cpus,
-        hostname: config.hostname.clone(),
         boot,
     }
 }
@@ -602,7 +602,7 @@ pub fn run(config: SandboxConfig) -> Result<ExitStatus, KernelError> {
     let kernel = Arc::new(Kernel {
         memory: memory.clone(),
         platform: config.platform.clone(),
-        hostname: config.hostname.clone(),
+        uts: Mutex::new(syscalls::system::Uts::new(config.hostname.as_bytes())),
         strace: config.strace,
         cpu_mask: config.cpu_mask.clone(),
         futexes: futex::FutexTable::default(),

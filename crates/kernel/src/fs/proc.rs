@@ -310,13 +310,26 @@ pub struct ProcessInfo {
     pub umask: u32,
     /// The CPUs the sandbox may run on (`sched_getaffinity`'s mask).
     pub cpus: Vec<usize>,
-    pub hostname: String,
     /// When the sandbox started (`Kernel::boot`): `/proc/uptime` counts from it.
     pub boot: Instant,
 }
 
 /// A fresh `/proc` for a sandbox: the system files, and a directory per live process of
 /// `kernel`'s process tree, with `self` naming the calling task's process.
+/// A line of `/proc/sys/kernel/{hostname,domainname}`: the sandbox's current name.
+fn uts_line(
+    kernel: &std::sync::Weak<crate::Kernel>,
+    field: impl Fn(&crate::syscalls::system::Uts) -> &Vec<u8>,
+) -> Vec<u8> {
+    use crate::process::Guard;
+    let mut line = kernel
+        .upgrade()
+        .map(|k| field(&k.uts.guard()).clone())
+        .unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
 pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>) -> InodeRef {
     let root = (0, 0);
     let started = process.boot;
@@ -326,7 +339,14 @@ pub fn new_procfs(process: &ProcessInfo, kernel: &std::sync::Weak<crate::Kernel>
     let sys_kernel = dir(
         root,
         vec![
-            ("hostname", text(root, format!("{}\n", process.hostname))),
+            ("hostname", {
+                let k = kernel.clone();
+                file(0o444, root, move || uts_line(&k, |u| &u.hostname))
+            }),
+            ("domainname", {
+                let k = kernel.clone();
+                file(0o444, root, move || uts_line(&k, |u| &u.domainname))
+            }),
             (
                 "osrelease",
                 text(root, format!("{}\n", crate::syscalls::system::RELEASE)),

@@ -159,6 +159,8 @@ syscall_table! {
     WAIT4 => wait::wait4, [Int, Ptr, Hex, Ptr], FULL;
     WAITID => wait::waitid, [Int, Int, Ptr, Hex, Ptr], FULL;
     UNAME => system::uname, [Ptr], FULL;
+    SETHOSTNAME => system::sethostname, [Ptr, Int], FULL;
+    SETDOMAINNAME => system::setdomainname, [Ptr, Int], FULL;
     FCNTL => fd::fcntl, [Int, Int, Hex], Support::Partial("F_DUPFD(_CLOEXEC), F_GETFD/SETFD, F_GETFL/SETFL, locks, pipe size, F_SETOWN(_EX)/F_SETSIG recorded but no SIGIO is sent; no leases, notify, seals");
     ACCESS => attrs::access, [Str, Hex], FULL;
     TRUNCATE => attrs::truncate, [Str, Int], FULL;

@@ -1,4 +1,4 @@
-//! uname, getrandom, sched_yield, sysinfo.
+//! uname, sethostname, setdomainname, getrandom, sched_yield, sysinfo.
 
 use moat_abi::{Errno, Sysinfo, Utsname};
 
@@ -10,24 +10,69 @@ use crate::task::Task;
 pub const RELEASE: &str = "6.6.0-moat";
 pub const VERSION: &str = "#1 SMP Moat";
 
-fn field(s: &str) -> [u8; 65] {
+/// The longest host or domain name (`__NEW_UTS_LEN`).
+const UTS_LEN: usize = 64;
+
+/// The sandbox's names: its own UTS namespace, as a container's.
+#[derive(Clone, Debug)]
+pub struct Uts {
+    pub hostname: Vec<u8>,
+    pub domainname: Vec<u8>,
+}
+
+impl Uts {
+    pub fn new(hostname: &[u8]) -> Uts {
+        Uts {
+            hostname: hostname[..hostname.len().min(UTS_LEN)].to_vec(),
+            domainname: b"(none)".to_vec(),
+        }
+    }
+}
+
+fn field(s: &[u8]) -> [u8; 65] {
     let mut f = [0u8; 65];
-    let n = s.len().min(64);
-    f[..n].copy_from_slice(&s.as_bytes()[..n]);
+    let n = s.len().min(UTS_LEN);
+    f[..n].copy_from_slice(&s[..n]);
     f
 }
 
 pub fn uname(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let uts = task.kernel.uts.guard().clone();
     let u = Utsname {
-        sysname: field("Linux"),
-        nodename: field(&task.kernel.hostname),
-        release: field(RELEASE),
-        version: field(VERSION),
-        machine: field("x86_64"),
-        domainname: field("(none)"),
+        sysname: field(b"Linux"),
+        nodename: field(&uts.hostname),
+        release: field(RELEASE.as_bytes()),
+        version: field(VERSION.as_bytes()),
+        machine: field(b"x86_64"),
+        domainname: field(&uts.domainname),
     };
     task.mm.guard().write_obj(a[0], &u)?;
     Ok(0)
+}
+
+/// `sethostname`/`setdomainname`: `CAP_SYS_ADMIN` first (`EPERM`), then a length of 0 to 64
+/// (`EINVAL`), then the bytes (`EFAULT`), as Linux checks them.
+fn set_name(task: &mut Task, a: &[u64; 6], field: fn(&mut Uts) -> &mut Vec<u8>) -> SyscallResult {
+    if !task.creds.has(crate::capability::Cap::SysAdmin) {
+        return Err(Errno::EPERM);
+    }
+    let len = super::int(a[1]);
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&n| n <= UTS_LEN)
+        .ok_or(Errno::EINVAL)?;
+    let mut name = vec![0u8; len];
+    task.mm.guard().read_bytes(a[0], &mut name)?;
+    *field(&mut task.kernel.uts.guard()) = name;
+    Ok(0)
+}
+
+pub fn sethostname(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    set_name(task, a, |u| &mut u.hostname)
+}
+
+pub fn setdomainname(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    set_name(task, a, |u| &mut u.domainname)
 }
 
 const GRND_NONBLOCK: u64 = 1;
