@@ -28,6 +28,14 @@ pub use vma::{Vma, VmaKind};
 pub const PAGE: u64 = 4096;
 /// How much the kernel populates around a fault (sparse: only touched pages use memory).
 const FAULT_WINDOW: u64 = 2 << 20;
+/// [`MemoryManager::prefault`]: at most this much of a new mapping is populated at once; an
+/// anonymous mapping only if it is no larger than `PREFAULT_ANON_MAX` (its pages are
+/// accounted), and a writable private file mapping gets its own copies at once only if it
+/// is no larger than `PREFAULT_COPY_MAX` (a program's or library's data, which its start
+/// writes: relocations).
+const PREFAULT_MAX: u64 = FAULT_WINDOW;
+const PREFAULT_ANON_MAX: u64 = 64 << 10;
+const PREFAULT_COPY_MAX: u64 = 64 << 10;
 
 /// Round up to a page; `None` on overflow.
 pub fn page_up(x: u64) -> Option<u64> {
@@ -1104,6 +1112,35 @@ impl MemoryManager {
                 }
             }
             Some(_) => Fault::Unresolved,
+        }
+    }
+
+    /// Populate a new mapping the program is about to use (the loader's segments, `mmap` of
+    /// a library or of a little anonymous memory) now rather than at its first faults: each
+    /// fault is a trap and a mapping command, while a mapping made here costs the stub one
+    /// `mmap` at the next return to the application (the platform defers it, see
+    /// `AddressSpace::map`). Best effort, and bounded (see [`PREFAULT_MAX`]): a private file
+    /// mapping's pages are the file's page cache, shared copy-on-write; anonymous memory only
+    /// for small mappings.
+    pub fn prefault(&mut self, start: u64, len: u64) {
+        let Some((_, &v)) = self.find_vma(start) else {
+            return;
+        };
+        if v.prot == Prot::NONE {
+            return;
+        }
+        let file = matches!(v.kind, VmaKind::File { source, .. } if source != 0);
+        let small_anon =
+            matches!(v.kind, VmaKind::Anonymous { shared: false }) && len <= PREFAULT_ANON_MAX;
+        if !file && !small_anon {
+            return;
+        }
+        let end = start.saturating_add(len.min(PREFAULT_MAX));
+        if self.populate(start, end).is_err() {
+            return;
+        }
+        if file && v.prot.writable() && len <= PREFAULT_COPY_MAX {
+            let _ = self.break_cow(start, end);
         }
     }
 

@@ -116,6 +116,8 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if flags & libc::MAP_POPULATE != 0 {
             // Best effort, as in Linux: a failure here does not fail the mmap.
             let _ = task.mm.guard().populate_range(start, len);
+        } else if !shared {
+            task.mm.guard().prefault(start, len);
         }
         return Ok(start);
     };
@@ -183,6 +185,9 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if flags & libc::MAP_POPULATE != 0 {
         // Best effort, as in Linux: a failure here does not fail the mmap.
         let _ = task.mm.guard().populate_range(start, len);
+    } else if !shared {
+        // A library's segments, a file read through a mapping: used at once, most likely.
+        task.mm.guard().prefault(start, len);
     }
     Ok(start)
 }
