@@ -759,6 +759,7 @@ impl Stub {
             tuning: self.tuning,
             batch: Mutex::new(Vec::new()),
             batch_out: AtomicBool::new(false),
+            batched: AtomicBool::new(false),
         }
     }
 }
@@ -890,6 +891,9 @@ struct Channel {
     batch: Mutex<Vec<[u64; 4]>>,
     /// A batch went with the last hand-over (its failures are looked at after the answer).
     batch_out: AtomicBool,
+    /// `batch` is not empty: a round trip with nothing deferred touches no lock (only the
+    /// host thread that drives the channel defers and posts, so `Relaxed` suffices).
+    batched: AtomicBool,
 }
 
 impl Channel {
@@ -919,7 +923,11 @@ impl Channel {
 
     /// Put the deferred mappings in the header for the stub to make at the next hand-over.
     fn write_batch(&self) {
+        if !self.batched.load(Ordering::Relaxed) {
+            return;
+        }
         let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        self.batched.store(false, Ordering::Relaxed);
         if batch.is_empty() {
             return;
         }
@@ -942,15 +950,17 @@ impl Channel {
             return false;
         }
         batch.push(entry);
+        self.batched.store(true, Ordering::Relaxed);
         true
     }
 
     /// After an answer: log a deferred mapping the stub could not make (the range stays as
     /// it was, and an access there faults and maps it again).
     fn check_batch(&self) {
-        if !self.batch_out.swap(false, Ordering::Relaxed) {
+        if !self.batch_out.load(Ordering::Relaxed) {
             return;
         }
+        self.batch_out.store(false, Ordering::Relaxed);
         let r = self.read_u64(H_BATCH_ERR) as i64;
         if r != 0 {
             self.write_u64(H_BATCH_ERR, 0);
