@@ -117,6 +117,13 @@ pub trait PageSource: Send + Sync {
     /// The pages behind `count` pages of the file from page `first`, each with one more
     /// reference (the caller's); `None` for pages wholly past the end of the file.
     fn share_pages(&self, first: u64, count: u64) -> Result<Vec<Option<u64>>, Errno>;
+
+    /// Copy the file's bytes at `offset` into `buf` from its pages (the loader reading an
+    /// executable's headers without opening it): how many (0 at the end of the file), or
+    /// `None` if this source does not read.
+    fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> Option<Result<usize, Errno>> {
+        None
+    }
 }
 
 /// The runs of `pages` that are contiguous in the memory file, as (index of the run's first
