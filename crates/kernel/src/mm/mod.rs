@@ -28,7 +28,8 @@ pub use vma::{Vma, VmaKind};
 pub const PAGE: u64 = 4096;
 /// How much the kernel populates around a fault (sparse: only touched pages use memory).
 const FAULT_WINDOW: u64 = 2 << 20;
-/// [`MemoryManager::prefault`]: at most this much of a new mapping is populated at once; an
+/// [`MemoryManager::prefault`]: at most this much of a new mapping is populated at once (the
+/// caller may ask for less); an
 /// anonymous mapping only if it is no larger than `PREFAULT_ANON_MAX` (its pages are
 /// accounted), and a writable private file mapping gets its own copies at once only if it
 /// is no larger than `PREFAULT_COPY_MAX` (a program's or library's data, which its start
@@ -1129,7 +1130,7 @@ impl MemoryManager {
     /// `AddressSpace::map`). Best effort, and bounded (see [`PREFAULT_MAX`]): a private file
     /// mapping's pages are the file's page cache, shared copy-on-write; anonymous memory only
     /// for small mappings.
-    pub fn prefault(&mut self, start: u64, len: u64) {
+    pub fn prefault(&mut self, start: u64, len: u64, max: u64) {
         let Some((_, &v)) = self.find_vma(start) else {
             return;
         };
@@ -1142,7 +1143,7 @@ impl MemoryManager {
         if !file && !small_anon {
             return;
         }
-        let end = start.saturating_add(len.min(PREFAULT_MAX));
+        let end = start.saturating_add(len.min(max).min(PREFAULT_MAX));
         if self.populate(start, end).is_err() {
             return;
         }
