@@ -94,10 +94,10 @@ use crate::{
     STUB_SLOTS, STUB_SLOT_SIZE,
 };
 use stub::{
-    BATCH_MAX, CMD_CLONE_THREAD, CMD_FORK, CMD_XSAVE, F_DISPATCH, F_FSGSBASE, F_PATCH, H_BATCH,
-    H_BATCH_ERR, H_BATCH_N, H_CMD, H_FLAGS, H_FSBASE, H_GSBASE, H_RESULT, H_SIGNO, H_SLEEPS,
-    H_SPIN, H_SPIN_OK, H_STATE, H_UC, K_CMD, K_RUN, PATCH_FP, PATCH_FP_ROOM, PATCH_UC, STACK_OFF,
-    ST_DONE, ST_TRAP, WAITER,
+    BATCH_MAX, BATCH_PROTECT, CMD_CLONE_THREAD, CMD_FORK, CMD_XSAVE, F_DISPATCH, F_FSGSBASE,
+    F_PATCH, H_BATCH, H_BATCH_ERR, H_BATCH_N, H_CMD, H_FLAGS, H_FSBASE, H_GSBASE, H_RESULT,
+    H_SIGNO, H_SLEEPS, H_SPIN, H_SPIN_OK, H_STATE, H_UC, K_CMD, K_RUN, PATCH_FP, PATCH_FP_ROOM,
+    PATCH_UC, STACK_OFF, ST_DONE, ST_TRAP, WAITER,
 };
 
 #[cfg(doc)]
@@ -165,8 +165,8 @@ pub struct SystrapStats {
     pub unpinned: u64,
     /// System calls that came through a patched site (no signal).
     pub patched: u64,
-    /// Mappings deferred to the stub thread's next hand-over instead of a command of their
-    /// own (see [`SystrapAddressSpace`]'s `map`).
+    /// Mappings and protections deferred to the stub thread's next hand-over instead of a
+    /// command of their own (see [`SystrapAddressSpace`]'s `map` and `protect`).
     pub deferred: u64,
 }
 
@@ -943,7 +943,7 @@ impl Channel {
         self.batch_out.store(true, Ordering::Relaxed);
     }
 
-    /// Defer a mapping to the next hand-over; `false` if the batch is full.
+    /// Defer a mapping or protection to the next hand-over; `false` if the batch is full.
     fn defer_map(&self, entry: [u64; 4]) -> bool {
         let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
         if batch.len() as u64 >= BATCH_MAX {
@@ -1221,7 +1221,18 @@ impl AddressSpace for SystrapAddressSpace {
     }
 
     fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
-        self.stub.caller()?.syscall(
+        let caller = self.stub.caller()?;
+        // Deferred as a mapping is (see `map`): with one thread, nothing runs in the address
+        // space before the hand-over that makes it. A protection the host refuses then ends
+        // the stub thread (its process, as it is the only one) rather than leave memory more
+        // accessible than the kernel's tables say.
+        if self.stub.threads.load(Ordering::SeqCst) == 1
+            && caller.defer_map([addr, len, u64::from(prot.0) | BATCH_PROTECT << 32, 0])
+        {
+            DEFERRED.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        caller.syscall(
             "mprotect",
             libc::SYS_mprotect,
             [addr, len, u64::from(prot.0), 0, 0, 0],

@@ -20,7 +20,8 @@
 //!    kernel said it sleeps, bit 31);
 //! 3. waits for the kernel: spins for `H_SPIN` rounds, then sleeps with `FUTEX_WAIT` after
 //!    setting bit 31;
-//! 4. makes the mappings the kernel deferred to this hand-over (`H_BATCH`), if any;
+//! 4. makes the mappings and protections the kernel deferred to this hand-over (`H_BATCH`),
+//!    if any;
 //! 5. on `K_CMD` runs the command in the header (a system call, or a new thread, or a copy of
 //!    the process), stores the result, publishes `ST_DONE` and waits again;
 //! 6. on `K_RUN` loads the FS and GS bases from the header and returns into application code
@@ -81,15 +82,18 @@ pub(super) const H_FLAGS: u64 = 0x88;
 /// a signal that lands in the patched path sets `H_KICKED` (an interrupt to report later).
 pub(super) const H_FPSAVED: u64 = 0x90;
 pub(super) const H_KICKED: u64 = 0x98;
-/// Header, written by the kernel: how many deferred mappings wait in `H_BATCH` (the stub
-/// makes them, in order, before it runs a command or returns to the application, and zeroes
-/// the count); the stub stores there the result of the last one that failed.
+/// Header, written by the kernel: how many deferred mappings and protections wait in
+/// `H_BATCH` (the stub makes them, in order, before it runs a command or returns to the
+/// application, and zeroes the count); `H_BATCH_ERR`: the stub stores there the result of
+/// the last mapping that failed.
 pub(super) const H_BATCH_N: u64 = 0xa0;
 pub(super) const H_BATCH_ERR: u64 = 0xa8;
-/// Header: the deferred mappings, [`BATCH_MAX`] entries of (address, length, protection,
-/// memory-file offset), each an `mmap(MAP_SHARED | MAP_FIXED)` of the memory file.
+/// Header: the deferred changes, [`BATCH_MAX`] entries of (address, length, protection |
+/// operation << 32, memory-file offset): operation 0 is an `mmap(MAP_SHARED | MAP_FIXED)`
+/// of the memory file, [`BATCH_PROTECT`] an `mprotect` (which ends the thread if it fails).
 pub(super) const H_BATCH: u64 = 0x200;
 pub(super) const BATCH_MAX: u64 = 64;
+pub(super) const BATCH_PROTECT: u64 = 1;
 /// Header, counted by the stub (statistics only): waits that ended while spinning, sleeps.
 pub(super) const H_SPIN_OK: u64 = 0xc0;
 pub(super) const H_SLEEPS: u64 = 0xc8;
@@ -347,8 +351,10 @@ core::arch::global_asm!(
     "    jmp .Lmoat_st_sleep",
     ".Lmoat_st_go:",
     "    and $0xff, %eax",
-    // Deferred mappings first (the kernel asked for them before this command or return):
-    // mmap(addr, len, prot, MAP_SHARED|MAP_FIXED, memfd, offset) each, in order.
+    // Deferred changes of the address space first (the kernel asked for them before this
+    // command or return), in order: mmap(addr, len, prot, MAP_SHARED|MAP_FIXED, memfd,
+    // offset), or mprotect(addr, len, prot) when the entry's operation (the upper half of
+    // its protection word) says so.
     "    mov {h_batch_n}(%rbx), %r12",
     "    test %r12, %r12",
     "    jz .Lmoat_st_dispatch",
@@ -360,10 +366,12 @@ core::arch::global_asm!(
     "1:",
     "    lea {h_batch}(%rbx), %r13",
     "2:",
-    "    mov $9, %eax",
     "    mov (%r13), %rdi",
     "    mov 8(%r13), %rsi",
-    "    mov 16(%r13), %rdx",
+    "    mov 16(%r13), %edx",
+    "    cmpl $0, 20(%r13)",
+    "    jne 4f",
+    "    mov $9, %eax",
     "    mov ${map_shared_fixed}, %r10d",
     "    mov ${memfd}, %r8d",
     "    mov 24(%r13), %r9",
@@ -371,6 +379,14 @@ core::arch::global_asm!(
     "    cmp (%r13), %rax",
     "    je 3f",
     "    mov %rax, {h_batch_err}(%rbx)",
+    "    jmp 3f",
+    // A protection the host refused would leave memory more accessible than the kernel's
+    // tables say (a copy-on-write page writable): the thread ends instead (fail closed).
+    "4:",
+    "    mov $10, %eax",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
     "3:",
     "    add $32, %r13",
     "    dec %r12",
