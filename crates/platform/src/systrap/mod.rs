@@ -1915,6 +1915,10 @@ impl Context for SystrapContext {
     fn patchable_trap(&self) -> bool {
         self.stub.tuning.patch && !self.patched
     }
+
+    fn patched_trap(&self) -> bool {
+        self.patched
+    }
 }
 
 impl Drop for SystrapContext {
