@@ -255,9 +255,12 @@ fn map_segments(
                     pages: pages.clone(),
                 };
                 mm.map_private_file(Placement::Fixed(start), named_end - start, prot, &file)?;
+                // ld.so and the program touch their segments at once: map them now.
+                mm.prefault(start, named_end - start, u64::MAX);
                 if end > named_end {
                     let bss = VmaKind::Anonymous { shared: false };
                     mm.map_anonymous(Placement::Fixed(named_end), end - named_end, prot, bss)?;
+                    mm.prefault(named_end, end - named_end, u64::MAX);
                 }
             }
             _ => {

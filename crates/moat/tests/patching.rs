@@ -106,7 +106,7 @@ fn the_moat_area_shows_in_proc_maps() {
 #include <string.h>
 #include <unistd.h>
 int main(void) {
-    for (int i = 0; i < 10; i++) getppid();
+    for (int i = 0; i < 20; i++) getppid();
     FILE *f = fopen("/proc/self/maps", "r");
     char line[512];
     while (f && fgets(line, sizeof line, f))
@@ -118,7 +118,8 @@ int main(void) {
     .unwrap();
     let exe = build("maps", &source, dir.path());
     let (out, patched) = run(&exe, &dir.path().join("log"), None);
-    assert!(patched >= 5, "getppid was not patched ({patched})");
+    // A site is patched at its eighth slow trap: the last twelve calls take the patch.
+    assert!(patched >= 10, "getppid was not patched ({patched})");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
     assert!(

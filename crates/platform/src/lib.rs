@@ -293,6 +293,12 @@ pub trait Context: Send {
     fn patchable_trap(&self) -> bool {
         false
     }
+
+    /// Whether the last trap came through a patched system call site (systrap): a `syscall`
+    /// of the 64-bit ABI, never `int $0x80`, so the kernel need not look at the instruction.
+    fn patched_trap(&self) -> bool {
+        false
+    }
 }
 
 /// A thread started in an existing address space, waiting to be attached by the host thread

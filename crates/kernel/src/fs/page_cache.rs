@@ -167,6 +167,34 @@ impl PageSource for HostPageCache {
         share_runs(&self.memory, &out);
         Ok(out)
     }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Option<Result<usize, Errno>> {
+        if offset >= self.size {
+            return Some(Ok(0));
+        }
+        let len = (buf.len() as u64).min(self.size - offset);
+        let (first, end) = (offset / PAGE, (offset + len).div_ceil(PAGE));
+        let mut state = self.state.guard();
+        if state.pages.range(first..end).count() as u64 != end - first {
+            if let Err(e) = self.fill(&mut state, first, end) {
+                return Some(Err(e));
+            }
+        }
+        let mut done = 0u64;
+        while done < len {
+            let pos = offset + done;
+            let Some(&page) = state.pages.get(&(pos / PAGE)) else {
+                return Some(Err(Errno::EIO));
+            };
+            let n = (PAGE - pos % PAGE).min(len - done);
+            self.memory.read(
+                page + pos % PAGE,
+                &mut buf[done as usize..(done + n) as usize],
+            );
+            done += n;
+        }
+        Some(Ok(len as usize))
+    }
 }
 
 /// Give each of `pages` one more reference, a run of pages contiguous in the memory file at

@@ -28,6 +28,15 @@ pub use vma::{Vma, VmaKind};
 pub const PAGE: u64 = 4096;
 /// How much the kernel populates around a fault (sparse: only touched pages use memory).
 const FAULT_WINDOW: u64 = 2 << 20;
+/// [`MemoryManager::prefault`]: at most this much of a new mapping is populated at once (the
+/// caller may ask for less); an
+/// anonymous mapping only if it is no larger than `PREFAULT_ANON_MAX` (its pages are
+/// accounted), and a writable private file mapping gets its own copies at once only if it
+/// is no larger than `PREFAULT_COPY_MAX` (a program's or library's data, which its start
+/// writes: relocations).
+const PREFAULT_MAX: u64 = FAULT_WINDOW;
+const PREFAULT_ANON_MAX: u64 = 64 << 10;
+const PREFAULT_COPY_MAX: u64 = 64 << 10;
 
 /// Round up to a page; `None` on overflow.
 pub fn page_up(x: u64) -> Option<u64> {
@@ -109,6 +118,13 @@ pub trait PageSource: Send + Sync {
     /// The pages behind `count` pages of the file from page `first`, each with one more
     /// reference (the caller's); `None` for pages wholly past the end of the file.
     fn share_pages(&self, first: u64, count: u64) -> Result<Vec<Option<u64>>, Errno>;
+
+    /// Copy the file's bytes at `offset` into `buf` from its pages (the loader reading an
+    /// executable's headers without opening it): how many (0 at the end of the file), or
+    /// `None` if this source does not read.
+    fn read_at(&self, _offset: u64, _buf: &mut [u8]) -> Option<Result<usize, Errno>> {
+        None
+    }
 }
 
 /// The runs of `pages` that are contiguous in the memory file, as (index of the run's first
@@ -1104,6 +1120,35 @@ impl MemoryManager {
                 }
             }
             Some(_) => Fault::Unresolved,
+        }
+    }
+
+    /// Populate a new mapping the program is about to use (the loader's segments, `mmap` of
+    /// a library or of a little anonymous memory) now rather than at its first faults: each
+    /// fault is a trap and a mapping command, while a mapping made here costs the stub one
+    /// `mmap` at the next return to the application (the platform defers it, see
+    /// `AddressSpace::map`). Best effort, and bounded (see [`PREFAULT_MAX`]): a private file
+    /// mapping's pages are the file's page cache, shared copy-on-write; anonymous memory only
+    /// for small mappings.
+    pub fn prefault(&mut self, start: u64, len: u64, max: u64) {
+        let Some((_, &v)) = self.find_vma(start) else {
+            return;
+        };
+        if v.prot == Prot::NONE {
+            return;
+        }
+        let file = matches!(v.kind, VmaKind::File { source, .. } if source != 0);
+        let small_anon =
+            matches!(v.kind, VmaKind::Anonymous { shared: false }) && len <= PREFAULT_ANON_MAX;
+        if !file && !small_anon {
+            return;
+        }
+        let end = start.saturating_add(len.min(max).min(PREFAULT_MAX));
+        if self.populate(start, end).is_err() {
+            return;
+        }
+        if file && v.prot.writable() && len <= PREFAULT_COPY_MAX {
+            let _ = self.break_cow(start, end);
         }
     }
 

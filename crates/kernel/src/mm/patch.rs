@@ -33,6 +33,14 @@ use super::{MemoryManager, Placement, VmaKind, PAGE};
 /// traps on them.
 const REJECTED_MAX: usize = 4096;
 const RESTORED_MAX: usize = 64;
+/// A site is patched the `PATCH_AFTER`th time its call traps the slow way, not the first:
+/// patching costs about as much as twenty slow traps (the `[moat]` area, a private copy of
+/// the page, its mapping in the stub), and most sites of a short-lived process run once or
+/// twice (ld.so's start-up calls in every `execve`), where patching cost more than it saved.
+/// A hot site pays a few slow traps once.
+const PATCH_AFTER: u8 = 8;
+/// How many sites that trapped but are not patched yet are counted (cleared when full).
+const PENDING_MAX: usize = 4096;
 /// `rt_sigreturn`: never patched (see the module's documentation).
 const RT_SIGRETURN: u32 = 15;
 
@@ -57,6 +65,8 @@ pub(super) struct Patches {
     /// Sites put back recently: (address, number).
     restored: VecDeque<(u64, u32)>,
     rejected: BTreeSet<u64>,
+    /// Sites that trapped fewer than [`PATCH_AFTER`] times so far, with their count.
+    pending: BTreeMap<u64, u8>,
 }
 
 /// What a fault at a patched site means (see [`MemoryManager::patched_site_fault`]).
@@ -91,6 +101,15 @@ impl MemoryManager {
         {
             return;
         }
+        if self.patches.pending.len() >= PENDING_MAX {
+            self.patches.pending.clear();
+        }
+        let traps = self.patches.pending.entry(site).or_insert(0);
+        *traps += 1;
+        if *traps < PATCH_AFTER {
+            return;
+        }
+        self.patches.pending.remove(&site);
         if !self.site_qualifies(site, nr) {
             if self.patches.rejected.len() >= REJECTED_MAX {
                 self.patches.rejected.clear();
@@ -348,6 +367,13 @@ mod tests {
         mm
     }
 
+    /// The call `nr` trapped the slow way at `rip` often enough to be patched.
+    fn trap(mm: &mut MemoryManager, rip: u64, nr: u64) {
+        for _ in 0..PATCH_AFTER {
+            mm.consider_patching(rip, nr);
+        }
+    }
+
     fn bytes(mm: &mut MemoryManager, at: u64) -> [u8; 7] {
         let mut b = [0u8; 7];
         mm.read_bytes(at, &mut b).unwrap();
@@ -359,9 +385,14 @@ mod tests {
         let mut mm = with_site(0x10);
         let site = CODE + 0x10;
         // The wrong number, or not the end of a site: nothing.
-        mm.consider_patching(site + 7, 40);
+        trap(&mut mm, site + 7, 40);
         assert_eq!(bytes(&mut mm, site), code::original_site(39));
         mm.patches.rejected.clear();
+        // Not before its PATCH_AFTERth slow trap.
+        for _ in 1..PATCH_AFTER {
+            mm.consider_patching(site + 7, 39);
+        }
+        assert_eq!(bytes(&mut mm, site), code::original_site(39));
         mm.consider_patching(site + 7, 39);
         assert_eq!(bytes(&mut mm, site), code::patched_site(0));
         assert_eq!(mm.name_at(code::AREA_BASE), Some(&b"[moat]"[..]));
@@ -398,11 +429,11 @@ mod tests {
         assert_eq!(mm.patched_site_fault(libc::SIGILL, site + 5), None);
         // A writable page is never patched.
         mm.write_bytes(site, &code::original_site(39)).unwrap();
-        mm.consider_patching(site + 7, 39);
+        trap(&mut mm, site + 7, 39);
         assert_eq!(bytes(&mut mm, site), code::original_site(39));
         // Executable and read-only again: patched again, with a new entry.
         mm.protect(CODE, PAGE, RX).unwrap();
-        mm.consider_patching(site + 7, 39);
+        trap(&mut mm, site + 7, 39);
         assert_eq!(bytes(&mut mm, site), code::patched_site(1));
     }
 
@@ -410,34 +441,34 @@ mod tests {
     fn sites_are_put_back_when_the_area_or_the_page_goes() {
         let mut mm = with_site(0x20);
         let site = CODE + 0x20;
-        mm.consider_patching(site + 7, 39);
+        trap(&mut mm, site + 7, 39);
         assert_eq!(bytes(&mut mm, site), code::patched_site(0));
         // Moved: the bytes that move are the original ones.
         let moved = mm
             .remap(CODE, 2 * PAGE, 2 * PAGE, true, Some(0x50_0000))
             .unwrap();
         assert_eq!(bytes(&mut mm, moved + 0x20), code::original_site(39));
-        mm.consider_patching(moved + 0x20 + 7, 39);
+        trap(&mut mm, moved + 0x20 + 7, 39);
         assert_eq!(bytes(&mut mm, moved + 0x20), code::patched_site(1));
         // The program maps over the area: every site back, no more patching.
         let kind = VmaKind::Anonymous { shared: false };
         mm.map_anonymous(Placement::Fixed(code::AREA_BASE), PAGE, RW, kind)
             .unwrap();
         assert_eq!(bytes(&mut mm, moved + 0x20), code::original_site(39));
-        mm.consider_patching(moved + 0x20 + 7, 39);
+        trap(&mut mm, moved + 0x20 + 7, 39);
         assert_eq!(bytes(&mut mm, moved + 0x20), code::original_site(39));
     }
 
     #[test]
     fn a_site_across_pages_or_in_shared_memory_is_left_alone() {
         let mut mm = with_site(PAGE - 3);
-        mm.consider_patching(CODE + PAGE + 4, 39);
+        trap(&mut mm, CODE + PAGE + 4, 39);
         assert_eq!(bytes(&mut mm, CODE + PAGE - 3), code::original_site(39));
         assert!(!mm.patches.area);
         let mut mm = with_site(0);
         mm.set_kind(CODE, VmaKind::Anonymous { shared: true });
         assert!(mm.find_vma(CODE).unwrap().1.kind.is_shared());
-        mm.consider_patching(CODE + 7, 39);
+        trap(&mut mm, CODE + 7, 39);
         assert_eq!(bytes(&mut mm, CODE), code::original_site(39));
     }
 }

@@ -116,6 +116,8 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
         if flags & libc::MAP_POPULATE != 0 {
             // Best effort, as in Linux: a failure here does not fail the mmap.
             let _ = task.mm.guard().populate_range(start, len);
+        } else if !shared {
+            task.mm.guard().prefault(start, len, u64::MAX);
         }
         return Ok(start);
     };
@@ -183,9 +185,24 @@ pub fn mmap(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     if flags & libc::MAP_POPULATE != 0 {
         // Best effort, as in Linux: a failure here does not fail the mmap.
         let _ = task.mm.guard().populate_range(start, len);
+    } else if !shared {
+        // A library's segments, a file read through a mapping: used at once, most likely.
+        // ld.so first maps a whole library where it wants it, read-only, then maps each
+        // segment over it (`MAP_FIXED`): only the start of a mapping placed by the kernel
+        // (the headers ld.so reads next; all of a small file) is worth populating.
+        let max = if matches!(place, Placement::Hint(_)) {
+            PREFAULT_HINTED
+        } else {
+            u64::MAX
+        };
+        task.mm.guard().prefault(start, len, max);
     }
     Ok(start)
 }
+
+/// How much of a private file mapping the kernel placed is populated when it is made (see
+/// [`crate::mm::MemoryManager::prefault`]).
+const PREFAULT_HINTED: u64 = 64 << 10;
 
 /// Name a file mapping after its file's path (`/proc/PID/maps`).
 fn name_mapping(task: &Task, file: Option<&crate::fs::OpenFile>, start: u64, len: u64) {

@@ -323,7 +323,9 @@ syscall_table! {
 pub fn dispatch(task: &mut Task) {
     let number = task.regs.orig_rax;
     let args = task.regs.syscall_args();
-    let int80 = is_int80(task);
+    // A patched site's trap is a `syscall` (its fallback traps as an ordinary one): no need
+    // to read the two bytes before the return address under the memory manager's lock.
+    let int80 = !task.context.patched_trap() && is_int80(task);
     let info = if int80 { None } else { lookup(number) };
     let result = match info {
         Some(info) => (info.handler)(task, &args),

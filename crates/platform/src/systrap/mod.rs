@@ -94,9 +94,10 @@ use crate::{
     STUB_SLOTS, STUB_SLOT_SIZE,
 };
 use stub::{
-    CMD_CLONE_THREAD, CMD_FORK, CMD_XSAVE, F_DISPATCH, F_FSGSBASE, F_PATCH, H_CMD, H_FLAGS,
-    H_FSBASE, H_GSBASE, H_RESULT, H_SIGNO, H_SLEEPS, H_SPIN, H_SPIN_OK, H_STATE, H_UC, K_CMD,
-    K_RUN, PATCH_FP, PATCH_FP_ROOM, PATCH_UC, STACK_OFF, ST_DONE, ST_TRAP, WAITER,
+    BATCH_MAX, BATCH_PROTECT, CMD_CLONE_THREAD, CMD_FORK, CMD_XSAVE, F_DISPATCH, F_FSGSBASE,
+    F_PATCH, H_BATCH, H_BATCH_ERR, H_BATCH_N, H_CMD, H_FLAGS, H_FSBASE, H_GSBASE, H_RESULT,
+    H_SIGNO, H_SLEEPS, H_SPIN, H_SPIN_OK, H_STATE, H_UC, K_CMD, K_RUN, PATCH_FP, PATCH_FP_ROOM,
+    PATCH_UC, STACK_OFF, ST_DONE, ST_TRAP, WAITER,
 };
 
 #[cfg(doc)]
@@ -164,6 +165,9 @@ pub struct SystrapStats {
     pub unpinned: u64,
     /// System calls that came through a patched site (no signal).
     pub patched: u64,
+    /// Mappings and protections deferred to the stub thread's next hand-over instead of a
+    /// command of their own (see [`SystrapAddressSpace`]'s `map` and `protect`).
+    pub deferred: u64,
 }
 
 static ANSWERS: AtomicU64 = AtomicU64::new(0);
@@ -174,6 +178,7 @@ static STUB_SLEEPS: AtomicU64 = AtomicU64::new(0);
 static PINNED: AtomicU64 = AtomicU64::new(0);
 static UNPINNED: AtomicU64 = AtomicU64::new(0);
 static PATCHED: AtomicU64 = AtomicU64::new(0);
+static DEFERRED: AtomicU64 = AtomicU64::new(0);
 
 /// The wait counters so far (see [`SystrapStats`]).
 pub fn stats() -> SystrapStats {
@@ -186,6 +191,7 @@ pub fn stats() -> SystrapStats {
         pinned: PINNED.load(Ordering::Relaxed),
         unpinned: UNPINNED.load(Ordering::Relaxed),
         patched: PATCHED.load(Ordering::Relaxed),
+        deferred: DEFERRED.load(Ordering::Relaxed),
     }
 }
 
@@ -751,6 +757,9 @@ impl Stub {
             pinned: AtomicBool::new(false),
             sleeps: AtomicU64::new(0),
             tuning: self.tuning,
+            batch: Mutex::new(Vec::new()),
+            batch_out: AtomicBool::new(false),
+            batched: AtomicBool::new(false),
         }
     }
 }
@@ -877,6 +886,14 @@ struct Channel {
     /// thread's other voluntary context switches: blocking in the kernel).
     sleeps: AtomicU64,
     tuning: Tuning,
+    /// Mappings deferred to the next hand-over (address, length, protection, offset): see
+    /// [`SystrapAddressSpace::map`].
+    batch: Mutex<Vec<[u64; 4]>>,
+    /// A batch went with the last hand-over (its failures are looked at after the answer).
+    batch_out: AtomicBool,
+    /// `batch` is not empty: a round trip with nothing deferred touches no lock (only the
+    /// host thread that drives the channel defers and posts, so `Relaxed` suffices).
+    batched: AtomicBool,
 }
 
 impl Channel {
@@ -894,11 +911,63 @@ impl Channel {
         self.memory.write(self.offset + at, &v.to_ne_bytes());
     }
 
-    /// Hand the turn to the stub: publish `value`, waking the stub if it sleeps.
+    /// Hand the turn to the stub: publish `value`, waking the stub if it sleeps. The
+    /// deferred mappings go with it: the stub makes them before anything else.
     fn post(&self, value: u32) {
+        self.write_batch();
         let old = self.state().swap(value, Ordering::SeqCst);
         if old & WAITER != 0 {
             futex_wake(self.state());
+        }
+    }
+
+    /// Put the deferred mappings in the header for the stub to make at the next hand-over.
+    fn write_batch(&self) {
+        if !self.batched.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        self.batched.store(false, Ordering::Relaxed);
+        if batch.is_empty() {
+            return;
+        }
+        let mut buf = Vec::with_capacity(batch.len() * 32);
+        for entry in batch.iter() {
+            for v in entry {
+                buf.extend_from_slice(&v.to_ne_bytes());
+            }
+        }
+        self.memory.write(self.offset + H_BATCH, &buf);
+        self.write_u64(H_BATCH_N, batch.len() as u64);
+        batch.clear();
+        self.batch_out.store(true, Ordering::Relaxed);
+    }
+
+    /// Defer a mapping or protection to the next hand-over; `false` if the batch is full.
+    fn defer_map(&self, entry: [u64; 4]) -> bool {
+        let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        if batch.len() as u64 >= BATCH_MAX {
+            return false;
+        }
+        batch.push(entry);
+        self.batched.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// After an answer: log a deferred mapping the stub could not make (the range stays as
+    /// it was, and an access there faults and maps it again).
+    fn check_batch(&self) {
+        if !self.batch_out.load(Ordering::Relaxed) {
+            return;
+        }
+        self.batch_out.store(false, Ordering::Relaxed);
+        let r = self.read_u64(H_BATCH_ERR) as i64;
+        if r != 0 {
+            self.write_u64(H_BATCH_ERR, 0);
+            tracing::warn!(
+                "a deferred mapping failed in stub thread {}: {r}",
+                self.thread.tid
+            );
         }
     }
 
@@ -910,6 +979,7 @@ impl Channel {
         let started = ticks();
         let answered = |s: u32| {
             ANSWERS.fetch_add(1, Ordering::Relaxed);
+            self.check_batch();
             let took = ticks().wrapping_sub(started);
             let max = self.max_spin.load(Ordering::Relaxed);
             let next = next_budget(took, tuning.ticks(MIN_SPIN_NS), max);
@@ -1115,9 +1185,21 @@ impl AddressSpace for SystrapAddressSpace {
         prot: Prot,
         file_offset: u64,
     ) -> Result<(), PlatformError> {
+        let caller = self.stub.caller()?;
+        // The only thread of its stub: the mapping can wait for this thread's next hand-over
+        // (a return to the application, or a command), which makes it first. No other
+        // thread runs application code in this address space meanwhile, and every other
+        // change of it is a command of this thread, so the order holds. A mapping that then
+        // fails leaves the range as it was: the access faults, and the fault maps it again.
+        if self.stub.threads.load(Ordering::SeqCst) == 1
+            && caller.defer_map([addr, len, u64::from(prot.0), file_offset])
+        {
+            DEFERRED.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         let flags = (libc::MAP_SHARED | libc::MAP_FIXED) as u64;
         let fd = crate::seccomp::STUB_MEMFD_FD as u64;
-        let r = self.stub.caller()?.syscall(
+        let r = caller.syscall(
             "mmap",
             libc::SYS_mmap,
             [addr, len, u64::from(prot.0), flags, fd, file_offset],
@@ -1139,7 +1221,18 @@ impl AddressSpace for SystrapAddressSpace {
     }
 
     fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), PlatformError> {
-        self.stub.caller()?.syscall(
+        let caller = self.stub.caller()?;
+        // Deferred as a mapping is (see `map`): with one thread, nothing runs in the address
+        // space before the hand-over that makes it. A protection the host refuses then ends
+        // the stub thread (its process, as it is the only one) rather than leave memory more
+        // accessible than the kernel's tables say.
+        if self.stub.threads.load(Ordering::SeqCst) == 1
+            && caller.defer_map([addr, len, u64::from(prot.0) | BATCH_PROTECT << 32, 0])
+        {
+            DEFERRED.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        caller.syscall(
             "mprotect",
             libc::SYS_mprotect,
             [addr, len, u64::from(prot.0), 0, 0, 0],
@@ -1821,6 +1914,10 @@ impl Context for SystrapContext {
 
     fn patchable_trap(&self) -> bool {
         self.stub.tuning.patch && !self.patched
+    }
+
+    fn patched_trap(&self) -> bool {
+        self.patched
     }
 }
 

@@ -20,9 +20,11 @@
 //!    kernel said it sleeps, bit 31);
 //! 3. waits for the kernel: spins for `H_SPIN` rounds, then sleeps with `FUTEX_WAIT` after
 //!    setting bit 31;
-//! 4. on `K_CMD` runs the command in the header (a system call, or a new thread, or a copy of
+//! 4. makes the mappings and protections the kernel deferred to this hand-over (`H_BATCH`),
+//!    if any;
+//! 5. on `K_CMD` runs the command in the header (a system call, or a new thread, or a copy of
 //!    the process), stores the result, publishes `ST_DONE` and waits again;
-//! 5. on `K_RUN` loads the FS and GS bases from the header and returns into application code
+//! 6. on `K_RUN` loads the FS and GS bases from the header and returns into application code
 //!    with `rt_sigreturn` through the (kernel-edited) signal frame.
 //!
 //! The handler keeps what it trusts in registers: its slot (from its stack pointer) and the
@@ -80,12 +82,25 @@ pub(super) const H_FLAGS: u64 = 0x88;
 /// a signal that lands in the patched path sets `H_KICKED` (an interrupt to report later).
 pub(super) const H_FPSAVED: u64 = 0x90;
 pub(super) const H_KICKED: u64 = 0x98;
+/// Header, written by the kernel: how many deferred mappings and protections wait in
+/// `H_BATCH` (the stub makes them, in order, before it runs a command or returns to the
+/// application, and zeroes the count); `H_BATCH_ERR`: the stub stores there the result of
+/// the last mapping that failed.
+pub(super) const H_BATCH_N: u64 = 0xa0;
+pub(super) const H_BATCH_ERR: u64 = 0xa8;
+/// Header: the deferred changes, [`BATCH_MAX`] entries of (address, length, protection |
+/// operation << 32, memory-file offset): operation 0 is an `mmap(MAP_SHARED | MAP_FIXED)`
+/// of the memory file, [`BATCH_PROTECT`] an `mprotect` (which ends the thread if it fails).
+pub(super) const H_BATCH: u64 = 0x200;
+pub(super) const BATCH_MAX: u64 = 64;
+pub(super) const BATCH_PROTECT: u64 = 1;
 /// Header, counted by the stub (statistics only): waits that ended while spinning, sleeps.
 pub(super) const H_SPIN_OK: u64 = 0xc0;
 pub(super) const H_SLEEPS: u64 = 0xc8;
 /// Header, scratch for the thread start: its `stack_t`, an empty signal mask.
 const H_SS: u64 = 0x100;
 const H_MASK: u64 = 0x120;
+const _: () = assert!(H_MASK + 8 <= H_BATCH && H_BATCH + BATCH_MAX * 32 <= STACK_OFF);
 /// Where the signal stack starts in a slot.
 pub(super) const STACK_OFF: u64 = 0x1000;
 /// A patched trap's state, at the bottom of the signal stack (signal frames are written from
@@ -336,6 +351,48 @@ core::arch::global_asm!(
     "    jmp .Lmoat_st_sleep",
     ".Lmoat_st_go:",
     "    and $0xff, %eax",
+    // Deferred changes of the address space first (the kernel asked for them before this
+    // command or return), in order: mmap(addr, len, prot, MAP_SHARED|MAP_FIXED, memfd,
+    // offset), or mprotect(addr, len, prot) when the entry's operation (the upper half of
+    // its protection word) says so.
+    "    mov {h_batch_n}(%rbx), %r12",
+    "    test %r12, %r12",
+    "    jz .Lmoat_st_dispatch",
+    "    movq $0, {h_batch_n}(%rbx)",
+    "    mov %eax, %r14d",
+    "    cmp ${batch_max}, %r12",
+    "    jbe 1f",
+    "    mov ${batch_max}, %r12d",
+    "1:",
+    "    lea {h_batch}(%rbx), %r13",
+    "2:",
+    "    mov (%r13), %rdi",
+    "    mov 8(%r13), %rsi",
+    "    mov 16(%r13), %edx",
+    "    cmpl $0, 20(%r13)",
+    "    jne 4f",
+    "    mov $9, %eax",
+    "    mov ${map_shared_fixed}, %r10d",
+    "    mov ${memfd}, %r8d",
+    "    mov 24(%r13), %r9",
+    "    syscall",
+    "    cmp (%r13), %rax",
+    "    je 3f",
+    "    mov %rax, {h_batch_err}(%rbx)",
+    "    jmp 3f",
+    // A protection the host refused would leave memory more accessible than the kernel's
+    // tables say (a copy-on-write page writable): the thread ends instead (fail closed).
+    "4:",
+    "    mov $10, %eax",
+    "    syscall",
+    "    test %rax, %rax",
+    "    jnz .Lmoat_st_exit",
+    "3:",
+    "    add $32, %r13",
+    "    dec %r12",
+    "    jnz 2b",
+    "    mov %r14d, %eax",
+    ".Lmoat_st_dispatch:",
     "    cmp ${k_cmd}, %eax",
     "    je .Lmoat_st_command",
     // K_RUN (or anything else): back to the application, with the kernel's FS and GS bases
@@ -702,6 +759,10 @@ core::arch::global_asm!(
     h_sleeps = const H_SLEEPS,
     h_ss = const H_SS,
     h_mask = const H_MASK,
+    h_batch_n = const H_BATCH_N,
+    h_batch_err = const H_BATCH_ERR,
+    h_batch = const H_BATCH,
+    batch_max = const BATCH_MAX,
     st_trap = const ST_TRAP,
     st_done = const ST_DONE,
     k_bit = const K_RUN,
