@@ -681,6 +681,9 @@ impl Task {
             .exiting()
             .or(self.exiting)
             .unwrap_or(ExitStatus::Exited(0));
+        // Read before the joiner wakes: the host call is the slow part of leaving, and the
+        // joiner may look for this thread in the tree as soon as it wakes.
+        let cpu = self.context.cpu_time().unwrap_or_default();
         // CLONE_CHILD_CLEARTID: zero the tid word and wake a joiner.
         if self.clear_child_tid != 0 {
             let addr = self.clear_child_tid;
@@ -693,7 +696,6 @@ impl Task {
         if let Some(done) = self.vfork_done.take() {
             done.complete();
         }
-        let cpu = self.context.cpu_time().unwrap_or_default();
         *self.handle.resources.guard() = None;
         crate::exit::leave(self, status, cpu);
     }

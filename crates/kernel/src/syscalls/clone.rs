@@ -121,6 +121,65 @@ pub fn clone3(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
     do_clone(task, &args)
 }
 
+/// `unshare`: the caller's fd table (`CLONE_FILES`) and filesystem context (`CLONE_FS`)
+/// become its own copies; `CLONE_THREAD`, `CLONE_SIGHAND` and `CLONE_VM` succeed only when
+/// there is nothing to unshare (a single-threaded process), as in Linux; `CLONE_SYSVSEM` has
+/// nothing to detach. New namespaces are refused (`EPERM`), as by `clone`; unknown flags are
+/// `EINVAL`.
+pub fn unshare(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
+    let mut flags = a[0];
+    let known = CLONE_THREAD
+        | CLONE_FS
+        | CLONE_SIGHAND
+        | CLONE_VM
+        | CLONE_FILES
+        | CLONE_SYSVSEM
+        | NAMESPACES;
+    if flags & !known != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // What the flags imply (`unshare_check_flags`): a new user namespace needs its own
+    // thread group and fs context, the VM its handlers, the handlers their thread group,
+    // a mount namespace its fs context.
+    if flags & CLONE_NEWUSER != 0 {
+        flags |= CLONE_THREAD | CLONE_FS;
+    }
+    if flags & CLONE_VM != 0 {
+        flags |= CLONE_SIGHAND;
+    }
+    if flags & CLONE_SIGHAND != 0 {
+        flags |= CLONE_THREAD;
+    }
+    if flags & CLONE_NEWNS != 0 {
+        flags |= CLONE_FS;
+    }
+    if flags & (CLONE_THREAD | CLONE_SIGHAND | CLONE_VM) != 0 {
+        let threads = task
+            .kernel
+            .tree
+            .guard()
+            .process(task.tgid)
+            .map_or(1, |n| n.threads.len());
+        if threads > 1 {
+            return Err(Errno::EINVAL);
+        }
+    }
+    if flags & NAMESPACES != 0 {
+        // As for clone: the sandbox makes no namespaces.
+        return Err(Errno::EPERM);
+    }
+    if flags & CLONE_FILES != 0 {
+        let table = task.files.guard().clone();
+        task.files = Arc::new(Mutex::new(table));
+    }
+    if flags & CLONE_FS != 0 {
+        let fs = task.fs.guard().clone();
+        task.fs = Arc::new(Mutex::new(fs));
+    }
+    task.publish_resources();
+    Ok(0)
+}
+
 pub fn fork(task: &mut Task, _: &[u64; 6]) -> SyscallResult {
     let args = CloneArgs {
         flags: 0,

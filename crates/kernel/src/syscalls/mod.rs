@@ -154,6 +154,7 @@ syscall_table! {
     CLONE3 => clone::clone3, [Ptr, Uint], Support::Partial("no namespaces (EPERM), no CLONE_PIDFD, no set_tid");
     FORK => clone::fork, [], FULL;
     VFORK => clone::vfork, [], FULL;
+    UNSHARE => clone::unshare, [Hex], Support::Partial("fd table and filesystem context; no namespaces (EPERM)");
     EXECVE => exec::execve, [Str, Ptr, Ptr], FULL;
     EXECVEAT => exec::execveat, [Int, Str, Ptr, Ptr, Hex], FULL;
     WAIT4 => wait::wait4, [Int, Ptr, Hex, Ptr], FULL;
