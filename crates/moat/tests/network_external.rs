@@ -876,6 +876,30 @@ fn ipv6_through_the_interface_both_ways() {
             .unwrap();
         check(&out, &script);
     }
+    // `ip -6 route` inside lists the interface's prefix route as Linux lists it in the
+    // namespace (whose link-local routes stay the host's).
+    let native = Command::new("nsenter")
+        .arg(&ns[1])
+        .args(["ip", "-6", "route", "show", "dev", &sb])
+        .output()
+        .unwrap();
+    let prefix_route = text(&native.stdout)
+        .lines()
+        .find(|l| l.starts_with("fd00:"))
+        .map(str::to_string)
+        .expect("the namespace's prefix route");
+    let inside = Command::new("nsenter")
+        .arg(&ns[1])
+        .arg(MOAT)
+        .arg("do")
+        .args(platform_args())
+        .args(["ip", "-6", "route", "show", "dev", &sb])
+        .output()
+        .unwrap();
+    assert_eq!(
+        check(&inside, "ip -6 route inside"),
+        format!("{prefix_route}\n")
+    );
     let dir = Scratch::new("netext-v6");
     std::fs::write(dir.path().join("sandbox.py"), SANDBOX6).unwrap();
     std::fs::write(dir.path().join("peer.py"), PEER6).unwrap();

@@ -2,7 +2,7 @@
 //! the interfaces they see (`net/iface.rs`: the sandbox's `lo` and external interface, or the
 //! host's with `--network=host`): dumps of links (`RTM_GETLINK`) and addresses
 //! (`RTM_GETADDR`), as glibc's `getifaddrs` and iproute2's `ip addr` read them, and of the
-//! IPv4 routes (`RTM_GETROUTE`, for `ip route`); other dumps (neighbours, rules) are empty, and
+//! IPv4 and IPv6 routes (`RTM_GETROUTE`, for `ip route`); other dumps (neighbours, rules) are empty, and
 //! changes are refused (`EPERM`: the interfaces are not the sandbox's to change). Each answer
 //! is a datagram of its own on the socket's queue; a dump ends with `NLMSG_DONE`. No events
 //! are ever multicast (the interfaces never change).
@@ -49,7 +49,9 @@ const RTM_GETROUTE: u16 = 26;
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
 const RTA_PREFSRC: u16 = 7;
+const RTA_PREF: u16 = 20;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_KERNEL: u8 = 2;
@@ -207,56 +209,123 @@ fn addrs(d: &Iface, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
     out
 }
 
-/// `RTM_NEWROUTE` for an interface's IPv4 routes: the default route through the gateway,
-/// and each address's subnet on the link (none for loopback).
-fn routes(d: &Iface, seq: u32, port: u32) -> Vec<Vec<u8>> {
-    let route = |dst: Option<([u8; 4], u8)>, gw: Option<[u8; 4]>, src: Option<[u8; 4]>| {
-        let mut m = Message::new(RTM_NEWROUTE, NLM_F_MULTI, seq, port);
-        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-        let mut info = [0u8; 12];
-        info[0] = libc::AF_INET as u8;
-        info[1] = dst.map_or(0, |(_, p)| p);
-        info[4] = RT_TABLE_MAIN;
-        info[5] = if gw.is_some() {
-            RTPROT_BOOT
-        } else {
-            RTPROT_KERNEL
-        };
-        info[6] = if gw.is_some() {
-            RT_SCOPE_UNIVERSE
-        } else {
-            RT_SCOPE_LINK
-        };
-        info[7] = RTN_UNICAST;
-        m.put(&info)
-            .attr(RTA_TABLE, &u32::from(RT_TABLE_MAIN).to_le_bytes());
-        if let Some((net, _)) = dst {
-            m.attr(RTA_DST, &net);
-        }
-        if let Some(s) = src {
-            m.attr(RTA_PREFSRC, &s);
-        }
-        if let Some(g) = gw {
-            m.attr(RTA_GATEWAY, &g);
-        }
-        m.attr(RTA_OIF, &d.index.to_le_bytes());
-        m.done()
+/// One route of the main table through interface `oif`.
+struct Route {
+    /// Destination network and prefix length (`None`: the default route).
+    dst: Option<(IpAddr, u8)>,
+    gateway: Option<IpAddr>,
+    /// The preferred source (IPv4 subnet routes carry it).
+    source: Option<IpAddr>,
+    /// `RTA_PRIORITY`: IPv6 routes carry one (256 for the kernel's, 1024 for the default).
+    metric: Option<u32>,
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// `RTM_NEWROUTE` for `r`, of `family`.
+fn route_message(family: i32, oif: i32, r: &Route, seq: u32, port: u32) -> Vec<u8> {
+    let mut m = Message::new(RTM_NEWROUTE, NLM_F_MULTI, seq, port);
+    // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+    let mut info = [0u8; 12];
+    info[0] = family as u8;
+    info[1] = r.dst.map_or(0, |(_, p)| p);
+    info[4] = RT_TABLE_MAIN;
+    info[5] = if r.gateway.is_some() {
+        RTPROT_BOOT
+    } else {
+        RTPROT_KERNEL
     };
-    let mut out = Vec::new();
-    if d.is_loopback() {
-        return out;
+    // IPv4's connected routes are the link's; IPv6's are all universe.
+    info[6] = if r.gateway.is_none() && family == libc::AF_INET {
+        RT_SCOPE_LINK
+    } else {
+        RT_SCOPE_UNIVERSE
+    };
+    info[7] = RTN_UNICAST;
+    m.put(&info)
+        .attr(RTA_TABLE, &u32::from(RT_TABLE_MAIN).to_le_bytes());
+    if let Some((net, _)) = r.dst {
+        m.attr(RTA_DST, &ip_bytes(net));
     }
-    if let Some(IpAddr::V4(gw)) = d.gateway {
-        out.push(route(None, Some(gw.octets()), None));
+    if let Some(metric) = r.metric {
+        m.attr(RTA_PRIORITY, &metric.to_le_bytes());
     }
-    for a in &d.addrs {
-        if let IpAddr::V4(ip) = a.addr {
-            let mask = InterfaceConfig::netmask_v4(a.prefix);
-            let net: [u8; 4] = std::array::from_fn(|i| ip.octets()[i] & mask[i]);
-            out.push(route(Some((net, a.prefix)), None, Some(ip.octets())));
+    if let Some(s) = r.source {
+        m.attr(RTA_PREFSRC, &ip_bytes(s));
+    }
+    if let Some(g) = r.gateway {
+        m.attr(RTA_GATEWAY, &ip_bytes(g));
+    }
+    m.attr(RTA_OIF, &oif.to_le_bytes());
+    if family == libc::AF_INET6 {
+        // `RTA_PREF`: a route's router preference, medium.
+        m.attr(RTA_PREF, &[0]);
+    }
+    m.done()
+}
+
+/// The main table's routes through an interface, of `family`: the default route and each
+/// address's subnet or prefix; none for loopback, whose routes live in the local table (as
+/// Linux 6.x lists them).
+fn routes(d: &Iface, family: i32, seq: u32, port: u32) -> Vec<Vec<u8>> {
+    let mut list = Vec::new();
+    if family == libc::AF_INET && !d.is_loopback() {
+        if let Some(gw @ IpAddr::V4(_)) = d.gateway {
+            list.push(Route {
+                dst: None,
+                gateway: Some(gw),
+                source: None,
+                metric: None,
+            });
+        }
+        for a in &d.addrs {
+            if let IpAddr::V4(ip) = a.addr {
+                let mask = InterfaceConfig::netmask_v4(a.prefix);
+                let net: [u8; 4] = std::array::from_fn(|i| ip.octets()[i] & mask[i]);
+                list.push(Route {
+                    dst: Some((IpAddr::from(net), a.prefix)),
+                    gateway: None,
+                    source: Some(a.addr),
+                    metric: None,
+                });
+            }
         }
     }
-    out
+    if family == libc::AF_INET6 && !d.is_loopback() {
+        for a in &d.addrs {
+            if let IpAddr::V6(ip) = a.addr {
+                let bits = u32::from(a.prefix.min(128));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                let net = std::net::Ipv6Addr::from(u128::from(ip) & mask);
+                list.push(Route {
+                    dst: Some((IpAddr::V6(net), a.prefix)),
+                    gateway: None,
+                    source: None,
+                    metric: Some(256),
+                });
+            }
+        }
+        if let Some(gw @ IpAddr::V6(_)) = d.gateway6 {
+            list.push(Route {
+                dst: None,
+                gateway: Some(gw),
+                source: None,
+                metric: Some(1024),
+            });
+        }
+    }
+    list.iter()
+        .map(|r| route_message(family, d.index, r, seq, port))
+        .collect()
 }
 
 /// `NLMSG_ERROR` answering `request` (its header) with `-errno` (0: an acknowledgement).
@@ -359,9 +428,11 @@ impl NetlinkSocket {
                     }
                     RTM_GETROUTE if dump => {
                         let family = body.first().map_or(0, |&f| i32::from(f));
-                        if matches!(family, libc::AF_UNSPEC | libc::AF_INET) {
-                            for d in iface::all() {
-                                replies.extend(routes(&d, seq, port));
+                        for fam in [libc::AF_INET, libc::AF_INET6] {
+                            if family == libc::AF_UNSPEC || family == fam {
+                                for d in iface::all() {
+                                    replies.extend(routes(&d, fam, seq, port));
+                                }
                             }
                         }
                     }
