@@ -415,6 +415,14 @@ pub fn sandbox_fs(
         };
         let (dir, name) = (&file.path[..split], &file.path[split + 1..]);
         let at = make_dirs(dir)?;
+        // A symlink there (systemd's /etc/resolv.conf is one) is replaced, not followed:
+        // the seed is the file the sandbox sees.
+        if let Ok(d) = at.dentry.child(name) {
+            if d.inode().kind() == vfs::FileKind::Symlink {
+                at.inode().unlink(name, false).map_err(KernelError::Root)?;
+                at.dentry.remove_child(name);
+            }
+        }
         let inode = match at.dentry.child(name) {
             Ok(d) => d.inode(),
             Err(_) => {

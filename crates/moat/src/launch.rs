@@ -220,6 +220,17 @@ pub fn run_do(args: &DoArgs) -> ExitCode {
             Ok((made, taken)) => {
                 spec.interface = Some(taken.config);
                 veth = Some(made);
+                // A host resolving through a loopback stub: the sandbox gets the upstream
+                // servers in its /etc/resolv.conf (in its overlay; the host's file stays).
+                let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                let upstream = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
+                if let Some(text) = moat_runtime::veth::resolv_conf(&host, upstream.as_deref()) {
+                    spec.seed_files.push(moat_kernel::SeedFile {
+                        path: b"/etc/resolv.conf".to_vec(),
+                        contents: text.into_bytes(),
+                        mode: 0o644,
+                    });
+                }
                 Some(taken.fd)
             }
             Err(e) => return fail(EXIT_MOAT_FAILED, &format!("--veth: {e}")),

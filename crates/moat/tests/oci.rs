@@ -132,6 +132,45 @@ fn process_capabilities_are_the_programs_sets() {
     }
 }
 
+/// A bind mount of a small file over a path that is a symlink in the image (as containerd and
+/// podman mount `/etc/resolv.conf`, which images such as systemd-based ones ship as a
+/// symlink) shows the mounted file, not the symlink's target.
+#[test]
+fn a_file_bind_mounted_over_a_symlink_replaces_it() {
+    let s = Scratch::new("oci-seed-symlink");
+    let b = bundle(&s.path().join("b"), &["cat", "/etc/resolv.conf"], false);
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        b.join("rootfs/etc/resolv.conf"),
+    )
+    .unwrap();
+    let host_file = s.path().join("resolv.conf");
+    std::fs::write(&host_file, "nameserver 192.0.2.53\n").unwrap();
+    edit_config(&b, |c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/etc/resolv.conf",
+            "type": "bind",
+            "source": host_file,
+            "options": ["rbind", "ro"]
+        }));
+    });
+    let out = Command::new(MOAT)
+        .arg("--root")
+        .arg(s.path().join("root"))
+        .args(["run", "--bundle"])
+        .arg(&b)
+        .arg("seed")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout),
+        "nameserver 192.0.2.53\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
 #[test]
 fn run_of_a_missing_program_fails_like_a_shell() {
     let s = Scratch::new("oci-missing");

@@ -312,9 +312,55 @@ fn iptables(action: &str, rule: &[String]) -> io::Result<()> {
     }
 }
 
+/// The `/etc/resolv.conf` a `--veth` sandbox needs when the host's names only loopback
+/// resolvers (systemd-resolved's stub at 127.0.0.53, a local dnsmasq): those are the host's
+/// loopback, which the sandbox cannot reach; the upstream file (systemd-resolved's
+/// `/run/systemd/resolve/resolv.conf`) names the real ones. `None`: the host's file serves.
+pub fn resolv_conf(host: &str, upstream: Option<&str>) -> Option<String> {
+    let servers = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+    let loopback = |s: &String| {
+        s.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    };
+    let ours = servers(host);
+    if ours.is_empty() || !ours.iter().all(loopback) {
+        return None;
+    }
+    let upstream = upstream?;
+    let theirs = servers(upstream);
+    (!theirs.is_empty() && !theirs.iter().any(loopback)).then(|| upstream.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_resolver_is_replaced_by_the_upstream_ones() {
+        let stub = "# systemd-resolved\nnameserver 127.0.0.53\noptions edns0\nsearch lan\n";
+        let upstream = "nameserver 192.0.2.53\nsearch lan\n";
+        assert_eq!(
+            resolv_conf(stub, Some(upstream)),
+            Some(upstream.to_string())
+        );
+        // A host file naming a reachable server stays.
+        assert_eq!(resolv_conf("nameserver 10.0.0.1\n", Some(upstream)), None);
+        assert_eq!(
+            resolv_conf(
+                "nameserver 127.0.0.1\nnameserver 10.0.0.1\n",
+                Some(upstream)
+            ),
+            None
+        );
+        // Nothing better to offer: the host's file stays.
+        assert_eq!(resolv_conf(stub, None), None);
+        assert_eq!(resolv_conf(stub, Some("nameserver ::1\n")), None);
+    }
 
     #[test]
     fn subnets_are_30s_in_the_shared_space() {
