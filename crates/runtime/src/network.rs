@@ -226,91 +226,93 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
         .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// An Ethernet link: index, name, MAC, MTU.
-struct Link {
-    index: u32,
-    name: String,
-    mac: [u8; 6],
-    mtu: u32,
+/// A link as an `RTM_NEWLINK` message describes it (no addresses or routes yet).
+fn parse_link(body: &[u8]) -> Option<Iface> {
+    if body.len() < 16 {
+        return None;
+    }
+    let mut d = Iface {
+        index: u32_at(body, 4) as i32,
+        name: String::new(),
+        flags: u32_at(body, 8),
+        hw_type: u16::from_le_bytes([body[2], body[3]]),
+        mtu: 1500,
+        mac: [0; 6],
+        addrs: Vec::new(),
+        gateway: None,
+        gateway6: None,
+        stats: IfaceStats::default(),
+    };
+    for (k, v) in attributes(body, 16) {
+        match k {
+            IFLA_IFNAME => {
+                let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
+                d.name = String::from_utf8_lossy(&v[..end]).into_owned();
+            }
+            IFLA_ADDRESS if v.len() == 6 => d.mac.copy_from_slice(v),
+            IFLA_MTU => d.mtu = u32_at(v, 0),
+            _ => {}
+        }
+    }
+    Some(d)
 }
 
-fn links(rtnl: &Rtnl) -> io::Result<Vec<Link>> {
-    let mut out = Vec::new();
-    for m in rtnl.dump(RTM_GETLINK, &[0u8; 16])? {
-        if m.kind != RTM_NEWLINK || m.body.len() < 16 {
-            continue;
-        }
-        let kind = u16::from_le_bytes([m.body[2], m.body[3]]);
-        let flags = u32_at(&m.body, 8);
-        if kind != ARPHRD_ETHER || flags & IFF_UP == 0 {
-            continue;
-        }
-        let mut link = Link {
-            index: u32_at(&m.body, 4),
-            name: String::new(),
-            mac: [0; 6],
-            mtu: 1500,
-        };
-        for (k, v) in attributes(&m.body, 16) {
-            match k {
-                IFLA_IFNAME => {
-                    let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
-                    link.name = String::from_utf8_lossy(&v[..end]).into_owned();
-                }
-                IFLA_ADDRESS if v.len() == 6 => link.mac.copy_from_slice(v),
-                IFLA_MTU => link.mtu = u32_at(v, 0),
-                _ => {}
-            }
-        }
-        out.push(link);
-    }
-    out.sort_by_key(|l| l.index);
+/// Every link of the socket's namespace, by index.
+pub(crate) fn links(rtnl: &Rtnl) -> io::Result<Vec<Iface>> {
+    let mut out: Vec<Iface> = rtnl
+        .dump(RTM_GETLINK, &[0u8; 16])?
+        .iter()
+        .filter(|m| m.kind == RTM_NEWLINK)
+        .filter_map(|m| parse_link(&m.body))
+        .collect();
+    out.sort_by_key(|d| d.index);
     Ok(out)
 }
 
-/// The addresses of `family` of link `index` (address, prefix length) and the messages
-/// that describe them (sent back as deletions). IPv6 link-local addresses stay the host's
-/// (the sandbox's stack speaks from its global ones).
-fn addresses(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Vec<(IpAddr, u8, Vec<u8>)>> {
+/// An address as an `RTM_NEWADDR` message describes it: its link's index and the address.
+fn parse_address(body: &[u8]) -> Option<(i32, IfaceAddr)> {
+    if body.len() < 8 {
+        return None;
+    }
+    let attrs = attributes(body, 8);
+    let find = |kind: u16| {
+        attrs
+            .iter()
+            .find(|(k, v)| *k == kind && matches!(v.len(), 4 | 16))
+            .map(|(_, v)| *v)
+    };
+    let raw = find(IFA_LOCAL).or_else(|| find(IFA_ADDRESS))?;
+    let addr = match raw.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(raw).ok()?),
+        _ => IpAddr::from(<[u8; 16]>::try_from(raw).ok()?),
+    };
+    let a = IfaceAddr {
+        addr,
+        prefix: body[1],
+        scope: body[3],
+    };
+    Some((u32_at(body, 4) as i32, a))
+}
+
+/// The addresses of `family` in the socket's namespace: link index, address, and the
+/// message that describes it.
+fn addresses(rtnl: &Rtnl, family: i32) -> io::Result<Vec<(i32, IfaceAddr, Vec<u8>)>> {
     let mut req = [0u8; 8];
     req[0] = family as u8;
-    let mut out = Vec::new();
-    for m in rtnl.dump(RTM_GETADDR, &req)? {
-        if m.kind != RTM_NEWADDR
-            || m.body.len() < 8
-            || i32::from(m.body[0]) != family
-            || u32_at(&m.body, 4) != index
-        {
-            continue;
-        }
-        let prefix = m.body[1];
-        let scope = m.body[3];
-        let attrs = attributes(&m.body, 8);
-        let find = |kind: u16| {
-            attrs
-                .iter()
-                .find(|(k, v)| *k == kind && matches!(v.len(), 4 | 16))
-                .map(|(_, v)| *v)
-        };
-        let Some(raw) = find(IFA_LOCAL).or_else(|| find(IFA_ADDRESS)) else {
-            continue;
-        };
-        let addr = match raw.len() {
-            4 => IpAddr::from(<[u8; 4]>::try_from(raw).unwrap_or_default()),
-            _ => IpAddr::from(<[u8; 16]>::try_from(raw).unwrap_or_default()),
-        };
-        if family == libc::AF_INET6 && scope != RT_SCOPE_UNIVERSE {
-            continue;
-        }
-        out.push((addr, prefix, m.body));
-    }
-    Ok(out)
+    Ok(rtnl
+        .dump(RTM_GETADDR, &req)?
+        .into_iter()
+        .filter(|m| m.kind == RTM_NEWADDR && m.body.first() == Some(&(family as u8)))
+        .filter_map(|m| parse_address(&m.body).map(|(index, a)| (index, a, m.body)))
+        .collect())
 }
 
-/// The default route of `family` through link `index`, if any: its gateway and its message.
-fn default_route(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<(IpAddr, Vec<u8>)>> {
+/// The default routes of `family` in the main table: the link each goes through, its
+/// gateway, and its message.
+fn default_routes(rtnl: &Rtnl, family: i32) -> io::Result<Vec<(i32, IpAddr, Vec<u8>)>> {
     let mut req = [0u8; 12];
     req[0] = family as u8;
+    let mut out = Vec::new();
     for m in rtnl.dump(RTM_GETROUTE, &req)? {
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
         if m.kind != RTM_NEWROUTE || m.body.len() < 12 || m.body[1] != 0 {
@@ -323,7 +325,7 @@ fn default_route(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<(IpA
         let oif = attrs
             .iter()
             .find(|(k, _)| *k == RTA_OIF)
-            .map(|(_, v)| u32_at(v, 0));
+            .map(|(_, v)| u32_at(v, 0) as i32);
         let dst = attrs.iter().any(|(k, _)| *k == RTA_DST);
         let gw = attrs
             .iter()
@@ -333,13 +335,19 @@ fn default_route(rtnl: &Rtnl, index: u32, family: i32) -> io::Result<Option<(IpA
                 16 => Some(IpAddr::from(<[u8; 16]>::try_from(*v).ok()?)),
                 _ => None,
             });
-        if oif == Some(index) && !dst {
-            if let Some(gw) = gw {
-                return Ok(Some((gw, m.body)));
-            }
+        if let (Some(oif), Some(gw), false) = (oif, gw, dst) {
+            out.push((oif, gw, m.body));
         }
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// The default route of `family` through link `index`, if any: its gateway and its message.
+fn default_route(rtnl: &Rtnl, index: i32, family: i32) -> io::Result<Option<(IpAddr, Vec<u8>)>> {
+    Ok(default_routes(rtnl, family)?
+        .into_iter()
+        .find(|(oif, _, _)| *oif == index)
+        .map(|(_, gw, m)| (gw, m)))
 }
 
 /// For `--network=sandbox`: take the first Ethernet interface of the caller's network
@@ -359,16 +367,29 @@ pub fn take_interface(say: bool) -> Result<Option<TakenInterface>, crate::Runtim
     }
     let fail = crate::RuntimeError::io("taking the network interface");
     let rtnl = Rtnl::open().map_err(&fail)?;
-    for link in links(&rtnl).map_err(&fail)? {
-        let mut addrs = addresses(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
+    let ethernet_up = |d: &Iface| d.hw_type == ARPHRD_ETHER && d.flags & IFF_UP != 0;
+    for link in links(&rtnl).map_err(&fail)?.into_iter().filter(ethernet_up) {
+        // Its IPv4 addresses and global IPv6 ones: IPv6 link-local addresses stay the
+        // host's (the sandbox's stack speaks from its global ones).
+        let of_link = |family| -> io::Result<Vec<(IpAddr, u8, Vec<u8>)>> {
+            Ok(addresses(&rtnl, family)?
+                .into_iter()
+                .filter(|(index, a, _)| {
+                    *index == link.index
+                        && (family == libc::AF_INET || a.scope == RT_SCOPE_UNIVERSE)
+                })
+                .map(|(_, a, m)| (a.addr, a.prefix, m))
+                .collect())
+        };
+        let mut addrs = of_link(libc::AF_INET).map_err(&fail)?;
         if addrs.is_empty() {
             continue;
         }
-        addrs.extend(addresses(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?);
+        addrs.extend(of_link(libc::AF_INET6).map_err(&fail)?);
         let route4 = default_route(&rtnl, link.index, libc::AF_INET).map_err(&fail)?;
         let route6 = default_route(&rtnl, link.index, libc::AF_INET6).map_err(&fail)?;
-        let fd =
-            moat_platform::packet::open_packet_socket(link.index, PACKET_BUFFER).map_err(&fail)?;
+        let fd = moat_platform::packet::open_packet_socket(link.index as u32, PACKET_BUFFER)
+            .map_err(&fail)?;
         // The host's stack lets go of the addresses (and the routes through them): from now
         // on the sandbox's stack answers for them.
         for (_, _, message) in &addrs {
@@ -409,109 +430,58 @@ pub fn take_interface_of(
 ) -> Result<Option<TakenInterface>, crate::RuntimeError> {
     let fail = crate::RuntimeError::io("entering the container's network namespace");
     let ns = std::fs::File::open(path).map_err(&fail)?;
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    ns.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(|e| fail(e.into()))?;
-                take_interface(false)
-            })
-            .join()
-            .unwrap_or_else(|_| Err(crate::RuntimeError::Spec("network thread panicked")))
-    })
+    in_netns(&ns, || Ok(take_interface(false))).map_err(&fail)?
 }
 
 /// For `--network=host`: every interface of the caller's network namespace, with its flags,
 /// addresses (all scopes) and default routes, as programs in the sandbox will see them.
 pub fn host_interfaces() -> io::Result<Vec<Iface>> {
     let rtnl = Rtnl::open()?;
-    let mut out = Vec::new();
-    for m in rtnl.dump(RTM_GETLINK, &[0u8; 16])? {
-        if m.kind != RTM_NEWLINK || m.body.len() < 16 {
-            continue;
-        }
-        let mut d = Iface {
-            index: u32_at(&m.body, 4) as i32,
-            name: String::new(),
-            flags: u32_at(&m.body, 8),
-            hw_type: u16::from_le_bytes([m.body[2], m.body[3]]),
-            mtu: 1500,
-            mac: [0; 6],
-            addrs: Vec::new(),
-            gateway: None,
-            gateway6: None,
-            stats: IfaceStats::default(),
-        };
-        for (k, v) in attributes(&m.body, 16) {
-            match k {
-                IFLA_IFNAME => {
-                    let end = v.iter().position(|&c| c == 0).unwrap_or(v.len());
-                    d.name = String::from_utf8_lossy(&v[..end]).into_owned();
-                }
-                IFLA_ADDRESS if v.len() == 6 => d.mac.copy_from_slice(v),
-                IFLA_MTU => d.mtu = u32_at(v, 0),
-                _ => {}
-            }
-        }
-        out.push(d);
-    }
+    let mut out = links(&rtnl)?;
     for family in [libc::AF_INET, libc::AF_INET6] {
-        let mut req = [0u8; 8];
-        req[0] = family as u8;
-        for m in rtnl.dump(RTM_GETADDR, &req)? {
-            if m.kind != RTM_NEWADDR || m.body.len() < 8 || i32::from(m.body[0]) != family {
-                continue;
-            }
-            let (prefix, scope, index) = (m.body[1], m.body[3], u32_at(&m.body, 4) as i32);
-            let attrs = attributes(&m.body, 8);
-            let find = |kind: u16| {
-                attrs
-                    .iter()
-                    .find(|(k, v)| *k == kind && matches!(v.len(), 4 | 16))
-                    .map(|(_, v)| *v)
-            };
-            let Some(raw) = find(IFA_LOCAL).or_else(|| find(IFA_ADDRESS)) else {
-                continue;
-            };
-            let addr = match raw.len() {
-                4 => IpAddr::from(<[u8; 4]>::try_from(raw).unwrap_or_default()),
-                _ => IpAddr::from(<[u8; 16]>::try_from(raw).unwrap_or_default()),
-            };
+        for (index, a, _) in addresses(&rtnl, family)? {
             if let Some(d) = out.iter_mut().find(|d| d.index == index) {
-                d.addrs.push(IfaceAddr {
-                    addr,
-                    prefix,
-                    scope,
-                });
+                d.addrs.push(a);
+            }
+        }
+        for (oif, gw, _) in default_routes(&rtnl, family)? {
+            if let Some(d) = out.iter_mut().find(|d| d.index == oif) {
+                let slot = if family == libc::AF_INET {
+                    &mut d.gateway
+                } else {
+                    &mut d.gateway6
+                };
+                slot.get_or_insert(gw);
             }
         }
     }
-    for d in &mut out {
-        d.gateway = default_route(&rtnl, d.index as u32, libc::AF_INET)?.map(|(gw, _)| gw);
-        d.gateway6 = default_route(&rtnl, d.index as u32, libc::AF_INET6)?.map(|(gw, _)| gw);
-    }
-    out.sort_by_key(|d| d.index);
     Ok(out)
 }
 
-/// [`GiveBack::apply`] in the network namespace at `path`, entered by a thread of its own.
-pub fn give_back_in(path: &std::path::Path, give_back: GiveBack) -> io::Result<()> {
-    let ns = std::fs::File::open(path)?;
+/// Run `f` on a thread of its own that enters the network namespace `ns` first (a
+/// namespace is a thread's; this one ends with the call).
+pub(crate) fn in_netns<T: Send>(
+    ns: &impl AsFd,
+    f: impl FnOnce() -> io::Result<T> + Send,
+) -> io::Result<T> {
+    let ns = ns.as_fd();
     std::thread::scope(|scope| {
         scope
-            .spawn(|| {
+            .spawn(move || {
                 rustix::thread::move_into_link_name_space(
-                    ns.as_fd(),
+                    ns,
                     Some(rustix::thread::LinkNameSpaceType::Network),
                 )?;
-                give_back.apply()
+                f()
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("network thread panicked")))
     })
+}
+
+/// [`GiveBack::apply`] in the network namespace at `path`.
+pub fn give_back_in(path: &std::path::Path, give_back: GiveBack) -> io::Result<()> {
+    in_netns(&std::fs::File::open(path)?, || give_back.apply())
 }
 
 #[cfg(test)]

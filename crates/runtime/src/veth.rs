@@ -15,14 +15,13 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 
-use crate::network::{Rtnl, TakenInterface};
+use crate::network::{in_netns, Rtnl, TakenInterface};
 
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
-const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const NLM_F_REQUEST: u16 = 0x1;
@@ -90,14 +89,10 @@ fn request(rtnl: &Rtnl, kind: u16, flags: u16, body: &[u8]) -> io::Result<()> {
 
 /// The index of link `link` of the socket's namespace.
 fn index_of(rtnl: &Rtnl, link: &str) -> io::Result<i32> {
-    let mut body = ifinfomsg(0, 0, 0);
-    attr(&mut body, IFLA_IFNAME, &name(link));
-    rtnl.send(RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK, &body)?;
-    let replies = rtnl.replies(false)?;
-    replies
-        .iter()
-        .find(|m| m.kind == RTM_NEWLINK && m.body.len() >= 16)
-        .map(|m| i32::from_le_bytes([m.body[4], m.body[5], m.body[6], m.body[7]]))
+    crate::network::links(rtnl)?
+        .into_iter()
+        .find(|d| d.name == link)
+        .map(|d| d.index)
         .ok_or_else(|| io::Error::other(format!("no link {link}")))
 }
 
@@ -131,22 +126,6 @@ fn add_default_route(rtnl: &Rtnl, index: i32, gateway: Ipv4Addr) -> io::Result<(
     attr(&mut body, RTA_GATEWAY, &gateway.octets());
     attr(&mut body, RTA_OIF, &index.to_le_bytes());
     request(rtnl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &body)
-}
-
-/// Run `f` on a thread of its own inside the network namespace `ns`.
-fn in_netns<T: Send>(ns: &OwnedFd, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                rustix::thread::move_into_link_name_space(
-                    ns.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )?;
-                f()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("network thread panicked")))
-    })
 }
 
 /// A fresh network namespace (made by a thread of its own, which ends; the file holds it).

@@ -37,14 +37,16 @@ fn field(s: &[u8]) -> [u8; 65] {
 }
 
 pub fn uname(task: &mut Task, a: &[u64; 6]) -> SyscallResult {
-    let uts = task.kernel.uts.guard().clone();
-    let u = Utsname {
-        sysname: field(b"Linux"),
-        nodename: field(&uts.hostname),
-        release: field(RELEASE.as_bytes()),
-        version: field(VERSION.as_bytes()),
-        machine: field(b"x86_64"),
-        domainname: field(&uts.domainname),
+    let u = {
+        let uts = task.kernel.uts.guard();
+        Utsname {
+            sysname: field(b"Linux"),
+            nodename: field(&uts.hostname),
+            release: field(RELEASE.as_bytes()),
+            version: field(VERSION.as_bytes()),
+            machine: field(b"x86_64"),
+            domainname: field(&uts.domainname),
+        }
     };
     task.mm.guard().write_obj(a[0], &u)?;
     Ok(0)

@@ -46,8 +46,6 @@ use crate::wait::WaitQueue;
 
 /// `POLLWRBAND`: datagram sockets report it with `POLLOUT`.
 const POLLWRBAND: u32 = 0x200;
-const FIONREAD: u32 = 0x541b;
-const TIOCOUTQ: u32 = 0x5411;
 
 /// ICMP types: echo request and reply, for IPv4 and IPv6.
 pub const ICMP_ECHO: u8 = 8;
@@ -617,11 +615,6 @@ impl PingSocket {
         });
         // `ping_init_sock`: an IPv6 ping socket is IPv6-only.
         opts.v6only = family == Family::V6;
-        // Ping sockets are made with `SO_REUSEADDR` on (`INET_PROTOSW_REUSE`): identifiers
-        // are shared unless a socket turns it off.
-        // (No capability is needed for it: any credentials do.)
-        let creds = crate::Credentials::default();
-        let _ = opts.set(SOL_SOCKET, SO_REUSEADDR, &1i32.to_le_bytes(), &creds);
         PingSocket {
             sk: Arc::new(Ping {
                 family,
@@ -936,22 +929,14 @@ impl FileOps for PingSocket {
         request: u32,
         arg: u64,
     ) -> Result<u64, Errno> {
-        if let Some(r) = crate::net::iface::ioctl(mm, request, arg, true) {
-            return r;
-        }
-        let n = match request {
-            FIONREAD => self
-                .sk
+        super::datagram_ioctl(mm, request, arg, || {
+            self.sk
                 .state
                 .guard()
                 .recv
                 .front()
-                .map_or(0, |r| r.data.len()),
-            TIOCOUTQ => 0,
-            _ => return Err(Errno::ENOTTY),
-        };
-        mm.write_obj(arg, &(n.min(i32::MAX as usize) as i32))?;
-        Ok(0)
+                .map_or(0, |r| r.data.len())
+        })
     }
 
     fn stat(&self) -> Result<Stat, Errno> {

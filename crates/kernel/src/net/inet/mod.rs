@@ -565,6 +565,29 @@ fn proc_datagram(lines: &[ProcLine], family: Family, sl: &str) -> String {
     s
 }
 
+/// `FIONREAD`/`TIOCOUTQ` of a datagram socket (UDP, ICMP echo): the size of the next
+/// datagram waiting (0 if none), and 0 bytes unsent (a datagram leaves at once). Other
+/// requests are the interface ones any socket answers, or `ENOTTY`.
+pub(crate) fn datagram_ioctl(
+    mm: &mut crate::mm::MemoryManager,
+    request: u32,
+    arg: u64,
+    next_datagram: impl FnOnce() -> usize,
+) -> Result<u64, Errno> {
+    const FIONREAD: u32 = 0x541b;
+    const TIOCOUTQ: u32 = 0x5411;
+    if let Some(r) = crate::net::iface::ioctl(mm, request, arg, true) {
+        return r;
+    }
+    let n = match request {
+        FIONREAD => next_datagram(),
+        TIOCOUTQ => 0,
+        _ => return Err(Errno::ENOTTY),
+    };
+    mm.write_obj(arg, &(n.min(i32::MAX as usize) as i32))?;
+    Ok(0)
+}
+
 /// The Linux TCP states, as `/proc/net/tcp` and `TCP_INFO` number them.
 pub mod state {
     pub const ESTABLISHED: u8 = 1;

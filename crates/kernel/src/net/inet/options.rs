@@ -363,9 +363,18 @@ impl Options {
         } else {
             (212_992, 212_992)
         };
+        // Ping sockets start with `SO_REUSEADDR` on (`INET_PROTOSW_REUSE`): identifiers are
+        // shared unless a socket turns it off.
+        let ints = SPECS
+            .iter()
+            .map(|s| match (s.level, s.name) {
+                (SOL_SOCKET, SO_REUSEADDR) if kind.icmp => 1,
+                _ => s.default,
+            })
+            .collect();
         Options {
             kind,
-            ints: SPECS.iter().map(|s| s.default).collect(),
+            ints,
             linger: None,
             sndbuf,
             rcvbuf,

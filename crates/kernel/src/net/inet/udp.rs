@@ -40,9 +40,6 @@ const MAX_V6_PAYLOAD: usize = 65527;
 /// the buffer's true size: about this much for a small one).
 const DATAGRAM_OVERHEAD: usize = 768;
 
-const FIONREAD: u32 = 0x541b;
-const TIOCOUTQ: u32 = 0x5411;
-
 struct Datagram {
     data: Vec<u8>,
     from: SockAddr,
@@ -662,22 +659,14 @@ impl FileOps for UdpSocket {
         request: u32,
         arg: u64,
     ) -> Result<u64, Errno> {
-        if let Some(r) = crate::net::iface::ioctl(mm, request, arg, true) {
-            return r;
-        }
-        let n = match request {
-            FIONREAD => self
-                .sk
+        super::datagram_ioctl(mm, request, arg, || {
+            self.sk
                 .state
                 .guard()
                 .recv
                 .front()
-                .map_or(0, |d| d.data.len()),
-            TIOCOUTQ => 0,
-            _ => return Err(Errno::ENOTTY),
-        };
-        mm.write_obj(arg, &(n.min(i32::MAX as usize) as i32))?;
-        Ok(0)
+                .map_or(0, |d| d.data.len())
+        })
     }
 
     fn stat(&self) -> Result<Stat, Errno> {
