@@ -34,7 +34,7 @@ use super::inet::options::{
     TCP_KEEPIDLE, TCP_NODELAY,
 };
 use super::inet::Family;
-use super::{deadline, wait_for, Blocking, Incoming, Outgoing, Socket, SOL_SOCKET};
+use super::{Blocking, Incoming, Outgoing, Socket, SOL_SOCKET};
 use crate::fs::{FileOps, OpenFile};
 use crate::mm::MemoryManager;
 use crate::task::Task;
@@ -309,26 +309,15 @@ impl HostSocket {
         Ok(sock)
     }
 
-    /// Try `attempt` until it does not say `EAGAIN`, sleeping on the socket's queue between
-    /// tries unless the call is non-blocking. The queue's generation is read before each try,
-    /// so a host event between the try and the sleep is not lost.
+    /// [`super::retry`] on the socket's queue.
     fn retry<T>(
         &self,
         task: &mut Task,
         nonblocking: bool,
         timeout: Option<Duration>,
-        mut attempt: impl FnMut() -> Result<T, Errno>,
+        attempt: impl FnMut() -> Result<T, Errno>,
     ) -> Result<T, Errno> {
-        let until = deadline(timeout);
-        loop {
-            let generation = self.queue.generation();
-            match attempt() {
-                Err(Errno::EAGAIN) if !nonblocking => {
-                    wait_for(task, &self.queue, generation, until)?;
-                }
-                r => return r,
-            }
-        }
+        super::retry(task, &self.queue, nonblocking, timeout, attempt)
     }
 
     /// The host's readiness bits for the socket, now.

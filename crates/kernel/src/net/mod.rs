@@ -94,6 +94,26 @@ pub(crate) fn wait_for(
     }
 }
 
+/// Try `attempt` until it does not say `EAGAIN`, sleeping on `queue` between tries unless
+/// the call is non-blocking, until the time-out. The queue's generation is read before each
+/// try, so news between the try and the sleep is not lost.
+pub(crate) fn retry<T>(
+    task: &mut Task,
+    queue: &crate::wait::WaitQueue,
+    nonblocking: bool,
+    timeout: Option<Duration>,
+    mut attempt: impl FnMut() -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    let until = deadline(timeout);
+    loop {
+        let generation = queue.generation();
+        match attempt() {
+            Err(Errno::EAGAIN) if !nonblocking => wait_for(task, queue, generation, until)?,
+            r => return r,
+        }
+    }
+}
+
 /// When a call with time-out `timeout` gives up.
 pub(crate) fn deadline(timeout: Option<Duration>) -> Option<std::time::Instant> {
     timeout.map(|t| std::time::Instant::now() + t)

@@ -818,15 +818,9 @@ impl Socket for PingSocket {
         _wait_all: bool,
         how: Blocking,
     ) -> Result<Incoming, Errno> {
-        let deadline = crate::net::deadline(how.timeout);
-        loop {
-            let generation = self.sk.queue.generation();
-            match self.sk.try_receive(len, peek) {
-                Err(Errno::EAGAIN) if !how.nonblocking => {}
-                r => return r,
-            }
-            crate::net::wait_for(task, &self.sk.queue, generation, deadline)?;
-        }
+        crate::net::retry(task, &self.sk.queue, how.nonblocking, how.timeout, || {
+            self.sk.try_receive(len, peek)
+        })
     }
 
     fn shutdown(&self, how: i32) -> Result<(), Errno> {
